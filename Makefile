@@ -1,0 +1,68 @@
+# sharedvol: every target sets up what it needs (a cached venv, the cached control plane) first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV = $(eval VENV := $$(shell scripts/venv.sh))$(VENV)
+PY = $(VENV)/bin/python
+RUN = PYTHONPATH=$(CURDIR) $(PY)
+CLUSTER_DIR ?= $(CURDIR)/.cluster
+DEMO_DIR ?= $(CURDIR)/runs
+IMAGE ?= sharedvol:0.1.0
+
+.PHONY: help venv controlplane test lint unit demo compile bench bench-train bench-data bench-storage bench-demo \
+        cluster-up cluster-down image clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+venv: ## create or reuse the cached virtual environment (outside the repo)
+	@echo "venv: $(VENV)"
+
+controlplane: ## build or reuse the cached Kubernetes control-plane binaries
+	@scripts/controlplane/build.sh
+
+lint: venv ## ruff, mypy and the Dockerfile linter
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/hadolint docker/Dockerfile
+
+test: venv ## every test, with the real control plane (builds it once, about 30 min cold)
+	@export SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) && \
+	  $(MAKE) --no-print-directory lint && \
+	  $(RUN) -m pytest
+
+unit: venv ## the fast tests only (no control plane, no training)
+	$(RUN) -m pytest -m "not controlplane and not ml and not e2e"
+
+demo: venv ## the whole pipeline on this machine, on a small generated dataset
+	$(RUN) -m pipelines demo --output $(DEMO_DIR)
+
+compile: venv ## write the pipeline YAML for upload in the KFP UI
+	$(RUN) -m pipelines compile -o resnet18_cifar10.yaml
+
+bench: bench-train bench-data bench-storage bench-demo ## every benchmark (results: BENCHMARKS.md)
+
+bench-train: venv ## train-resnet vs a bare PyTorch loop, and the data-plane publish/verify/load
+	$(RUN) benchmarks/bench_train.py
+
+bench-data: venv
+	$(RUN) benchmarks/bench_dataplane.py
+
+bench-storage: venv ## claim create -> Bound on the real control plane; doctor start-up
+	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) benchmarks/bench_storage.py
+
+bench-demo: venv ## end-to-end time of the demo after set-up
+	$(RUN) benchmarks/bench_demo.py
+
+cluster-up: venv ## start the test control plane in the background, kubeconfig in .cluster/
+	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) -m tests.cluster up --dir $(CLUSTER_DIR)
+
+cluster-down: venv ## stop the control plane started by cluster-up
+	$(RUN) -m tests.cluster down --dir $(CLUSTER_DIR)
+
+image: ## build the step image (needs a Docker engine)
+	docker build -f docker/Dockerfile -t $(IMAGE) .
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache runs .cluster

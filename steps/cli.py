@@ -1,0 +1,9 @@
+"""Subcommands of ``sharedvol`` (filled in by their owners)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add this module's subcommands to the ``sharedvol`` parser."""
