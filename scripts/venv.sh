@@ -11,6 +11,9 @@ pyver=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 key=$(cat "$root/requirements.txt" "$root/requirements-dev.txt" | { cat; echo "python$pyver"; } | sha256sum | cut -c1-16)
 cache_root=${SHAREDVOL_CACHE:-$HOME/.cache/sharedvol}
 venv="$cache_root/venvs/py$pyver-$key"
+mkdir -p "$cache_root/venvs"
+exec 9>"$venv.lock"
+flock 9  # one installer at a time; the others wait and then reuse its result
 if [[ ! -f "$venv/.complete" ]]; then
   echo "[venv] creating $venv (first time: downloads torch, several GB)" >&2
   start=$(date +%s)
