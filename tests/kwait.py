@@ -1,0 +1,63 @@
+"""Wait for Kubernetes objects in tests: list once, then watch from that resourceVersion until a
+predicate holds or a deadline passes. No sleeping, no polling."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import watch
+
+
+def until(
+    list_func: Callable[..., Any],
+    predicate: Callable[[Any], bool],
+    *args: Any,
+    timeout: float = 30.0,
+    what: str = "object",
+    **kwargs: Any,
+) -> Any:
+    """The first object from ``list_func(*args, **kwargs)`` (and its watch) for which ``predicate`` holds.
+
+    Raises:
+        AssertionError: the deadline passed; the message lists the last state seen.
+    """
+    deadline = time.monotonic() + timeout
+    listing = list_func(*args, **kwargs)
+    for item in listing.items:
+        if predicate(item):
+            return item
+    last: Any = listing.items[-1] if listing.items else None
+    rv = listing.metadata.resource_version
+    while (left := deadline - time.monotonic()) > 0:
+        w = watch.Watch()
+        for event in w.stream(
+            list_func, *args, resource_version=rv, timeout_seconds=max(1, int(left)), **kwargs
+        ):
+            obj = event["object"]
+            rv = obj.metadata.resource_version
+            last = obj
+            if event["type"] != "DELETED" and predicate(obj):
+                w.stop()
+                return obj
+            if time.monotonic() > deadline:
+                w.stop()
+                break
+    raise AssertionError(
+        f"{what} did not reach the expected state in {timeout:.0f} s; last seen: {_brief(last)}"
+    )
+
+
+def _brief(obj: Any) -> str:
+    if obj is None:
+        return "nothing"
+    status = getattr(obj, "status", None)
+    phase = getattr(status, "phase", None) if status is not None else None
+    reason = getattr(obj, "reason", None)
+    return f"{obj.metadata.name} phase={phase} reason={reason}"
+
+
+def named(name: str) -> dict[str, str]:
+    """The field selector for one object by name, for ``until(..., **named(n))``."""
+    return {"field_selector": f"metadata.name={name}"}
