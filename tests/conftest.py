@@ -38,7 +38,7 @@ def cluster(
     reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(
-            f"\n[controlplane] started in {plane.startup_seconds:.1f} s at {plane.server} from {plane.bin_dir}"
+            f"\n[controlplane] up in {plane.startup_seconds:.1f} s at {plane.server} ({plane.bin_dir})"
         )
     try:
         yield cp.ClusterHandle(plane.kubeconfig, plane.server, plane.bin_dir, plane.node_names, workdir)
