@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import uuid
@@ -35,11 +36,9 @@ def cluster(
         return
     plane = cp.ControlPlane(workdir=workdir, nodes=2)
     plane.start()
-    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(
-            f"\n[controlplane] up in {plane.startup_seconds:.1f} s at {plane.server} ({plane.bin_dir})"
-        )
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        print(f"\n[controlplane] up in {plane.startup_seconds:.1f} s at {plane.server} ({plane.bin_dir})")
     try:
         yield cp.ClusterHandle(plane.kubeconfig, plane.server, plane.bin_dir, plane.node_names, workdir)
     finally:
