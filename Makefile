@@ -9,7 +9,7 @@ CLUSTER_DIR ?= $(CURDIR)/.cluster
 DEMO_DIR ?= $(CURDIR)/runs
 IMAGE ?= sharedvol:0.1.0
 
-.PHONY: help venv controlplane test lint unit demo compile bench bench-train bench-data bench-storage bench-demo \
+.PHONY: help venv controlplane test lint unit demo compile bench bench-train bench-data bench-controlplane bench-storage bench-fallback bench-demo \
         cluster-up cluster-down image clean
 
 help: ## list the targets
@@ -41,7 +41,7 @@ demo: venv ## the whole pipeline on this machine, on a small generated dataset
 compile: venv ## write the pipeline YAML for upload in the KFP UI
 	$(RUN) -m pipelines compile -o resnet18_cifar10.yaml
 
-bench: bench-train bench-data bench-storage bench-demo ## every benchmark (results: BENCHMARKS.md)
+bench: bench-train bench-data bench-controlplane bench-storage bench-fallback bench-demo ## every benchmark (results: BENCHMARKS.md)
 
 bench-train: venv ## train-resnet vs a bare PyTorch loop, and the data-plane publish/verify/load
 	$(RUN) benchmarks/bench_train.py
@@ -51,6 +51,12 @@ bench-data: venv
 
 bench-storage: venv ## claim create -> Bound on the real control plane; doctor start-up
 	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) benchmarks/bench_storage.py
+
+bench-controlplane: venv ## warm start-up of the test control plane
+	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) benchmarks/bench_controlplane.py
+
+bench-fallback: venv ## fallback provisioner: claim created -> PV bound
+	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) benchmarks/bench_fallback.py
 
 bench-demo: venv ## end-to-end time of the demo after set-up
 	$(RUN) benchmarks/bench_demo.py
