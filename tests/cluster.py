@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = REPO / "scripts" / "controlplane" / "build.sh"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 READY_TIMEOUT_S = 90.0
+STOP_GRACE_S = 5.0
 
 
 class ControlPlaneError(RuntimeError):
@@ -245,19 +246,17 @@ class ControlPlane:
             self._create_node(name)
 
     def stop(self) -> None:
-        """Stop every process this object started, by pid, newest first."""
+        """Stop every process this object started, by pid, newest first, each before the next."""
         for proc in reversed(self.processes):
             if proc.popen.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.popen.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for proc in reversed(self.processes):
-            try:
-                proc.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.popen.pid, signal.SIGKILL)
-                proc.popen.wait()
+                try:
+                    proc.popen.wait(timeout=STOP_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.popen.pid, signal.SIGKILL)
+                    proc.popen.wait()
         self.processes.clear()
 
     # ----- helpers
@@ -423,12 +422,26 @@ def _down(args: argparse.Namespace) -> int:
         print(f"no control plane recorded in {pids}")
         return 0
     for line in reversed(pids.read_text().splitlines()):
-        pid, name = line.split(maxsplit=1)
+        pid, name = int(line.split()[0]), line.split(maxsplit=1)[1]
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(int(pid), signal.SIGTERM)
-            print(f"stopped {name} (pid {pid})")
+            os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)  # not our child: there is no wait() to block on
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        print(f"stopped {name} (pid {pid})")
     pids.unlink()
     return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").exists() and " Z " not in Path(f"/proc/{pid}/stat").read_text()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,17 +25,21 @@ fi
 log() { printf '[controlplane] %s\n' "$*" >&2; }
 
 version_ok() {
-  # $1 binary, $2 expected version text
-  [[ -x "$bin/$1" ]] && "$bin/$1" --version 2>&1 | grep -qF -- "$2"
+  # $1 binary, $2 expected version text; the output is captured first so that grep -q
+  # closing the pipe early cannot fail the check under pipefail.
+  local out
+  [[ -x "$bin/$1" ]] || return 1
+  out=$("$bin/$1" "${@:3}" 2>&1 | head -5) || true
+  [[ "$out" == *"$2"* ]]
 }
 
 cached() {
-  version_ok etcd "${ETCD_VERSION#v}" &&
-    version_ok kube-apiserver "$KUBERNETES_VERSION" &&
-    version_ok kube-controller-manager "$KUBERNETES_VERSION" &&
-    version_ok kube-scheduler "$KUBERNETES_VERSION" &&
-    [[ -x "$bin/kubectl" ]] && "$bin/kubectl" version --client 2>&1 | grep -qF -- "$KUBERNETES_VERSION" &&
-    version_ok kwok "$KWOK_VERSION"
+  version_ok etcd "${ETCD_VERSION#v}" --version &&
+    version_ok kube-apiserver "$KUBERNETES_VERSION" --version &&
+    version_ok kube-controller-manager "$KUBERNETES_VERSION" --version &&
+    version_ok kube-scheduler "$KUBERNETES_VERSION" --version &&
+    version_ok kubectl "$KUBERNETES_VERSION" version --client &&
+    version_ok kwok "$KWOK_VERSION" --version
 }
 
 if cached; then
