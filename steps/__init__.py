@@ -1,3 +1,4 @@
-"""The step programs run inside pods (prepare-data, train-resnet, test-resnet, produce-metrics) and the
-data-plane contract they share. Never imports kubernetes, and nothing from :mod:`storage`.
+"""The step programs run inside pods, and the data-plane contract they share.
+
+prepare-data, train-resnet, test-resnet and produce-metrics. Never imports kubernetes, nor :mod:`storage`.
 """
