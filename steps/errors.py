@@ -13,3 +13,23 @@ class StepError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message}: {self.hint}" if self.hint else self.message
+
+
+class DatasetError(StepError):
+    """The dataset is missing, incomplete or not in CIFAR-10's on-disk format."""
+
+
+class RunDirError(StepError):
+    """The run directory cannot be read or written."""
+
+
+class IntegrityError(StepError):
+    """A file's bytes do not match its published sha256 digest."""
+
+
+class SchemaError(StepError):
+    """A JSON document is truncated, foreign, or of a schema version this code does not read."""
+
+
+class ConfigError(StepError):
+    """A step argument that cannot work (negative epochs, unknown device, AMP without CUDA...)."""

@@ -45,9 +45,7 @@ def binary_dir() -> Path:
         return Path(env)
     out = subprocess.run([str(BUILD_SCRIPT)], check=False, stdout=subprocess.PIPE, text=True)
     if out.returncode != 0:
-        raise ControlPlaneError(
-            f"building the control plane failed (exit {out.returncode}); see its output above"
-        )
+        raise ControlPlaneError(f"building the control plane failed (exit {out.returncode}); see its output above")
     return Path(out.stdout.strip().splitlines()[-1])
 
 
@@ -200,9 +198,7 @@ class ControlPlane:
             self.workdir / "scheduler.kubeconfig", self.server, tokens["system:kube-scheduler"][0],
             self.ca_file, "system:kube-scheduler",
         )  # fmt: skip
-        kwok = write_kubeconfig(
-            self.workdir / "kwok.kubeconfig", self.server, tokens["kwok"][0], self.ca_file, "kwok"
-        )
+        kwok = write_kubeconfig(self.workdir / "kwok.kubeconfig", self.server, tokens["kwok"][0], self.ca_file, "kwok")
         self._spawn(
             "kube-controller-manager",
             [
@@ -289,9 +285,7 @@ class ControlPlane:
         last = ""
         while time.monotonic() < deadline:
             self._check_alive()
-            req = urllib.request.Request(
-                f"{self.server}/readyz", headers={"Authorization": f"Bearer {token}"}
-            )
+            req = urllib.request.Request(f"{self.server}/readyz", headers={"Authorization": f"Bearer {token}"})
             try:
                 with urllib.request.urlopen(req, context=ctx, timeout=2) as resp:
                     if resp.status == 200:

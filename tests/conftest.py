@@ -25,9 +25,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def cluster(
-    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
-) -> Iterator[cp.ClusterHandle]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[cp.ClusterHandle]:
     """The real control plane (or the cluster SHAREDVOL_TEST_KUBECONFIG names), for the whole session."""
     workdir = tmp_path_factory.mktemp("controlplane")
     external = os.environ.get("SHAREDVOL_TEST_KUBECONFIG")

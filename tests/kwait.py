@@ -32,9 +32,7 @@ def until(
     rv = listing.metadata.resource_version
     while (left := deadline - time.monotonic()) > 0:
         w = watch.Watch()
-        for event in w.stream(
-            list_func, *args, resource_version=rv, timeout_seconds=max(1, int(left)), **kwargs
-        ):
+        for event in w.stream(list_func, *args, resource_version=rv, timeout_seconds=max(1, int(left)), **kwargs):
             obj = event["object"]
             rv = obj.metadata.resource_version
             last = obj
@@ -44,9 +42,7 @@ def until(
             if time.monotonic() > deadline:
                 w.stop()
                 break
-    raise AssertionError(
-        f"{what} did not reach the expected state in {timeout:.0f} s; last seen: {_brief(last)}"
-    )
+    raise AssertionError(f"{what} did not reach the expected state in {timeout:.0f} s; last seen: {_brief(last)}")
 
 
 def _brief(obj: Any) -> str:

@@ -13,9 +13,7 @@ from tests import kwait
 from tests.conftest import ClusterObjects
 
 
-def _claim(
-    name: str, storage_class: str, *, volume_name: str | None = None, mode: str = "ReadWriteMany"
-) -> dict:
+def _claim(name: str, storage_class: str, *, volume_name: str | None = None, mode: str = "ReadWriteMany") -> dict:
     spec: dict[str, Any] = {
         "accessModes": [mode],
         "resources": {"requests": {"storage": "1Gi"}},
@@ -26,9 +24,7 @@ def _claim(
     return {"metadata": {"name": name}, "spec": spec}
 
 
-def _host_pv(
-    name: str, storage_class: str, *, claim_ref: dict | None = None, node: str | None = None
-) -> dict:
+def _host_pv(name: str, storage_class: str, *, claim_ref: dict | None = None, node: str | None = None) -> dict:
     spec: dict[str, Any] = {
         "capacity": {"storage": "1Gi"},
         "accessModes": ["ReadWriteMany"],
@@ -42,11 +38,7 @@ def _host_pv(
         spec["nodeAffinity"] = {
             "required": {
                 "nodeSelectorTerms": [
-                    {
-                        "matchExpressions": [
-                            {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}
-                        ]
-                    }
+                    {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}
                 ]
             }
         }
@@ -202,7 +194,5 @@ def test_an_rbac_limited_service_account_is_denied_what_it_may_not_do(
     with pytest.raises(client.ApiException) as secrets:
         limited.list_namespaced_secret(namespace)
     assert secrets.value.status == 403
-    can_i = cluster.kubectl(
-        "auth", "can-i", "create", "persistentvolumes", kubeconfig=kubeconfig, check=False
-    )
+    can_i = cluster.kubectl("auth", "can-i", "create", "persistentvolumes", kubeconfig=kubeconfig, check=False)
     assert can_i.stdout.strip() == "no"
