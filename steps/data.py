@@ -15,6 +15,7 @@ import logging
 import os
 import pickle
 import shutil
+import struct
 import tarfile
 import tempfile
 import urllib.request
@@ -166,11 +167,33 @@ def _make_dir(path: Path) -> None:
         raise errors.RunDirError(f"cannot create {path}: {e.strerror}", hint="pick a writable directory") from e
 
 
+_PurePythonPickler: Any = pickle._Pickler  # the C pickler cannot be taught new opcodes
+
+
+class _Python2Pickler(_PurePythonPickler):
+    """Protocol 2 with Python 2's ``str`` opcodes for bytes, as the official batch files were written.
+
+    Such strings load as ``str`` with ``encoding='latin1'`` and as ``bytes`` with ``encoding='bytes'``,
+    exactly like the official files (Python 3's own protocol-2 bytes would load as bytes either way).
+    """
+
+    dispatch = _PurePythonPickler.dispatch.copy()
+
+    def save_python2_str(self, obj: bytes) -> None:
+        if len(obj) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_python2_str
+
+
 def _dump(path: Path, obj: dict[bytes, Any]) -> None:
-    """Pickle ``obj`` with protocol 2 (what the official Python-2 files use), atomically."""
+    """Pickle ``obj`` the way the official Python-2 batch files are pickled, atomically."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
-        pickle.dump(obj, f, protocol=2)
+        _Python2Pickler(f, protocol=2).dump(obj)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
