@@ -1,11 +1,13 @@
-"""What sharedvol registers in OpenMMLab's registries (imported only where mmcls is used)."""
+"""What sharedvol registers in OpenMMLab's registries: a dataset and a metric (imported only where mmcls is used)."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 from mmcls.datasets import CIFAR10
-from mmcls.registry import DATASETS
+from mmcls.registry import DATASETS, METRICS
+from mmengine.evaluator import BaseMetric
 
 
 @DATASETS.register_module(force=True)
@@ -24,3 +26,46 @@ class SharedvolCIFAR10(CIFAR10):
     def __init__(self, data_prefix: str, test_mode: bool, **kwargs: object) -> None:
         kwargs["download"] = False
         super().__init__(data_prefix=data_prefix, test_mode=test_mode, **kwargs)
+
+
+@METRICS.register_module(force=True)
+class SharedvolEvaluation(BaseMetric):
+    """Top-1/top-5 accuracy, mean cross-entropy and the confusion matrix of a classifier's test run.
+
+    ``compute_metrics`` returns only scalars (what mmengine logs); the full result, confusion
+    matrix included, is kept in :attr:`details` for test-resnet to write.
+    """
+
+    default_prefix = "sharedvol"
+
+    def __init__(self, num_classes: int = 10, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.details: dict[str, Any] = {}
+
+    def process(self, data_batch: Any, data_samples: Sequence[dict[str, Any]]) -> None:
+        """Keep each sample's class scores and true label."""
+        for sample in data_samples:
+            self.results.append((sample["pred_label"]["score"].cpu(), int(sample["gt_label"]["label"].item())))
+
+    def compute_metrics(self, results: list[Any]) -> dict[str, float]:
+        """Accuracy, loss and the confusion matrix (rows: true class, columns: predicted class)."""
+        import torch
+
+        scores = torch.stack([r[0] for r in results]).float()
+        labels = torch.tensor([r[1] for r in results])
+        top5 = scores.topk(min(5, self.num_classes), dim=1).indices
+        predicted = top5[:, 0]
+        matrix = torch.zeros(self.num_classes, self.num_classes, dtype=torch.long)
+        for truth, guess in zip(labels.tolist(), predicted.tolist(), strict=True):
+            matrix[truth, guess] += 1
+        probs = scores.clamp_min(1e-12)
+        loss = float(-probs[torch.arange(len(labels)), labels].log().mean())
+        self.details = {
+            "size": len(labels),
+            "top1": float((predicted == labels).float().mean()),
+            "top5": float((top5 == labels[:, None]).any(dim=1).float().mean()),
+            "loss": loss,
+            "confusion_matrix": matrix.tolist(),
+        }
+        return {"top1": self.details["top1"], "top5": self.details["top5"], "loss": loss}

@@ -1,0 +1,154 @@
+"""test-resnet: evaluate the published checkpoint on the test split and write ``eval/eval_result.json``.
+
+The checkpoint's sha256 is verified before a single byte is unpickled (unpickling runs code), then
+the verified bytes are handed to mmengine from a private copy. Metrics go to the JSON file, never
+parsed out of logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from steps import dataplane, errors
+
+log = logging.getLogger(__name__)
+
+EVAL_SCHEMA = "sharedvol.eval_result"
+EVAL_VERSION = 1
+
+
+@dataclass
+class TestConfig:
+    """Settings of one evaluation.
+
+    Attributes:
+        run_dir: the run directory (path or fsspec URL) holding ``checkpoints/latest.pth``.
+        data_root: the directory holding ``cifar-10-batches-py``.
+        batch_size: images per forward pass. Default 64.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        num_workers: data-loader worker processes. Default 0.
+        checkpoint: another checkpoint URL to evaluate (needs its ``.sha256`` beside it). Default: the run's.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    run_dir: str
+    data_root: str
+    batch_size: int = 64
+    device: str = "auto"
+    num_workers: int = 0
+    checkpoint: str | None = None
+
+
+@dataclass
+class EvalResult:
+    """What evaluation measured (``eval/eval_result.json``, schema ``sharedvol.eval_result`` v1).
+
+    Accuracies are fractions in [0, 1]; ``confusion_matrix[i][j]`` counts images of class i predicted as j.
+    """
+
+    checkpoint: str
+    checkpoint_sha256: str
+    dataset_root: str
+    dataset_source: str
+    split: str
+    size: int
+    top1: float
+    top5: float
+    loss: float
+    class_names: list[str]
+    per_class_accuracy: dict[str, float]
+    confusion_matrix: list[list[int]]
+    device: str
+    wall_time_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as a schema-versioned JSON document."""
+        return {"schema": EVAL_SCHEMA, "schema_version": EVAL_VERSION, **asdict(self)}
+
+
+def evaluate(cfg: TestConfig) -> EvalResult:
+    """Verify, load and evaluate the checkpoint; publish ``eval/eval_result.json``.
+
+    Raises:
+        IntegrityError: the checkpoint is missing or does not match its digest (nothing is unpickled).
+        ConfigError, DatasetError, RunDirError: see their docstrings.
+    """
+    from steps import data, train_resnet
+
+    if cfg.batch_size < 1:
+        raise errors.ConfigError(f"--batch-size must be at least 1, got {cfg.batch_size}", hint="e.g. 64")
+    layout = dataplane.RunLayout(cfg.run_dir)
+    checkpoint = cfg.checkpoint or layout.checkpoint
+    payload = dataplane.read_verified(checkpoint)
+    sha = dataplane.published_digest(checkpoint)
+    device = train_resnet.resolve_device(cfg.device)
+    dataset = data.validate(cfg.data_root)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="sharedvol-test-") as scratch:
+        private = Path(scratch) / "checkpoint.pth"
+        private.write_bytes(payload)
+        details = _run_test(cfg, device, scratch, str(private))
+    matrix = details["confusion_matrix"]
+    names = list(dataset.classes)
+    per_class = {
+        name: round(row[i] / sum(row), 6) if sum(row) else 0.0
+        for i, (name, row) in enumerate(zip(names, matrix, strict=True))
+    }
+    result = EvalResult(
+        checkpoint=checkpoint,
+        checkpoint_sha256=sha,
+        dataset_root=cfg.data_root,
+        dataset_source=dataset.source,
+        split="test",
+        size=int(details["size"]),
+        top1=round(details["top1"], 6),
+        top5=round(details["top5"], 6),
+        loss=round(details["loss"], 6),
+        class_names=names,
+        per_class_accuracy=per_class,
+        confusion_matrix=matrix,
+        device=device,
+        wall_time_s=round(time.monotonic() - started, 3),
+    )
+    dataplane.write_json(layout.eval_result, result.to_json())
+    log.info(
+        "evaluated %s on %d test images: top-1 %.2f %%, top-5 %.2f %%, loss %.4f -> %s",
+        checkpoint, result.size, 100 * result.top1, 100 * result.top5, result.loss, layout.eval_result,
+    )  # fmt: skip
+    return result
+
+
+def _run_test(cfg: TestConfig, device: str, work_dir: str, checkpoint: str) -> dict[str, Any]:
+    from mmcls.utils import register_all_modules
+    from mmengine.runner import Runner
+
+    from steps import mmcls_ext, train_resnet
+
+    register_all_modules(init_default_scope=True)
+    train_cfg = train_resnet.TrainConfig(
+        run_dir=cfg.run_dir, data_root=cfg.data_root, batch_size=cfg.batch_size, num_workers=cfg.num_workers
+    )
+    c = train_resnet.build_config(train_cfg, device=device, work_dir=work_dir)
+    c.custom_hooks = []
+    c.train_dataloader = c.train_cfg = c.optim_wrapper = c.param_scheduler = None
+    c.test_evaluator = {"type": "SharedvolEvaluation", "num_classes": 10}
+    c.load_from = checkpoint
+    runner = Runner.from_cfg(c)
+    previous = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+    os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"  # the bytes were verified against their digest
+    try:
+        runner.test()
+    finally:
+        if previous is None:
+            os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+        else:
+            os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = previous
+    metric = next(m for m in runner.test_evaluator.metrics if isinstance(m, mmcls_ext.SharedvolEvaluation))
+    return metric.details
