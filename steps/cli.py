@@ -1,9 +1,160 @@
-"""Subcommands of ``sharedvol`` (filled in by their owners)."""
+"""``sharedvol data|train|test|metrics``: the step programs, thin over :mod:`steps`' library functions.
+
+Each handler imports torch/mmengine only when it runs, so ``sharedvol --help`` stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import ast
+import json
+import os
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this module's subcommands to the ``sharedvol`` parser."""
+    """Add ``data``, ``train``, ``test`` and ``metrics`` to the ``sharedvol`` parser."""
+    data = sub.add_parser("data", help="prepare CIFAR-10 (download, synthesize, or copy) in its official format")
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    synth = data_sub.add_parser("synth", help="write a small learnable dataset in cifar-10-batches-py format")
+    synth.add_argument("dir", help="directory that will hold cifar-10-batches-py")
+    synth.add_argument("--train", type=int, default=512, help="training images (default 512)")
+    synth.add_argument("--test", type=int, default=128, help="test images (default 128)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(func=_synth)
+    prep = data_sub.add_parser("prepare", help="make CIFAR-10 available in DIR once (reused when already there)")
+    prep.add_argument("dir")
+    prep.add_argument(
+        "--source",
+        default="synthetic",
+        help="synthetic | synthetic:TRAIN:TEST | download | DIR holding cifar-10-batches-py",
+    )
+    prep.set_defaults(func=_prepare)
+
+    train = sub.add_parser("train", help="train-resnet: ResNet-18 on CIFAR-10 (mmcls + mmengine)")
+    _run_args(train)
+    train.add_argument("--epochs", type=int, default=2)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--lr", type=float, default=0.05)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    train.add_argument("--log-interval", type=int, default=10, help="iterations between progress lines")
+    train.add_argument(
+        "--cfg-options",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="mmengine config overrides, e.g. train_cfg.max_epochs=3",
+    )
+    train.set_defaults(func=_train)
+
+    test = sub.add_parser("test", help="test-resnet: evaluate the published checkpoint, write eval/eval_result.json")
+    _run_args(test)
+    test.add_argument("--batch-size", type=int, default=64)
+    test.add_argument("--checkpoint", help="another checkpoint URL (with its .sha256 beside it)")
+    test.set_defaults(func=_test)
+
+    metrics = sub.add_parser("metrics", help="produce-metrics: the KFP metrics and the report from eval_result.json")
+    metrics.add_argument("--run-dir", required=True, help="the run directory (path or fsspec URL)")
+    metrics.set_defaults(func=_metrics)
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run-dir", required=True, help="the run directory (path or fsspec URL), e.g. /mnt/shared/runs/r1")
+    p.add_argument("--data-root", required=True, help="the directory holding cifar-10-batches-py")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes (default 0)")
+
+
+def parse_cfg_options(items: list[str]) -> dict[str, Any]:
+    """``["a.b=1", "c=x"]`` -> ``{"a.b": 1, "c": "x"}``; values are Python literals where they parse as one.
+
+    Raises:
+        ConfigError: an item without ``=``.
+    """
+    from steps import errors
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise errors.ConfigError(
+                f"--cfg-options item {item!r} is not KEY=VALUE", hint="e.g. train_cfg.max_epochs=3"
+            )
+        try:
+            options[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            options[key] = raw
+    return options
+
+
+def _device_env(device: str) -> None:
+    # mmengine places the model on the GPU whenever one is visible: hide them before torch starts.
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from steps import data
+
+    m = data.synthesize(args.dir, train=args.train, test=args.test, seed=args.seed)
+    print(json.dumps(m.to_json(), indent=2))
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from steps import data
+
+    m = data.prepare(args.dir, args.source)
+    print(f"CIFAR-10 ({m.source}): {m.train_size} train / {m.test_size} test images in {m.root}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    _device_env(args.device)
+    from steps import train_resnet
+
+    cfg = train_resnet.TrainConfig(
+        run_dir=args.run_dir,
+        data_root=args.data_root,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        amp=args.amp,
+        num_workers=args.num_workers,
+        log_interval=args.log_interval,
+        cfg_options=parse_cfg_options(args.cfg_options),
+    )
+    s = train_resnet.train(cfg)
+    print(f"trained {s.epochs} epochs, final loss {s.final_loss:.4f}, {s.images_per_s:.1f} images/s -> {s.checkpoint}")
+    return 0
+
+
+def _test(args: argparse.Namespace) -> int:
+    _device_env(args.device)
+    from steps import test_resnet
+
+    cfg = test_resnet.TestConfig(
+        run_dir=args.run_dir,
+        data_root=args.data_root,
+        batch_size=args.batch_size,
+        device=args.device,
+        num_workers=args.num_workers,
+        checkpoint=args.checkpoint,
+    )
+    r = test_resnet.evaluate(cfg)
+    print(f"top-1 {100 * r.top1:.2f} %, top-5 {100 * r.top5:.2f} % on {r.size} test images")
+    return 0
+
+
+def _metrics(args: argparse.Namespace) -> int:
+    from steps import produce_metrics
+
+    bundle = produce_metrics.produce(args.run_dir)
+    width = max(len(k) for k in bundle.scalars)
+    for name, value in bundle.scalars.items():
+        print(f"{name:<{width}}  {value:.4f}")
+    print(f"report: {bundle.files['report.html']}")
+    return 0
