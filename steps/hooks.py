@@ -59,7 +59,8 @@ class SharedvolTrainHook(Hook):
     ) -> None:
         """Count images and keep the iteration's loss."""
         if outputs and "loss" in outputs:
-            self._epoch_losses.append(float(outputs["loss"]))
+            loss = outputs["loss"]
+            self._epoch_losses.append(float(loss.detach() if hasattr(loss, "detach") else loss))
         if data_batch is not None:
             self.images += len(data_batch["inputs"])
 
