@@ -1,0 +1,172 @@
+"""The ``resnet18-cifar10`` KFP v2 pipeline, for a cluster and for ``kfp.local``.
+
+On a cluster::
+
+    create-volume (CreatePVC, RWX, explicit class) -> prepare-data -> train-resnet (GPU) -> test-resnet
+        -> produce-metrics -> delete-volume (DeletePVC, skipped when keep_volume)
+
+Every step mounts the claim at ``/mnt/shared`` and works in ``/mnt/shared/runs/<run>``; caching is off on
+every task (they all touch the volume). The local variant has the same parameters and the same
+components, without the two volume tasks and the Kubernetes settings (``kfp.local`` cannot run CreatePVC
+and ignores the rest): a local directory stands in for the volume.
+
+No ``from __future__ import annotations``: KFP reads the pipeline function's annotations as objects.
+"""
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from kfp import compiler, dsl, kubernetes
+
+from pipelines import components, options
+
+PIPELINE_NAME = "resnet18-cifar10"
+DESCRIPTION = (
+    "ResNet-18 on CIFAR-10 with mmcls + mmengine: prepare-data, train-resnet, test-resnet and produce-metrics "
+    "exchange checkpoints and eval_result.json on a shared ReadWriteMany volume (sharedvol)."
+)
+PVC_SUFFIX = "-sharedvol"
+PVC_ANNOTATIONS = {"sharedvol.io/pipeline": PIPELINE_NAME}
+
+
+def build(opts: options.CompileOptions) -> Any:
+    """The cluster pipeline for ``opts`` (a KFP graph component, ready to compile)."""
+    opts.validate()
+    return _define(opts, local_volume=None)
+
+
+def build_local(volume: str, opts: options.CompileOptions | None = None) -> Any:
+    """The same pipeline for ``kfp.local``, with the local directory ``volume`` as the shared volume."""
+    opts = opts or options.CompileOptions()
+    opts.defaults.validate()
+    return _define(opts, local_volume=volume)
+
+
+def _define(opts: options.CompileOptions, *, local_volume: str | None) -> Any:
+    comps = components.build(opts.image)
+    d = opts.defaults
+    volume = local_volume if local_volume is not None else opts.mount_path
+
+    @dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)
+    def resnet18_cifar10(
+        epochs: int = d.epochs,
+        batch_size: int = d.batch_size,
+        lr: float = d.lr,
+        data_source: str = d.data_source,
+        volume_size: str = d.volume_size,
+        gpu_count: int = d.gpu_count,
+        keep_volume: bool = d.keep_volume,
+        run_name: str = d.run_name,
+        seed: int = d.seed,
+        device: str = d.device,
+        amp: bool = d.amp,
+        num_workers: int = d.num_workers,
+    ) -> None:
+        claim: Any = None
+        if local_volume is None:
+            claim = _create_volume(opts.storage, volume_size)
+
+        prepare = comps.prepare_data(
+            volume=volume, data_source=data_source, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, run_name=run_name
+        ).set_display_name("prepare-data")
+        train = comps.train_resnet(
+            run_dir=prepare.outputs["run_dir"],
+            data_root=prepare.outputs["data_root"],
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            device=device,
+            amp=amp,
+            num_workers=num_workers,
+        ).set_display_name("train-resnet")
+        test = (
+            comps.test_resnet(
+                run_dir=prepare.outputs["run_dir"],
+                data_root=prepare.outputs["data_root"],
+                batch_size=batch_size,
+                device=device,
+                num_workers=num_workers,
+            )
+            .set_display_name("test-resnet")
+            .after(train)
+        )
+        produce = (
+            comps.produce_metrics(run_dir=prepare.outputs["run_dir"]).set_display_name("produce-metrics").after(test)
+        )
+        steps = (prepare, train, test, produce)
+        for task in steps:
+            task.set_caching_options(False)
+        if local_volume is not None:
+            return
+
+        train.set_retry(opts.train_retries, backoff_duration="30s", backoff_factor=2.0)
+        train.set_accelerator_type(options.GPU_RESOURCE).set_accelerator_limit(gpu_count)
+        for key, value in opts.node_selector.items():
+            kubernetes.add_node_selector(train, label_key=key, label_value=value)
+        for tol in opts.tolerations:
+            kubernetes.add_toleration(
+                train, key=tol.key, operator=tol.operator, value=tol.value or None, effect=tol.effect or None
+            )
+        for task in steps:
+            kubernetes.mount_pvc(task, pvc_name=claim.name, mount_path=opts.mount_path)  # also .after(create)
+        if claim.task is not None:
+            with dsl.If(keep_volume == False, name="unless-keep-volume"):  # noqa: E712 (a pipeline condition)
+                kubernetes.DeletePVC(pvc_name=claim.name).set_display_name("delete-volume").set_caching_options(
+                    False
+                ).after(produce)
+
+    return resnet18_cifar10
+
+
+@dataclasses.dataclass(frozen=True)
+class _Claim:
+    name: Any  # the claim name: a constant or create-volume's output
+    task: Any  # create-volume, or None for an existing claim
+
+
+def _create_volume(storage: options.StorageChoice, size: Any) -> _Claim:
+    if storage.strategy == "existing":
+        return _Claim(name=storage.existing_pvc, task=None)
+    create = kubernetes.CreatePVC(
+        access_modes=["ReadWriteMany"],
+        size=size,
+        pvc_name_suffix=PVC_SUFFIX,
+        storage_class_name=storage.storage_class,
+        volume_name=storage.static_pv or None,
+        annotations=PVC_ANNOTATIONS,
+    )
+    create.set_display_name("create-volume").set_caching_options(False)
+    return _Claim(name=create.outputs["name"], task=create)
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileResult:
+    """What ``compile`` wrote.
+
+    Attributes:
+        path: the pipeline YAML.
+        sha256: its digest (``submit`` names pipeline versions by it).
+        image: the step image the components run in.
+        storage: one line on where the volume comes from.
+    """
+
+    path: Path
+    sha256: str
+    image: str
+    storage: str
+
+
+def compile_to(opts: options.CompileOptions, path: Path) -> CompileResult:
+    """Compile the cluster pipeline for ``opts`` into ``path`` (YAML: pipeline spec + Kubernetes platform spec)."""
+    pipeline = build(opts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(pipeline, str(path))
+    return CompileResult(
+        path=path,
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        image=opts.image,
+        storage=opts.storage.describe(),
+    )

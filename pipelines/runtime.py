@@ -1,0 +1,67 @@
+"""What a component does inside its pod besides calling ``steps``: where things live on the volume, logging, device.
+
+The volume (``/mnt/shared`` on a cluster, a local directory in the demo) holds::
+
+    data/<dataset key>/cifar-10-batches-py    prepared once, reused by later runs with the same data source
+    runs/<run name or KFP run id>/            one run's directory (steps.dataplane.RunLayout)
+
+Imported inside component bodies, so it stays light: no kfp, no torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+
+from pipelines import errors, options
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def data_dir(volume: str, source: str) -> str:
+    """The directory on the volume that holds the dataset of ``source``.
+
+    Different sources get different directories, so a run asking for the official data never reuses a
+    synthetic set prepared by an earlier run (and the other way round).
+
+    Args:
+        volume: the volume's mount path.
+        source: the ``data_source`` pipeline parameter.
+    """
+    if source == "download":
+        key = "cifar10"
+    elif source == "synthetic" or source.startswith("synthetic:"):
+        key = "synthetic" + source.removeprefix("synthetic").replace(":", "-")
+    else:
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", os.path.basename(source.rstrip("/"))).strip("-.") or "data"
+        key = f"local-{name}-{hashlib.sha256(source.encode()).hexdigest()[:8]}"
+    return f"{volume.rstrip('/')}/data/{key}"
+
+
+def run_dir(volume: str, run_id: str, run_name: str = "") -> str:
+    """The run directory: ``<volume>/runs/<run_name>``, or ``<volume>/runs/<run_id>`` when no name is given.
+
+    A retried task of the same run gets the same directory (and so resumes); naming a run lets a later
+    run continue in an earlier run's directory on a kept volume.
+
+    Raises:
+        BadParameterError: the name (or the id) is not one safe path component.
+    """
+    name = run_name or run_id
+    if not name:
+        raise errors.BadParameterError("neither a run name nor a run id", hint="pass run_name")
+    options.check_run_name(name)
+    return f"{volume.rstrip('/')}/runs/{name}"
+
+
+def setup_logging() -> None:
+    """INFO logging to stderr, so the step's progress shows in the task log."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)
+
+
+def apply_device(device: str) -> None:
+    """Hide GPUs from torch when ``device`` is ``cpu`` (mmengine uses a visible GPU otherwise)."""
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
