@@ -25,3 +25,19 @@ class KfpApiError(PipelineError):
 
 class RunFailedError(PipelineError):
     """A pipeline run ended in a state other than success."""
+
+
+class DemoFailedError(PipelineError):
+    """A task of the local demo run failed, or the run left files missing."""
+
+
+class KfpAuthError(KfpApiError):
+    """The KFP API answered 401 or 403."""
+
+
+class KfpUnreachableError(KfpApiError):
+    """The KFP API could not be reached (connection refused, DNS, TLS, timeout)."""
+
+
+class RunTimeoutError(PipelineError):
+    """A run did not end before the deadline (it may still be running)."""

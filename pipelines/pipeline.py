@@ -130,13 +130,14 @@ class _Claim:
 def _create_volume(storage: options.StorageChoice, size: Any) -> _Claim:
     if storage.strategy == "existing":
         return _Claim(name=storage.existing_pvc, task=None)
+    static = {"volume_name": storage.static_pv} if storage.strategy == "static" else {}
     create = kubernetes.CreatePVC(
         access_modes=["ReadWriteMany"],
         size=size,
         pvc_name_suffix=PVC_SUFFIX,
-        storage_class_name=storage.storage_class,
-        volume_name=storage.static_pv or None,
+        storage_class_name=storage.storage_class,  # always explicit: absent means "standard" to the driver
         annotations=PVC_ANNOTATIONS,
+        **static,
     )
     create.set_display_name("create-volume").set_caching_options(False)
     return _Claim(name=create.outputs["name"], task=create)

@@ -1,0 +1,251 @@
+"""``sharedvol demo``: the pipeline on this machine with ``kfp.local``, a local directory standing in for the volume.
+
+Same components, same step code as on a cluster; ``kfp.local``'s SubprocessRunner runs each component in a
+Python subprocess of this interpreter. The volume tasks are left out (``kfp.local`` cannot run CreatePVC).
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib.util
+import io
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from pipelines import errors, options, runtime
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# A line naming an exception raised in a task: "steps.errors.DatasetError: ...", "RuntimeError: ...".
+EXCEPTION_LINE = re.compile(r"^\s*(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Interrupt)\b.*?:\s*\S")
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What ``sharedvol demo`` runs.
+
+    Attributes:
+        output: the local directory that stands in for the shared volume (``data/`` and ``runs/`` under it).
+        data: a directory holding the real ``cifar-10-batches-py``; None generates a small dataset.
+        train_images: images in the generated training split. Default 512.
+        test_images: images in the generated test split. Default 128.
+        epochs: training epochs. Default 2.
+        batch_size: images per iteration. Default 32.
+        lr: SGD learning rate. Default 0.05.
+        seed: random seed. Default 0.
+        run_name: the run directory's name under ``runs/``; empty: ``demo-<UTC time>``.
+        device: ``cpu``, ``cuda`` or ``auto``. Default ``cpu``.
+        num_workers: data-loader workers. Default 0 (in-process; fastest on small CPU machines).
+    """
+
+    output: Path
+    data: Path | None = None
+    train_images: int = 512
+    test_images: int = 128
+    epochs: int = 2
+    batch_size: int = 32
+    lr: float = 0.05
+    seed: int = 0
+    run_name: str = ""
+    device: str = "cpu"
+    num_workers: int = 0
+
+    def data_source(self) -> str:
+        """The ``data_source`` pipeline parameter these settings stand for."""
+        if self.data is not None:
+            return str(self.data.resolve())
+        return f"synthetic:{self.train_images}:{self.test_images}"
+
+    def parameters(self, run_name: str) -> options.RunParameters:
+        """The pipeline's run-time parameters."""
+        return options.RunParameters(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            data_source=self.data_source(),
+            gpu_count=0,
+            keep_volume=True,
+            run_name=run_name,
+            seed=self.seed,
+            device=self.device,
+            num_workers=self.num_workers,
+        ).validate()
+
+    def validate(self) -> DemoSettings:
+        """Refuse settings that cannot work before anything runs; return self."""
+        if self.data is None and (self.train_images < 10 or self.test_images < 10):
+            raise errors.BadParameterError(
+                f"--train-images {self.train_images} / --test-images {self.test_images}: too few",
+                hint="generate at least 10 images per split (one per class)",
+            )
+        if self.data is not None and not (self.data / "cifar-10-batches-py").is_dir():
+            raise errors.BadParameterError(
+                f"--data {self.data} holds no cifar-10-batches-py directory",
+                hint="point --data at the directory that contains cifar-10-batches-py (the extracted official archive)",
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What a demo run left behind.
+
+    Attributes:
+        run_dir: the run directory.
+        data_root: where the dataset is.
+        metrics: the scalar metrics (``metrics/metrics.json``), accuracies as fractions.
+        files: label -> path of the files a user looks at (eval result, checkpoint, digest, v1 metrics, reports).
+        wall_time_s: seconds from start to end of the pipeline run.
+    """
+
+    run_dir: Path
+    data_root: Path
+    metrics: dict[str, float]
+    files: dict[str, Path] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+
+
+def run_demo(settings: DemoSettings) -> DemoResult:
+    """Run the pipeline under ``kfp.local`` and return where its results are.
+
+    Raises:
+        BadParameterError: bad settings.
+        DemoFailedError: a task failed (the message names it and its last error line).
+    """
+    settings.validate()
+    volume = settings.output.resolve()
+    try:
+        volume.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise errors.BadParameterError(
+            f"--output {settings.output}: cannot create it ({e.strerror})", hint="choose a writable directory"
+        ) from e
+    run_name = settings.run_name or time.strftime("demo-%Y%m%d-%H%M%S", time.gmtime())
+    params = settings.parameters(run_name)
+
+    _shield_from_docker_dir()
+    from kfp import local
+
+    from pipelines import pipeline
+
+    _make_steps_importable()
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(volume / "kfp-local"))
+    job = pipeline.build_local(str(volume), options.CompileOptions(defaults=params))
+    print(
+        f"demo: volume {volume}, run {run_name}, data {params.data_source}, {params.epochs} epoch(s), "
+        f"batch {params.batch_size}",
+        flush=True,
+    )
+    started = time.monotonic()
+    with _remember_output() as lines:
+        try:
+            job()
+        except RuntimeError as e:
+            raise _failure(str(e), lines) from e
+    wall = time.monotonic() - started
+    return collect(volume, run_name, params.data_source, wall)
+
+
+def collect(volume: Path, run_name: str, data_source: str, wall_time_s: float = 0.0) -> DemoResult:
+    """Find a finished run's results under ``volume`` and check the files a user expects are there.
+
+    Raises:
+        DemoFailedError: a file is missing.
+    """
+    from steps import dataplane
+
+    run_dir = Path(runtime.run_dir(str(volume), "", run_name))
+    layout = dataplane.RunLayout(str(run_dir))
+    files = {
+        "eval result": Path(layout.eval_result),
+        "checkpoint": Path(layout.checkpoint),
+        "checkpoint digest": Path(layout.checkpoint_digest),
+        "v1 metrics": Path(layout.metrics_dir) / "mlpipeline-metrics.json",
+        "report (HTML)": Path(layout.metrics_dir) / "report.html",
+        "report (Markdown)": Path(layout.metrics_dir) / "report.md",
+    }
+    missing = [f"{label} ({path})" for label, path in files.items() if not path.is_file()]
+    if missing:
+        raise errors.DemoFailedError(
+            f"the run finished but left no {', '.join(missing)}", hint="rerun with -v and read the task logs"
+        )
+    doc = json.loads((Path(layout.metrics_dir) / "metrics.json").read_text())
+    metrics = {str(k): float(v) for k, v in doc.get("scalars", {}).items()}
+    data_root = Path(runtime.data_dir(str(volume), data_source))
+    return DemoResult(run_dir=run_dir, data_root=data_root, metrics=metrics, files=files, wall_time_s=wall_time_s)
+
+
+def _failure(message: str, lines: collections.deque[str]) -> errors.DemoFailedError:
+    text = ANSI.sub("", message)
+    tasks = re.findall(r"'([^']+)'", text)
+    failed = tasks[-1] if tasks and "Inner task failed" in text else (tasks[0] if tasks else "a task")
+    reason = next((ln.strip() for ln in reversed(lines) if EXCEPTION_LINE.match(ANSI.sub("", ln))), "")
+    why = f": {ANSI.sub('', reason)}" if reason else ""
+    return errors.DemoFailedError(
+        f"task {failed} failed{why}", hint="its log is printed above; fix the cause and run the demo again"
+    )
+
+
+def _shield_from_docker_dir() -> None:
+    """Keep ``kfp.local`` from taking a ``docker/`` directory on ``sys.path`` for the Docker SDK.
+
+    ``kfp.local`` imports its Docker task handler when ``import docker`` works; run from this repository
+    (which has a ``docker/`` folder, a namespace package to Python) that import finds the folder and the
+    handler fails with ``AttributeError``. Marking the handler unavailable makes ``kfp.local`` fall back to
+    what it does when the Docker SDK is not installed; the SubprocessRunner does not need it.
+    """
+    spec = importlib.util.find_spec("docker")
+    if spec is not None and spec.origin in (None, "namespace") and "kfp.local" not in sys.modules:
+        sys.modules["kfp.local.docker_task_handler"] = None  # type: ignore[assignment]
+
+
+def _make_steps_importable() -> None:
+    """Let the component subprocesses import ``steps`` and ``pipelines`` even when they are not installed."""
+    spec = importlib.util.find_spec("steps")
+    if spec is None or spec.origin is None:  # pragma: no cover - this package imports steps itself
+        raise errors.PipelineError("the steps package is not importable", hint="install sharedvol")
+    root = str(Path(spec.origin).resolve().parent.parent)
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if root not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
+
+
+class _Tee(io.TextIOBase):
+    """Writes through to a stream and keeps the last lines written."""
+
+    def __init__(self, target: TextIO, lines: collections.deque[str]) -> None:
+        self._target = target
+        self._lines = lines
+        self._partial = ""
+
+    def write(self, s: str) -> int:
+        self._target.write(s)
+        self._partial += s
+        *done, self._partial = self._partial.split("\n")
+        self._lines.extend(done)
+        return len(s)
+
+    def flush(self) -> None:
+        self._target.flush()
+
+    def isatty(self) -> bool:
+        return self._target.isatty()
+
+
+@contextmanager
+def _remember_output(keep: int = 400) -> Iterator[collections.deque[str]]:
+    lines: collections.deque[str] = collections.deque(maxlen=keep)
+    original = sys.stdout
+    sys.stdout = _Tee(original, lines)  # type: ignore[assignment]
+    try:
+        yield lines
+    finally:
+        sys.stdout.flush()
+        sys.stdout = original
