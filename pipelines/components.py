@@ -94,6 +94,8 @@ def produce_metrics(
     summary: Output[Markdown],
 ) -> None:
     """produce-metrics: the run's metrics as KFP artifacts (and ``metrics/`` on the volume)."""
+    import json
+
     from pipelines import runtime
     from steps import produce_metrics
 
@@ -106,7 +108,9 @@ def produce_metrics(
         f.write(bundle.html)
     with open(summary.path, "w", encoding="utf-8") as f:
         f.write(bundle.markdown)
-    print(f"produce-metrics: {bundle.scalars}; report {bundle.files.get('report.html', '')}")
+    # One machine-readable line: `sharedvol submit` reads it from this pod's log (the KFP REST API has no metric values).
+    print("sharedvol-metrics " + json.dumps(bundle.scalars, sort_keys=True))
+    print(f"produce-metrics: report {bundle.files.get('report.html', '')}")
 
 
 @dataclasses.dataclass(frozen=True)
