@@ -18,7 +18,7 @@ from kfp.dsl import HTML, ClassificationMetrics, Markdown, Metrics, Output
 
 
 def prepare_data(
-    volume: str, data_source: str, run_id: str, run_name: str
+    volume: str, data_source: str, run_id: str, run_dir_name: str
 ) -> NamedTuple("PreparedData", [("data_root", str), ("run_dir", str)]):  # type: ignore[valid-type]  # noqa: UP014
     """prepare-data: CIFAR-10 into ``<volume>/data/<key>`` once; names the run directory."""
     import collections
@@ -28,7 +28,7 @@ def prepare_data(
 
     runtime.setup_logging()
     data_root = runtime.data_dir(volume, data_source)
-    run_dir = runtime.run_dir(volume, run_id, run_name)
+    run_dir = runtime.run_dir(volume, run_id, run_dir_name)
     manifest = data.prepare(data_root, source=data_source)
     print(f"prepare-data: {manifest.train_size} train / {manifest.test_size} test images in {data_root}")
     outputs = collections.namedtuple("PreparedData", ["data_root", "run_dir"])

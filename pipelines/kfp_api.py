@@ -107,6 +107,17 @@ class KfpApi:
             self.session.headers["Authorization"] = f"Bearer {settings.token}"
         self._sleep = sleep
 
+    def probe(self) -> None:
+        """One ``GET /healthz`` without retries: fail fast on a wrong host or a refused token.
+
+        Raises:
+            KfpUnreachableError: nothing answers at the host.
+            KfpAuthError: the server answered 401 or 403.
+        """
+        r = self._send("GET", "/healthz")
+        if r.status_code in (401, 403):
+            self._result("GET", "/healthz", r)
+
     # pipelines -------------------------------------------------------------------------------------------
     def get_pipeline_by_name(self, name: str) -> dict[str, Any] | None:
         """``GET /pipelines/names/{name}``: the ``V2beta1Pipeline`` or None."""

@@ -20,11 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from pipelines import errors, options, runtime
+from pipelines import errors, logscan, options, runtime
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-# A line naming an exception raised in a task: "steps.errors.DatasetError: ...", "RuntimeError: ...".
-EXCEPTION_LINE = re.compile(r"^\s*(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Interrupt)\b.*?:\s*\S")
 
 
 @dataclass(frozen=True)
@@ -72,7 +69,7 @@ class DemoSettings:
             data_source=self.data_source(),
             gpu_count=0,
             keep_volume=True,
-            run_name=run_name,
+            run_dir_name=run_name,
             seed=self.seed,
             device=self.device,
             num_workers=self.num_workers,
@@ -183,11 +180,11 @@ def collect(volume: Path, run_name: str, data_source: str, wall_time_s: float = 
 
 
 def _failure(message: str, lines: collections.deque[str]) -> errors.DemoFailedError:
-    text = ANSI.sub("", message)
+    text = logscan.strip_ansi(message)
     tasks = re.findall(r"'([^']+)'", text)
     failed = tasks[-1] if tasks and "Inner task failed" in text else (tasks[0] if tasks else "a task")
-    reason = next((ln.strip() for ln in reversed(lines) if EXCEPTION_LINE.match(ANSI.sub("", ln))), "")
-    why = f": {ANSI.sub('', reason)}" if reason else ""
+    reason = logscan.last_error_line(lines)
+    why = f": {reason}" if reason else ""
     return errors.DemoFailedError(
         f"task {failed} failed{why}", hint="its log is printed above; fix the cause and run the demo again"
     )

@@ -244,7 +244,7 @@ class RunParameters:
         volume_size: the claim's ``spec.resources.requests.storage``. Default ``10Gi``.
         gpu_count: ``nvidia.com/gpu`` limit of train-resnet; 0 trains on CPU. Default 1.
         keep_volume: skip delete-volume. Default False.
-        run_name: the run directory's name under ``<volume>/runs/``; empty means the KFP run id. Default empty.
+        run_dir_name: the run directory's name under ``<volume>/runs/``; empty: the KFP run id. Default empty.
         seed: random seed. Default 0.
         device: ``auto`` (CUDA when visible), ``cpu`` or ``cuda``. Default ``auto``.
         amp: mixed precision on CUDA. Default False.
@@ -258,7 +258,7 @@ class RunParameters:
     volume_size: str = "10Gi"
     gpu_count: int = 1
     keep_volume: bool = False
-    run_name: str = ""
+    run_dir_name: str = ""
     seed: int = 0
     device: str = "auto"
     amp: bool = False
@@ -282,7 +282,7 @@ class RunParameters:
         if not self.data_source.strip():
             raise errors.BadParameterError("data_source is empty", hint="use download, synthetic or a directory")
         quantity_bytes(self.volume_size, what="volume_size")
-        check_run_name(self.run_name)
+        check_run_name(self.run_dir_name)
         return self
 
     def replace(self, **changes: Any) -> RunParameters:

@@ -58,7 +58,7 @@ def _define(opts: options.CompileOptions, *, local_volume: str | None) -> Any:
         volume_size: str = d.volume_size,
         gpu_count: int = d.gpu_count,
         keep_volume: bool = d.keep_volume,
-        run_name: str = d.run_name,
+        run_dir_name: str = d.run_dir_name,
         seed: int = d.seed,
         device: str = d.device,
         amp: bool = d.amp,
@@ -69,7 +69,7 @@ def _define(opts: options.CompileOptions, *, local_volume: str | None) -> Any:
             claim = _create_volume(opts.storage, volume_size)
 
         prepare = comps.prepare_data(
-            volume=volume, data_source=data_source, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, run_name=run_name
+            volume=volume, data_source=data_source, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, run_dir_name=run_dir_name
         ).set_display_name("prepare-data")
         train = comps.train_resnet(
             run_dir=prepare.outputs["run_dir"],

@@ -40,8 +40,8 @@ def data_dir(volume: str, source: str) -> str:
     return f"{volume.rstrip('/')}/data/{key}"
 
 
-def run_dir(volume: str, run_id: str, run_name: str = "") -> str:
-    """The run directory: ``<volume>/runs/<run_name>``, or ``<volume>/runs/<run_id>`` when no name is given.
+def run_dir(volume: str, run_id: str, run_dir_name: str = "") -> str:
+    """The run directory: ``<volume>/runs/<run_dir_name>``, or ``<volume>/runs/<run_id>`` when no name is given.
 
     A retried task of the same run gets the same directory (and so resumes); naming a run lets a later
     run continue in an earlier run's directory on a kept volume.
@@ -49,9 +49,9 @@ def run_dir(volume: str, run_id: str, run_name: str = "") -> str:
     Raises:
         BadParameterError: the name (or the id) is not one safe path component.
     """
-    name = run_name or run_id
+    name = run_dir_name or run_id
     if not name:
-        raise errors.BadParameterError("neither a run name nor a run id", hint="pass run_name")
+        raise errors.BadParameterError("neither a run name nor a run id", hint="pass run_dir_name")
     options.check_run_name(name)
     return f"{volume.rstrip('/')}/runs/{name}"
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines import errors, kfp_api, options
+from pipelines import errors, kfp_api, logscan, options
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,7 @@ def submit(
     settings.validate()
     api = api or kfp_api.KfpApi(settings.api, sleep=sleep)
     package, digest = compile_package(settings.compile)
+    api.probe()
     pipeline = _pipeline(api, settings, progress)
     version, reused = _version(api, settings, pipeline["pipeline_id"], package, digest, progress)
     experiment = api.find_experiment(settings.experiment)
@@ -302,12 +303,7 @@ def _last_error_line(api: kfp_api.KfpApi | None, settings: SubmitSettings | None
     text = api.pod_log(task.pod_name, settings.api.namespace or "kubeflow")
     if not text:
         return ""
-    from pipelines import local
-
-    for line in reversed(text.splitlines()):
-        if local.EXCEPTION_LINE.match(line):
-            return line.strip()
-    return ""
+    return logscan.last_error_line(text.splitlines())
 
 
 def _read_metrics(api: kfp_api.KfpApi, settings: SubmitSettings, run: dict[str, Any], result: SubmitResult) -> None:
