@@ -173,7 +173,8 @@ def _submit(args: argparse.Namespace) -> int:
         from pipelines import errors
 
         raise errors.BadParameterError(
-            "no --host", hint="pass --host http://localhost:8080 after kubectl port-forward, or set KF_PIPELINES_ENDPOINT"
+            "no --host",
+            hint="pass --host http://localhost:8080 after kubectl port-forward, or set KF_PIPELINES_ENDPOINT",
         )
     opts = compile_options(args)
     settings = submit.SubmitSettings(

@@ -19,7 +19,7 @@ from kfp.dsl import HTML, ClassificationMetrics, Markdown, Metrics, Output
 
 def prepare_data(
     volume: str, data_source: str, run_id: str, run_dir_name: str
-) -> NamedTuple("PreparedData", [("data_root", str), ("run_dir", str)]):  # type: ignore[valid-type]  # noqa: UP014
+) -> NamedTuple("PreparedData", [("data_root", str), ("run_dir", str)]):  # type: ignore[valid-type]  # fmt: skip
     """prepare-data: CIFAR-10 into ``<volume>/data/<key>`` once; names the run directory."""
     import collections
 
@@ -31,8 +31,8 @@ def prepare_data(
     run_dir = runtime.run_dir(volume, run_id, run_dir_name)
     manifest = data.prepare(data_root, source=data_source)
     print(f"prepare-data: {manifest.train_size} train / {manifest.test_size} test images in {data_root}")
-    outputs = collections.namedtuple("PreparedData", ["data_root", "run_dir"])
-    return outputs(data_root, run_dir)
+    PreparedData = collections.namedtuple("PreparedData", ["data_root", "run_dir"])
+    return PreparedData(data_root, run_dir)
 
 
 def train_resnet(
@@ -108,7 +108,8 @@ def produce_metrics(
         f.write(bundle.html)
     with open(summary.path, "w", encoding="utf-8") as f:
         f.write(bundle.markdown)
-    # One machine-readable line: `sharedvol submit` reads it from this pod's log (the KFP REST API has no metric values).
+    # One machine-readable line: `sharedvol submit` reads it from this pod's log (the KFP REST API has no metric
+    # values).
     print("sharedvol-metrics " + json.dumps(bundle.scalars, sort_keys=True))
     print(f"produce-metrics: report {bundle.files.get('report.html', '')}")
 

@@ -143,9 +143,7 @@ class KfpApi:
             if not token:
                 return
 
-    def upload_pipeline_version(
-        self, pipeline_id: str, name: str, package: bytes, description: str
-    ) -> dict[str, Any]:
+    def upload_pipeline_version(self, pipeline_id: str, name: str, package: bytes, description: str) -> dict[str, Any]:
         """``POST /pipelines/upload_version`` (multipart ``uploadfile``): the new ``V2beta1PipelineVersion``."""
         params = {"name": name, "display_name": name, "pipelineid": pipeline_id, "description": description}
         files = {"uploadfile": (f"{name}.yaml", package, "application/x-yaml")}
@@ -214,7 +212,9 @@ class KfpApi:
             except errors.KfpUnreachableError:
                 if attempt == len(waits):
                     raise
-                log.warning("GET %s: attempt %d failed (unreachable); will retry in %ss", path, attempt + 1, waits[attempt])
+                log.warning(
+                    "GET %s: attempt %d failed (unreachable); will retry in %ss", path, attempt + 1, waits[attempt]
+                )
                 self._sleep(waits[attempt])
                 continue
             if r.status_code == 404 and missing_ok:

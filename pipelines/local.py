@@ -23,7 +23,6 @@ from typing import TextIO
 from pipelines import errors, logscan, options, runtime
 
 
-
 @dataclass(frozen=True)
 class DemoSettings:
     """What ``sharedvol demo`` runs.
@@ -240,7 +239,7 @@ class _Tee(io.TextIOBase):
 def _remember_output(keep: int = 400) -> Iterator[collections.deque[str]]:
     lines: collections.deque[str] = collections.deque(maxlen=keep)
     original = sys.stdout
-    sys.stdout = _Tee(original, lines)  # type: ignore[assignment]
+    sys.stdout = _Tee(original, lines)
     try:
         yield lines
     finally:

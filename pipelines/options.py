@@ -30,7 +30,9 @@ _IMAGE = re.compile(
     rf"^(?:{_HOST}(?::[0-9]+)?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
     r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
 )
-_QUANTITY = re.compile(r"^(?P<number>[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][-+]?[0-9]+)?$")
+_QUANTITY = re.compile(
+    r"^(?P<number>[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][-+]?[0-9]+)?$"
+)
 _SUFFIX_FACTOR = {
     **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
     **{s: Decimal(1000) ** (i + 1) for i, s in enumerate(("k", "M", "G", "T", "P", "E"))},
@@ -49,7 +51,9 @@ def check_image(image: str) -> str:
     and ``sharedvol submit`` names the task and the reason.
     """
     if not image.strip():
-        raise errors.BadParameterError("--image is empty", hint="name the step image, e.g. --image ghcr.io/me/sharedvol:0.1.0")
+        raise errors.BadParameterError(
+            "--image is empty", hint="name the step image, e.g. --image ghcr.io/me/sharedvol:0.1.0"
+        )
     if not _IMAGE.match(image):
         raise errors.BadParameterError(
             f"--image {image!r} is not a container image reference",
@@ -175,7 +179,9 @@ class StorageChoice:
         if self.strategy == "dynamic":
             return f"a new ReadWriteMany claim of StorageClass {self.storage_class!r} per run"
         if self.strategy == "static":
-            return f"a new claim per run pre-bound to PersistentVolume {self.static_pv!r} (class {self.storage_class!r})"
+            return (
+                f"a new claim per run pre-bound to PersistentVolume {self.static_pv!r} (class {self.storage_class!r})"
+            )
         return f"the existing claim {self.existing_pvc!r}"
 
 

@@ -80,7 +80,9 @@ class SubmitSettings:
         if not self.experiment.strip():
             raise errors.BadParameterError("--experiment is empty", hint="e.g. --experiment sharedvol")
         if self.poll.timeout_s <= 0:
-            raise errors.BadParameterError(f"--timeout must be positive, got {self.poll.timeout_s:g}", hint="e.g. 21600")
+            raise errors.BadParameterError(
+                f"--timeout must be positive, got {self.poll.timeout_s:g}", hint="e.g. 21600"
+            )
         return self
 
 

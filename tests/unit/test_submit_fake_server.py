@@ -46,7 +46,9 @@ def model_errors(doc: Any, type_name: str, where: str = "$") -> list[str]:
     if type_name == "str":
         return [] if isinstance(doc, str) else [f"{where}: expected a string, got {doc!r}"]
     if type_name == "int":
-        ok = (isinstance(doc, int) and not isinstance(doc, bool)) or (isinstance(doc, str) and doc.lstrip("-").isdigit())
+        ok = (isinstance(doc, int) and not isinstance(doc, bool)) or (
+            isinstance(doc, str) and doc.lstrip("-").isdigit()
+        )
         return [] if ok else [f"{where}: expected an integer, got {doc!r}"]
     if type_name == "bool":
         return [] if isinstance(doc, bool) else [f"{where}: expected a boolean, got {doc!r}"]
@@ -349,13 +351,17 @@ class FakeKfp:
                 display_name=name,
                 state=state,
                 pod_name=f"pod-{name}",
-                error=kfp_server_api.GoogleRpcStatus(code=2, message=step.errors[name]) if name in step.errors else None,
+                error=kfp_server_api.GoogleRpcStatus(code=2, message=step.errors[name])
+                if name in step.errors
+                else None,
             )
             for name, state in step.tasks.items()
         ]
         # KFP also reports the root DAG as a task: submit must not take it for a step.
         tasks.append(
-            kfp_server_api.V2beta1PipelineTaskDetail(run_id=run_id, task_id="root", display_name="resnet18-cifar10-x", state=step.state)
+            kfp_server_api.V2beta1PipelineTaskDetail(
+                run_id=run_id, task_id="root", display_name="resnet18-cifar10-x", state=step.state
+            )
         )
         run = kfp_server_api.V2beta1Run(
             run_id=run_id,

@@ -13,10 +13,18 @@ from tests.unit.test_submit_fake_server import (
     GOOD_TOKEN,
     FakeKfp,
     RunStep,
-    fake_kfp,  # noqa: F401 (fixture)
 )
 
 NO_WAIT = submit.PollSettings(initial_s=0.0, max_s=0.0, timeout_s=60.0)
+
+
+@pytest.fixture
+def kfp_server() -> Iterator[FakeKfp]:
+    server = FakeKfp().start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 class FakeClock:
@@ -47,22 +55,30 @@ def run(server: FakeKfp, **kw: object) -> submit.SubmitResult:
 
 
 def test_a_first_submit_creates_the_pipeline_a_version_the_experiment_and_a_run_and_reads_the_metrics(
-    fake_kfp: FakeKfp,
+    kfp_server: FakeKfp,
 ) -> None:
     lines: list[str] = []
     clock = FakeClock()
-    result = submit.submit(settings(fake_kfp), progress=lines.append, sleep=clock.sleep, clock=clock)
+    result = submit.submit(settings(kfp_server), progress=lines.append, sleep=clock.sleep, clock=clock)
 
     assert result.state == "SUCCEEDED"
-    assert result.metrics == {"accuracy-top1": 0.912, "accuracy-top5": 0.995, "test-loss": 0.31, "test-samples": 10000.0}
-    assert result.run_url == f"{fake_kfp.url}/#/runs/details/{result.run_id}"
-    assert [p["name"] for p in fake_kfp.pipelines.values()] == ["resnet18-cifar10"]
-    (version,) = fake_kfp.versions[result.pipeline_id]
+    assert result.metrics == {
+        "accuracy-top1": 0.912,
+        "accuracy-top5": 0.995,
+        "test-loss": 0.31,
+        "test-samples": 10000.0,
+    }
+    assert result.run_url == f"{kfp_server.url}/#/runs/details/{result.run_id}"
+    assert [p["name"] for p in kfp_server.pipelines.values()] == ["resnet18-cifar10"]
+    (version,) = kfp_server.versions[result.pipeline_id]
     assert version["name"] == result.version_name
-    assert result.version_name.startswith("resnet18-cifar10-") and len(result.version_name) == len("resnet18-cifar10-") + 12
+    assert (
+        result.version_name.startswith("resnet18-cifar10-")
+        and len(result.version_name) == len("resnet18-cifar10-") + 12
+    )
     assert not result.version_reused
-    assert [e["display_name"] for e in fake_kfp.experiments.values()] == ["sharedvol"]
-    (create,) = fake_kfp.calls("POST", "/apis/v2beta1/runs")
+    assert [e["display_name"] for e in kfp_server.experiments.values()] == ["sharedvol"]
+    (create,) = kfp_server.calls("POST", "/apis/v2beta1/runs")
     assert create.body["pipeline_version_reference"] == {
         "pipeline_id": result.pipeline_id,
         "pipeline_version_id": result.version_id,
@@ -76,21 +92,21 @@ def test_a_first_submit_creates_the_pipeline_a_version_the_experiment_and_a_run_
     assert [t.name for t in result.tasks] == list(submit.STEP_TASKS)
 
 
-def test_every_request_carries_the_bearer_token_and_the_namespace(fake_kfp: FakeKfp) -> None:
-    run(fake_kfp, namespace="team-a")
+def test_every_request_carries_the_bearer_token_and_the_namespace(kfp_server: FakeKfp) -> None:
+    run(kfp_server, namespace="team-a")
 
-    api_calls = [r for r in fake_kfp.requests if r.path.startswith("/apis/")]
+    api_calls = [r for r in kfp_server.requests if r.path.startswith("/apis/")]
     assert api_calls and all(r.headers.get("Authorization") == f"Bearer {GOOD_TOKEN}" for r in api_calls)
-    assert fake_kfp.calls("GET", "/apis/v2beta1/pipelines/names/resnet18-cifar10")[0].query["namespace"] == ["team-a"]
-    assert [p["namespace"] for p in fake_kfp.pipelines.values()] == ["team-a"]
-    assert [e["namespace"] for e in fake_kfp.experiments.values()] == ["team-a"]
-    (logs,) = fake_kfp.calls("GET", "/k8s/pod/logs")
+    assert kfp_server.calls("GET", "/apis/v2beta1/pipelines/names/resnet18-cifar10")[0].query["namespace"] == ["team-a"]
+    assert [p["namespace"] for p in kfp_server.pipelines.values()] == ["team-a"]
+    assert [e["namespace"] for e in kfp_server.experiments.values()] == ["team-a"]
+    (logs,) = kfp_server.calls("GET", "/k8s/pod/logs")
     assert logs.query == {"podname": ["pod-produce-metrics"], "podnamespace": ["team-a"]}
 
 
-def test_submitting_the_same_pipeline_again_reuses_its_version_and_experiment(fake_kfp: FakeKfp) -> None:
-    first = run(fake_kfp)
-    second = run(fake_kfp)
+def test_submitting_the_same_pipeline_again_reuses_its_version_and_experiment(kfp_server: FakeKfp) -> None:
+    first = run(kfp_server)
+    second = run(kfp_server)
 
     assert second.version_reused
     assert (second.pipeline_id, second.version_id, second.experiment_id) == (
@@ -98,31 +114,36 @@ def test_submitting_the_same_pipeline_again_reuses_its_version_and_experiment(fa
         first.version_id,
         first.experiment_id,
     )
-    assert len(fake_kfp.calls("POST", "/apis/v2beta1/pipelines/upload_version")) == 1
-    assert len(fake_kfp.calls("POST", "/apis/v2beta1/pipelines")) == 1
-    assert len(fake_kfp.calls("POST", "/apis/v2beta1/runs")) == 2
+    assert len(kfp_server.calls("POST", "/apis/v2beta1/pipelines/upload_version")) == 1
+    assert len(kfp_server.calls("POST", "/apis/v2beta1/pipelines")) == 1
+    assert len(kfp_server.calls("POST", "/apis/v2beta1/runs")) == 2
 
 
-def test_a_changed_pipeline_is_uploaded_as_a_new_version_of_the_same_pipeline(fake_kfp: FakeKfp) -> None:
-    first = run(fake_kfp)
-    second = run(fake_kfp, compile=options.CompileOptions(image="registry.example.com/ml/sharedvol:0.2.0"))
+def test_a_changed_pipeline_is_uploaded_as_a_new_version_of_the_same_pipeline(kfp_server: FakeKfp) -> None:
+    first = run(kfp_server)
+    second = run(kfp_server, compile=options.CompileOptions(image="registry.example.com/ml/sharedvol:0.2.0"))
 
     assert second.pipeline_id == first.pipeline_id
     assert second.version_id != first.version_id and not second.version_reused
-    assert len(fake_kfp.versions[first.pipeline_id]) == 2
+    assert len(kfp_server.versions[first.pipeline_id]) == 2
 
 
-def test_run_parameters_given_to_submit_reach_the_run(fake_kfp: FakeKfp) -> None:
+def test_run_parameters_given_to_submit_reach_the_run(kfp_server: FakeKfp) -> None:
     params = options.RunParameters(epochs=3, gpu_count=0, keep_volume=True, data_source="synthetic:512:128")
-    run(fake_kfp, params=params)
+    run(kfp_server, params=params)
 
-    (create,) = fake_kfp.calls("POST", "/apis/v2beta1/runs")
+    (create,) = kfp_server.calls("POST", "/apis/v2beta1/runs")
     sent = create.body["runtime_config"]["parameters"]
-    assert (sent["epochs"], sent["gpu_count"], sent["keep_volume"], sent["data_source"]) == (3, 0, True, "synthetic:512:128")
+    assert (sent["epochs"], sent["gpu_count"], sent["keep_volume"], sent["data_source"]) == (
+        3,
+        0,
+        True,
+        "synthetic:512:128",
+    )
 
 
-def test_a_failed_run_names_the_failed_task_and_the_reason_from_its_error(fake_kfp: FakeKfp) -> None:
-    fake_kfp.script = [
+def test_a_failed_run_names_the_failed_task_and_the_reason_from_its_error(kfp_server: FakeKfp) -> None:
+    kfp_server.script = [
         RunStep("RUNNING", {"create-volume": "SUCCEEDED", "prepare-data": "SUCCEEDED", "train-resnet": "RUNNING"}),
         RunStep(
             "FAILED",
@@ -131,35 +152,35 @@ def test_a_failed_run_names_the_failed_task_and_the_reason_from_its_error(fake_k
         ),
     ]
     with pytest.raises(errors.RunFailedError) as e:
-        run(fake_kfp)
+        run(kfp_server)
     assert "task train-resnet failed: ImagePullBackOff: image sharedvol:0.1.0 not found" in str(e.value)
     assert "/#/runs/details/run-" in e.value.hint
 
 
-def test_a_failed_task_without_an_error_message_is_explained_by_the_last_error_in_its_log(fake_kfp: FakeKfp) -> None:
-    fake_kfp.script = [RunStep("FAILED", {"prepare-data": "FAILED"})]
-    fake_kfp.pod_logs["pod-prepare-data"] = (
+def test_a_failed_task_without_an_error_message_is_explained_by_the_last_error_in_its_log(kfp_server: FakeKfp) -> None:
+    kfp_server.script = [RunStep("FAILED", {"prepare-data": "FAILED"})]
+    kfp_server.pod_logs["pod-prepare-data"] = (
         "Traceback (most recent call last):\n  File x\n"
         "steps.errors.DatasetError: /mnt/shared/data/cifar10: MD5 mismatch in data_batch_3\n"
     )
     with pytest.raises(errors.RunFailedError) as e:
-        run(fake_kfp)
+        run(kfp_server)
     assert str(e.value).endswith(
         "task prepare-data failed: steps.errors.DatasetError: /mnt/shared/data/cifar10: MD5 mismatch in data_batch_3: "
         + e.value.hint
     )
 
 
-def test_a_wrong_token_is_one_clear_401_error(fake_kfp: FakeKfp) -> None:
+def test_a_wrong_token_is_one_clear_401_error(kfp_server: FakeKfp) -> None:
     with pytest.raises(errors.KfpAuthError) as e:
-        run(fake_kfp, token="stale")
+        run(kfp_server, token="stale")
     assert "401 Unauthorized" in str(e.value) and "--token" in e.value.hint
-    assert fake_kfp.calls("POST", r"/apis/v2beta1/.*") == []
+    assert kfp_server.calls("POST", r"/apis/v2beta1/.*") == []
 
 
-def test_a_token_without_access_to_the_namespace_is_one_clear_403_error(fake_kfp: FakeKfp) -> None:
+def test_a_token_without_access_to_the_namespace_is_one_clear_403_error(kfp_server: FakeKfp) -> None:
     with pytest.raises(errors.KfpAuthError) as e:
-        run(fake_kfp, token=FORBIDDEN_TOKEN, namespace="team-a")
+        run(kfp_server, token=FORBIDDEN_TOKEN, namespace="team-a")
     assert "403 Forbidden (user 'someone' is not allowed to access namespace 'team-a')" in str(e.value)
     assert "'team-a'" in e.value.hint
 
@@ -177,36 +198,36 @@ def test_an_unreachable_host_fails_at_once_without_retrying() -> None:
     assert clock.sleeps == []
 
 
-def test_server_errors_while_following_are_retried_along_the_backoff(fake_kfp: FakeKfp) -> None:
-    fake_kfp.get_run_failures = 2
+def test_server_errors_while_following_are_retried_along_the_backoff(kfp_server: FakeKfp) -> None:
+    kfp_server.get_run_failures = 2
     clock = FakeClock()
-    result = submit.submit(settings(fake_kfp), sleep=clock.sleep, clock=clock)
+    result = submit.submit(settings(kfp_server), sleep=clock.sleep, clock=clock)
 
     assert result.state == "SUCCEEDED"
     assert clock.sleeps[:2] == list(kfp_api.ApiSettings(host="http://x").read_backoff_s[:2])
 
 
-def test_following_stops_at_the_deadline_with_the_run_still_running(fake_kfp: FakeKfp) -> None:
-    fake_kfp.script = [RunStep("RUNNING", {"train-resnet": "RUNNING"})]
+def test_following_stops_at_the_deadline_with_the_run_still_running(kfp_server: FakeKfp) -> None:
+    kfp_server.script = [RunStep("RUNNING", {"train-resnet": "RUNNING"})]
     poll = submit.PollSettings(initial_s=2.0, factor=2.0, max_s=10.0, timeout_s=60.0)
     clock = FakeClock()
     with pytest.raises(errors.RunTimeoutError) as e:
-        submit.submit(settings(fake_kfp, poll=poll), sleep=clock.sleep, clock=clock)
+        submit.submit(settings(kfp_server, poll=poll), sleep=clock.sleep, clock=clock)
     assert "is still RUNNING after 60 s" in str(e.value)
     assert clock.sleeps[:4] == [2.0, 4.0, 8.0, 10.0]
     assert clock.now == 60.0
 
 
-def test_without_wait_submit_returns_once_the_run_is_created(fake_kfp: FakeKfp) -> None:
-    result = run(fake_kfp, wait=False)
+def test_without_wait_submit_returns_once_the_run_is_created(kfp_server: FakeKfp) -> None:
+    result = run(kfp_server, wait=False)
 
     assert result.state == "PENDING"
-    assert fake_kfp.calls("GET", r"/apis/v2beta1/runs/.*") == []
+    assert kfp_server.calls("GET", r"/apis/v2beta1/runs/.*") == []
 
 
-def test_when_the_pod_log_is_not_served_the_metrics_point_to_the_ui(fake_kfp: FakeKfp) -> None:
-    fake_kfp.serve_pod_logs = False
-    result = run(fake_kfp)
+def test_when_the_pod_log_is_not_served_the_metrics_point_to_the_ui(kfp_server: FakeKfp) -> None:
+    kfp_server.serve_pod_logs = False
+    result = run(kfp_server)
 
     assert result.state == "SUCCEEDED" and result.metrics == {}
     assert result.metrics_note.endswith(f"open {result.run_url} (Visualizations) or compare runs in the KFP UI")
@@ -225,16 +246,16 @@ def fast_polls(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_the_submit_command_prints_the_run_url_and_the_metrics(
-    fake_kfp: FakeKfp, fast_polls: None, capsys: pytest.CaptureFixture[str]
+    kfp_server: FakeKfp, fast_polls: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = cli.main(["submit", "--host", fake_kfp.url, "--token", GOOD_TOKEN, "--wait", "--epochs", "3"])
+    code = cli.main(["submit", "--host", kfp_server.url, "--token", GOOD_TOKEN, "--wait", "--epochs", "3"])
 
     out = capsys.readouterr().out
     assert code == 0
-    run_id = next(iter(fake_kfp.runs))
-    assert f"run: {fake_kfp.url}/#/runs/details/{run_id}" in out
+    run_id = next(iter(kfp_server.runs))
+    assert f"run: {kfp_server.url}/#/runs/details/{run_id}" in out
     assert "  accuracy-top1     91.20 %" in out
-    assert fake_kfp.runs[run_id]["runtime_config"]["parameters"]["epochs"] == 3
+    assert kfp_server.runs[run_id]["runtime_config"]["parameters"]["epochs"] == 3
 
 
 @pytest.mark.parametrize(
@@ -249,9 +270,9 @@ def test_the_submit_command_prints_the_run_url_and_the_metrics(
     ],
 )
 def test_the_submit_command_reports_bad_input_and_refusals_in_one_line(
-    fake_kfp: FakeKfp, fast_polls: None, capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+    kfp_server: FakeKfp, fast_polls: None, capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
 ) -> None:
-    code = cli.main(["submit", "--host", fake_kfp.url, "--wait", *argv])
+    code = cli.main(["submit", "--host", kfp_server.url, "--wait", *argv])
 
     err = capsys.readouterr().err
     assert code == 2
@@ -259,10 +280,10 @@ def test_the_submit_command_reports_bad_input_and_refusals_in_one_line(
 
 
 def test_the_submit_command_exits_non_zero_naming_the_failed_task(
-    fake_kfp: FakeKfp, fast_polls: None, capsys: pytest.CaptureFixture[str]
+    kfp_server: FakeKfp, fast_polls: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    fake_kfp.script = [RunStep("FAILED", {"test-resnet": "FAILED"}, errors={"test-resnet": "OOMKilled"})]
-    code = cli.main(["submit", "--host", fake_kfp.url, "--token", GOOD_TOKEN, "--wait"])
+    kfp_server.script = [RunStep("FAILED", {"test-resnet": "FAILED"}, errors={"test-resnet": "OOMKilled"})]
+    code = cli.main(["submit", "--host", kfp_server.url, "--token", GOOD_TOKEN, "--wait"])
 
     captured = capsys.readouterr()
     assert code == 2
