@@ -235,9 +235,9 @@ def format_metrics(metrics: dict[str, float]) -> str:
     lines = ["metrics:"]
     for name, value in metrics.items():
         if name.startswith("accuracy"):
-            text = f"{100 * value:8.2f} %"
+            text = f"{100 * value:10.2f} %"
         elif float(value).is_integer():
-            text = f"{int(value):8d}"
+            text = f"{int(value):10d}"
         else:
             text = f"{value:10.4f}"
         lines.append(f"  {name:<{width}}  {text}")

@@ -254,7 +254,7 @@ def test_the_submit_command_prints_the_run_url_and_the_metrics(
     assert code == 0
     run_id = next(iter(kfp_server.runs))
     assert f"run: {kfp_server.url}/#/runs/details/{run_id}" in out
-    assert "  accuracy-top1     91.20 %" in out
+    assert "  accuracy-top1       91.20 %" in out
     assert kfp_server.runs[run_id]["runtime_config"]["parameters"]["epochs"] == 3
 
 

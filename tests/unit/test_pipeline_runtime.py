@@ -1,0 +1,95 @@
+"""Where components put things on the volume, and how the demo reports results and failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipelines import cli, commands, errors, local, logscan, runtime
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("download", "/mnt/shared/data/cifar10"),
+        ("synthetic", "/mnt/shared/data/synthetic"),
+        ("synthetic:512:128", "/mnt/shared/data/synthetic-512-128"),
+    ],
+)
+def test_each_data_source_gets_its_own_directory_on_the_volume(source: str, expected: str) -> None:
+    assert runtime.data_dir("/mnt/shared/", source) == expected
+
+
+def test_a_local_data_directory_is_keyed_by_its_name_and_path() -> None:
+    a = runtime.data_dir("/v", "/datasets/cifar10")
+    b = runtime.data_dir("/v", "/other/cifar10")
+    assert a.startswith("/v/data/local-cifar10-") and b.startswith("/v/data/local-cifar10-") and a != b
+
+
+def test_the_run_directory_is_named_by_the_run_name_or_else_the_run_id() -> None:
+    assert runtime.run_dir("/mnt/shared", "0c6e1b2a-9f", "") == "/mnt/shared/runs/0c6e1b2a-9f"
+    assert runtime.run_dir("/mnt/shared", "0c6e1b2a-9f", "exp-1") == "/mnt/shared/runs/exp-1"
+
+
+@pytest.mark.parametrize("name", ["..", "../x", "a/b", ".hidden"])
+def test_a_run_name_that_leaves_the_runs_directory_is_refused(name: str) -> None:
+    with pytest.raises(errors.BadParameterError, match="cannot name a directory"):
+        runtime.run_dir("/mnt/shared", "id", name)
+
+
+def test_the_last_exception_line_of_a_log_explains_a_failure() -> None:
+    lines = [
+        "Traceback (most recent call last):",
+        '  File "x.py", line 3, in <module>',
+        "\x1b[91msteps.errors.ConfigError: --epochs must be at least 1, got 0: e.g. --epochs 2\x1b[0m",
+        "",
+        "Task finished",
+    ]
+    assert (
+        logscan.last_error_line(lines)
+        == "steps.errors.ConfigError: --epochs must be at least 1, got 0: e.g. --epochs 2"
+    )
+    assert logscan.last_error_line(["all good", "Error count: none"]) == ""
+
+
+def test_a_failed_local_run_names_the_task_and_the_reason() -> None:
+    message = (
+        "Pipeline \x1b[95m'resnet18-cifar10'\x1b[0m finished with status \x1b[91mFAILURE\x1b[0m. "
+        "Inner task failed: \x1b[96m'train-resnet'\x1b[0m."
+    )
+    err = local._failure(message, ["    RuntimeError: CUDA out of memory: tried to allocate 2 GiB"])  # type: ignore[arg-type]
+    assert str(err) == (
+        "task train-resnet failed: RuntimeError: CUDA out of memory: tried to allocate 2 GiB: "
+        "its log is printed above; fix the cause and run the demo again"
+    )
+
+
+def test_demo_settings_refuse_a_data_directory_without_cifar(tmp_path: Path) -> None:
+    with pytest.raises(errors.BadParameterError, match="holds no cifar-10-batches-py directory"):
+        local.DemoSettings(output=tmp_path / "out", data=tmp_path).validate()
+    with pytest.raises(errors.BadParameterError, match="too few"):
+        local.DemoSettings(output=tmp_path / "out", train_images=5).validate()
+
+
+def test_the_demo_command_reports_bad_input_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["demo", "--output", str(tmp_path / "out"), "--data", str(tmp_path), "--epochs", "1"])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == f"sharedvol demo: error: --data {tmp_path} holds no cifar-10-batches-py directory: " + (
+        "point --data at the directory that contains cifar-10-batches-py (the extracted official archive)\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_metrics_print_as_an_aligned_table_with_percentages() -> None:
+    table = commands.format_metrics({"accuracy-top1": 0.6875, "test-loss": 2.004331, "test-samples": 32.0})
+    assert table == "\n".join(
+        [
+            "metrics:",
+            "  accuracy-top1       68.75 %",
+            "  test-loss          2.0043",
+            "  test-samples           32",
+        ]
+    )
