@@ -1,0 +1,89 @@
+"""``sharedvol demo``: the whole pipeline on this machine under kfp.local, on a tiny generated dataset."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["--train-images", "64", "--test-images", "32", "--batch-size", "16"]
+
+
+def demo(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines", "demo", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_the_demo_runs_the_pipeline_and_leaves_its_results_in_the_run_directory(tmp_path: Path) -> None:
+    volume = tmp_path / "volume"
+    proc = demo("--output", str(volume), "--run-name", "e2e", "--epochs", "1", *TINY)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+
+    run = volume / "runs" / "e2e"
+    checkpoint = run / "checkpoints" / "latest.pth"
+    digest = (run / "checkpoints" / "latest.pth.sha256").read_text().split()[0]
+    assert digest == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    result = json.loads((run / "eval" / "eval_result.json").read_text())
+    assert result["size"] == 32 and sum(map(sum, result["confusion_matrix"])) == 32
+    v1 = json.loads((run / "metrics" / "mlpipeline-metrics.json").read_text())
+    top1 = next(m for m in v1["metrics"] if m["name"] == "accuracy-top1")
+    assert top1 == {"name": "accuracy-top1", "numberValue": result["top1"], "format": "PERCENTAGE"}
+    report = (run / "metrics" / "report.html").read_text()
+    assert "data:image/png;base64," in report
+    assert (volume / "data" / "synthetic-64-32" / "cifar-10-batches-py" / "test_batch").is_file()
+
+    out = proc.stdout
+    for task in ("prepare-data", "train-resnet", "test-resnet", "produce-metrics"):
+        assert f"Task '{task}' finished with status SUCCESS" in _plain(out)
+    (row,) = [line for line in out.splitlines() if line.startswith("  accuracy-top1 ")]
+    assert row.split() == ["accuracy-top1", f"{100 * result['top1']:.2f}", "%"]
+    assert f"report: {run / 'metrics' / 'report.html'}" in out
+    assert proc.stderr.count("Traceback") == 0
+
+
+def test_a_second_demo_in_the_same_run_directory_resumes_training(tmp_path: Path) -> None:
+    volume = tmp_path / "volume"
+    first = demo("--output", str(volume), "--run-name", "again", "--epochs", "1", *TINY)
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+    second = demo("--output", str(volume), "--run-name", "again", "--epochs", "2", *TINY)
+    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
+
+    summary = json.loads((volume / "runs" / "again" / "train" / "summary.json").read_text())
+    assert (summary["resumed_from_epoch"], summary["epochs"]) == (1, 2)
+    assert "dataset already prepared" in second.stdout + second.stderr
+
+
+def test_a_failing_task_stops_the_demo_with_one_line_naming_it(tmp_path: Path) -> None:
+    data = tmp_path / "not-cifar"
+    (data / "cifar-10-batches-py").mkdir(parents=True)
+    (data / "cifar-10-batches-py" / "data_batch_1").write_bytes(pickle.dumps({"nonsense": True}))
+
+    proc = demo("--output", str(tmp_path / "volume"), "--data", str(data), "--epochs", "1")
+
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()[-1:]
+    assert line.startswith("sharedvol demo: error: task prepare-data failed: steps.errors.DatasetError: ")
+    assert not (tmp_path / "volume" / "runs").exists() or not any((tmp_path / "volume" / "runs").glob("*/checkpoints"))
+
+
+def _plain(text: str) -> str:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
