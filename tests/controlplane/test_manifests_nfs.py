@@ -19,7 +19,10 @@ from tests.cluster import ClusterHandle
 REPO = Path(__file__).resolve().parents[2]
 NFS = REPO / "k8s" / "nfs"
 KUSTOMIZATIONS = ["k8s/nfs", "k8s/nfs/driver", "k8s/nfs/server", "k8s/nfs/external-export", "k8s/nfs/check"]
-NAMESPACES = {"sharedvol-nfs": NFS / "driver" / "namespace.yaml", "sharedvol-nfs-check": NFS / "check" / "namespace.yaml"}
+NAMESPACES = {
+    "sharedvol-nfs": NFS / "driver" / "namespace.yaml",
+    "sharedvol-nfs-check": NFS / "check" / "namespace.yaml",
+}
 WORKLOAD_KINDS = {"Deployment", "DaemonSet", "StatefulSet", "Job"}
 
 
