@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -140,7 +141,9 @@ def run_demo(settings: DemoSettings) -> DemoResult:
         flush=True,
     )
     started = time.monotonic()
-    with _remember_output() as lines:
+    with _remember_output() as lines, warnings.catch_warnings():
+        # kfp.local warns for every task whose base image name lacks "python"; here that is expected.
+        warnings.filterwarnings("ignore", message=".*non-Python base image", category=RuntimeWarning)
         try:
             job()
         except RuntimeError as e:

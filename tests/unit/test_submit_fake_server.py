@@ -29,6 +29,18 @@ import yaml
 API = "/apis/v2beta1"
 GOOD_TOKEN = "good-token"
 FORBIDDEN_TOKEN = "forbidden-token"
+# The query parameters kfp_server_api 2.17.3 sends for each call (from its generated *_service_api.py).
+QUERY_PARAMS = {
+    ("GET", r"/pipelines/names/[^/]+"): {"namespace"},
+    ("GET", r"/pipelines/[^/]+/versions"): {"page_token", "page_size", "sort_by", "filter"},
+    ("POST", r"/pipelines/upload_version"): {"name", "display_name", "pipelineid", "description", "tags"},
+    ("GET", r"/experiments"): {"page_token", "page_size", "sort_by", "filter", "namespace"},
+    ("GET", r"/runs/[^/]+"): set(),
+    ("POST", r"/runs"): set(),
+    ("POST", r"/experiments"): set(),
+    ("POST", r"/pipelines"): set(),
+    ("GET", r"/healthz"): set(),
+}
 PARAM_TYPES = {
     "STRING": (str,),
     "NUMBER_INTEGER": (int,),
@@ -201,6 +213,9 @@ class FakeKfp:
         if not path.startswith(API):
             return _error(404, 5, f"no route for {path}")
         route = path[len(API) :]
+        for (verb, pattern), allowed in QUERY_PARAMS.items():
+            if verb == method and re.fullmatch(pattern, route) and (unknown := set(q) - allowed):
+                return _error(400, 3, f"unknown query parameter(s) {sorted(unknown)} for {method} {route}")
         if method == "GET" and route == "/healthz":
             return 200, serialize(kfp_server_api.V2beta1GetHealthzResponse(multi_user=False)), "application/json"
         if method == "GET" and (m := re.fullmatch(r"/pipelines/names/([^/]+)", route)):
@@ -428,6 +443,17 @@ def test_the_model_check_catches_bad_enum_values_and_wrong_types() -> None:
     assert model_errors({"pipeline_version_reference": {"pipeline_id": 3}}, "V2beta1Run") == [
         "$.pipeline_version_reference.pipeline_id: expected a string, got 3"
     ]
+
+
+def test_the_fake_refuses_a_query_parameter_the_kfp_client_does_not_send(fake_kfp: FakeKfp) -> None:
+    r = requests.get(
+        f"{fake_kfp.url}{API}/experiments",
+        params={"display_name": "x"},
+        headers={"Authorization": f"Bearer {GOOD_TOKEN}"},
+        timeout=5,
+    )
+    assert r.status_code == 400
+    assert "unknown query parameter(s) ['display_name']" in r.json()["message"]
 
 
 def test_the_fake_answers_401_without_the_token(fake_kfp: FakeKfp) -> None:
