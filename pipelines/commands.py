@@ -6,6 +6,7 @@ kfp, torch and requests are imported inside the handlers, so ``sharedvol --help`
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -179,7 +180,9 @@ def _submit(args: argparse.Namespace) -> int:
     opts = compile_options(args)
     settings = submit.SubmitSettings(
         api=kfp_api.ApiSettings(host=host, token=args.token or kfp_api.read_token_file(), namespace=args.namespace),
-        compile=opts,
+        # the flags are this run's values; the uploaded YAML keeps the standard defaults, so runs with other
+        # values reuse the same pipeline version
+        compile=dataclasses.replace(opts, defaults=options.RunParameters()),
         params=opts.defaults,
         experiment=args.experiment,
         pipeline_name=args.pipeline_name,

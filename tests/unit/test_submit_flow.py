@@ -258,6 +258,18 @@ def test_the_submit_command_prints_the_run_url_and_the_metrics(
     assert kfp_server.runs[run_id]["runtime_config"]["parameters"]["epochs"] == 3
 
 
+def test_runs_with_other_parameter_values_reuse_the_uploaded_version(
+    kfp_server: FakeKfp, fast_polls: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["submit", "--host", kfp_server.url, "--token", GOOD_TOKEN, "--wait"]
+    assert cli.main([*base, "--epochs", "3"]) == 0
+    assert cli.main([*base, "--epochs", "5", "--gpus", "0"]) == 0
+
+    assert len(kfp_server.calls("POST", "/apis/v2beta1/pipelines/upload_version")) == 1
+    assert [r["runtime_config"]["parameters"]["epochs"] for r in kfp_server.runs.values()] == [3, 5]
+    assert "is already uploaded: reusing it" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
