@@ -1,0 +1,181 @@
+"""docker/Dockerfile: lint-clean under hadolint, and its install commands name exactly the pinned requirement set."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKERFILE = REPO / "docker" / "Dockerfile"
+HADOLINT = Path(sys.executable).parent / "hadolint"
+# pip options that take packages from another place than the index's pinned versions, and options with a value.
+ELSEWHERE = {"-i", "--index-url", "--extra-index-url", "-f", "--find-links", "-U", "--upgrade", "-e", "--editable"}
+TAKES_VALUE = {"-c", "--constraint", "-t", "--target", "--prefix", "--root", "--progress-bar"}
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!_-]+)$")
+
+
+def instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs of a Dockerfile, continuation lines joined, comments dropped."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        full = pending + line
+        pending = ""
+        word, _, args = full.partition(" ")
+        out.append((word.upper(), args.strip()))
+    return out
+
+
+def shell_commands(run: str) -> list[list[str]]:
+    """The simple commands of a RUN line (split on &&, ||, ;, |), as argument lists."""
+    commands: list[list[str]] = [[]]
+    lexer = shlex.shlex(run, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    for token in lexer:
+        if token in {"&&", "||", ";", "|", "(", ")", ">", "2>"}:
+            commands.append([])
+        else:
+            commands[-1].append(token)
+    return [c for c in commands if c]
+
+
+@dataclass
+class Installs:
+    """What a Dockerfile's pip commands install."""
+
+    requirement_files: list[str] = field(default_factory=list)
+    pinned: list[str] = field(default_factory=list)
+    local: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def pip_installs(text: str) -> Installs:
+    """Every ``pip install`` of the Dockerfile ``text``, classified; anything unpinned is a problem."""
+    found = Installs()
+    copied = {}
+    for word, args in instructions(text):
+        if word == "COPY":
+            parts = [a for a in shlex.split(args) if not a.startswith("--")]
+            for src in parts[:-1]:
+                dest = parts[-1]
+                copied[dest if not dest.endswith("/") else dest + Path(src).name] = src
+            continue
+        if word != "RUN":
+            continue
+        for cmd in shell_commands(args):
+            if "pip" not in [Path(c).name for c in cmd[:3]] and cmd[:3] != ["python3", "-m", "pip"]:
+                continue
+            if "install" not in cmd:
+                continue
+            rest = cmd[cmd.index("install") + 1 :]
+            no_deps = "--no-deps" in rest
+            i = 0
+            while i < len(rest):
+                arg = rest[i]
+                if arg in {"-r", "--requirement"}:
+                    found.requirement_files.append(copied.get(rest[i + 1], f"<not copied: {rest[i + 1]}>"))
+                    i += 2
+                    continue
+                option = arg.split("=")[0]
+                if option in ELSEWHERE:
+                    found.problems.append(f"{option}: installs from elsewhere or past the pins")
+                    i += 1 if "=" in arg or option in {"-U", "--upgrade"} else 2
+                    continue
+                if arg.startswith("-"):
+                    i += 2 if arg in TAKES_VALUE else 1
+                    continue
+                if PIN.match(arg):
+                    found.pinned.append(arg)
+                elif arg.startswith(("/", ".")) and no_deps:
+                    found.local.append(arg)
+                else:
+                    found.problems.append(f"{arg}: not pinned with == (nor a local path with --no-deps)")
+                i += 1
+    return found
+
+
+def requirement_lines(path: Path) -> list[str]:
+    return [line.split("#")[0].strip() for line in path.read_text().splitlines() if line.split("#")[0].strip()]
+
+
+def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
+    out = subprocess.run([str(HADOLINT), str(DOCKERFILE)], capture_output=True, text=True, check=False)
+    assert (out.returncode, out.stdout + out.stderr) == (0, "")
+
+
+def test_hadolint_does_flag_a_latest_base_and_an_unpinned_pip_install(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN pip install requests\n")
+    out = subprocess.run([str(HADOLINT), str(bad)], capture_output=True, text=True, check=False)
+    assert out.returncode != 0
+    assert "DL3007" in out.stdout and "DL3013" in out.stdout
+
+
+def test_every_line_of_requirements_txt_is_an_exact_pin() -> None:
+    lines = requirement_lines(REPO / "requirements.txt")
+    assert lines
+    assert [line for line in lines if not PIN.match(line)] == []
+
+
+def test_the_image_installs_exactly_requirements_txt_and_the_project_without_dependencies() -> None:
+    found = pip_installs(DOCKERFILE.read_text())
+    assert found.problems == []
+    assert found.requirement_files == ["requirements.txt"]
+    assert found.pinned == []
+    assert found.local == ["/tmp/sharedvol/src"]
+
+
+def test_an_extra_unpinned_install_would_be_caught() -> None:
+    text = DOCKERFILE.read_text() + "\nRUN python3 -m pip install --no-cache-dir requests && pip install numpy==2.4.0\n"
+    found = pip_installs(text)
+    assert found.problems == ["requests: not pinned with == (nor a local path with --no-deps)"]
+    assert found.pinned == ["numpy==2.4.0"]
+
+
+@pytest.mark.parametrize("flag", ["--extra-index-url https://example.org/simple", "--upgrade"])
+def test_installing_from_another_index_or_upgrading_would_be_caught(flag: str) -> None:
+    text = DOCKERFILE.read_text() + f"\nRUN pip install --no-cache-dir {flag} -r /tmp/sharedvol/src/requirements.txt\n"
+    assert len(pip_installs(text).problems) == 1
+
+
+def test_the_base_image_carries_the_pinned_torch_built_for_cuda() -> None:
+    (base,) = [args for word, args in instructions(DOCKERFILE.read_text()) if word == "FROM"]
+    torch = next(line for line in requirement_lines(REPO / "requirements.txt") if line.startswith("torch=="))
+    match = re.fullmatch(r"pytorch/pytorch:(\d+\.\d+\.\d+)-cuda(\d+\.\d+)-cudnn\d+-runtime@sha256:[0-9a-f]{64}", base)
+    assert match, base
+    assert match.group(1) == torch.removeprefix("torch==")
+    assert match.group(2) == "13.0"
+
+
+def test_the_image_runs_as_a_non_root_user_with_the_sharedvol_entry_point() -> None:
+    steps = instructions(DOCKERFILE.read_text())
+    users = [args for word, args in steps if word == "USER"]
+    assert users and users[-1].split(":")[0] not in {"root", "0"}
+    assert [args for word, args in steps if word == "ENTRYPOINT"] == ['["sharedvol"]']
+    assert [word for word, _ in steps if word == "WORKDIR"]
+
+
+def test_the_build_context_holds_only_what_the_dockerfile_copies() -> None:
+    rules = requirement_lines(REPO / ".dockerignore")
+    assert rules[0] == "*"
+    allowed = {rule.removeprefix("!").rstrip("/") for rule in rules if rule.startswith("!")}
+    sources = set()
+    for word, args in instructions(DOCKERFILE.read_text()):
+        if word == "COPY":
+            sources.update(a for a in shlex.split(args)[:-1] if not a.startswith("--"))
+    assert sources == allowed
+    assert all((REPO / src).exists() for src in sources)
