@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from collections.abc import Iterator
 
 import pytest
@@ -301,3 +302,12 @@ def test_the_submit_command_exits_non_zero_naming_the_failed_task(
     assert code == 2
     assert "task test-resnet failed: OOMKilled" in captured.err
     assert "  test-resnet: FAILED" in captured.out
+
+
+def test_the_in_cluster_token_file_is_read_when_no_token_is_given(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("sa-token\n")
+
+    assert kfp_api.read_token_file(paths=(str(tmp_path / "missing"),), env={}) is None
+    assert kfp_api.read_token_file(paths=(str(token),), env={}) == "sa-token"
+    assert kfp_api.read_token_file(paths=(), env={kfp_api.TOKEN_PATH_ENV: str(token)}) == "sa-token"
