@@ -6,7 +6,7 @@ VENV = $(eval VENV := $$(shell scripts/venv.sh))$(VENV)
 PY = $(VENV)/bin/python
 RUN = PYTHONPATH=$(CURDIR) $(PY)
 CLUSTER_DIR ?= $(CURDIR)/.cluster
-DEMO_DIR ?= $(CURDIR)/runs
+DEMO_DIR ?= $(CURDIR)/demo
 IMAGE ?= sharedvol:0.1.0
 
 .PHONY: help venv controlplane test lint unit demo compile bench bench-train bench-data bench-controlplane bench-storage bench-fallback bench-demo \
