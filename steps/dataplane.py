@@ -14,6 +14,8 @@ import hashlib
 import io
 import json
 import os
+import queue
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -88,12 +90,36 @@ def _fs(url: str) -> tuple[Any, str]:
     return fs, path
 
 
+class _Hasher:
+    """sha256 on a background thread: hashlib releases the GIL, so hashing overlaps with serialization and I/O."""
+
+    def __init__(self) -> None:
+        self.sha = hashlib.sha256()
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=64)
+        self._thread = threading.Thread(target=self._run, name="sharedvol-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self.sha.update(chunk)
+
+    def update(self, chunk: Any) -> None:
+        """Queue ``chunk`` (bytes, or a view the caller will not change again) for hashing."""
+        self._queue.put(chunk)
+
+    def hexdigest(self) -> str:
+        """Wait for every queued chunk and return the digest."""
+        self._queue.put(None)
+        self._thread.join()
+        return self.sha.hexdigest()
+
+
 class _HashingWriter(io.RawIOBase):
     """A write-only stream that hashes what passes through it on the way to ``target``."""
 
     def __init__(self, target: IO[bytes]) -> None:
         self.target = target
-        self.sha = hashlib.sha256()
+        self.hasher = _Hasher()
         self.size = 0
 
     def writable(self) -> bool:
@@ -101,8 +127,8 @@ class _HashingWriter(io.RawIOBase):
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
-        self.sha.update(view)
         self.target.write(view)
+        self.hasher.update(bytes(view))  # a copy: the caller may reuse its buffer after we return
         self.size += len(view)
         return len(view)
 
@@ -141,7 +167,7 @@ def publish(url: str, write: Callable[[IO[bytes]], object], *, digest: bool = Tr
             # memory:// and object stores have no file descriptor: nothing to sync there
             with contextlib.suppress(AttributeError, OSError, io.UnsupportedOperation):
                 os.fsync(raw.fileno())
-        sha = hashing.sha.hexdigest()
+        sha = hashing.hasher.hexdigest()
         if digest:
             _write_small(fs, f"{path}{DIGEST_SUFFIX}", f"{sha}  {name}\n".encode())
         fs.mv(tmp, path)
@@ -232,21 +258,18 @@ def read_verified(url: str) -> bytes:
     """
     expected = published_digest(url)
     fs, path = _fs(url)
-    sha = hashlib.sha256()
-    buf = io.BytesIO()
     try:
         with fs.open(path, "rb") as f:
-            while chunk := f.read(CHUNK):
-                sha.update(chunk)
-                buf.write(chunk)
+            data = f.read()  # one read into one buffer: the verified bytes are the bytes the caller loads
     except FileNotFoundError as e:
         raise errors.IntegrityError(f"{url} is missing", hint="rerun training for this run directory") from e
-    if sha.hexdigest() != expected:
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
         raise errors.IntegrityError(
-            f"{url} does not match its digest (sha256 {sha.hexdigest()[:12]}..., expected {expected[:12]}...)",
+            f"{url} does not match its digest (sha256 {actual[:12]}..., expected {expected[:12]}...)",
             hint="the file was changed or truncated after publishing; rerun training, and never load it as is",
         )
-    return buf.getvalue()
+    return bytes(data)
 
 
 @contextmanager

@@ -38,6 +38,7 @@ class SharedvolTrainHook(Hook):
         self.loss_per_epoch: list[float] = []
         self.images = 0
         self.train_seconds = 0.0
+        self.epoch_seconds: list[float] = []
         self.published: dataplane.Published | None = None
         self._epoch_losses: list[float] = []
         self._epoch_start = 0.0
@@ -66,7 +67,9 @@ class SharedvolTrainHook(Hook):
 
     def after_train_epoch(self, runner: Any) -> None:
         """Publish the checkpoint CheckpointHook just saved, then the loss history."""
-        self.train_seconds += time.monotonic() - self._epoch_start
+        seconds = time.monotonic() - self._epoch_start
+        self.train_seconds += seconds
+        self.epoch_seconds.append(round(seconds, 3))
         epoch = runner.epoch + 1
         mean = sum(self._epoch_losses) / len(self._epoch_losses) if self._epoch_losses else float("nan")
         self.loss_per_epoch.append(mean)

@@ -84,6 +84,7 @@ class TrainSummary:
     loss_per_epoch: list[float]
     final_loss: float
     wall_time_s: float
+    epoch_seconds: list[float]
     images_per_s: float
     images_seen: int
     resumed_from_epoch: int
@@ -264,6 +265,7 @@ def _run(
         loss_per_epoch=[round(x, 6) for x in losses],
         final_loss=round(losses[-1], 6) if losses else float("nan"),
         wall_time_s=round(wall, 3),
+        epoch_seconds=hook.epoch_seconds,
         images_per_s=round(hook.images / hook.train_seconds, 2) if hook.train_seconds else 0.0,
         images_seen=hook.images,
         resumed_from_epoch=hook.first_epoch,
