@@ -1,9 +1,98 @@
-"""Subcommands of ``sharedvol`` (filled in by their owners)."""
+"""``sharedvol doctor|provision|release``: thin over :mod:`storage`; kubernetes is imported when a command runs."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this module's subcommands to the ``sharedvol`` parser."""
+    """Add ``doctor``, ``provision`` and ``release`` (and ``serve`` when available) to the ``sharedvol`` parser."""
+    p = sub.add_parser("doctor", help="what storage the cluster offers, and why each Pending claim is pending")
+    _cluster_args(p)
+    p.add_argument("-n", "--namespace", help="only this namespace (default: all)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_doctor)
+
+    p = sub.add_parser("provision", help="create a ReadWriteMany claim that binds on this cluster, and wait for it")
+    _cluster_args(p)
+    p.add_argument("name", help="the claim's name")
+    p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("--size", default="20Gi", help="Kubernetes quantity (default 20Gi)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--class", dest="storage_class", help="a StorageClass that serves RWX (dynamic)")
+    how.add_argument("--static", action="store_true", help="a PV made by sharedvol: hostPath on one node")
+    how.add_argument("--nfs", metavar="SERVER:/PATH", help="a PV made by sharedvol on this NFS export")
+    p.add_argument(
+        "--host-path", default="/var/lib/sharedvol", help="base directory for --static (default /var/lib/sharedvol)"
+    )
+    p.add_argument("--node", help="node for --static (default: the first Ready node)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and the objects; create nothing")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for Bound (default 120)")
+    p.set_defaults(func=_provision)
+
+    p = sub.add_parser("release", help="delete a claim; delete or keep the PV sharedvol made for it")
+    _cluster_args(p)
+    p.add_argument("name")
+    p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("--keep-data", action="store_true", help="keep the PV (and its data) for a later claim of this name")
+    p.set_defaults(func=_release)
+
+    try:
+        from storage.provisioner import cli as provisioner_cli
+    except ImportError:
+        return
+    provisioner_cli.register(sub)
+
+
+def _cluster_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)")
+    p.add_argument("--context", help="kubeconfig context")
+
+
+def _api(args: argparse.Namespace) -> object:
+    from storage import kube
+
+    return kube.load_api_client(args.kubeconfig, args.context)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from storage import doctor
+
+    report = doctor.diagnose(_api(args), args.namespace)
+    print(json.dumps(report.to_json(), indent=2) if args.json else report.describe())
+    return 0
+
+
+def _provision(args: argparse.Namespace) -> int:
+    from storage import apply, plan
+
+    api = _api(args)
+    req = plan.Request(
+        name=args.name,
+        namespace=args.namespace,
+        size=args.size,
+        storage_class=args.storage_class,
+        static=args.static,
+        host_path_base=args.host_path,
+        node=args.node,
+        nfs=args.nfs,
+    )
+    p = plan.make(api, req)
+    print(p.describe())
+    if args.dry_run:
+        objects = [o for o in (p.pv, p.claim) if o]
+        print(json.dumps(objects, indent=2))
+        return 0
+    result = apply.apply(api, p, timeout=args.timeout)
+    made = ", ".join(result.created) or "nothing (all there already)"
+    state = f"Bound to {result.volume}" if result.phase == "Bound" else f"{result.phase}: {result.note}"
+    print(f"created {made}; claim {args.namespace}/{args.name} is {state}")
+    return 0
+
+
+def _release(args: argparse.Namespace) -> int:
+    from storage import release
+
+    print(release.release(_api(args), args.name, args.namespace, keep_data=args.keep_data).describe())
+    return 0

@@ -1,0 +1,235 @@
+"""``sharedvol doctor``: what storage the cluster offers and why each Pending claim is pending.
+
+It also says which strategy a run gets, and for each Pending claim the command that fixes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from storage import classes, errors, plan
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """Why one claim is Pending.
+
+    Attributes:
+        namespace: the claim's namespace.
+        name: the claim's name.
+        storage_class: its ``spec.storageClassName`` ("" static, None unset).
+        access_modes: its ``spec.accessModes``.
+        cause: a short code: no-class, missing-class, rwx-unsupported, no-provisioner, wait-for-consumer,
+            missing-volume, volume-taken, provisioning-failed, unknown.
+        explanation: one sentence.
+        fix: the command (or step) that fixes it.
+    """
+
+    namespace: str
+    name: str
+    storage_class: str | None
+    access_modes: list[str]
+    cause: str
+    explanation: str
+    fix: str
+
+
+@dataclass
+class Report:
+    """Everything doctor found."""
+
+    classes: list[classes.ClassInfo]
+    strategy: str
+    strategy_reasons: list[str]
+    pending: list[Diagnosis] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as JSON-able data."""
+        return {
+            "classes": [asdict(c) for c in self.classes],
+            "strategy": self.strategy,
+            "strategy_reasons": self.strategy_reasons,
+            "pending_claims": [asdict(d) for d in self.pending],
+        }
+
+    def describe(self) -> str:
+        """The report for people."""
+        lines = ["StorageClasses:"]
+        if not self.classes:
+            lines.append("  none")
+        for c in self.classes:
+            default = " (default)" if c.default else ""
+            lines.append(
+                f"  {c.name}{default}: {c.provisioner}, {c.binding_mode}, reclaim {c.reclaim_policy}, "
+                f"RWX {c.rwx}: {c.reason}"
+            )
+        if not any(c.name == classes.NFS_CLASS for c in self.classes):
+            lines.append(f"  ({classes.NFS_CLASS} is not installed: kubectl apply -k k8s/nfs)")
+        if not any(c.name == classes.FALLBACK_CLASS for c in self.classes):
+            lines.append(f"  ({classes.FALLBACK_CLASS} is not installed: kubectl apply -k k8s/fallback)")
+        lines.append(f"A run gets: {self.strategy}")
+        lines += [f"  because {r}" for r in self.strategy_reasons]
+        if not self.pending:
+            lines.append("No Pending claims.")
+        for d in self.pending:
+            lines.append(
+                f"Pending claim {d.namespace}/{d.name} ({', '.join(d.access_modes)}, class {d.storage_class!r}):"
+            )
+            lines.append(f"  why: {d.explanation}")
+            lines.append(f"  fix: {d.fix}")
+        return "\n".join(lines)
+
+
+def _provision_fix(ns: str, name: str, size: str) -> str:
+    return (
+        f"kubectl apply -k k8s/nfs and recreate the claim with class {classes.NFS_CLASS}, or: "
+        f"kubectl delete pvc {name} -n {ns} && sharedvol provision {name} -n {ns} --size {size} --static"
+    )
+
+
+def diagnose_claim(
+    claim: Any,
+    infos: dict[str, classes.ClassInfo],
+    events: list[Any],
+    pvs: dict[str, Any],
+    has_consumer: bool,
+) -> Diagnosis:
+    """Why ``claim`` (a V1PersistentVolumeClaim) is Pending, from its spec, its class, its events and the PVs (pure)."""
+    ns, name = claim.metadata.namespace, claim.metadata.name
+    sc = claim.spec.storage_class_name
+    modes = list(claim.spec.access_modes or [])
+    size = ((claim.spec.resources.requests or {}) if claim.spec.resources else {}).get("storage", "20Gi")
+    reasons = [e.reason for e in events]
+    last = {e.reason: e.message for e in events}
+
+    def d(cause: str, explanation: str, fix: str) -> Diagnosis:
+        return Diagnosis(ns, name, sc, modes, cause, explanation, fix)
+
+    volume = claim.spec.volume_name
+    if volume:
+        pv = pvs.get(volume)
+        if pv is None:
+            return d(
+                "missing-volume",
+                f"it asks for PersistentVolume {volume}, which does not exist",
+                f"kubectl delete pvc {name} -n {ns} && sharedvol provision {name} -n {ns} --size {size} --static",
+            )
+        ref = pv.spec.claim_ref
+        if ref is not None and (ref.namespace, ref.name) != (ns, name):
+            return d(
+                "volume-taken",
+                f"PersistentVolume {volume} is reserved for claim {ref.namespace}/{ref.name}",
+                f"sharedvol release {ref.name} -n {ref.namespace}, or provision another volume for this claim",
+            )
+    if sc is None:
+        return d(
+            "no-class",
+            "it names no StorageClass and the cluster has no default class, so nothing will provision it",
+            _provision_fix(ns, name, size),
+        )
+    if sc and sc not in infos:
+        return d(
+            "missing-class",
+            f"StorageClass {sc} does not exist",
+            "kubectl apply -k k8s/nfs" if sc == classes.NFS_CLASS else
+            "kubectl apply -k k8s/fallback" if sc == classes.FALLBACK_CLASS else _provision_fix(ns, name, size),
+        )  # fmt: skip
+    info = infos.get(sc) if sc else None
+    if "ProvisioningFailed" in last:
+        message = last["ProvisioningFailed"]
+        if "ReadWriteMany" in modes and info is not None and info.rwx == "no":
+            return d(
+                "rwx-unsupported",
+                f"StorageClass {sc} ({info.provisioner}) cannot make ReadWriteMany volumes: {message}",
+                _provision_fix(ns, name, size),
+            )
+        return d("provisioning-failed", f"the provisioner failed: {message}", "fix what the message names, then retry")
+    if "ReadWriteMany" in modes and info is not None and info.rwx == "no":
+        return d(
+            "rwx-unsupported",
+            f"it asks for ReadWriteMany but StorageClass {sc} ({info.provisioner}) serves only ReadWriteOnce",
+            _provision_fix(ns, name, size),
+        )
+    if info is not None and info.binding_mode == "WaitForFirstConsumer" and not has_consumer:
+        return d(
+            "wait-for-consumer",
+            f"StorageClass {sc} binds when the first pod using the claim is scheduled; no pod uses it yet",
+            "nothing to fix: start the pod (the pipeline's first step) and it binds",
+        )
+    if "ExternalProvisioning" in reasons and info is not None:
+        install = (
+            "kubectl apply -k k8s/nfs"
+            if info.provisioner == "nfs.csi.k8s.io"
+            else "kubectl apply -k k8s/fallback"
+            if info.provisioner == classes.FALLBACK_PROVISIONER
+            else f"install or repair the {info.provisioner} provisioner"
+        )
+        return d(
+            "no-provisioner",
+            f"it waits for the external provisioner {info.provisioner}, which has not acted on it "
+            "(not installed, or not running)",
+            f"{install}; then check its pods (kubectl get pods -A | grep -i provisioner)",
+        )
+    if sc == "" and not volume:
+        return d(
+            "no-class",
+            'it has storageClassName "" (static binding only) and names no volume',
+            f"kubectl delete pvc {name} -n {ns} && sharedvol provision {name} -n {ns} --size {size} --static",
+        )
+    return d(
+        "unknown",
+        f"no event explains it yet (events: {', '.join(reasons) or 'none'})",
+        f"kubectl describe pvc {name} -n {ns}",
+    )
+
+
+def diagnose(api: Any, namespace: str | None = None) -> Report:
+    """Inspect classes, the strategy a run would get, and every Pending claim (in ``namespace`` or all).
+
+    Raises:
+        ForbiddenError: the caller may not list what doctor needs.
+    """
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+    infos = classes.inspect(api)
+    try:
+        p = plan.make(api, plan.Request(name="sharedvol-probe", namespace=namespace or "default"))
+        strategy, reasons = p.strategy, p.reasons
+    except errors.StorageError as e:
+        strategy, reasons = "none", [str(e)]
+    try:
+        claims = (
+            core.list_namespaced_persistent_volume_claim(namespace)
+            if namespace
+            else core.list_persistent_volume_claim_for_all_namespaces()
+        ).items
+        pvs = {pv.metadata.name: pv for pv in core.list_persistent_volume().items}
+        pods = (core.list_namespaced_pod(namespace) if namespace else core.list_pod_for_all_namespaces()).items
+    except client.ApiException as e:
+        raise errors.from_api(e, "list claims, volumes and pods") from e
+    used = {
+        (pod.metadata.namespace, v.persistent_volume_claim.claim_name)
+        for pod in pods
+        for v in (pod.spec.volumes or [])
+        if v.persistent_volume_claim
+    }
+    by_name = {c.name: c for c in infos}
+    default = next((c.name for c in infos if c.default), None)
+    report = Report(infos, strategy, reasons)
+    for claim in claims:
+        if claim.status.phase != "Pending":
+            continue
+        if claim.spec.storage_class_name is None and default:
+            claim.spec.storage_class_name = default
+        try:
+            events = core.list_namespaced_event(
+                claim.metadata.namespace, field_selector=f"involvedObject.name={claim.metadata.name}"
+            ).items
+        except client.ApiException:
+            events = []
+        report.pending.append(
+            diagnose_claim(claim, by_name, events, pvs, (claim.metadata.namespace, claim.metadata.name) in used)
+        )
+    return report

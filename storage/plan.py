@@ -1,0 +1,273 @@
+"""The storage plan: which RWX strategy a claim gets, as data that explains itself before anything is made.
+
+Strategies (design.md): ``dynamic`` (a class whose provisioner serves RWX), ``static`` (a PV made by
+sharedvol, pre-bound to the claim: hostPath on one node, or an NFS export), ``existing`` (a claim the user
+names). Choice order: explicit flag, then detection: ``sharedvol-nfs``, any other RWX class (the default
+first), ``sharedvol-hostpath`` when its provisioner runs, else the static fallback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from storage import classes, errors, specs, validate
+
+DEFAULT_BASE = "/var/lib/sharedvol"
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asks for.
+
+    Attributes:
+        name: the claim's name.
+        namespace: the claim's namespace. Default ``default``.
+        size: the claim's request, a Kubernetes quantity. Default 20Gi.
+        storage_class: use this class (dynamic); None: detect.
+        static: make a static hostPath PV (the local-path fallback) even if an RWX class exists.
+        host_path_base: base directory on the node for static hostPath volumes. Default /var/lib/sharedvol.
+        node: the node that holds a static hostPath volume; None: the only Ready node, or the first.
+        nfs: ``SERVER:/PATH``: make a static PV on this NFS export instead of hostPath.
+        existing: use this existing claim; nothing is made.
+        fallback_running: whether the sharedvol-hostpath provisioner is installed (None: do not consider it).
+    """
+
+    name: str
+    namespace: str = "default"
+    size: str = "20Gi"
+    storage_class: str | None = None
+    static: bool = False
+    host_path_base: str = DEFAULT_BASE
+    node: str | None = None
+    nfs: str | None = None
+    existing: str | None = None
+    fallback_running: bool | None = None
+
+    def validate(self) -> None:
+        """Check every field that can be checked without the cluster.
+
+        Raises:
+            InvalidRequestError: naming the field and the fix.
+        """
+        validate.name(self.existing or self.name, "claim name")
+        validate.namespace(self.namespace)
+        validate.quantity_bytes(self.size)
+        if self.storage_class is not None:
+            validate.name(self.storage_class, "StorageClass")
+        validate.host_path(self.host_path_base)
+        if self.nfs is not None:
+            validate.nfs_export(self.nfs)
+        if self.node is not None:
+            validate.name(self.node, "node")
+        chosen = [bool(self.storage_class), self.static, bool(self.nfs), bool(self.existing)]
+        if sum(chosen) > 1:
+            raise errors.InvalidRequestError(
+                "--class, --static, --nfs and --existing exclude each other", hint="pick one strategy, or none for auto"
+            )
+
+
+@dataclass
+class Plan:
+    """What sharedvol will do; printed before anything is created.
+
+    Attributes:
+        strategy: ``dynamic``, ``static`` or ``existing``.
+        request: what was asked.
+        storage_class: the class the claim will carry ("" for static binding).
+        claim: the claim to create (None for ``existing``).
+        pv: the PV to create first (``static`` only).
+        volume: the static volume's description (``static`` only).
+        reasons: why this strategy, one line each, including the classes considered.
+    """
+
+    strategy: str
+    request: Request
+    storage_class: str
+    claim: dict[str, Any] | None = None
+    pv: dict[str, Any] | None = None
+    volume: specs.StaticVolume | None = None
+    reasons: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """The plan for people: strategy, objects, reasons."""
+        r = self.request
+        lines = [f"plan for claim {r.namespace}/{r.existing or r.name}: {self.strategy}"]
+        if self.strategy == "dynamic":
+            lines.append(f"  create claim {r.name} ({r.size}, ReadWriteMany) of StorageClass {self.storage_class}")
+        elif self.strategy == "static" and self.volume:
+            lines.append(
+                f"  create PersistentVolume {self.volume.pv_name} ({r.size}, ReadWriteMany, Retain) at "
+                f"{self.volume.data_location}, pre-bound to {r.namespace}/{r.name}"
+            )
+            lines.append(f"  create claim {r.name} bound to it (storageClassName {self.storage_class!r})")
+        else:
+            lines.append(f"  use the existing claim {r.existing}; create nothing")
+        lines += [f"  why: {reason}" for reason in self.reasons]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as JSON-able data."""
+        return {
+            "strategy": self.strategy,
+            "namespace": self.request.namespace,
+            "claim": self.request.existing or self.request.name,
+            "storage_class": self.storage_class,
+            "pv": self.pv,
+            "claim_spec": self.claim,
+            "reasons": self.reasons,
+        }
+
+
+def choose(req: Request, infos: list[classes.ClassInfo], nodes: list[str]) -> Plan:
+    """The plan for ``req`` given the cluster's classes and Ready nodes (pure: no API calls).
+
+    Raises:
+        InvalidRequestError: a named class that cannot serve RWX.
+        NotFoundError: a named class or node that does not exist.
+    """
+    req.validate()
+    by_name = {c.name: c for c in infos}
+    considered = ", ".join(f"{c.name} ({c.provisioner}: RWX {c.rwx})" for c in infos) or "none"
+    if req.existing:
+        return Plan("existing", req, "", reasons=[f"--existing {req.existing} was given"])
+    if req.nfs:
+        server, path = validate.nfs_export(req.nfs)
+        vol = specs.StaticVolume(
+            pv_name=specs.static_pv_name(req.namespace, req.name),
+            claim_namespace=req.namespace,
+            claim_name=req.name,
+            size=req.size,
+            nfs_server=server,
+            nfs_path=path,
+            mount_options=("nfsvers=4.1",),
+        )
+        return _static(req, vol, [f"--nfs {req.nfs} was given: a static PV on that export"])
+    if req.storage_class:
+        info = by_name.get(req.storage_class)
+        if info is None:
+            raise errors.NotFoundError(
+                f"StorageClass {req.storage_class!r} does not exist (classes: {', '.join(by_name) or 'none'})",
+                hint="install one (kubectl apply -k k8s/nfs makes sharedvol-nfs), or use --static",
+            )
+        if info.rwx == "no":
+            raise errors.InvalidRequestError(
+                f"StorageClass {info.name} ({info.provisioner}) cannot serve ReadWriteMany: {info.reason}",
+                hint="use --static for a pre-bound hostPath PV, or install NFS: kubectl apply -k k8s/nfs",
+            )
+        reasons = [f"--class {info.name} was given ({info.reason})"]
+        if info.rwx == "unknown":
+            reasons.append(f"warning: {info.reason}")
+        return _dynamic(req, info.name, reasons)
+    if not req.static:
+        rwx = [c for c in infos if c.rwx == "yes" and c.provisioner != classes.FALLBACK_PROVISIONER]
+        nfs = by_name.get(classes.NFS_CLASS)
+        if nfs is not None and nfs.rwx == "yes":
+            return _dynamic(req, nfs.name, [f"StorageClass {nfs.name} is installed ({nfs.reason})"])
+        if rwx:
+            best = rwx[0]  # default class first
+            return _dynamic(req, best.name, [f"StorageClass {best.name} serves RWX ({best.reason})"])
+        fallback = by_name.get(classes.FALLBACK_CLASS)
+        if fallback is not None and req.fallback_running is not False:
+            return _dynamic(
+                req, fallback.name, [f"no NFS-like class; StorageClass {fallback.name} (sharedvol serve) is installed"]
+            )
+    node = _node(req, nodes)
+    vol = specs.StaticVolume(
+        pv_name=specs.static_pv_name(req.namespace, req.name),
+        claim_namespace=req.namespace,
+        claim_name=req.name,
+        size=req.size,
+        host_path=f"{validate.host_path(req.host_path_base)}/{req.namespace}/{req.name}",
+        node=node,
+    )
+    why = "--static was given" if req.static else f"no class serves ReadWriteMany (considered: {considered})"
+    return _static(req, vol, [why, f"hostPath on node {node}: every pod using the claim runs there"])
+
+
+def _node(req: Request, nodes: list[str]) -> str:
+    if req.node:
+        if nodes and req.node not in nodes:
+            raise errors.NotFoundError(
+                f"node {req.node!r} does not exist or is not Ready (Ready nodes: {', '.join(nodes) or 'none'})",
+                hint="pass --node with one of them (kubectl get nodes)",
+            )
+        return req.node
+    if not nodes:
+        raise errors.NotFoundError(
+            "no Ready node to hold a static hostPath volume", hint="join a node, or name an NFS export with --nfs"
+        )
+    return nodes[0]
+
+
+def _dynamic(req: Request, storage_class: str, reasons: list[str]) -> Plan:
+    claim = specs.rwx_claim(req.name, req.namespace, req.size, storage_class)
+    return Plan("dynamic", req, storage_class, claim=claim, reasons=reasons)
+
+
+def _static(req: Request, vol: specs.StaticVolume, reasons: list[str]) -> Plan:
+    claim = specs.rwx_claim(req.name, req.namespace, req.size, vol.storage_class, volume_name=vol.pv_name)
+    return Plan("static", req, vol.storage_class, claim=claim, pv=specs.static_pv(vol), volume=vol, reasons=reasons)
+
+
+def ready_nodes(api: Any) -> list[str]:
+    """Names of the Ready nodes, sorted.
+
+    Raises:
+        StorageError: nodes cannot be listed.
+    """
+    from kubernetes import client
+
+    try:
+        items = client.CoreV1Api(api).list_node().items
+    except client.ApiException as e:
+        raise errors.from_api(e, "list nodes") from e
+    ready = [
+        n.metadata.name
+        for n in items
+        if any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
+    ]
+    return sorted(ready)
+
+
+def fallback_running(api: Any) -> bool:
+    """Whether the sharedvol-hostpath provisioner has a ready Deployment (namespace sharedvol-system)."""
+    from kubernetes import client
+
+    try:
+        deployments = (
+            client.AppsV1Api(api)
+            .list_namespaced_deployment(
+                "sharedvol-system", label_selector="app.kubernetes.io/name=sharedvol-provisioner"
+            )
+            .items
+        )
+    except client.ApiException:
+        return False
+    return any((d.status.ready_replicas or 0) > 0 for d in deployments)
+
+
+def make(api: Any, req: Request) -> Plan:
+    """The plan for ``req`` on the cluster behind ``api``.
+
+    Raises:
+        InvalidRequestError, NotFoundError, ForbiddenError: see :func:`choose`; also a namespace that does not exist.
+    """
+    from kubernetes import client
+
+    req.validate()
+    try:
+        client.CoreV1Api(api).read_namespace(req.namespace)
+    except client.ApiException as e:
+        if e.status == 404:
+            raise errors.NotFoundError(
+                f"namespace {req.namespace!r} does not exist",
+                hint=f"create it: kubectl create namespace {req.namespace}",
+            ) from e
+        if e.status != 403:  # may read claims in it without reading the namespace itself
+            raise errors.from_api(e, f"read namespace {req.namespace}") from e
+    infos = classes.inspect(api)
+    if req.fallback_running is None and any(c.name == classes.FALLBACK_CLASS for c in infos):
+        req = Request(**{**req.__dict__, "fallback_running": fallback_running(api)})
+    needs_nodes = not (req.existing or req.nfs or req.storage_class)
+    return choose(req, infos, ready_nodes(api) if needs_nodes else [])
