@@ -1,0 +1,219 @@
+"""storage/: specs, validation, the provisioner table, plan choice and claim diagnosis, without a cluster."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace as NS
+
+import pytest
+
+from storage import classes, doctor, errors, plan, specs, validate
+
+
+def test_the_static_pv_is_pre_bound_rwx_retain_hostpath_with_node_affinity() -> None:
+    v = specs.StaticVolume(
+        pv_name="sharedvol-team-a-shared",
+        claim_namespace="team-a",
+        claim_name="shared",
+        size="20Gi",
+        host_path="/var/lib/sharedvol/team-a/shared",
+        node="gpu-node",
+    )
+    assert specs.static_pv(v) == {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {
+            "name": "sharedvol-team-a-shared",
+            "labels": {"app.kubernetes.io/managed-by": "sharedvol"},
+            "annotations": {"sharedvol.io/data-path": "gpu-node:/var/lib/sharedvol/team-a/shared"},
+        },
+        "spec": {
+            "capacity": {"storage": "20Gi"},
+            "accessModes": ["ReadWriteMany"],
+            "volumeMode": "Filesystem",
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": "team-a", "name": "shared"},
+            "hostPath": {"path": "/var/lib/sharedvol/team-a/shared", "type": "DirectoryOrCreate"},
+            "nodeAffinity": {
+                "required": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {"key": "kubernetes.io/hostname", "operator": "In", "values": ["gpu-node"]}
+                            ]
+                        }
+                    ]
+                }
+            },
+        },
+    }
+
+
+def test_an_nfs_pv_carries_the_export_and_mount_options_and_no_node_affinity() -> None:
+    v = specs.StaticVolume(
+        "pv", "ns", "c", "1Gi", nfs_server="10.0.0.5", nfs_path="/exports/kfp", mount_options=("nfsvers=4.1",)
+    )
+    spec = specs.static_pv(v)["spec"]
+    assert spec["nfs"] == {"server": "10.0.0.5", "path": "/exports/kfp"}
+    assert spec["mountOptions"] == ["nfsvers=4.1"]
+    assert "nodeAffinity" not in spec and "hostPath" not in spec
+
+
+def test_the_claim_always_sets_its_storage_class_explicitly() -> None:
+    claim = specs.rwx_claim("shared", "ns", "5Gi", "", volume_name="pv-1")
+    assert claim["spec"] == {
+        "accessModes": ["ReadWriteMany"],
+        "resources": {"requests": {"storage": "5Gi"}},
+        "storageClassName": "",
+        "volumeMode": "Filesystem",
+        "volumeName": "pv-1",
+    }
+
+
+@pytest.mark.parametrize(("size", "expected"), [("20Gi", 20 * 2**30), ("500M", 500 * 10**6), ("1.5Ki", 1536), ("7", 7)])
+def test_quantities_convert_to_bytes(size: str, expected: int) -> None:
+    assert validate.quantity_bytes(size) == expected
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: validate.quantity_bytes("20GB"), "size '20GB' is not a Kubernetes quantity: write it like 20Gi"),
+        (lambda: validate.quantity_bytes("0Gi"), "size '0Gi' is not positive"),
+        (lambda: validate.quantity_bytes("-1Gi"), "is not a Kubernetes quantity"),
+        (lambda: validate.name("My_Claim", "claim name"), "claim name 'My_Claim' is not a valid Kubernetes name"),
+        (lambda: validate.namespace("a" * 64), "is not a valid namespace name"),
+        (lambda: validate.host_path("data/kfp"), "host path 'data/kfp' is relative"),
+        (lambda: validate.host_path("/"), "host path '/' would put volumes in the node's root"),
+        (lambda: validate.host_path("/var/../etc"), "contains '..'"),
+        (lambda: validate.nfs_export("10.0.0.5"), "NFS export '10.0.0.5' is not SERVER:/PATH"),
+        (lambda: validate.nfs_export("10.0.0.5:exports"), "is not SERVER:/PATH"),
+    ],
+)
+def test_bad_input_is_refused_with_one_line_saying_how_to_fix_it(call: object, message: str) -> None:
+    with pytest.raises(errors.InvalidRequestError) as e:
+        call()  # type: ignore[operator]
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("provisioner", "rwx"),
+    [
+        ("nfs.csi.k8s.io", "yes"),
+        ("k8s-sigs.io/nfs-subdir-external-provisioner", "yes"),
+        ("cluster.local/nfs-subdir-external-provisioner", "yes"),
+        ("cluster.local/my-release-nfs-subdir-external-provisioner", "yes"),
+        ("cephfs.csi.ceph.com", "yes"),
+        ("efs.csi.aws.com", "yes"),
+        ("driver.longhorn.io", "yes"),
+        ("rancher.io/local-path", "no"),
+        ("ebs.csi.aws.com", "no"),
+        ("topolvm.io", "no"),
+        ("openebs.io/local", "no"),
+        ("example.com/mystery", "unknown"),
+    ],
+)
+def test_the_provisioner_table_says_who_serves_rwx(provisioner: str, rwx: str) -> None:
+    assert classes.rwx_of(provisioner)[0] == rwx
+
+
+def test_local_path_serves_rwx_only_with_a_shared_filesystem_path() -> None:
+    assert classes.rwx_of("rancher.io/local-path", local_path_shared=True)[0] == "yes"
+
+
+def _info(name: str, provisioner: str, default: bool = False, mode: str = "Immediate") -> classes.ClassInfo:
+    rwx, reason = classes.rwx_of(provisioner)
+    return classes.ClassInfo(name, provisioner, mode, "Delete", default, rwx, reason)
+
+
+LOCAL = _info("local-path", "rancher.io/local-path", default=True, mode="WaitForFirstConsumer")
+
+
+def test_a_local_path_only_cluster_gets_a_static_pv_on_its_node() -> None:
+    p = plan.choose(plan.Request("shared", "kfp", "10Gi"), [LOCAL], ["node-1"])
+    assert p.strategy == "static"
+    assert p.pv is not None and p.claim is not None
+    assert p.pv["spec"]["hostPath"]["path"] == "/var/lib/sharedvol/kfp/shared"
+    assert p.claim["spec"]["volumeName"] == p.pv["metadata"]["name"] == "sharedvol-kfp-shared"
+    assert "no class serves ReadWriteMany (considered: local-path (rancher.io/local-path: RWX no))" in p.describe()
+
+
+def test_the_nfs_class_wins_over_other_rwx_classes() -> None:
+    infos = [_info("cephfs", "cephfs.csi.ceph.com", default=True), _info("sharedvol-nfs", "nfs.csi.k8s.io"), LOCAL]
+    p = plan.choose(plan.Request("shared"), infos, ["n"])
+    assert (p.strategy, p.storage_class) == ("dynamic", "sharedvol-nfs")
+    assert p.claim is not None and p.claim["spec"]["storageClassName"] == "sharedvol-nfs"
+
+
+def test_the_fallback_class_is_used_only_when_its_provisioner_runs() -> None:
+    infos = [LOCAL, _info("sharedvol-hostpath", "sharedvol.io/hostpath")]
+    assert plan.choose(plan.Request("s", fallback_running=True), infos, ["n"]).storage_class == "sharedvol-hostpath"
+    assert plan.choose(plan.Request("s", fallback_running=False), infos, ["n"]).strategy == "static"
+
+
+def test_a_named_rwo_class_is_refused_with_the_fix() -> None:
+    with pytest.raises(errors.InvalidRequestError, match=r"StorageClass local-path .* cannot serve ReadWriteMany"):
+        plan.choose(plan.Request("s", storage_class="local-path"), [LOCAL], ["n"])
+
+
+def test_a_missing_class_or_node_is_not_found() -> None:
+    with pytest.raises(errors.NotFoundError, match="StorageClass 'nfs' does not exist"):
+        plan.choose(plan.Request("s", storage_class="nfs"), [LOCAL], ["n"])
+    with pytest.raises(errors.NotFoundError, match="node 'gpu-2' does not exist or is not Ready"):
+        plan.choose(plan.Request("s", static=True, node="gpu-2"), [LOCAL], ["gpu-1"])
+
+
+def _claim(name: str, sc: str | None, modes: list[str], volume: str | None = None) -> NS:
+    return NS(
+        metadata=NS(namespace="kfp", name=name),
+        spec=NS(
+            storage_class_name=sc, access_modes=modes, volume_name=volume, resources=NS(requests={"storage": "5Gi"})
+        ),
+    )
+
+
+def _event(reason: str, message: str = "") -> NS:
+    return NS(reason=reason, message=message)
+
+
+def test_doctor_explains_an_rwx_claim_on_local_path_and_names_the_fix() -> None:
+    d = doctor.diagnose_claim(
+        _claim("data", "local-path", ["ReadWriteMany"]),
+        {"local-path": LOCAL},
+        [_event("ProvisioningFailed", "NodePath only supports ReadWriteOnce and ReadWriteOncePod")],
+        {},
+        has_consumer=True,
+    )
+    assert d.cause == "rwx-unsupported"
+    assert "cannot make ReadWriteMany volumes" in d.explanation
+    assert "sharedvol provision data -n kfp --size 5Gi --static" in d.fix
+
+
+@pytest.mark.parametrize(
+    ("claim", "events", "consumer", "cause", "fix"),
+    [
+        (_claim("a", "gone", ["ReadWriteMany"]), [], False, "missing-class", "sharedvol provision a -n kfp"),
+        (_claim("b", "sharedvol-nfs", ["ReadWriteMany"]), [], False, "missing-class", "kubectl apply -k k8s/nfs"),
+        (
+            _claim("c", "wffc", ["ReadWriteOnce"]),
+            [_event("WaitForFirstConsumer")],
+            False,
+            "wait-for-consumer",
+            "start the pod",
+        ),
+        (_claim("d", "nfs", ["ReadWriteMany"]), [_event("ExternalProvisioning")], True, "no-provisioner", "k8s/nfs"),
+        (_claim("e", "", ["ReadWriteMany"], "pv-x"), [], False, "missing-volume", "--static"),
+        (_claim("f", None, ["ReadWriteMany"]), [], False, "no-class", "--static"),
+    ],
+)
+def test_doctor_names_the_cause_of_each_kind_of_pending_claim(
+    claim: NS, events: list[NS], consumer: bool, cause: str, fix: str
+) -> None:
+    infos = {
+        "wffc": _info("wffc", "kubernetes.io/no-provisioner", mode="WaitForFirstConsumer"),
+        "nfs": _info("nfs", "nfs.csi.k8s.io"),
+    }
+    d = doctor.diagnose_claim(claim, infos, events, {}, consumer)
+    assert d.cause == cause
+    assert fix in d.fix
