@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from storage import doctor, plan
 from tests import kwait
 from tests.cluster import ClusterHandle
 
@@ -208,6 +209,16 @@ def test_installed_for_real_the_driver_runs_on_every_node_and_the_check_jobs_com
     )
     assert "nfs.csi.k8s.io" in event.message
     assert core.read_namespaced_persistent_volume_claim("nfs-check", ns).status.phase == "Pending"
+
+    # with the class installed, doctor and the plan choose dynamic RWX on it, and explain the waiting claim
+    report = doctor.diagnose(api, ns)
+    assert report.strategy == "dynamic"
+    assert report.strategy_reasons == ["StorageClass sharedvol-nfs is installed (CSI NFS driver)"]
+    (waiting,) = report.pending
+    assert (waiting.name, waiting.cause, waiting.storage_class) == ("nfs-check", "no-provisioner", "sharedvol-nfs")
+    chosen = plan.make(api, plan.Request(name="data", namespace=ns, size="1Gi"))
+    assert (chosen.strategy, chosen.storage_class) == ("dynamic", "sharedvol-nfs")
+    assert chosen.claim is not None and chosen.claim["spec"]["accessModes"] == ["ReadWriteMany"]
 
     pv = act_as_the_csi_provisioner(api, ns, "nfs-check")
     bound = kwait.until(
