@@ -81,8 +81,10 @@ def apply(api: Any, p: plan.Plan, *, timeout: float = 120.0, wait: bool = True) 
         _check_rwx(existing)
         return Result(p, existing.status.phase, existing.spec.volume_name or "")
     assert p.claim is not None
-    if p.pv is not None and _ensure_pv(core, p):
-        created.append(f"PersistentVolume/{p.pv['metadata']['name']}")
+    if p.pv is not None:
+        if _ensure_pv(core, p):
+            created.append(f"PersistentVolume/{p.pv['metadata']['name']}")
+        _wait_volume_seen(core, p.pv["metadata"]["name"], timeout=min(timeout, 30.0))
     try:
         claim = _read_claim(core, r.namespace, r.name)
         if claim is None:
@@ -108,7 +110,7 @@ def apply(api: Any, p: plan.Plan, *, timeout: float = 120.0, wait: bool = True) 
             p, claim.status.phase if claim else "Pending", (claim.spec.volume_name or "") if claim else "", created
         )
     started = time.monotonic()
-    phase, volume, note = wait_bound(api, r.namespace, r.name, timeout=timeout)
+    phase, volume, note = wait_bound(api, r.namespace, r.name, timeout=timeout, nudge=p.pv is not None)
     return Result(p, phase, volume, created, round(time.monotonic() - started, 3), note)
 
 
@@ -156,6 +158,33 @@ def _ensure_pv(core: Any, p: plan.Plan) -> bool:
     return False
 
 
+def _wait_volume_seen(core: Any, name: str, *, timeout: float) -> None:
+    """Watch the PV until the PV controller has synced it (phase Available, or Bound).
+
+    The controller binds a pre-bound claim when it syncs the claim; if the claim arrives before the
+    controller has seen its volume, binding waits for the controller's 15-second resync. Creating the
+    claim only after the volume left phase Pending avoids that.
+    """
+    from kubernetes import watch
+
+    listing = _call(core.list_persistent_volume, "list PersistentVolumes", field_selector=f"metadata.name={name}")
+    if any(pv.status.phase in ("Available", "Bound") for pv in listing.items):
+        return
+    w = watch.Watch()
+    for event in w.stream(
+        core.list_persistent_volume,
+        field_selector=f"metadata.name={name}",
+        resource_version=listing.metadata.resource_version,
+        timeout_seconds=max(1, int(timeout)),
+    ):
+        if event["object"].status.phase in ("Available", "Bound"):
+            w.stop()
+            return
+    log.warning(
+        "PersistentVolume %s was not synced by the PV controller in %.0f s; creating the claim anyway", name, timeout
+    )
+
+
 def _check_rwx(claim: Any) -> None:
     modes = claim.spec.access_modes or []
     if "ReadWriteMany" not in modes:
@@ -195,8 +224,15 @@ def _events(core: Any, namespace: str, name: str) -> list[Any]:
     return sorted(items, key=lambda e: str(e.last_timestamp or e.event_time or e.metadata.creation_timestamp or ""))
 
 
-def wait_bound(api: Any, namespace: str, name: str, *, timeout: float = 120.0) -> tuple[str, str, str]:
+def wait_bound(
+    api: Any, namespace: str, name: str, *, timeout: float = 120.0, nudge: bool = False
+) -> tuple[str, str, str]:
     """Watch the claim until it is Bound, waits for its first consumer, or a deadline passes.
+
+    With ``nudge`` (a claim pre-bound to a PV sharedvol made), each quiet watch window ends with a
+    touch of the claim's ``sharedvol.io/resync`` annotation: the PV controller then syncs the claim
+    at once instead of at its next 15-second resync (it misses the pair when the claim reaches it
+    before its cache holds the volume's latest version).
 
     Returns:
         (phase, volume name, note): note says what a Pending claim waits for.
@@ -240,10 +276,19 @@ def wait_bound(api: Any, namespace: str, name: str, *, timeout: float = 120.0) -
             namespace,
             field_selector=selector,
             resource_version=rv,
-            timeout_seconds=max(1, min(5, int(left))),
+            timeout_seconds=max(1, min(1 if nudge else 5, int(left))),
         ):
             claim = event["object"]
             rv = claim.metadata.resource_version
             if claim.status.phase == "Bound":
                 w.stop()
                 break
+        if nudge and (claim is None or claim.status.phase != "Bound"):
+            touch = {"metadata": {"annotations": {"sharedvol.io/resync": f"{time.time():.3f}"}}}
+            _call(
+                core.patch_namespaced_persistent_volume_claim,
+                f"annotate claim {namespace}/{name}",
+                name,
+                namespace,
+                touch,
+            )

@@ -232,6 +232,7 @@ class ControlPlane:
             [
                 f"--kubeconfig={kwok}",
                 "--manage-all-nodes=false",
+                "--node-lease-duration-seconds=40",  # renew node leases, so nodes stay Ready all session
                 f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
                 "--node-ip=10.244.0.1",
                 "--cidr=10.244.0.0/16",
