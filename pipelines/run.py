@@ -273,7 +273,10 @@ def _storage(
                 hint="kubectl apply -k k8s/fallback, then check: kubectl -n sharedvol-system get pods",
             )
     except storage_errors.StorageError as e:
-        raise StorageUnavailableError(f"no storage for the run ({e.message})", hint=e.hint or INSTALL_HINT) from e
+        hint = "kubectl apply -k k8s/fallback, then check: kubectl -n sharedvol-system get pods"
+        raise StorageUnavailableError(
+            f"no storage for the run ({e.message})", hint=hint if mode == "fallback" else (e.hint or INSTALL_HINT)
+        ) from e
     progress(f"storage: {p.describe()}")
     if p.strategy == "dynamic":
         return options.StorageChoice.dynamic(p.storage_class), p, []

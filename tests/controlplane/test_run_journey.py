@@ -376,3 +376,14 @@ def test_an_explicit_existing_claim_that_is_not_rwx_is_refused_before_submitting
         Journey(api, fake_kfp).run(s)
     assert "not ReadWriteMany" in e.value.message
     assert fake_kfp.calls("POST", "/apis/v2beta1/pipelines/upload_version") == []
+
+
+def test_storage_fallback_with_the_class_but_no_running_provisioner_fails_naming_k8s_fallback(
+    api: Any, namespace: str, cluster_objects: ClusterObjects, fake_kfp: FakeKfp
+) -> None:
+    cluster_objects.storage_class({"metadata": {"name": "sharedvol-hostpath"}, "provisioner": "sharedvol.io/hostpath"})
+    with pytest.raises(run_lib.StorageUnavailableError) as e:
+        Journey(api, fake_kfp).run(settings(fake_kfp.url, namespace, storage="fallback"))
+    assert "its provisioner (`sharedvol serve`) is not running" in e.value.message
+    assert e.value.hint.startswith("kubectl apply -k k8s/fallback")
+    assert claims_and_volumes(api, namespace) == ([], [])
