@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from pipelines import commands, errors
+from pipelines import commands, errors, run_cli
 from steps import cli as steps_cli
 from steps import errors as steps_errors
 from storage import cli as storage_cli
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     storage_cli.register(sub)
     steps_cli.register(sub)
     commands.register(sub)
+    run_cli.register(sub)
     return parser
 
 

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``compile``, ``submit`` and ``demo`` to the ``sharedvol`` parser."""
     p = sub.add_parser("compile", help="write the pipeline YAML for upload in the KFP UI")
     p.add_argument("-o", "--output", type=Path, default=Path("resnet18_cifar10.yaml"), help="YAML file to write")
-    _compile_args(p, defaults_help="the default of")
+    compile_args(p, defaults_help="the default of")
     p.set_defaults(func=_compile)
 
     p = sub.add_parser("submit", help="upload or reuse the pipeline, start a run, and follow it with --wait")
@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wait", action="store_true", help="follow the run until it ends; non-zero exit unless it succeeds")
     p.add_argument("--timeout", type=float, default=6 * 3600.0, help="seconds to follow the run (default 21600)")
     p.add_argument("--ui-url", default="", help="KFP UI base URL for the run link (default --host)")
-    _compile_args(p, defaults_help="")
+    compile_args(p, defaults_help="")
     p.set_defaults(func=_submit)
 
     p = sub.add_parser("demo", help="the whole pipeline on this machine (kfp.local), a local directory as the volume")
@@ -72,7 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_demo)
 
 
-def _compile_args(p: argparse.ArgumentParser, *, defaults_help: str) -> None:
+def compile_args(p: argparse.ArgumentParser, *, defaults_help: str) -> None:
+    """Add the image, volume, scheduling and run-parameter flags shared by compile, submit and run."""
     g = p.add_argument_group("image and volume (fixed in the YAML)")
     g.add_argument(
         "--image",

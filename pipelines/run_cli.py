@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--timeout", type=float, default=6 * 3600.0, help="seconds to follow the run (default 21600)")
     p.add_argument("--ui-url", default="", help="KFP UI base URL for the run link (default --host)")
-    commands._compile_args(p, defaults_help="")
+    commands.compile_args(p, defaults_help="")
     p.set_defaults(func=_run)
 
 

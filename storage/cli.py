@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
+from storage.provisioner import cli as provisioner_cli
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``doctor``, ``provision`` and ``release`` (and ``serve`` when available) to the ``sharedvol`` parser."""
+    """Add ``doctor``, ``provision``, ``release`` and ``serve`` to the ``sharedvol`` parser."""
     p = sub.add_parser("doctor", help="what storage the cluster offers, and why each Pending claim is pending")
     _cluster_args(p)
     p.add_argument("-n", "--namespace", help="only this namespace (default: all)")
@@ -38,10 +40,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-data", action="store_true", help="keep the PV (and its data) for a later claim of this name")
     p.set_defaults(func=_release)
 
-    try:
-        from storage.provisioner import cli as provisioner_cli
-    except ImportError:
-        return
     provisioner_cli.register(sub)
 
 

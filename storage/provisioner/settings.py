@@ -1,0 +1,63 @@
+"""The provisioner's settings, read once at start-up from flags and environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from storage import errors
+
+PROVISIONER = "sharedvol.io/hostpath"
+DEFAULT_BASE = "/var/lib/sharedvol"
+ON_DELETE = ("delete", "archive", "retain")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How ``sharedvol serve`` runs.
+
+    Attributes:
+        provisioner: the provisioner name it serves (``StorageClass.provisioner``). Default sharedvol.io/hostpath.
+        kubeconfig: kubeconfig file; empty: in-cluster service account (or ``$KUBECONFIG``).
+        base_path_root: where the node's filesystem is mounted in this process; a class's ``basePath`` ``/b`` is
+            ``<root>/b`` here. Default "" (the service sees the node's paths as they are: hostPath-mounted).
+        health_port: port of the liveness endpoint ``/healthz``. Default 8080; 0 disables it.
+        log_json: structured (JSON) logs. Default on.
+    """
+
+    provisioner: str = PROVISIONER
+    kubeconfig: str = ""
+    base_path_root: str = ""
+    health_port: int = 8080
+    log_json: bool = True
+
+    def local_path(self, node_path: str) -> str:
+        """Where the node's ``node_path`` is in this process's filesystem."""
+        return os.path.join(self.base_path_root, node_path.lstrip("/")) if self.base_path_root else node_path
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Settings from ``SHAREDVOL_*`` environment variables, then ``overrides`` (flags).
+
+        Raises:
+            InvalidRequestError: a malformed value, naming the variable.
+        """
+        env = os.environ
+        try:
+            port = int(env.get("SHAREDVOL_HEALTH_PORT", "8080"))
+        except ValueError as e:
+            raise errors.InvalidRequestError(
+                f"SHAREDVOL_HEALTH_PORT={env['SHAREDVOL_HEALTH_PORT']!r} is not a port number", hint="e.g. 8080"
+            ) from e
+        values: dict[str, object] = {
+            "provisioner": env.get("SHAREDVOL_PROVISIONER", PROVISIONER),
+            "kubeconfig": env.get("SHAREDVOL_KUBECONFIG", ""),
+            "base_path_root": env.get("SHAREDVOL_BASE_PATH_ROOT", ""),
+            "health_port": port,
+            "log_json": env.get("SHAREDVOL_LOG_JSON", "1") != "0",
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)  # type: ignore[arg-type]
+        if not 0 <= settings.health_port <= 65535:
+            raise errors.InvalidRequestError(f"health port {settings.health_port} is out of range", hint="use 1-65535")
+        return settings
