@@ -107,6 +107,7 @@ def provision(core: Any, claim: Any) -> str:
     if node is None:
         return "waiting for the scheduler to pick a node (WaitForFirstConsumer)"
     pv = volumes.pv_for(claim, config, node, SETTINGS.provisioner)
+    _make_directory(pv["spec"]["hostPath"]["path"])
     _event(core, claim, "Provisioning", f"making {name} at {node}:{pv['spec']['hostPath']['path']}")
     try:
         core.create_persistent_volume(pv)
@@ -120,6 +121,23 @@ def provision(core: Any, claim: Any) -> str:
     message = f"made {name} ({pv['spec']['capacity']['storage']}) at {node}:{pv['spec']['hostPath']['path']}"
     _event(core, claim, "ProvisioningSucceeded", message)
     return message
+
+
+def _make_directory(node_path: str) -> None:
+    """Create the volume's directory, writable for the step image's user, when the base path is mounted here.
+
+    kubelet would create it (hostPath DirectoryOrCreate) owned by root with mode 0755, which the non-root
+    steps cannot write. On a node this service does not run on, kubelet's directory is what the pods get.
+    """
+    import os
+
+    local = SETTINGS.local_path(node_path)
+    base = os.path.dirname(local)
+    if not os.path.isdir(base):
+        log.warning("base path %s is not mounted here; kubelet will create %s owned by root", base, node_path)
+        return
+    os.makedirs(local, exist_ok=True)
+    os.chmod(local, 0o777)  # any pod uid sharing the claim can write; the base directory itself stays 0755
 
 
 @kopf.on.event("", "v1", "persistentvolumeclaims")
