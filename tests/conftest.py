@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests import cluster as cp
+from tests import kwait
 
 CONTROLPLANE_FIXTURES = {"cluster", "api", "namespace", "cluster_objects"}
 
@@ -67,6 +68,14 @@ def namespace(api: Any, request: pytest.FixtureRequest) -> Iterator[str]:
         }
     }
     core.create_namespace(body)
+    # Pods are admitted only once the namespace's "default" ServiceAccount exists (made by a controller).
+    kwait.until(
+        core.list_namespaced_service_account,
+        lambda sa: True,
+        name,
+        what="ServiceAccount default",
+        **kwait.named("default"),
+    )
     try:
         yield name
     finally:

@@ -217,16 +217,27 @@ def health(**_: Any) -> str:
 def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     """Kopf settings: no peering, no finalizers or progress annotations on users' objects."""
     settings.peering.standalone = True
+    settings.scanning.disabled = True  # core resources only: no watching of CRDs or namespaces (no RBAC for them)
     settings.posting.enabled = False
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="sharedvol.io")
     settings.watching.server_timeout = 60
 
 
 @kopf.on.login()
-def login(**kwargs: Any) -> Any:
+def login(**kwargs: Any) -> kopf.ConnectionInfo:
     """Log in with the same configuration as the rest of sharedvol (kubeconfig or in-cluster)."""
-    import os
+    from storage import kube
 
-    if SETTINGS.kubeconfig:
-        os.environ["KUBECONFIG"] = SETTINGS.kubeconfig
-    return kopf.login_via_client(**kwargs)
+    c = kube.load_api_client(SETTINGS.kubeconfig or None).configuration
+    scheme, _sep, token = (c.api_key.get("authorization") or "").partition(" ")
+    if c.api_key_prefix.get("authorization"):  # in-cluster: the prefix is kept apart from the token
+        scheme, token = c.api_key_prefix["authorization"], c.api_key["authorization"]
+    return kopf.ConnectionInfo(
+        server=c.host,
+        ca_path=c.ssl_ca_cert,
+        insecure=not c.verify_ssl,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=c.cert_file,
+        private_key_path=c.key_file,
+    )

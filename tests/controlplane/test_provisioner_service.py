@@ -1,0 +1,311 @@
+"""`sharedvol serve` running as a process against the real API server: claims of its class bind, deleted
+claims are reclaimed as the class says, a killed service leaves one PV, and k8s/fallback's RBAC is enough.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+
+from storage import specs
+from tests import cluster as cp
+from tests import kwait
+from tests.conftest import ClusterObjects
+
+REPO = Path(__file__).resolve().parents[2]
+PROVISIONER = "sharedvol.io/hostpath"
+
+
+class Service:
+    """`python -m pipelines serve` in a subprocess, with a temp dir standing in for the node's filesystem."""
+
+    def __init__(self, kubeconfig: Path, root: Path) -> None:
+        self.kubeconfig, self.root = kubeconfig, root
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = root / "serve.log"
+
+    def start(self) -> Service:
+        (self.root / "var" / "lib" / "sharedvol").mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pipelines", "serve", "--kubeconfig", str(self.kubeconfig)]
+        cmd += ["--base-path-root", str(self.root), "--health-port", "0", "--text-logs"]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=out, stderr=subprocess.STDOUT
+            )
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+
+    def node_dir(self, node_path: str) -> Path:
+        return self.root / node_path.lstrip("/")
+
+
+@pytest.fixture
+def service(cluster: cp.ClusterHandle, tmp_path: Path) -> Iterator[Service]:
+    svc = Service(cluster.kubeconfig, tmp_path / "node").start()
+    try:
+        yield svc
+    finally:
+        svc.kill(signal.SIGTERM)
+
+
+def _class(
+    objects: ClusterObjects, *, mode: str = "Immediate", on_delete: str = "delete", reclaim: str = "Delete"
+) -> str:
+    name = f"hostpath-{uuid.uuid4().hex[:6]}"
+    objects.storage_class(
+        {
+            "metadata": {"name": name},
+            "provisioner": PROVISIONER,
+            "volumeBindingMode": mode,
+            "reclaimPolicy": reclaim,
+            "parameters": {"basePath": "/var/lib/sharedvol", "onDelete": on_delete},
+        }
+    )
+    return name
+
+
+def _bound(api: Any, namespace: str, name: str, timeout: float = 60) -> Any:
+    core = client.CoreV1Api(api)
+    return kwait.until(
+        core.list_namespaced_persistent_volume_claim,
+        lambda c: c.status.phase == "Bound",
+        namespace,
+        timeout=timeout,
+        what=f"claim {name}",
+        **kwait.named(name),
+    )
+
+
+def _claim(api: Any, namespace: str, name: str, storage_class: str, size: str = "1Gi") -> Any:
+    return client.CoreV1Api(api).create_namespaced_persistent_volume_claim(
+        namespace, specs.rwx_claim(name, namespace, size, storage_class)
+    )
+
+
+def test_an_immediate_claim_of_the_fallback_class_binds_to_a_writable_hostpath_volume(
+    api: Any, namespace: str, cluster_objects: ClusterObjects, service: Service
+) -> None:
+    sc = _class(cluster_objects)
+    made = _claim(api, namespace, "shared", sc, "3Gi")
+    claim = _bound(api, namespace, "shared")
+    cluster_objects.track_pv(claim.spec.volume_name)
+
+    pv = client.CoreV1Api(api).read_persistent_volume(claim.spec.volume_name)
+    assert pv.metadata.name == f"pvc-{made.metadata.uid}"
+    assert pv.metadata.annotations["pv.kubernetes.io/provisioned-by"] == PROVISIONER
+    assert pv.spec.claim_ref.uid == made.metadata.uid
+    assert pv.spec.access_modes == ["ReadWriteMany"] and pv.spec.capacity["storage"] == "3Gi"
+    assert pv.spec.host_path.path == f"/var/lib/sharedvol/{namespace}-shared-{made.metadata.uid[:8]}"
+    directory = service.node_dir(pv.spec.host_path.path)
+    assert directory.is_dir() and directory.stat().st_mode & 0o777 == 0o777
+    events = client.CoreV1Api(api).list_namespaced_event(namespace, field_selector="involvedObject.name=shared").items
+    assert "ProvisioningSucceeded" in {e.reason for e in events}
+
+
+def test_a_wait_for_first_consumer_claim_binds_on_the_node_its_pod_is_scheduled_to(
+    api: Any, cluster: cp.ClusterHandle, namespace: str, cluster_objects: ClusterObjects, service: Service
+) -> None:
+    sc = _class(cluster_objects, mode="WaitForFirstConsumer")
+    _claim(api, namespace, "late", sc)
+    core = client.CoreV1Api(api)
+    kwait.until(
+        core.list_namespaced_event,
+        lambda e: e.reason == "WaitForFirstConsumer",
+        namespace,
+        field_selector="involvedObject.name=late",
+        what="WaitForFirstConsumer event",
+    )
+    assert core.read_namespaced_persistent_volume_claim("late", namespace).spec.volume_name is None
+
+    pod = {
+        "metadata": {"name": "train"},
+        "spec": {
+            "containers": [
+                {"name": "c", "image": "sharedvol:0.1.0", "volumeMounts": [{"name": "v", "mountPath": "/mnt/shared"}]}
+            ],
+            "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "late"}}],
+        },
+    }
+    core.create_namespaced_pod(namespace, pod)
+    claim = _bound(api, namespace, "late")
+    cluster_objects.track_pv(claim.spec.volume_name)
+    node = claim.metadata.annotations["volume.kubernetes.io/selected-node"]
+    pv = core.read_persistent_volume(claim.spec.volume_name)
+    assert pv.spec.node_affinity.required.node_selector_terms[0].match_expressions[0].values == [node]
+    scheduled = kwait.until(
+        core.list_namespaced_pod, lambda p: bool(p.spec.node_name), namespace, **kwait.named("train")
+    )
+    assert scheduled.spec.node_name == node and node in cluster.node_names
+
+
+@pytest.mark.parametrize(
+    "name",
+    [f"{uuid.uuid4()}-sharedvol", "resnet18-cifar10-x7k2p-kfp-workspace"],
+    ids=["kfp-createpvc", "kfp-workspace"],
+)
+def test_claims_shaped_like_kfps_own_bind(
+    api: Any, namespace: str, cluster_objects: ClusterObjects, service: Service, name: str
+) -> None:
+    sc = _class(cluster_objects)
+    body = specs.rwx_claim(name, namespace, "20Gi", sc)
+    body["metadata"].pop("labels")  # KFP's claims carry no sharedvol labels
+    client.CoreV1Api(api).create_namespaced_persistent_volume_claim(namespace, body)
+    claim = _bound(api, namespace, name)
+    cluster_objects.track_pv(claim.spec.volume_name)
+    assert claim.status.access_modes == ["ReadWriteMany"]
+
+
+def test_deleting_a_claim_deletes_archives_or_keeps_its_directory_as_the_class_says(
+    api: Any, namespace: str, cluster_objects: ClusterObjects, service: Service
+) -> None:
+    core = client.CoreV1Api(api)
+    dirs = {}
+    for on_delete in ("delete", "archive", "retain"):
+        sc = _class(cluster_objects, on_delete=on_delete)
+        _claim(api, namespace, on_delete, sc)
+        claim = _bound(api, namespace, on_delete)
+        path = service.node_dir(core.read_persistent_volume(claim.spec.volume_name).spec.host_path.path)
+        (path / "latest.pth").write_bytes(b"weights")
+        dirs[on_delete] = (claim.spec.volume_name, path)
+        core.delete_namespaced_persistent_volume_claim(on_delete, namespace)
+    for volume, _ in dirs.values():
+        _gone(core, volume)
+
+    assert not dirs["delete"][1].exists()
+    archived = dirs["archive"][1].with_name(f"archived-{dirs['archive'][1].name}")
+    assert not dirs["archive"][1].exists() and (archived / "latest.pth").read_bytes() == b"weights"
+    assert (dirs["retain"][1] / "latest.pth").read_bytes() == b"weights"
+
+
+def _gone(core: Any, volume: str, timeout: float = 60) -> None:
+    """Watch until PersistentVolume ``volume`` is deleted."""
+    import time
+
+    from kubernetes import watch
+
+    listing = core.list_persistent_volume(field_selector=f"metadata.name={volume}")
+    if not listing.items:
+        return
+    deadline = time.monotonic() + timeout
+    w = watch.Watch()
+    for event in w.stream(
+        core.list_persistent_volume,
+        field_selector=f"metadata.name={volume}",
+        resource_version=listing.metadata.resource_version,
+        timeout_seconds=int(timeout),
+    ):
+        if event["type"] == "DELETED":
+            w.stop()
+            return
+        if time.monotonic() > deadline:
+            break
+    raise AssertionError(f"PersistentVolume {volume} was not deleted in {timeout:.0f} s")
+
+
+def test_a_retain_class_keeps_the_volume_and_its_data(
+    api: Any, namespace: str, cluster_objects: ClusterObjects, service: Service
+) -> None:
+    core = client.CoreV1Api(api)
+    sc = _class(cluster_objects, reclaim="Retain")
+    _claim(api, namespace, "keep", sc)
+    volume = _bound(api, namespace, "keep").spec.volume_name
+    cluster_objects.track_pv(volume)
+    core.delete_namespaced_persistent_volume_claim("keep", namespace)
+    released = kwait.until(
+        core.list_persistent_volume, lambda pv: pv.status.phase == "Released", what=volume, **kwait.named(volume)
+    )
+    assert released.metadata.deletion_timestamp is None
+    assert service.node_dir(released.spec.host_path.path).is_dir()
+
+
+def test_a_service_killed_mid_provision_and_restarted_leaves_exactly_one_pv(
+    api: Any, cluster: cp.ClusterHandle, namespace: str, cluster_objects: ClusterObjects, tmp_path: Path
+) -> None:
+    core = client.CoreV1Api(api)
+    first = Service(cluster.kubeconfig, tmp_path / "node").start()
+    sc = _class(cluster_objects)
+    made = _claim(api, namespace, "crash", sc)
+    kwait.until(
+        core.list_namespaced_event,
+        lambda e: e.reason == "Provisioning",
+        namespace,
+        field_selector="involvedObject.name=crash",
+        what="the Provisioning event",
+    )
+    first.kill(signal.SIGKILL)
+    second = Service(cluster.kubeconfig, tmp_path / "node").start()
+    try:
+        claim = _bound(api, namespace, "crash")
+    finally:
+        second.kill(signal.SIGTERM)
+    cluster_objects.track_pv(claim.spec.volume_name)
+    ours = [
+        pv.metadata.name
+        for pv in core.list_persistent_volume().items
+        if pv.spec.claim_ref and pv.spec.claim_ref.uid == made.metadata.uid
+    ]
+    assert ours == [f"pvc-{made.metadata.uid}"]
+
+
+def test_kubectl_apply_k_fallback_passes_a_server_side_dry_run(cluster: cp.ClusterHandle) -> None:
+    # Namespaced objects are validated only inside an existing namespace: make it for real, for this test.
+    cluster.kubectl("apply", "-f", str(REPO / "k8s" / "fallback" / "namespace.yaml"))
+    try:
+        out = cluster.kubectl("apply", "-k", str(REPO / "k8s" / "fallback"), "--dry-run=server")
+    finally:
+        cluster.kubectl("delete", "namespace", "sharedvol-system", "--wait=true", "--timeout=120s")
+    assert "storageclass.storage.k8s.io/sharedvol-hostpath created (server dry run)" in out.stdout
+    assert "deployment.apps/sharedvol-provisioner created (server dry run)" in out.stdout
+
+
+def test_the_rbac_of_k8s_fallback_lets_the_service_work_and_denies_secrets(
+    api: Any, cluster: cp.ClusterHandle, namespace: str, tmp_path: Path
+) -> None:
+    fallback = str(REPO / "k8s" / "fallback")
+    cluster.kubectl("apply", "-k", fallback)
+    volume = ""
+    try:
+        kubeconfig = cluster.service_account_kubeconfig("sharedvol-system", "sharedvol-provisioner")
+        as_service = client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
+        with pytest.raises(client.ApiException) as denied:
+            as_service.list_secret_for_all_namespaces()
+        assert denied.value.status == 403
+        with pytest.raises(client.ApiException) as denied_ns:
+            as_service.list_namespaced_secret("sharedvol-system")
+        assert denied_ns.value.status == 403
+
+        svc = Service(kubeconfig, tmp_path / "node").start()
+        try:
+            _claim(api, namespace, "kfp-run", "sharedvol-hostpath")
+            pod = {
+                "metadata": {"name": "step"},
+                "spec": {
+                    "containers": [{"name": "c", "image": "sharedvol:0.1.0"}],
+                    "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "kfp-run"}}],
+                },
+            }
+            client.CoreV1Api(api).create_namespaced_pod(namespace, pod)
+            claim = _bound(api, namespace, "kfp-run")
+            volume = claim.spec.volume_name
+        finally:
+            svc.kill(signal.SIGTERM)
+        assert claim.spec.storage_class_name == "sharedvol-hostpath"
+        assert "error" not in svc.log.read_text().lower().replace("errors", "")
+    finally:
+        # wait until it is all gone: later tests must not see a fallback provisioner installed
+        cluster.kubectl("delete", "-k", fallback, "--wait=true", "--timeout=120s", check=False)
+        if volume:
+            cluster.kubectl("delete", "pv", volume, "--wait=false", check=False)
