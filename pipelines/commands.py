@@ -167,19 +167,12 @@ def _compile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _submit(args: argparse.Namespace) -> int:
+def submit_settings(args: argparse.Namespace, host: str) -> Any:
+    """The ``submit.SubmitSettings`` of the submit/run flags in ``args`` for KFP at ``host``."""
     from pipelines import kfp_api, submit
 
-    host = args.host or (IN_CLUSTER_HOST if os.environ.get("KUBERNETES_SERVICE_HOST") else "")
-    if not host:
-        from pipelines import errors
-
-        raise errors.BadParameterError(
-            "no --host",
-            hint="pass --host http://localhost:8080 after kubectl port-forward, or set KF_PIPELINES_ENDPOINT",
-        )
     opts = compile_options(args)
-    settings = submit.SubmitSettings(
+    return submit.SubmitSettings(
         api=kfp_api.ApiSettings(host=host, token=args.token or kfp_api.read_token_file(), namespace=args.namespace),
         # the flags are this run's values; the uploaded YAML keeps the standard defaults, so runs with other
         # values reuse the same pipeline version
@@ -193,6 +186,20 @@ def _submit(args: argparse.Namespace) -> int:
         poll=submit.PollSettings(timeout_s=args.timeout),
         ui_url=args.ui_url,
     )
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from pipelines import submit
+
+    host = args.host or (IN_CLUSTER_HOST if os.environ.get("KUBERNETES_SERVICE_HOST") else "")
+    if not host:
+        from pipelines import errors
+
+        raise errors.BadParameterError(
+            "no --host",
+            hint="pass --host http://localhost:8080 after kubectl port-forward, or set KF_PIPELINES_ENDPOINT",
+        )
+    settings = submit_settings(args, host)
     result = submit.submit(settings, progress=lambda line: print(line, flush=True))
     print(f"run: {result.run_url}")
     if not args.wait:

@@ -6,11 +6,10 @@ kfp and kubernetes are imported when the command runs, so ``sharedvol --help`` s
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 from typing import TYPE_CHECKING
 
-from pipelines import commands, options
+from pipelines import commands
 
 if TYPE_CHECKING:
     from pipelines import run
@@ -66,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def settings_from(args: argparse.Namespace) -> run.RunSettings:
     """The :class:`pipelines.run.RunSettings` the flags ask for."""
-    from pipelines import errors, kfp_api, submit
+    from pipelines import errors
     from pipelines import run as run_lib
 
     host = args.host or (commands.IN_CLUSTER_HOST if os.environ.get("KUBERNETES_SERVICE_HOST") else "")
@@ -81,21 +80,8 @@ def settings_from(args: argparse.Namespace) -> run.RunSettings:
             f"--storage {args.storage} and an explicit volume flag both given",
             hint="use --storage-class, --existing-pvc or --static-pv alone, or --storage alone",
         )
-    opts = commands.compile_options(args)
     return run_lib.RunSettings(
-        submit=submit.SubmitSettings(
-            api=kfp_api.ApiSettings(host=host, token=args.token or kfp_api.read_token_file(), namespace=args.namespace),
-            # this run's values go in the run; the uploaded YAML keeps the standard defaults (one version for all)
-            compile=dataclasses.replace(opts, defaults=options.RunParameters()),
-            params=opts.defaults,
-            experiment=args.experiment,
-            pipeline_name=args.pipeline_name,
-            run_name=args.run_name,
-            service_account=args.service_account,
-            wait=args.wait,
-            poll=submit.PollSettings(timeout_s=args.timeout),
-            ui_url=args.ui_url,
-        ),
+        submit=commands.submit_settings(args, host),
         storage="explicit" if explicit else (args.storage or "auto"),
         kubeconfig=args.kubeconfig,
         context=args.context,
