@@ -284,6 +284,24 @@ def opened_for_reading(url: str) -> Iterator[IO[bytes]]:
         yield f
 
 
+@contextmanager
+def unpickling_allowed() -> Iterator[None]:
+    """Let torch fully unpickle (``weights_only=False``) inside the block: only for bytes whose digest was verified.
+
+    mmengine 0.10.7 checkpoints hold objects torch >= 2.6 refuses to load with ``weights_only=True``, and
+    mmengine does not pass the flag itself; the environment switch is the one way in.
+    """
+    previous = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+    os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+        else:
+            os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = previous
+
+
 # ----- schema-versioned JSON documents
 
 

@@ -8,7 +8,6 @@ parsed out of logs.
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -141,14 +140,7 @@ def _run_test(cfg: TestConfig, device: str, work_dir: str, checkpoint: str) -> d
     c.test_evaluator = {"type": "SharedvolEvaluation", "num_classes": 10}
     c.load_from = checkpoint
     runner = Runner.from_cfg(c)
-    previous = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
-    os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"  # the bytes were verified against their digest
-    try:
+    with dataplane.unpickling_allowed():  # the checkpoint's digest was verified before
         runner.test()
-    finally:
-        if previous is None:
-            os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
-        else:
-            os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = previous
     metric = next(m for m in runner.test_evaluator.metrics if isinstance(m, mmcls_ext.SharedvolEvaluation))
     return metric.details

@@ -242,16 +242,8 @@ def _run(
     runner = Runner.from_cfg(c)
     hook = next(h for h in runner.hooks if isinstance(h, hooks.SharedvolTrainHook))
     started = time.monotonic()
-    # The resume checkpoint's digest was verified above; mmengine 0.10.7 checkpoints need full unpickling.
-    previous = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
-    os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
-    try:
+    with dataplane.unpickling_allowed():  # the checkpoint's digest was verified before
         runner.train()
-    finally:
-        if previous is None:
-            os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
-        else:
-            os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = previous
     wall = time.monotonic() - started
     losses = hook.loss_per_epoch
     if not hook.published:
