@@ -43,6 +43,7 @@ class Report:
     strategy: str
     strategy_reasons: list[str]
     pending: list[Diagnosis] = field(default_factory=list)
+    fallback_running: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON-able data."""
@@ -51,6 +52,7 @@ class Report:
             "strategy": self.strategy,
             "strategy_reasons": self.strategy_reasons,
             "pending_claims": [asdict(d) for d in self.pending],
+            "fallback_provisioner_running": self.fallback_running,
         }
 
     def describe(self) -> str:
@@ -68,6 +70,11 @@ class Report:
             lines.append(f"  ({classes.NFS_CLASS} is not installed: kubectl apply -k k8s/nfs)")
         if not any(c.name == classes.FALLBACK_CLASS for c in self.classes):
             lines.append(f"  ({classes.FALLBACK_CLASS} is not installed: kubectl apply -k k8s/fallback)")
+        elif self.fallback_running is False:
+            lines.append(
+                f"  ({classes.FALLBACK_CLASS} is installed but its provisioner is not running: "
+                "kubectl -n sharedvol-system get deploy,pods; claims of that class stay Pending)"
+            )
         lines.append(f"A run gets: {self.strategy}")
         lines += [f"  because {r}" for r in self.strategy_reasons]
         if not self.pending:
@@ -217,7 +224,8 @@ def diagnose(api: Any, namespace: str | None = None) -> Report:
     }
     by_name = {c.name: c for c in infos}
     default = next((c.name for c in infos if c.default), None)
-    report = Report(infos, strategy, reasons)
+    running = plan.fallback_running(api) if any(c.name == classes.FALLBACK_CLASS for c in infos) else None
+    report = Report(infos, strategy, reasons, fallback_running=running)
     for claim in claims:
         if claim.status.phase != "Pending":
             continue

@@ -217,3 +217,13 @@ def test_doctor_names_the_cause_of_each_kind_of_pending_claim(
     d = doctor.diagnose_claim(claim, infos, events, {}, consumer)
     assert d.cause == cause
     assert fix in d.fix
+
+
+def test_doctor_says_which_sharedvol_class_is_missing_or_not_running() -> None:
+    fallback = _info("sharedvol-hostpath", "sharedvol.io/hostpath", mode="WaitForFirstConsumer")
+    text = doctor.Report([LOCAL, fallback], "static", ["no class serves RWX"], fallback_running=False).describe()
+    assert "(sharedvol-nfs is not installed: kubectl apply -k k8s/nfs)" in text
+    assert "sharedvol-hostpath is installed but its provisioner is not running" in text
+    assert "A run gets: static" in text
+    assert "No Pending claims." in text
+    assert "k8s/fallback" not in doctor.Report([LOCAL, fallback], "dynamic", [], fallback_running=True).describe()
