@@ -12,6 +12,7 @@ from storage.provisioner import operator, settings
 
 def run(config: settings.Settings) -> None:
     """Serve the provisioner until SIGINT/SIGTERM."""
+    logging.getLogger().handlers.clear()  # kopf's handler replaces the CLI's plain one: one line per record
     kopf.configure(
         verbose=False,
         log_format=kopf.LogFormat.JSON if config.log_json else kopf.LogFormat.PLAIN,
