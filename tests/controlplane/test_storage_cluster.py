@@ -226,3 +226,36 @@ def test_without_permission_to_create_pvs_provision_fails_clearly_and_leaves_not
     with pytest.raises(client.ApiException) as e:
         core.read_persistent_volume(specs.static_pv_name(namespace, "shared"))
     assert e.value.status == 404
+
+
+def test_a_pv_made_for_a_claim_that_could_not_be_created_is_deleted_again(
+    api: Any, cluster: cp.ClusterHandle, namespace: str, local_path_class: str
+) -> None:
+    rbac = client.RbacAuthorizationV1Api(api)
+    name = f"pvs-only-{namespace}"
+    rules = [
+        {"apiGroups": [""], "resources": ["persistentvolumeclaims", "namespaces", "nodes"], "verbs": ["get", "list"]},
+        {"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["get", "list", "watch", "create", "delete"]},
+        {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": ["get", "list"]},
+    ]
+    rbac.create_cluster_role({"metadata": {"name": name}, "rules": rules})
+    try:
+        rbac.create_cluster_role_binding(
+            {
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+                "subjects": [{"kind": "ServiceAccount", "name": "admin-ish", "namespace": namespace}],
+            }
+        )
+        kubeconfig = cluster.service_account_kubeconfig(namespace, "admin-ish")
+        out = _sharedvol(cluster, "provision", "half", "-n", namespace, "--static", kubeconfig=kubeconfig)
+    finally:
+        rbac.delete_cluster_role_binding(name)
+        rbac.delete_cluster_role(name)
+    assert out.returncode == 2
+    assert "error: not allowed to create claim" in out.stderr
+    core = client.CoreV1Api(api)
+    try:
+        assert core.read_persistent_volume(specs.static_pv_name(namespace, "half")).metadata.deletion_timestamp
+    except client.ApiException as e:
+        assert e.status == 404
