@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compile", help="write the pipeline YAML for upload in the KFP UI")
     p.add_argument("-o", "--output", type=Path, default=Path("resnet18_cifar10.yaml"), help="YAML file to write")
     compile_args(p, defaults_help="the default of")
+    storage_spec_args(p)
     p.set_defaults(func=_compile)
 
     p = sub.add_parser("submit", help="upload or reuse the pipeline, start a run, and follow it with --wait")
@@ -55,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=6 * 3600.0, help="seconds to follow the run (default 21600)")
     p.add_argument("--ui-url", default="", help="KFP UI base URL for the run link (default --host)")
     compile_args(p, defaults_help="")
+    storage_spec_args(p)
     p.set_defaults(func=_submit)
 
     p = sub.add_parser("demo", help="the whole pipeline on this machine (kfp.local), a local directory as the volume")
@@ -70,6 +72,65 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", choices=options.DEVICES, help="default cpu")
     p.add_argument("--num-workers", type=int, default=0, help="data-loader workers (default 0)")
     p.set_defaults(func=_demo)
+
+
+def storage_spec_args(p: argparse.ArgumentParser) -> None:
+    """Add ``--storage SPEC`` (and the cluster access ``auto`` needs) to compile and submit."""
+    g = p.add_argument_group("storage shorthand")
+    g.add_argument(
+        "--storage",
+        metavar="SPEC",
+        help="CLASS (= --storage-class), pvc:NAME (= --existing-pvc), static:PV (= --static-pv), or auto: "
+        "ask the cluster for its RWX class (sharedvol-nfs first, as sharedvol doctor does)",
+    )
+    g.add_argument("--kubeconfig", help="kubeconfig for --storage auto (default: $KUBECONFIG, in-cluster)")
+    g.add_argument("--context", help="kubeconfig context for --storage auto")
+
+
+def apply_storage_spec(args: argparse.Namespace) -> str:
+    """Turn ``--storage SPEC`` into the explicit volume flags; return what was chosen and why ("" without SPEC).
+
+    Raises:
+        BadParameterError: SPEC together with an explicit volume flag, or ``auto`` on a cluster with no RWX class.
+    """
+    from pipelines import errors
+
+    spec = getattr(args, "storage", None)
+    if not spec:
+        return ""
+    if args.storage_class or args.existing_pvc or args.static_pv:
+        raise errors.BadParameterError(
+            f"--storage {spec} and an explicit volume flag both given",
+            hint="use --storage alone, or --storage-class / --existing-pvc / --static-pv alone",
+        )
+    kind, sep, value = spec.partition(":")
+    if sep and kind == "pvc":
+        args.existing_pvc = value
+        return f"existing claim {value}"
+    if sep and kind == "static":
+        args.static_pv = value
+        return f"each run's claim pre-bound to PersistentVolume {value}"
+    if sep:
+        raise errors.BadParameterError(
+            f"--storage {spec!r} is not understood", hint="use CLASS, pvc:NAME, static:PV or auto"
+        )
+    if spec != "auto":
+        args.storage_class = spec
+        return f"StorageClass {spec}"
+    from storage import classes, kube, plan
+
+    api = kube.load_api_client(args.kubeconfig, args.context)
+    infos = classes.inspect(api)
+    running = plan.fallback_running(api) if any(c.name == classes.FALLBACK_CLASS for c in infos) else None
+    chosen = plan.choose(plan.Request(name="kfp-run", fallback_running=running), infos, ["any"])
+    if chosen.strategy != "dynamic":
+        raise errors.BadParameterError(
+            "--storage auto: no StorageClass on this cluster serves ReadWriteMany",
+            hint="kubectl apply -k k8s/nfs (or k8s/fallback); or make a volume with "
+            "`sharedvol provision NAME --static` and pass --storage pvc:NAME; or use `sharedvol run`, which makes one",
+        )
+    args.storage_class = chosen.storage_class
+    return f"StorageClass {chosen.storage_class}: {'; '.join(chosen.reasons)}"
 
 
 def compile_args(p: argparse.ArgumentParser, *, defaults_help: str) -> None:
@@ -159,6 +220,9 @@ def run_parameters(args: argparse.Namespace, base: options.RunParameters | None 
 def _compile(args: argparse.Namespace) -> int:
     from pipelines import pipeline
 
+    chosen = apply_storage_spec(args)
+    if chosen:
+        print(f"storage: {chosen}")
     result = pipeline.compile_to(compile_options(args), args.output)
     print(f"wrote {result.path} (sha256 {result.sha256[:12]})")
     print(f"  image:  {result.image}")
@@ -191,6 +255,9 @@ def submit_settings(args: argparse.Namespace, host: str) -> Any:
 def _submit(args: argparse.Namespace) -> int:
     from pipelines import submit
 
+    chosen = apply_storage_spec(args)
+    if chosen:
+        print(f"storage: {chosen}")
     host = args.host or (IN_CLUSTER_HOST if os.environ.get("KUBERNETES_SERVICE_HOST") else "")
     if not host:
         from pipelines import errors
