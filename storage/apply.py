@@ -271,18 +271,27 @@ def wait_bound(
             )
         w = watch.Watch()
         # Short watch windows: between them the claim's events are read again.
-        for event in w.stream(
-            core.list_namespaced_persistent_volume_claim,
-            namespace,
-            field_selector=selector,
-            resource_version=rv,
-            timeout_seconds=max(1, min(1 if nudge else 5, int(left))),
-        ):
-            claim = event["object"]
-            rv = claim.metadata.resource_version
-            if claim.status.phase == "Bound":
-                w.stop()
-                break
+        try:
+            for event in w.stream(
+                core.list_namespaced_persistent_volume_claim,
+                namespace,
+                field_selector=selector,
+                resource_version=rv,
+                timeout_seconds=max(1, min(1 if nudge else 5, int(left))),
+            ):
+                claim = event["object"]
+                rv = claim.metadata.resource_version
+                if claim.status.phase == "Bound":
+                    w.stop()
+                    break
+        except client.ApiException as e:
+            if e.status != 410:  # 410 Gone: our resourceVersion expired; list again and go on watching
+                raise errors.from_api(e, f"watch claim {namespace}/{name}") from e
+            listing = _call(
+                core.list_namespaced_persistent_volume_claim, "list claims", namespace, field_selector=selector
+            )
+            rv = listing.metadata.resource_version
+            claim = listing.items[0] if listing.items else None
         if nudge and (claim is None or claim.status.phase != "Bound"):
             touch = {"metadata": {"annotations": {"sharedvol.io/resync": f"{time.time():.3f}"}}}
             _call(
