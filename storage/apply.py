@@ -110,7 +110,14 @@ def apply(api: Any, p: plan.Plan, *, timeout: float = 120.0, wait: bool = True) 
             p, claim.status.phase if claim else "Pending", (claim.spec.volume_name or "") if claim else "", created
         )
     started = time.monotonic()
-    phase, volume, note = wait_bound(api, r.namespace, r.name, timeout=timeout, nudge=p.pv is not None)
+    try:
+        phase, volume, note = wait_bound(api, r.namespace, r.name, timeout=timeout, nudge=p.pv is not None)
+    except errors.BindError as e:
+        left = ", ".join(created) or f"PersistentVolumeClaim/{r.name}"
+        raise errors.BindError(
+            e.message,
+            hint=f"{e.hint}; left in place: {left} (remove with: sharedvol release {r.name} -n {r.namespace})",
+        ) from e
     return Result(p, phase, volume, created, round(time.monotonic() - started, 3), note)
 
 

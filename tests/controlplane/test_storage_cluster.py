@@ -259,3 +259,16 @@ def test_a_pv_made_for_a_claim_that_could_not_be_created_is_deleted_again(
         assert core.read_persistent_volume(specs.static_pv_name(namespace, "half")).metadata.deletion_timestamp
     except client.ApiException as e:
         assert e.status == 404
+
+
+def test_a_claim_that_does_not_bind_in_time_is_reported_with_what_was_left(
+    api: Any, namespace: str, cluster_objects: ClusterObjects
+) -> None:
+    nfs = f"nfs-{uuid.uuid4().hex[:6]}"
+    cluster_objects.storage_class({"metadata": {"name": nfs}, "provisioner": "nfs.csi.k8s.io"})
+    with pytest.raises(errors.BindError) as e:
+        apply.apply(api, plan.make(api, plan.Request("slow", namespace, "1Gi", storage_class=nfs)), timeout=2)
+    assert f"claim {namespace}/slow was not Bound after 2 s" in str(e.value)
+    assert f"left in place: PersistentVolumeClaim/slow (remove with: sharedvol release slow -n {namespace})" in str(
+        e.value
+    )
