@@ -9,7 +9,7 @@ CLUSTER_DIR ?= $(CURDIR)/.cluster
 DEMO_DIR ?= $(CURDIR)/demo
 IMAGE ?= sharedvol:0.1.0
 
-.PHONY: help venv controlplane test lint unit demo compile bench bench-train bench-data bench-controlplane bench-storage bench-fallback bench-demo \
+.PHONY: help venv controlplane test lint unit demo install compile bench bench-train bench-data bench-controlplane bench-storage bench-fallback bench-demo \
         cluster-up cluster-down image clean
 
 help: ## list the targets
@@ -37,6 +37,13 @@ unit: venv ## the fast tests only (no control plane, no training)
 
 demo: venv ## the whole pipeline on this machine, on a small generated dataset
 	$(RUN) -m pipelines demo --output $(DEMO_DIR)
+
+BIN_DIR ?= $(HOME)/.local/bin
+
+install: venv ## put the `sharedvol` command on your PATH: this checkout, installed into the cached venv, linked into BIN_DIR
+	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
+	mkdir -p $(BIN_DIR) && ln -sf $(VENV)/bin/sharedvol $(BIN_DIR)/sharedvol
+	@echo "installed: $(BIN_DIR)/sharedvol ($$($(BIN_DIR)/sharedvol --version 2>/dev/null || echo sharedvol))"
 
 compile: venv ## write the pipeline YAML for upload in the KFP UI
 	$(RUN) -m pipelines compile -o resnet18_cifar10.yaml

@@ -111,8 +111,7 @@ def test_the_storage_class_serves_rwx_nfs_4_1_from_the_in_cluster_server_service
 
 def test_the_class_on_delete_and_mount_permissions_are_the_ones_the_readme_documents(cluster: ClusterHandle) -> None:
     sc = one(render(cluster, "k8s/nfs"), "StorageClass", "sharedvol-nfs")
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("<!-- section:nfs -->")[1].split("<!-- /section:nfs -->")[0]
+    section = (REPO / "docs" / "nfs.md").read_text()
     assert sc["parameters"]["onDelete"] == "archive"
     assert "| `onDelete` |" in section and "`archive`" in section
     assert f"`{sc['parameters']['mountPermissions']}`" in section
