@@ -32,7 +32,7 @@ CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class RunLayout:
-    """The files of one run under its root directory (design.md's data plane).
+    """The files of one run under its root directory (docs/dataplane.md).
 
     Args:
         root: the run directory, a path or URL (``/mnt/shared/runs/r1``, ``file:///...``, ``memory://r1``).

@@ -1,6 +1,6 @@
 """The storage plan: which RWX strategy a claim gets, as data that explains itself before anything is made.
 
-Strategies (design.md): ``dynamic`` (a class whose provisioner serves RWX), ``static`` (a PV made by
+Strategies (docs/storage.md): ``dynamic`` (a class whose provisioner serves RWX), ``static`` (a PV made by
 sharedvol, pre-bound to the claim: hostPath on one node, or an NFS export), ``existing`` (a claim the user
 names). Choice order: explicit flag, then detection: ``sharedvol-nfs``, any other RWX class (the default
 first), ``sharedvol-hostpath`` when its provisioner runs, else the static fallback.
