@@ -1,33 +1,43 @@
-"""A small client for the KFP v2beta1 REST API: the calls ``sharedvol submit`` makes, with plain ``requests``.
+"""The KFP API through ``kfp.Client``, with what it lacks for ``sharedvol submit``: one-line errors, one retry policy.
 
-Request and response bodies follow the ``kfp_server_api`` models (``V2beta1Pipeline``, ``V2beta1PipelineVersion``,
-``V2beta1Experiment``, ``V2beta1Run``); the tests check every body against them. Reads are retried on
-connection errors, 429 and 5xx along a finite backoff; writes are not retried (a repeated create-run would
-start a second run). 401/403 and an unreachable host are clear one-line errors.
+``kfp.Client`` (kfp 2.17) does the authentication, the host handling, the models, the multipart upload and the
+calls themselves. Added here:
+
+- a request timeout (the client waits forever on a host that accepts and never answers);
+- one health check without retries (``kfp.Client`` retries it five times, 5 s apart, even on a refused token);
+- errors as one line each: 401/403 (:class:`~pipelines.errors.KfpAuthError`), an unreachable host
+  (:class:`~pipelines.errors.KfpUnreachableError`), other refusals (:class:`~pipelines.errors.KfpApiError`);
+- the only retry loop: reads are retried on an unreachable host, 429 and 5xx along a finite, logged backoff;
+  writes and other 4xx are never retried (a repeated create-run would start a second run);
+- the links ``kfp.Client`` prints to stdout go to the debug log instead.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import io
 import logging
+import os
 import time
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pipelines import errors
 
+if TYPE_CHECKING:
+    import kfp
+
 log = logging.getLogger(__name__)
 
-API = "/apis/v2beta1"
 IN_CLUSTER_TOKEN_PATHS = ("/var/run/secrets/kubeflow/pipelines/token",)
 TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
 PORT_FORWARD_HINT = (
     "check --host; from outside the cluster: kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8080:80 "
     "and --host http://localhost:8080"
 )
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -38,13 +48,13 @@ class ApiSettings:
         host: the KFP endpoint, e.g. ``http://localhost:8080`` (port-forwarded UI),
             ``http://ml-pipeline.kubeflow.svc.cluster.local:8888`` (in-cluster API), or a Kubeflow gateway URL
             ending in ``/pipeline``.
-        token: a bearer token (``Authorization: Bearer``); None sends none.
+        token: a bearer token (``kfp.Client(existing_token=...)``); None sends none.
         namespace: the Kubernetes namespace of pipelines, experiments and runs (multi-user Kubeflow); None for
             single-user deployments.
         request_timeout_s: seconds to wait for one HTTP response. Default 30.
-        read_backoff_s: the waits in seconds between retries of a read (connection error, 429, 5xx); its length
-            is the number of retries. Default (1, 2, 4, 8).
-        verify_tls: verify the server's certificate (a CA bundle path also works). Default True.
+        read_backoff_s: the waits in seconds between retries of a read (unreachable, 429, 5xx); its length is the
+            number of retries. Default (1, 2, 4, 8).
+        verify_tls: verify the server's certificate; a path is a CA bundle to verify it with. Default True.
     """
 
     host: str
@@ -70,8 +80,6 @@ class ApiSettings:
 
 def read_token_file(paths: tuple[str, ...] = IN_CLUSTER_TOKEN_PATHS, env: dict[str, str] | None = None) -> str | None:
     """The in-cluster KFP service-account token, when a pod has one mounted (``KF_PIPELINES_SA_TOKEN_PATH`` first)."""
-    import os
-
     env = dict(os.environ) if env is None else env
     candidates = ((env[TOKEN_PATH_ENV],) if env.get(TOKEN_PATH_ENV) else ()) + paths
     for path in candidates:
@@ -86,111 +94,78 @@ def read_token_file(paths: tuple[str, ...] = IN_CLUSTER_TOKEN_PATHS, env: dict[s
 
 
 class KfpApi:
-    """The KFP v2beta1 calls ``submit`` needs.
+    """A ``kfp.Client`` for ``settings``, made on first use, and the error and retry policy around its calls.
 
     Args:
         settings: where the API is and how to authenticate.
-        session: the HTTP session (a new one by default).
         sleep: how to wait between read retries (tests pass a no-op).
     """
 
-    def __init__(
-        self,
-        settings: ApiSettings,
-        session: requests.Session | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    def __init__(self, settings: ApiSettings, sleep: Callable[[float], None] = time.sleep) -> None:
         self.settings = settings.validate()
-        self.session = session or requests.Session()
-        self.session.headers["Accept"] = "application/json"
-        if settings.token:
-            self.session.headers["Authorization"] = f"Bearer {settings.token}"
         self._sleep = sleep
+        self._client: kfp.Client | None = None
+
+    @property
+    def client(self) -> kfp.Client:
+        """The ``kfp.Client`` (made, and the API's health checked once, on first use)."""
+        if self._client is None:
+            self._client = self._call("GET /healthz", _connect, self.settings)
+        return self._client
 
     def probe(self) -> None:
-        """One ``GET /healthz`` without retries: fail fast on a wrong host or a refused token.
+        """Fail fast, without retries, on a wrong host or a refused token (one ``GET /healthz``)."""
+        self.write("GET /healthz", lambda c: c.get_kfp_healthz())
 
-        Raises:
-            KfpUnreachableError: nothing answers at the host.
-            KfpAuthError: the server answered 401 or 403.
+    def read(self, what: str, call: Callable[[kfp.Client], T]) -> T:
+        """``call(client)``, retried along ``read_backoff_s`` on an unreachable host, 429 and 5xx (each logged).
+
+        Args:
+            what: the request, for messages (``GET /runs/ID``).
+            call: the read.
         """
-        r = self._send("GET", "/healthz")
-        if r.status_code in (401, 403):
-            self._result("GET", "/healthz", r)
+        waits = self.settings.read_backoff_s
+        for attempt, wait in enumerate((*waits, None), start=1):
+            try:
+                return self._call(what, call, self.client)
+            except errors.KfpApiError as e:
+                status = getattr(e.__cause__, "status", None)
+                retryable = isinstance(e, errors.KfpUnreachableError) or status == 429 or (status or 0) >= 500
+                if not retryable or wait is None:
+                    raise
+                log.warning("%s: attempt %d failed (%s); will retry in %gs", what, attempt, e.message, wait)
+                self._sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    # pipelines -------------------------------------------------------------------------------------------
-    def get_pipeline_by_name(self, name: str) -> dict[str, Any] | None:
-        """``GET /pipelines/names/{name}``: the ``V2beta1Pipeline`` or None."""
-        return self._get(f"/pipelines/names/{name}", params=self._ns(), missing_ok=True)
-
-    def create_pipeline(self, name: str, description: str) -> dict[str, Any]:
-        """``POST /pipelines`` with a ``V2beta1Pipeline`` (no versions yet)."""
-        body: dict[str, Any] = {"name": name, "display_name": name, "description": description}
-        if self.settings.namespace:
-            body["namespace"] = self.settings.namespace
-        return self._write("POST", "/pipelines", json_body=body)
-
-    def list_pipeline_versions(self, pipeline_id: str, page_size: int = 100, max_pages: int = 50) -> Iterator[dict]:
-        """``GET /pipelines/{id}/versions``, newest first, page by page (at most ``max_pages``)."""
-        token = ""
-        for _ in range(max_pages):
-            params = {"page_size": page_size, "sort_by": "created_at desc"}
-            if token:
-                params["page_token"] = token
-            page = self._get(f"/pipelines/{pipeline_id}/versions", params=params) or {}
-            yield from page.get("pipeline_versions") or []
-            token = page.get("next_page_token") or ""
-            if not token:
-                return
-
-    def upload_pipeline_version(self, pipeline_id: str, name: str, package: bytes, description: str) -> dict[str, Any]:
-        """``POST /pipelines/upload_version`` (multipart ``uploadfile``): the new ``V2beta1PipelineVersion``."""
-        params = {"name": name, "display_name": name, "pipelineid": pipeline_id, "description": description}
-        files = {"uploadfile": (f"{name}.yaml", package, "application/x-yaml")}
-        return self._write("POST", "/pipelines/upload_version", params=params, files=files)
-
-    # experiments -----------------------------------------------------------------------------------------
-    def find_experiment(self, display_name: str) -> dict[str, Any] | None:
-        """The ``V2beta1Experiment`` with this display name in the namespace, or None."""
-        flt = {"predicates": [{"operation": "EQUALS", "key": "display_name", "string_value": display_name}]}
-        params: dict[str, Any] = {"filter": json.dumps(flt), "page_size": 10, **self._ns()}
-        page = self._get("/experiments", params=params) or {}
-        for exp in page.get("experiments") or []:
-            if exp.get("display_name") == display_name:
-                return exp
-        return None
-
-    def create_experiment(self, display_name: str, description: str) -> dict[str, Any]:
-        """``POST /experiments`` with a ``V2beta1Experiment``."""
-        body: dict[str, Any] = {"display_name": display_name, "description": description}
-        if self.settings.namespace:
-            body["namespace"] = self.settings.namespace
-        return self._write("POST", "/experiments", json_body=body)
-
-    # runs ------------------------------------------------------------------------------------------------
-    def create_run(self, run: dict[str, Any]) -> dict[str, Any]:
-        """``POST /runs`` with a ``V2beta1Run``: the created run."""
-        return self._write("POST", "/runs", json_body=run)
-
-    def get_run(self, run_id: str) -> dict[str, Any]:
-        """``GET /runs/{id}``: the ``V2beta1Run`` with its state and task details."""
-        run = self._get(f"/runs/{run_id}")
-        if run is None:  # pragma: no cover - missing_ok is False
-            raise errors.KfpApiError(f"run {run_id} not found", hint="check the run id")
-        return run
-
-    def pod_log(self, pod_name: str, namespace: str) -> str | None:
-        """A task pod's log through the KFP UI server (``GET /k8s/pod/logs``), or None when that is not offered.
-
-        Only the UI server (and a Kubeflow gateway in front of it) serves this path, not the bare API server.
-        """
-        url = f"{self.settings.base}/k8s/pod/logs"
+    def find(self, what: str, call: Callable[[kfp.Client], T]) -> T | None:
+        """As :meth:`read`, but None when the API answers 404."""
         try:
-            r = self.session.get(
-                url,
-                params={"podname": pod_name, "podnamespace": namespace},
-                timeout=self.settings.request_timeout_s,
-                verify=self.settings.verify_tls,
+            return self.read(what, call)
+        except errors.KfpApiError as e:
+            if getattr(e.__cause__, "status", None) == 404:
+                return None
+            raise
+
+    def write(self, what: str, call: Callable[[kfp.Client], T]) -> T:
+        """``call(client)`` once: a write is never repeated."""
+        return self._call(what, call, self.client)
+
+    def pod_log(self, pod_name: str) -> str | None:
+        """A task pod's log through the KFP UI server (``GET /k8s/pod/logs``), or None when it is not offered.
+
+        ``kfp.Client`` has no such call: only the UI server (and a Kubeflow gateway in front of it) serves this
+        path, not the bare API server. The pod's namespace is ``namespace``, else ``kubeflow``.
+        """
+        import requests
+
+        s = self.settings
+        try:
+            r = requests.get(
+                f"{s.base}/k8s/pod/logs",
+                params={"podname": pod_name, "podnamespace": s.namespace or "kubeflow"},
+                headers={"Authorization": f"Bearer {s.token}"} if s.token else {},
+                timeout=s.request_timeout_s,
+                verify=s.verify_tls,
             )
         except requests.RequestException as e:
             log.debug("pod log of %s not available: %s", pod_name, e)
@@ -200,101 +175,106 @@ class KfpApi:
             return None
         return r.text
 
-    # plumbing --------------------------------------------------------------------------------------------
-    def _ns(self) -> dict[str, str]:
-        return {"namespace": self.settings.namespace} if self.settings.namespace else {}
+    def _call(self, what: str, call: Callable[[Any], T], arg: Any) -> T:
+        import kfp_server_api
+        import urllib3
 
-    def _get(self, path: str, *, params: dict[str, Any] | None = None, missing_ok: bool = False) -> Any:
-        waits = self.settings.read_backoff_s
-        for attempt in range(len(waits) + 1):
-            try:
-                r = self._send("GET", path, params=params)
-            except errors.KfpUnreachableError:
-                if attempt == len(waits):
-                    raise
-                log.warning(
-                    "GET %s: attempt %d failed (unreachable); will retry in %ss", path, attempt + 1, waits[attempt]
-                )
-                self._sleep(waits[attempt])
-                continue
-            if r.status_code == 404 and missing_ok:
-                return None
-            if (r.status_code == 429 or r.status_code >= 500) and attempt < len(waits):
-                log.warning("GET %s: HTTP %d; will retry in %ss", path, r.status_code, waits[attempt])
-                self._sleep(waits[attempt])
-                continue
-            return self._result("GET", path, r)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _write(self, method: str, path: str, **kw: Any) -> Any:
-        return self._result(method, path, self._send(method, path, **kw))
-
-    def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, Any] | None = None,
-        json_body: Any = None,
-        files: dict[str, Any] | None = None,
-    ) -> requests.Response:
-        url = f"{self.settings.base}{API}{path}"
+        printed = io.StringIO()
         try:
-            return self.session.request(
-                method,
-                url,
-                params=params,
-                json=json_body,
-                files=files,
-                timeout=self.settings.request_timeout_s,
-                verify=self.settings.verify_tls,
-            )
-        except requests.Timeout as e:
-            raise errors.KfpUnreachableError(
-                f"the KFP API at {self.settings.base} did not answer within {self.settings.request_timeout_s:g} s",
-                hint=PORT_FORWARD_HINT,
-            ) from e
-        except requests.RequestException as e:
-            reason = type(e).__name__
-            raise errors.KfpUnreachableError(
-                f"cannot reach the KFP API at {self.settings.base} ({reason})", hint=PORT_FORWARD_HINT
-            ) from e
+            with contextlib.redirect_stdout(printed):
+                return call(arg)
+        except kfp_server_api.ApiException as e:
+            if e.status == 0:  # TLS failure
+                raise self._unreachable(str(e.reason).splitlines()[0]) from e
+            raise self._refused(what, e) from e
+        except urllib3.exceptions.HTTPError as e:
+            if isinstance(e, urllib3.exceptions.MaxRetryError) and e.reason is not None:
+                e = e.reason  # type: ignore[assignment]
+            timed_out = isinstance(e, urllib3.exceptions.TimeoutError)
+            if timed_out and not isinstance(e, urllib3.exceptions.NewConnectionError):
+                raise errors.KfpUnreachableError(
+                    f"the KFP API at {self.settings.base} did not answer within {self.settings.request_timeout_s:g} s",
+                    hint=PORT_FORWARD_HINT,
+                ) from e
+            raise self._unreachable(type(e).__name__) from e
+        finally:
+            for line in printed.getvalue().splitlines():
+                log.debug("kfp: %s", line)
 
-    def _result(self, method: str, path: str, r: requests.Response) -> Any:
-        if r.status_code in (401, 403):
-            what = "401 Unauthorized" if r.status_code == 401 else "403 Forbidden"
+    def _unreachable(self, reason: str) -> errors.KfpUnreachableError:
+        return errors.KfpUnreachableError(
+            f"cannot reach the KFP API at {self.settings.base} ({reason})", hint=PORT_FORWARD_HINT
+        )
+
+    def _refused(self, what: str, e: Any) -> errors.KfpApiError:
+        said = _server_message(e.body)
+        if e.status in (401, 403):
             ns = f" in namespace {self.settings.namespace!r}" if self.settings.namespace else ""
             hint = (
                 "pass a valid --token (e.g. the output of kubectl create token), or run in a pod that has the KFP "
                 "service-account token"
-                if r.status_code == 401
+                if e.status == 401
                 else f"the identity behind the token may not use KFP{ns}; ask for access or pass --namespace"
             )
-            raise errors.KfpAuthError(
-                f"the KFP API refused {method} {API}{path}: {what}{_server_message(r)}", hint=hint
-            )
-        if r.status_code >= 400:
-            raise errors.KfpApiError(
-                f"{method} {API}{path} failed: HTTP {r.status_code}{_server_message(r)}",
-                hint="check the KFP API server's version (v2beta1 is needed) and its logs",
-            )
-        if not r.content:
-            return {}
-        try:
-            return r.json()
-        except ValueError as e:
-            raise errors.KfpApiError(
-                f"{method} {API}{path} answered HTTP {r.status_code} with something that is not JSON",
-                hint="is --host the KFP endpoint (not the Kubeflow login page)?",
-            ) from e
+            reason = "401 Unauthorized" if e.status == 401 else "403 Forbidden"
+            return errors.KfpAuthError(f"the KFP API refused {what}: {reason}{said}", hint=hint)
+        return errors.KfpApiError(
+            f"{what} failed: HTTP {e.status}{said}",
+            hint="check the KFP API server's version (v2beta1 is needed) and its logs",
+        )
 
 
-def _server_message(r: requests.Response) -> str:
+def _connect(settings: ApiSettings) -> kfp.Client:
+    """A ``kfp.Client`` whose requests time out, with no retries of its own, that checks the API's health once."""
+    import kfp
+
+    timeout = (settings.request_timeout_s, settings.request_timeout_s)
+
+    class Client(kfp.Client):
+        def get_kfp_healthz(self, sleep_duration: int = 5) -> Any:
+            """One health check, no retries (``kfp.Client`` retries even a refused token five times, 5 s apart)."""
+            _tune(self._healthz_api.api_client.rest_client, timeout)
+            return self._healthz_api.healthz_service_get_healthz()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # "only works with KFP v2.0.0-beta.2 and later": it is
+        client = Client(
+            host=settings.base,
+            existing_token=settings.token,
+            namespace=settings.namespace or "kubeflow",
+            verify_ssl=bool(settings.verify_tls),
+            ssl_ca_cert=settings.verify_tls if isinstance(settings.verify_tls, str) else None,
+        )
+    _tune(client._run_api.api_client.rest_client, timeout)
+    return client
+
+
+def _tune(rest: Any, timeout: tuple[float, float]) -> None:
+    """Give every request of the REST client all of ``kfp.Client``'s services share a timeout and no retries.
+
+    urllib3 retries three times by default, even after a read timeout: :meth:`KfpApi.read` is the one retry loop.
+    """
+    if getattr(rest, "sharedvol_tuned", False):
+        return
+    rest.pool_manager.connection_pool_kw["retries"] = 0
+    send = rest.request
+
+    def request(*args: Any, _request_timeout: Any = None, **kw: Any) -> Any:
+        return send(*args, _request_timeout=_request_timeout or timeout, **kw)
+
+    rest.request = request
+    rest.sharedvol_tuned = True
+
+
+def _server_message(body: Any) -> str:
+    import json
+
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
     try:
-        doc = r.json()
+        doc = json.loads(text)
     except ValueError:
-        text = r.text.strip().splitlines()
-        return f" ({text[0][:200]})" if text else ""
+        first = text.strip().splitlines()
+        return f" ({first[0][:200]})" if first else ""
     if isinstance(doc, dict):
         msg = doc.get("message") or doc.get("error") or ""
         return f" ({str(msg)[:300]})" if msg else ""

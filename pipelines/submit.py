@@ -1,28 +1,27 @@
 """``sharedvol submit``: compile, upload or reuse the pipeline, start a run in an experiment, follow it to its end.
 
-The pipeline is found by name; a version is named after the compiled YAML's digest, so an unchanged
-pipeline reuses its version and a changed one gets a new version. Following a run is polling the KFP
-REST API (not Kubernetes) with a growing interval and a deadline.
+The calls go through ``kfp.Client`` (:mod:`pipelines.kfp_api`). The pipeline is found by name; a version is named
+after the compiled YAML's digest, so an unchanged pipeline reuses its version and a changed one gets a new
+version. Following a run is asking the KFP API for it with a growing interval and a deadline, printing each
+task's state changes (``kfp.Client.wait_for_run_completion`` prints nothing and polls at a fixed interval).
+The metrics come from ML Metadata (:mod:`pipelines.mlmd`), else from produce-metrics' log.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines import errors, kfp_api, logscan, options
+import yaml
+
+from pipelines import errors, follow, kfp_api, options
 
 log = logging.getLogger(__name__)
-
-TERMINAL = {"SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"}
-METRICS_MARKER = "sharedvol-metrics "
-STEP_TASKS = ("create-volume", "prepare-data", "train-resnet", "test-resnet", "produce-metrics", "delete-volume")
 
 
 @dataclass(frozen=True)
@@ -34,14 +33,14 @@ class PollSettings:
         factor: each wait is the previous one times this. Default 1.5.
         max_s: the longest wait between polls. Default 30.
         timeout_s: give up following after this many seconds (the run goes on). Default 6 hours.
-        max_consecutive_errors: unreachable-API polls in a row before giving up. Default 10.
+
+    A poll that fails is retried along ``ApiSettings.read_backoff_s`` (the one retry policy, in kfp_api).
     """
 
     initial_s: float = 3.0
     factor: float = 1.5
     max_s: float = 30.0
     timeout_s: float = 6 * 3600.0
-    max_consecutive_errors: int = 10
 
 
 @dataclass(frozen=True)
@@ -86,16 +85,6 @@ class SubmitSettings:
         return self
 
 
-@dataclass(frozen=True)
-class TaskState:
-    """One task of a run as the KFP API reports it."""
-
-    name: str
-    state: str
-    error: str = ""
-    pod_name: str = ""
-
-
 @dataclass
 class SubmitResult:
     """What ``submit`` did and, with ``wait``, how the run ended.
@@ -110,7 +99,9 @@ class SubmitResult:
         run_url: the run's page in the KFP UI.
         state: the run's last known state (``SUCCEEDED``, ``FAILED``...; ``PENDING`` when not followed).
         tasks: the tasks' last known states.
-        metrics: produce-metrics' scalars when they could be read (from its log via the UI server), else empty.
+        metrics: produce-metrics' scalars when they could be read (from ML Metadata, else from its log via the
+            UI server), else empty.
+        metrics_source: where the metrics were read (``ML Metadata`` or ``pod log``), empty without metrics.
         metrics_note: why there are no metrics, when there are none.
     """
 
@@ -122,8 +113,9 @@ class SubmitResult:
     run_id: str
     run_url: str
     state: str = "PENDING"
-    tasks: list[TaskState] = field(default_factory=list)
+    tasks: list[follow.TaskState] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
+    metrics_source: str = ""
     metrics_note: str = ""
 
 
@@ -148,53 +140,65 @@ def submit(
     """
     settings.validate()
     api = api or kfp_api.KfpApi(settings.api, sleep=sleep)
-    package, digest = compile_package(settings.compile)
-    api.probe()
-    pipeline = _pipeline(api, settings, progress)
-    version, reused = _version(api, settings, pipeline["pipeline_id"], package, digest, progress)
-    experiment = api.find_experiment(settings.experiment)
-    if experiment is None:
-        experiment = api.create_experiment(settings.experiment, "sharedvol runs")
-        progress(f"created experiment {settings.experiment!r}")
-    run = api.create_run(run_body(settings, pipeline["pipeline_id"], version["pipeline_version_id"], experiment))
-    run_id = run["run_id"]
-    result = SubmitResult(
-        pipeline_id=pipeline["pipeline_id"],
-        version_id=version["pipeline_version_id"],
-        version_name=version.get("name") or version.get("display_name", ""),
-        version_reused=reused,
-        experiment_id=experiment["experiment_id"],
-        run_id=run_id,
-        run_url=run_url(settings, run_id),
-        state=run.get("state") or "PENDING",
+    ns = settings.api.namespace
+    with tempfile.TemporaryDirectory(prefix="sharedvol-") as tmp:
+        package, digest = compile_package(settings.compile, Path(tmp) / "pipeline.yaml")
+        api.probe()
+        pipeline_id = _pipeline(api, settings, progress)
+        version, reused = _version(api, settings, pipeline_id, package, digest, progress)
+        steps = step_names(package.read_bytes())
+    experiment_id = _experiment(api, settings, progress)
+    name = settings.run_name or time.strftime(f"{settings.pipeline_name}-%Y%m%d-%H%M%S", time.gmtime())
+    run = api.write(
+        "POST /runs",
+        lambda c: c.run_pipeline(
+            experiment_id=experiment_id,
+            job_name=name,
+            params=settings.params.as_dict(),
+            pipeline_id=pipeline_id,
+            version_id=version.pipeline_version_id,
+            service_account=settings.service_account or None,
+        ),
     )
-    progress(f"run {run_id} created: {result.run_url}")
+    log.debug("run %s created in namespace %s", run.run_id, ns)
+    result = SubmitResult(
+        pipeline_id=pipeline_id,
+        version_id=version.pipeline_version_id,
+        version_name=version.name or version.display_name or "",
+        version_reused=reused,
+        experiment_id=experiment_id,
+        run_id=run.run_id,
+        run_url=run_url(settings, run.run_id),
+        state=run.state or "PENDING",
+    )
+    progress(f"run {run.run_id} created: {result.run_url}")
     if settings.wait:
-        _follow(api, settings, result, progress, sleep, clock)
+        follow.follow(api, settings, result, steps, progress, sleep, clock)
     return result
 
 
-def compile_package(opts: options.CompileOptions) -> tuple[bytes, str]:
-    """The pipeline YAML for ``opts`` and its sha256."""
+def compile_package(opts: options.CompileOptions, path: Path) -> tuple[Path, str]:
+    """Compile the pipeline of ``opts`` to ``path``: the file and its sha256."""
     from pipelines import pipeline
 
-    with tempfile.TemporaryDirectory(prefix="sharedvol-") as tmp:
-        compiled = pipeline.compile_to(opts, Path(tmp) / "pipeline.yaml")
-        return compiled.path.read_bytes(), compiled.sha256
+    compiled = pipeline.compile_to(opts, path)
+    return compiled.path, compiled.sha256
 
 
-def run_body(settings: SubmitSettings, pipeline_id: str, version_id: str, experiment: dict[str, Any]) -> dict:
-    """The ``V2beta1Run`` to create."""
-    name = settings.run_name or time.strftime(f"{settings.pipeline_name}-%Y%m%d-%H%M%S", time.gmtime())
-    body: dict[str, Any] = {
-        "display_name": name,
-        "experiment_id": experiment["experiment_id"],
-        "pipeline_version_reference": {"pipeline_id": pipeline_id, "pipeline_version_id": version_id},
-        "runtime_config": {"parameters": settings.params.as_dict()},
-    }
-    if settings.service_account:
-        body["service_account"] = settings.service_account
-    return body
+def step_names(package: bytes) -> tuple[str, ...]:
+    """The display names of the pipeline's container tasks (KFP names a run's tasks so), in the compiled YAML."""
+    spec = next(yaml.safe_load_all(package))
+    components = spec.get("components") or {}
+
+    def walk(dag: dict[str, Any]) -> Iterator[str]:
+        for task in (dag.get("tasks") or {}).values():
+            component = components.get(task["componentRef"]["name"]) or {}
+            if "dag" in component:
+                yield from walk(component["dag"])
+            else:
+                yield task["taskInfo"]["name"]
+
+    return tuple(walk(spec["root"]["dag"]))
 
 
 def run_url(settings: SubmitSettings, run_id: str) -> str:
@@ -203,135 +207,68 @@ def run_url(settings: SubmitSettings, run_id: str) -> str:
     return f"{base}/#/runs/details/{run_id}"
 
 
-def _pipeline(api: kfp_api.KfpApi, settings: SubmitSettings, progress: Progress) -> dict[str, Any]:
-    found = api.get_pipeline_by_name(settings.pipeline_name)
-    if found:
-        return found
-    created = api.create_pipeline(settings.pipeline_name, "ResNet-18 on CIFAR-10 on a shared RWX volume (sharedvol)")
-    progress(f"created pipeline {settings.pipeline_name!r}")
-    return created
+def _pipeline(api: kfp_api.KfpApi, settings: SubmitSettings, progress: Progress) -> str:
+    """The id of the pipeline named ``pipeline_name`` in the namespace, created (without versions) when missing."""
+    import kfp_server_api
+
+    name, ns = settings.pipeline_name, settings.api.namespace
+    found = api.find(
+        f"GET /pipelines/names/{name}",
+        lambda c: c.pipelines.pipeline_service_get_pipeline_by_name(name=name, namespace=ns),
+    )
+    if found is not None:
+        return str(found.pipeline_id)
+    body = kfp_server_api.V2beta1Pipeline(
+        name=name,
+        display_name=name,
+        description="ResNet-18 on CIFAR-10 on a shared RWX volume (sharedvol)",
+        namespace=ns,
+    )
+    created = api.write("POST /pipelines", lambda c: c.pipelines.pipeline_service_create_pipeline(pipeline=body))
+    progress(f"created pipeline {name!r}")
+    return str(created.pipeline_id)
 
 
 def _version(
-    api: kfp_api.KfpApi, settings: SubmitSettings, pipeline_id: str, package: bytes, digest: str, progress: Progress
-) -> tuple[dict[str, Any], bool]:
+    api: kfp_api.KfpApi, settings: SubmitSettings, pipeline_id: str, package: Path, digest: str, progress: Progress
+) -> tuple[Any, bool]:
+    """The version named after ``digest``: found among the pipeline's versions (newest first), else uploaded."""
     name = f"{settings.pipeline_name}-{digest[:12]}"
-    for version in api.list_pipeline_versions(pipeline_id):
-        if name in (version.get("name"), version.get("display_name")):
-            progress(f"pipeline version {name} is already uploaded: reusing it")
-            return version, True
+    token = ""
+    for _ in range(50):  # at most 5000 versions are looked through
+        page = api.read(
+            f"GET /pipelines/{pipeline_id}/versions",
+            lambda c, t=token: c.list_pipeline_versions(  # type: ignore[misc]
+                pipeline_id, page_token=t, page_size=100, sort_by="created_at desc"
+            ),
+        )
+        for version in page.pipeline_versions or []:
+            if name in (version.name, version.display_name):
+                progress(f"pipeline version {name} is already uploaded: reusing it")
+                return version, True
+        token = page.next_page_token or ""
+        if not token:
+            break
     description = f"sha256:{digest}; image {settings.compile.image}; volume: {settings.compile.storage.describe()}"
-    version = api.upload_pipeline_version(pipeline_id, name, package, description)
+    version = api.write(
+        "POST /pipelines/upload_version",
+        lambda c: c.upload_pipeline_version(str(package), name, pipeline_id=pipeline_id, description=description),
+    )
     progress(f"uploaded pipeline version {name}")
     return version, False
 
 
-def _follow(
-    api: kfp_api.KfpApi,
-    settings: SubmitSettings,
-    result: SubmitResult,
-    progress: Progress,
-    sleep: Callable[[float], None],
-    clock: Callable[[], float],
-) -> None:
-    poll = settings.poll
-    deadline = clock() + poll.timeout_s
-    wait = poll.initial_s
-    errors_in_a_row = 0
-    seen: dict[str, str] = {}
-    state = result.state
-    while True:
-        try:
-            run = api.get_run(result.run_id)
-            errors_in_a_row = 0
-        except errors.KfpUnreachableError:
-            errors_in_a_row += 1
-            if errors_in_a_row >= poll.max_consecutive_errors:
-                raise
-            run = None
-        if run is not None:
-            state = run.get("state") or state
-            result.state = state
-            result.tasks = tasks_of(run)
-            for task in result.tasks:
-                if seen.get(task.name) != task.state:
-                    seen[task.name] = task.state
-                    progress(f"  {task.name}: {task.state}")
-            if state in TERMINAL:
-                break
-        if clock() >= deadline:
-            raise errors.RunTimeoutError(
-                f"run {result.run_id} is still {state} after {poll.timeout_s:g} s",
-                hint=f"it goes on; follow it at {result.run_url} or raise --timeout",
-            )
-        sleep(min(wait, max(0.0, deadline - clock())))
-        wait = min(wait * poll.factor, poll.max_s)
-    progress(f"run {result.run_id} {state}")
-    if state == "SUCCEEDED":
-        _read_metrics(api, settings, run or {}, result)
-        return
-    raise errors.RunFailedError(failure_message(run or {}, result, api, settings), hint=f"see {result.run_url}")
-
-
-def tasks_of(run: dict[str, Any]) -> list[TaskState]:
-    """The run's tasks (the pipeline's steps; KFP's own DAG and driver entries left out)."""
-    tasks = []
-    for t in (run.get("run_details") or {}).get("task_details") or []:
-        name = t.get("display_name") or ""
-        if name not in STEP_TASKS:
-            continue
-        err = (t.get("error") or {}).get("message") or ""
-        tasks.append(TaskState(name=name, state=t.get("state") or "", error=err, pod_name=t.get("pod_name") or ""))
-    return tasks
-
-
-def failure_message(
-    run: dict[str, Any], result: SubmitResult, api: kfp_api.KfpApi | None = None, settings: SubmitSettings | None = None
-) -> str:
-    """``run X FAILED: task T failed: <why>``, from the task's error or, failing that, its log's last error line."""
-    state = result.state
-    failed = [t for t in result.tasks if t.state == "FAILED"]
-    run_error = (run.get("error") or {}).get("message") or ""
-    if not failed:
-        return f"run {result.run_id} {state}" + (f": {run_error}" if run_error else "")
-    task = failed[0]
-    why = task.error or _last_error_line(api, settings, task) or run_error or "no reason reported"
-    return f"run {result.run_id} {state}: task {task.name} failed: {why}"
-
-
-def _last_error_line(api: kfp_api.KfpApi | None, settings: SubmitSettings | None, task: TaskState) -> str:
-    if api is None or settings is None or not task.pod_name:
-        return ""
-    text = api.pod_log(task.pod_name, settings.api.namespace or "kubeflow")
-    if not text:
-        return ""
-    return logscan.last_error_line(text.splitlines())
-
-
-def _read_metrics(api: kfp_api.KfpApi, settings: SubmitSettings, run: dict[str, Any], result: SubmitResult) -> None:
-    task = next((t for t in result.tasks if t.name == "produce-metrics"), None)
-    note = f"open {result.run_url} (Visualizations) or compare runs in the KFP UI"
-    if task is None or not task.pod_name:
-        result.metrics_note = f"the KFP API names no produce-metrics pod; {note}"
-        return
-    text = api.pod_log(task.pod_name, settings.api.namespace or "kubeflow")
-    metrics = parse_metrics_line(text or "")
-    if metrics:
-        result.metrics = metrics
-    else:
-        result.metrics_note = f"the KFP API returns no metric values and the pod log was not available; {note}"
-
-
-def parse_metrics_line(log_text: str) -> dict[str, float]:
-    """The scalars produce-metrics printed as ``sharedvol-metrics {json}`` (the last such line), or empty."""
-    for line in reversed(log_text.splitlines()):
-        start = line.find(METRICS_MARKER)
-        if start < 0:
-            continue
-        try:
-            doc = json.loads(line[start + len(METRICS_MARKER) :])
-        except ValueError:
-            continue
-        if isinstance(doc, dict):
-            return {str(k): float(v) for k, v in doc.items() if isinstance(v, int | float)}
-    return {}
+def _experiment(api: kfp_api.KfpApi, settings: SubmitSettings, progress: Progress) -> str:
+    """The id of the experiment with the display name ``experiment``, created when missing."""
+    name, ns = settings.experiment, settings.api.namespace
+    try:
+        found = api.read("GET /experiments", lambda c: c.get_experiment(experiment_name=name, namespace=ns))
+        return str(found.experiment_id)
+    except ValueError as e:  # kfp.Client: "No experiment is found with name ..." or "Multiple experiments ..."
+        if not str(e).startswith("No experiment"):
+            raise errors.KfpApiError(str(e), hint="pass --experiment with a name no other experiment has") from e
+    created = api.write(
+        "POST /experiments", lambda c: c.create_experiment(name, description="sharedvol runs", namespace=ns)
+    )
+    progress(f"created experiment {name!r}")
+    return str(created.experiment_id)

@@ -10,7 +10,7 @@ import pytest
 from pipelines import errors, options, run_cli
 from tests.cluster import ClusterHandle
 from tests.conftest import ClusterObjects
-from tests.unit.test_submit_fake_server import GOOD_TOKEN, FakeKfp
+from tests.kfp_fake import GOOD_TOKEN, FakeKfp
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -18,7 +18,7 @@ from storage import specs
 from tests import kwait
 from tests.cluster import ClusterHandle
 from tests.conftest import ClusterObjects
-from tests.unit.test_submit_fake_server import GOOD_TOKEN, FakeKfp
+from tests.kfp_fake import GOOD_TOKEN, FakeKfp
 
 METRICS = {"accuracy-top1": 0.912, "accuracy-top5": 0.995, "test-loss": 0.31, "test-samples": 10000.0}
 FAST = submit.PollSettings(initial_s=0.01, factor=1.0, max_s=0.01, timeout_s=60)
@@ -142,7 +142,8 @@ def test_with_sharedvol_nfs_installed_run_gets_a_dynamic_claim_per_run_and_print
         journey.index("  delete-volume: SUCCEEDED"),
     ]
     assert order == sorted(order)
-    assert journey.lines[-1].endswith(" SUCCEEDED")
+    assert journey.lines[-2].endswith(" SUCCEEDED")
+    assert journey.lines[-1] == "metrics read from ML Metadata (the produce-metrics task's Metrics artifact)"
     assert journey.kfp_calls_at[journey.lines[journey.index("pipeline: ")]] == 1  # only the /healthz probe
 
 

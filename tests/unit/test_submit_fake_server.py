@@ -1,429 +1,22 @@
-"""A local HTTP server speaking the KFP v2beta1 REST calls ``sharedvol submit`` makes, and tests of its strictness.
-
-Every request body is checked field by field against the ``kfp_server_api`` models installed beside kfp
-(unknown fields, wrong types and bad enum values are refused with 400, as the real grpc-gateway does);
-every response is built from those models. Uploaded packages must be a compiled pipeline, and a run's
-parameters must be inputs of the uploaded pipeline with the declared types.
-"""
+"""The fake KFP server (tests/kfp_fake.py) is strict: a fake that accepts anything would prove nothing."""
 
 from __future__ import annotations
 
-import datetime
-import email.parser
-import email.policy
-import itertools
-import json
-import re
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import kfp_server_api
 import pytest
 import requests
-import yaml
 
-API = "/apis/v2beta1"
-GOOD_TOKEN = "good-token"
-FORBIDDEN_TOKEN = "forbidden-token"
-# The query parameters kfp_server_api 2.17.3 sends for each call (from its generated *_service_api.py).
-QUERY_PARAMS = {
-    ("GET", r"/pipelines/names/[^/]+"): {"namespace"},
-    ("GET", r"/pipelines/[^/]+/versions"): {"page_token", "page_size", "sort_by", "filter"},
-    ("POST", r"/pipelines/upload_version"): {"name", "display_name", "pipelineid", "description", "tags"},
-    ("GET", r"/experiments"): {"page_token", "page_size", "sort_by", "filter", "namespace"},
-    ("GET", r"/runs/[^/]+"): set(),
-    ("POST", r"/runs"): set(),
-    ("POST", r"/experiments"): set(),
-    ("POST", r"/pipelines"): set(),
-    ("GET", r"/healthz"): set(),
-}
-PARAM_TYPES = {
-    "STRING": (str,),
-    "NUMBER_INTEGER": (int,),
-    "NUMBER_DOUBLE": (int, float),
-    "BOOLEAN": (bool,),
-    "LIST": (list,),
-    "STRUCT": (dict,),
-}
-
-
-def model_errors(doc: Any, type_name: str, where: str = "$") -> list[str]:
-    """What is wrong with ``doc`` as a JSON value of the kfp_server_api type ``type_name`` (empty: nothing)."""
-    if type_name == "object":
-        return []
-    if type_name == "str":
-        return [] if isinstance(doc, str) else [f"{where}: expected a string, got {doc!r}"]
-    if type_name == "int":
-        ok = (isinstance(doc, int) and not isinstance(doc, bool)) or (
-            isinstance(doc, str) and doc.lstrip("-").isdigit()
-        )
-        return [] if ok else [f"{where}: expected an integer, got {doc!r}"]
-    if type_name == "bool":
-        return [] if isinstance(doc, bool) else [f"{where}: expected a boolean, got {doc!r}"]
-    if type_name == "datetime":
-        try:
-            datetime.datetime.fromisoformat(str(doc).replace("Z", "+00:00"))
-        except ValueError:
-            return [f"{where}: expected a timestamp, got {doc!r}"]
-        return []
-    if m := re.fullmatch(r"list\[(.+)\]", type_name):
-        if not isinstance(doc, list):
-            return [f"{where}: expected a list, got {doc!r}"]
-        return [e for i, item in enumerate(doc) for e in model_errors(item, m.group(1), f"{where}[{i}]")]
-    if m := re.fullmatch(r"dict\(str, (.+)\)", type_name):
-        if not isinstance(doc, dict):
-            return [f"{where}: expected an object, got {doc!r}"]
-        return [e for k, v in doc.items() for e in model_errors(v, m.group(1), f"{where}.{k}")]
-    cls = getattr(kfp_server_api, type_name)
-    if hasattr(cls, "allowable_values"):
-        return [] if doc in cls.allowable_values else [f"{where}: {doc!r} is not one of {cls.allowable_values}"]
-    if not isinstance(doc, dict):
-        return [f"{where}: expected a {type_name} object, got {doc!r}"]
-    by_json = {json_key: attr for attr, json_key in cls.attribute_map.items()}
-    found = []
-    for key, value in doc.items():
-        if key not in by_json:
-            found.append(f"{where}.{key}: no such field in {type_name}")
-            continue
-        found += model_errors(value, cls.openapi_types[by_json[key]], f"{where}.{key}")
-    return found
-
-
-def serialize(model: Any) -> Any:
-    """A kfp_server_api model as the JSON the server sends."""
-    return kfp_server_api.ApiClient().sanitize_for_serialization(model)
-
-
-@dataclass
-class RunStep:
-    """One answer of ``GET /runs/{id}``: the run's state and its tasks' states (and errors)."""
-
-    state: str
-    tasks: dict[str, str] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-    run_error: str = ""
-
-
-SUCCESS_SCRIPT = [
-    RunStep("PENDING"),
-    RunStep("RUNNING", {"create-volume": "SUCCEEDED", "prepare-data": "RUNNING"}),
-    RunStep(
-        "RUNNING",
-        {"create-volume": "SUCCEEDED", "prepare-data": "SUCCEEDED", "train-resnet": "RUNNING"},
-    ),
-    RunStep(
-        "SUCCEEDED",
-        {
-            "create-volume": "SUCCEEDED",
-            "prepare-data": "SUCCEEDED",
-            "train-resnet": "SUCCEEDED",
-            "test-resnet": "SUCCEEDED",
-            "produce-metrics": "SUCCEEDED",
-            "delete-volume": "SUCCEEDED",
-        },
-    ),
-]
-METRICS_LOG = (
-    "2026-01-01 INFO steps.produce_metrics: metrics: top-1 91.20 %\n"
-    'sharedvol-metrics {"accuracy-top1": 0.912, "accuracy-top5": 0.995, "test-loss": 0.31, "test-samples": 10000.0}\n'
-    "produce-metrics: report /mnt/shared/runs/x/metrics/report.html\n"
-)
-
-
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: Any
-
-
-class FakeKfp:
-    """The fake server's state and behaviour; ``url`` is where it listens."""
-
-    def __init__(self, *, token: str | None = GOOD_TOKEN, script: list[RunStep] | None = None) -> None:
-        self.token = token
-        self.script = list(script or SUCCESS_SCRIPT)
-        self.pod_logs: dict[str, str] = {"pod-produce-metrics": METRICS_LOG}
-        self.serve_pod_logs = True
-        self.get_run_failures = 0  # answer this many GET /runs/{id} with 503 first
-        self.requests: list[Recorded] = []
-        self.pipelines: dict[str, dict[str, Any]] = {}
-        self.versions: dict[str, list[dict[str, Any]]] = {}
-        self.specs: dict[str, dict[str, Any]] = {}
-        self.experiments: dict[str, dict[str, Any]] = {}
-        self.runs: dict[str, dict[str, Any]] = {}
-        self._polls: dict[str, int] = {}
-        self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.fake = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> FakeKfp:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def calls(self, method: str, pattern: str) -> list[Recorded]:
-        return [r for r in self.requests if r.method == method and re.fullmatch(pattern, r.path)]
-
-    # ----------------------------------------------------------------------------------------------------
-    def handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
-        url = urlsplit(h.path)
-        length = int(h.headers.get("Content-Length") or 0)
-        raw = h.rfile.read(length) if length else b""
-        body: Any = raw
-        if raw and (h.headers.get("Content-Type") or "").startswith("application/json"):
-            body = json.loads(raw)
-        with self._lock:
-            self.requests.append(Recorded(method, url.path, parse_qs(url.query), dict(h.headers), body))
-            status, doc, ctype = self._route(method, url.path, parse_qs(url.query), h.headers, body)
-        payload = doc.encode() if isinstance(doc, str) else json.dumps(doc).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", ctype)
-        h.send_header("Content-Length", str(len(payload)))
-        h.end_headers()
-        h.wfile.write(payload)
-
-    def _route(self, method: str, path: str, q: dict[str, list[str]], headers: Any, body: Any) -> tuple:
-        auth = headers.get("Authorization")
-        if self.token is not None and auth != f"Bearer {self.token}":
-            if auth == f"Bearer {FORBIDDEN_TOKEN}":
-                return _error(403, 7, "user 'someone' is not allowed to access namespace 'team-a'")
-            return _error(401, 16, "Unauthenticated: no valid bearer token")
-        if path == "/k8s/pod/logs" and method == "GET":
-            pod = q.get("podname", [""])[0]
-            if not self.serve_pod_logs or pod not in self.pod_logs or not q.get("podnamespace"):
-                return 404, "not found", "text/plain"
-            return 200, self.pod_logs[pod], "text/plain"
-        if not path.startswith(API):
-            return _error(404, 5, f"no route for {path}")
-        route = path[len(API) :]
-        for (verb, pattern), allowed in QUERY_PARAMS.items():
-            if verb == method and re.fullmatch(pattern, route) and (unknown := set(q) - allowed):
-                return _error(400, 3, f"unknown query parameter(s) {sorted(unknown)} for {method} {route}")
-        if method == "GET" and route == "/healthz":
-            return 200, serialize(kfp_server_api.V2beta1GetHealthzResponse(multi_user=False)), "application/json"
-        if method == "GET" and (m := re.fullmatch(r"/pipelines/names/([^/]+)", route)):
-            found = [p for p in self.pipelines.values() if p["name"] == m.group(1)]
-            if not found:
-                return _error(404, 5, f"pipeline {m.group(1)} not found")
-            return 200, found[0], "application/json"
-        if method == "POST" and route == "/pipelines":
-            return self._create_pipeline(body)
-        if method == "GET" and (m := re.fullmatch(r"/pipelines/([^/]+)/versions", route)):
-            return self._list_versions(m.group(1), q)
-        if method == "POST" and route == "/pipelines/upload_version":
-            return self._upload_version(q, headers, body)
-        if method == "GET" and route == "/experiments":
-            return self._list_experiments(q)
-        if method == "POST" and route == "/experiments":
-            return self._create_experiment(body)
-        if method == "POST" and route == "/runs":
-            return self._create_run(body)
-        if method == "GET" and (m := re.fullmatch(r"/runs/([^/]+)", route)):
-            return self._get_run(m.group(1))
-        return _error(404, 5, f"no route for {method} {path}")
-
-    def _id(self, kind: str) -> str:
-        return f"{kind}-{next(self._ids):04d}"
-
-    def _create_pipeline(self, body: Any) -> tuple:
-        if problems := model_errors(body, "V2beta1Pipeline"):
-            return _error(400, 3, "; ".join(problems))
-        if any(p["name"] == body["name"] for p in self.pipelines.values()):
-            return _error(409, 6, f"pipeline {body['name']} exists")
-        pid = self._id("pipeline")
-        model = kfp_server_api.V2beta1Pipeline(
-            pipeline_id=pid,
-            name=body["name"],
-            display_name=body.get("display_name", body["name"]),
-            description=body.get("description", ""),
-            namespace=body.get("namespace"),
-            created_at=datetime.datetime.now(datetime.UTC),
-        )
-        self.pipelines[pid] = serialize(model)
-        self.versions[pid] = []
-        return 200, self.pipelines[pid], "application/json"
-
-    def _list_versions(self, pipeline_id: str, q: dict[str, list[str]]) -> tuple:
-        if pipeline_id not in self.pipelines:
-            return _error(404, 5, f"pipeline {pipeline_id} not found")
-        size = int(q.get("page_size", ["20"])[0])
-        start = int(q.get("page_token", ["0"])[0] or 0)
-        ordered = sorted(self.versions[pipeline_id], key=lambda v: v["created_at"], reverse=True)
-        page = ordered[start : start + size]
-        more = start + size < len(ordered)
-        resp = kfp_server_api.V2beta1ListPipelineVersionsResponse(
-            pipeline_versions=page, total_size=len(ordered), next_page_token=str(start + size) if more else None
-        )
-        return 200, serialize(resp), "application/json"
-
-    def _upload_version(self, q: dict[str, list[str]], headers: Any, body: bytes) -> tuple:
-        pid = q.get("pipelineid", [""])[0]
-        name = q.get("name", [""])[0]
-        if pid not in self.pipelines or not name:
-            return _error(400, 3, "pipelineid and name are required")
-        files = _multipart(headers.get("Content-Type", ""), body)
-        if "uploadfile" not in files:
-            return _error(400, 3, "no uploadfile in the request")
-        try:
-            docs = list(yaml.safe_load_all(files["uploadfile"]))
-        except yaml.YAMLError as e:
-            return _error(400, 3, f"the package is not YAML: {e}")
-        if not docs or "pipelineInfo" not in docs[0] or "root" not in docs[0]:
-            return _error(400, 3, "the package is not a compiled KFP pipeline")
-        if any(v["name"] == name for v in self.versions[pid]):
-            return _error(409, 6, f"version {name} exists")
-        vid = self._id("version")
-        model = kfp_server_api.V2beta1PipelineVersion(
-            pipeline_id=pid,
-            pipeline_version_id=vid,
-            name=name,
-            display_name=q.get("display_name", [name])[0],
-            description=q.get("description", [""])[0],
-            created_at=datetime.datetime.now(datetime.UTC) + datetime.timedelta(microseconds=next(self._ids)),
-        )
-        self.versions[pid].append(serialize(model))
-        self.specs[vid] = docs[0]
-        return 200, serialize(model), "application/json"
-
-    def _list_experiments(self, q: dict[str, list[str]]) -> tuple:
-        flt = json.loads(q.get("filter", ["{}"])[0] or "{}")
-        if problems := model_errors(flt, "V2beta1Filter"):
-            return _error(400, 3, "; ".join(problems))
-        ns = q.get("namespace", [None])[0]
-        found = [e for e in self.experiments.values() if e.get("namespace") == ns]
-        for p in flt.get("predicates", []):
-            assert p["operation"] == "EQUALS", "the fake supports EQUALS only"
-            found = [e for e in found if e.get(p["key"]) == p.get("string_value")]
-        resp = kfp_server_api.V2beta1ListExperimentsResponse(experiments=found, total_size=len(found))
-        return 200, serialize(resp), "application/json"
-
-    def _create_experiment(self, body: Any) -> tuple:
-        if problems := model_errors(body, "V2beta1Experiment"):
-            return _error(400, 3, "; ".join(problems))
-        eid = self._id("experiment")
-        model = kfp_server_api.V2beta1Experiment(
-            experiment_id=eid,
-            display_name=body["display_name"],
-            description=body.get("description"),
-            namespace=body.get("namespace"),
-            created_at=datetime.datetime.now(datetime.UTC),
-            storage_state="AVAILABLE",
-        )
-        self.experiments[eid] = serialize(model)
-        return 200, self.experiments[eid], "application/json"
-
-    def _create_run(self, body: Any) -> tuple:
-        if problems := model_errors(body, "V2beta1Run"):
-            return _error(400, 3, "; ".join(problems))
-        ref = body.get("pipeline_version_reference") or {}
-        spec = self.specs.get(ref.get("pipeline_version_id", ""))
-        if spec is None or ref.get("pipeline_id") not in self.pipelines:
-            return _error(404, 5, "pipeline version not found")
-        if body.get("experiment_id") not in self.experiments:
-            return _error(404, 5, "experiment not found")
-        declared = spec["root"]["inputDefinitions"]["parameters"]
-        for key, value in (body.get("runtime_config") or {}).get("parameters", {}).items():
-            if key not in declared:
-                return _error(400, 3, f"parameter {key} is not an input of the pipeline")
-            types = PARAM_TYPES[declared[key]["parameterType"]]
-            if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
-                return _error(400, 3, f"parameter {key}: {value!r} is not {declared[key]['parameterType']}")
-        rid = self._id("run")
-        run = dict(body, run_id=rid, state="PENDING", created_at=datetime.datetime.now(datetime.UTC).isoformat())
-        self.runs[rid] = run
-        self._polls[rid] = 0
-        return 200, run, "application/json"
-
-    def _get_run(self, run_id: str) -> tuple:
-        if run_id not in self.runs:
-            return _error(404, 5, f"run {run_id} not found")
-        if self.get_run_failures > 0:
-            self.get_run_failures -= 1
-            return _error(503, 14, "upstream connect error")
-        step = self.script[min(self._polls[run_id], len(self.script) - 1)]
-        self._polls[run_id] += 1
-        tasks = [
-            kfp_server_api.V2beta1PipelineTaskDetail(
-                run_id=run_id,
-                task_id=f"task-{name}",
-                display_name=name,
-                state=state,
-                pod_name=f"pod-{name}",
-                error=kfp_server_api.GoogleRpcStatus(code=2, message=step.errors[name])
-                if name in step.errors
-                else None,
-            )
-            for name, state in step.tasks.items()
-        ]
-        # KFP also reports the root DAG as a task: submit must not take it for a step.
-        tasks.append(
-            kfp_server_api.V2beta1PipelineTaskDetail(
-                run_id=run_id, task_id="root", display_name="resnet18-cifar10-x", state=step.state
-            )
-        )
-        run = kfp_server_api.V2beta1Run(
-            run_id=run_id,
-            experiment_id=self.runs[run_id]["experiment_id"],
-            display_name=self.runs[run_id]["display_name"],
-            state=step.state,
-            error=kfp_server_api.GoogleRpcStatus(code=2, message=step.run_error) if step.run_error else None,
-            run_details=kfp_server_api.V2beta1RunDetails(task_details=tasks),
-        )
-        return 200, serialize(run), "application/json"
-
-
-def _error(status: int, code: int, message: str) -> tuple:
-    return status, {"error": message, "code": code, "message": message, "details": []}, "application/json"
-
-
-def _multipart(content_type: str, body: bytes) -> dict[str, bytes]:
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
-    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
-    files = {}
-    for part in msg.iter_parts():  # type: ignore[attr-defined]
-        name = part.get_param("name", header="content-disposition")
-        files[str(name)] = part.get_payload(decode=True)
-    return files
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.server.fake.handle(self, "GET")  # type: ignore[attr-defined]
-
-    def do_POST(self) -> None:
-        self.server.fake.handle(self, "POST")  # type: ignore[attr-defined]
+from tests.kfp_fake import API, GOOD_TOKEN, FakeKfp, model_errors, running
 
 
 @pytest.fixture
 def fake_kfp() -> Iterator[FakeKfp]:
-    server = FakeKfp().start()
-    try:
+    with running() as server:
         yield server
-    finally:
-        server.stop()
 
 
-# The fake's own strictness: a fake that accepts anything would prove nothing. ------------------------------
 def test_the_fake_refuses_a_field_the_kfp_models_do_not_have(fake_kfp: FakeKfp) -> None:
     r = requests.post(
         f"{fake_kfp.url}{API}/experiments",
@@ -459,3 +52,22 @@ def test_the_fake_refuses_a_query_parameter_the_kfp_client_does_not_send(fake_kf
 def test_the_fake_answers_401_without_the_token(fake_kfp: FakeKfp) -> None:
     r = requests.get(f"{fake_kfp.url}{API}/healthz", timeout=5)
     assert r.status_code == 401
+
+
+def test_the_model_check_reads_json_as_the_grpc_gateway_does() -> None:
+    # kfp.Client sends filter predicates with lowerCamelCase names and the operation's number
+    sent = {"predicates": [{"operation": 1, "key": "display_name", "stringValue": "x"}]}
+    assert model_errors(sent, "V2beta1Filter") == []
+    assert model_errors({"predicates": [{"operation": 4}]}, "V2beta1Filter") == [
+        f"$.predicates[0].operation: 4 is not one of {kfp_server_api.V2beta1PredicateOperation.allowable_values}"
+    ]
+
+
+def test_the_fake_refuses_an_mlmd_call_that_is_not_grpc_web(fake_kfp: FakeKfp) -> None:
+    r = requests.post(
+        f"{fake_kfp.url}/ml_metadata/ml_metadata.MetadataStoreService/GetArtifactsByContext",
+        json={"context_id": 1},
+        headers={"Authorization": f"Bearer {GOOD_TOKEN}"},
+        timeout=5,
+    )
+    assert r.status_code == 415

@@ -1,31 +1,27 @@
-"""``sharedvol submit`` against the fake KFP v2beta1 server: upload or reuse, experiment, run, follow, failures."""
+"""``sharedvol submit`` through kfp.Client against the fake KFP server: upload or reuse, experiment, run, follow,
+metrics, failures."""
 
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from pipelines import cli, errors, kfp_api, options, submit
-from tests.unit.test_submit_fake_server import (
-    FORBIDDEN_TOKEN,
-    GOOD_TOKEN,
-    FakeKfp,
-    RunStep,
-)
+from pipelines import cli, errors, follow, kfp_api, options, submit
+from tests.kfp_fake import FORBIDDEN_TOKEN, GOOD_TOKEN, METRICS, FakeKfp, RunStep, running
 
 NO_WAIT = submit.PollSettings(initial_s=0.0, max_s=0.0, timeout_s=60.0)
+# The pipeline's steps as KFP names its tasks (the taskInfo names in pipelines/golden/resnet18_cifar10.yaml).
+STEPS = ["create-volume", "prepare-data", "train-resnet", "test-resnet", "produce-metrics", "delete-volume"]
 
 
 @pytest.fixture
 def kfp_server() -> Iterator[FakeKfp]:
-    server = FakeKfp().start()
-    try:
+    with running() as server:
         yield server
-    finally:
-        server.stop()
 
 
 class FakeClock:
@@ -63,12 +59,8 @@ def test_a_first_submit_creates_the_pipeline_a_version_the_experiment_and_a_run_
     result = submit.submit(settings(kfp_server), progress=lines.append, sleep=clock.sleep, clock=clock)
 
     assert result.state == "SUCCEEDED"
-    assert result.metrics == {
-        "accuracy-top1": 0.912,
-        "accuracy-top5": 0.995,
-        "test-loss": 0.31,
-        "test-samples": 10000.0,
-    }
+    assert result.metrics == METRICS
+    assert result.metrics_source == "ML Metadata"
     assert result.run_url == f"{kfp_server.url}/#/runs/details/{result.run_id}"
     assert [p["name"] for p in kfp_server.pipelines.values()] == ["resnet18-cifar10"]
     (version,) = kfp_server.versions[result.pipeline_id]
@@ -89,20 +81,32 @@ def test_a_first_submit_creates_the_pipeline_a_version_the_experiment_and_a_run_
     # progress: what was created, then each task's state changes, then the end
     assert lines[0] == "created pipeline 'resnet18-cifar10'"
     assert "  train-resnet: RUNNING" in lines and "  train-resnet: SUCCEEDED" in lines
-    assert lines[-1] == f"run {result.run_id} SUCCEEDED"
-    assert [t.name for t in result.tasks] == list(submit.STEP_TASKS)
+    assert lines[-2:] == [
+        f"run {result.run_id} SUCCEEDED",
+        "metrics read from ML Metadata (the produce-metrics task's Metrics artifact)",
+    ]
+    assert sorted(t.name for t in result.tasks) == sorted(STEPS)
 
 
 def test_every_request_carries_the_bearer_token_and_the_namespace(kfp_server: FakeKfp) -> None:
     run(kfp_server, namespace="team-a")
 
-    api_calls = [r for r in kfp_server.requests if r.path.startswith("/apis/")]
-    assert api_calls and all(r.headers.get("Authorization") == f"Bearer {GOOD_TOKEN}" for r in api_calls)
+    assert kfp_server.requests
+    assert all(r.headers.get("Authorization") == f"Bearer {GOOD_TOKEN}" for r in kfp_server.requests)
     assert kfp_server.calls("GET", "/apis/v2beta1/pipelines/names/resnet18-cifar10")[0].query["namespace"] == ["team-a"]
+    assert kfp_server.calls("GET", "/apis/v2beta1/experiments")[0].query["namespace"] == ["team-a"]
     assert [p["namespace"] for p in kfp_server.pipelines.values()] == ["team-a"]
     assert [e["namespace"] for e in kfp_server.experiments.values()] == ["team-a"]
+
+
+def test_the_pod_log_is_asked_in_the_runs_namespace_when_mlmd_is_not_served(kfp_server: FakeKfp) -> None:
+    kfp_server.serve_mlmd = False
+    result = run(kfp_server, namespace="team-a")
+
     (logs,) = kfp_server.calls("GET", "/k8s/pod/logs")
     assert logs.query == {"podname": ["pod-produce-metrics"], "podnamespace": ["team-a"]}
+    assert logs.headers.get("Authorization") == f"Bearer {GOOD_TOKEN}"
+    assert (result.metrics, result.metrics_source) == (METRICS, "pod log")
 
 
 def test_submitting_the_same_pipeline_again_reuses_its_version_and_experiment(kfp_server: FakeKfp) -> None:
@@ -199,13 +203,66 @@ def test_an_unreachable_host_fails_at_once_without_retrying() -> None:
     assert clock.sleeps == []
 
 
+def test_a_refused_token_costs_one_health_check_not_kfp_clients_five(kfp_server: FakeKfp) -> None:
+    clock = FakeClock()
+    with pytest.raises(errors.KfpAuthError):
+        submit.submit(settings(kfp_server, token="stale"), sleep=clock.sleep, clock=clock)
+
+    assert len(kfp_server.calls("GET", "/apis/v2beta1/healthz")) == 1
+    assert clock.sleeps == []
+
+
+def test_a_host_that_never_answers_fails_after_the_request_timeout_with_one_connection() -> None:
+    connections: list[socket.socket] = []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listener.settimeout(5)
+
+        def accept() -> None:
+            while True:
+                try:
+                    connections.append(listener.accept()[0])  # and never answer
+                except OSError:
+                    return
+
+        threading.Thread(target=accept, daemon=True).start()
+        api = kfp_api.ApiSettings(host=f"http://127.0.0.1:{listener.getsockname()[1]}", request_timeout_s=0.3)
+        with pytest.raises(errors.KfpUnreachableError) as e:
+            submit.submit(submit.SubmitSettings(api=api), sleep=FakeClock().sleep)
+    assert "did not answer within 0.3 s" in str(e.value)
+    assert len(connections) == 1
+    for c in connections:
+        c.close()
+
+
+def test_a_server_error_on_create_run_is_not_retried(kfp_server: FakeKfp) -> None:
+    kfp_server.create_run_failures = 1
+    with pytest.raises(errors.KfpApiError) as e:
+        run(kfp_server)
+
+    assert "POST /runs failed: HTTP 503 (upstream connect error)" in str(e.value)
+    assert len(kfp_server.calls("POST", "/apis/v2beta1/runs")) == 1
+
+
 def test_server_errors_while_following_are_retried_along_the_backoff(kfp_server: FakeKfp) -> None:
     kfp_server.get_run_failures = 2
     clock = FakeClock()
     result = submit.submit(settings(kfp_server), sleep=clock.sleep, clock=clock)
 
     assert result.state == "SUCCEEDED"
-    assert clock.sleeps[:2] == list(kfp_api.ApiSettings(host="http://x").read_backoff_s[:2])
+    assert clock.sleeps[:2] == [1.0, 2.0]
+    assert len(kfp_server.calls("GET", "/apis/v2beta1/runs/.*")) >= 3
+
+
+def test_a_run_that_stays_unreachable_while_following_fails_naming_the_run_that_goes_on(kfp_server: FakeKfp) -> None:
+    kfp_server.get_run_failures = 100
+    clock = FakeClock()
+    with pytest.raises(errors.KfpApiError) as e:
+        submit.submit(settings(kfp_server), sleep=clock.sleep, clock=clock)
+
+    assert clock.sleeps == [1.0, 2.0, 4.0, 8.0]
+    assert "HTTP 503" in str(e.value) and "goes on: " in e.value.hint
 
 
 def test_following_stops_at_the_deadline_with_the_run_still_running(kfp_server: FakeKfp) -> None:
@@ -226,18 +283,49 @@ def test_without_wait_submit_returns_once_the_run_is_created(kfp_server: FakeKfp
     assert kfp_server.calls("GET", r"/apis/v2beta1/runs/.*") == []
 
 
-def test_when_the_pod_log_is_not_served_the_metrics_point_to_the_ui(kfp_server: FakeKfp) -> None:
-    kfp_server.serve_pod_logs = False
+def test_the_metrics_are_the_produce_metrics_artifact_in_mlmd_not_the_pod_log_nor_the_training_metrics(
+    kfp_server: FakeKfp,
+) -> None:
+    kfp_server.run_artifacts = [
+        ("train_metrics", "system.Metrics", {"accuracy-top1": 0.5}),
+        ("metrics", "system.Metrics", {"accuracy-top1": 0.75, "test-samples": 128.0}),
+    ]
     result = run(kfp_server)
 
-    assert result.state == "SUCCEEDED" and result.metrics == {}
+    assert (result.metrics, result.metrics_source) == ({"accuracy-top1": 0.75, "test-samples": 128.0}, "ML Metadata")
+    assert kfp_server.calls("GET", "/k8s/pod/logs") == []
+    mlmd_calls = kfp_server.calls("POST", "/ml_metadata/.*")
+    assert [c.path.rsplit("/", 1)[1] for c in mlmd_calls] == ["GetContextByTypeAndName", "GetArtifactsByContext"]
+    assert all(c.headers.get("Authorization") == f"Bearer {GOOD_TOKEN}" for c in mlmd_calls)
+
+
+def test_when_mlmd_holds_no_metrics_artifact_the_pod_log_is_read_and_the_reason_shown(kfp_server: FakeKfp) -> None:
+    kfp_server.run_artifacts = [("train_metrics", "system.Metrics", {"accuracy-top1": 0.5})]
+    lines: list[str] = []
+    clock = FakeClock()
+    result = submit.submit(settings(kfp_server), progress=lines.append, sleep=clock.sleep, clock=clock)
+
+    assert (result.metrics, result.metrics_source) == (METRICS, "pod log")
+    assert lines[-1] == (
+        "metrics read from the produce-metrics pod's log "
+        f"(ML Metadata holds no 'metrics' artifact with values for run {result.run_id})"
+    )
+
+
+def test_when_neither_mlmd_nor_the_pod_log_is_served_the_metrics_point_to_the_ui(kfp_server: FakeKfp) -> None:
+    kfp_server.serve_pod_logs = False
+    kfp_server.serve_mlmd = False
+    result = run(kfp_server)
+
+    assert result.state == "SUCCEEDED" and result.metrics == {} and result.metrics_source == ""
+    assert result.metrics_note.startswith("ML Metadata is not served at ")
     assert result.metrics_note.endswith(f"open {result.run_url} (Visualizations) or compare runs in the KFP UI")
 
 
 def test_the_metrics_line_is_parsed_from_a_pod_log() -> None:
     text = 'x\nsharedvol-metrics {"accuracy-top1": 0.5}\n[main] sharedvol-metrics {"accuracy-top1": 0.75, "n": "x"}\n'
-    assert submit.parse_metrics_line(text) == {"accuracy-top1": 0.75}
-    assert submit.parse_metrics_line("sharedvol-metrics {broken") == {}
+    assert follow.parse_metrics_line(text) == {"accuracy-top1": 0.75}
+    assert follow.parse_metrics_line("sharedvol-metrics {broken") == {}
 
 
 @pytest.fixture
@@ -276,13 +364,9 @@ def test_runs_with_other_parameter_values_reuse_the_uploaded_version(
     [
         (["--token", "stale"], "401 Unauthorized"),
         (["--token", FORBIDDEN_TOKEN], "403 Forbidden"),
-        (["--token", GOOD_TOKEN, "--gpus", "-1"], "gpu_count must be 0 or more, got -1"),
-        (["--token", GOOD_TOKEN, "--volume-size", "0"], "volume_size '0' is not a positive size"),
-        (["--token", GOOD_TOKEN, "--storage-class", "NFS_Fast"], "--storage-class 'NFS_Fast' is not a valid"),
-        (["--token", GOOD_TOKEN, "--image", ""], "--image is empty"),
     ],
 )
-def test_the_submit_command_reports_bad_input_and_refusals_in_one_line(
+def test_the_submit_command_reports_a_refused_token_in_one_line_and_writes_nothing(
     kfp_server: FakeKfp, fast_polls: None, capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
 ) -> None:
     code = cli.main(["submit", "--host", kfp_server.url, "--wait", *argv])
@@ -290,6 +374,28 @@ def test_the_submit_command_reports_bad_input_and_refusals_in_one_line(
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("sharedvol submit: error: ") and expected in err
+    assert [(r.method, r.path) for r in kfp_server.requests] == [("GET", "/apis/v2beta1/healthz")]
+    assert kfp_server.pipelines == {} and kfp_server.runs == {}
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--gpus", "-1"], "gpu_count must be 0 or more, got -1"),
+        (["--volume-size", "0"], "volume_size '0' is not a positive size"),
+        (["--storage-class", "NFS_Fast"], "--storage-class 'NFS_Fast' is not a valid"),
+        (["--image", ""], "--image is empty"),
+    ],
+)
+def test_the_submit_command_reports_bad_input_in_one_line_before_sending_anything(
+    kfp_server: FakeKfp, fast_polls: None, capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+) -> None:
+    code = cli.main(["submit", "--host", kfp_server.url, "--token", GOOD_TOKEN, "--wait", *argv])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("sharedvol submit: error: ") and expected in err
+    assert kfp_server.requests == []
 
 
 def test_the_submit_command_exits_non_zero_naming_the_failed_task(
@@ -302,6 +408,18 @@ def test_the_submit_command_exits_non_zero_naming_the_failed_task(
     assert code == 2
     assert "task test-resnet failed: OOMKilled" in captured.err
     assert "  test-resnet: FAILED" in captured.out
+
+
+def test_the_submit_command_without_token_sends_the_mounted_service_account_token(
+    kfp_server: FakeKfp, fast_polls: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = tmp_path / "token"
+    token.write_text(f"{GOOD_TOKEN}\n")
+    monkeypatch.setenv(kfp_api.TOKEN_PATH_ENV, str(token))
+
+    assert cli.main(["submit", "--host", kfp_server.url, "--wait"]) == 0
+    assert kfp_server.runs
+    assert all(r.headers.get("Authorization") == f"Bearer {GOOD_TOKEN}" for r in kfp_server.requests)
 
 
 def test_the_in_cluster_token_file_is_read_when_no_token_is_given(tmp_path: Path) -> None:
