@@ -174,9 +174,13 @@ def act_as_the_csi_provisioner(api: Any, namespace: str, claim: str) -> str:
     return name
 
 
-def test_installed_for_real_the_driver_runs_on_every_node_and_the_check_jobs_complete_on_two_nodes(
+def test_applied_the_nfs_pods_are_placed_on_every_node_and_the_check_claim_waits_for_the_csi_provisioner(
     installed: ClusterHandle, api: Any
 ) -> None:
+    # What this proves: the API server admits every manifest, the scheduler places the node plugin on every node,
+    # the check claim waits for nfs.csi.k8s.io, and doctor and the plan pick the class. kwok nodes run no
+    # container, so "Running" and a Job's success are kwok's, and the PV below stands in for the CSI
+    # provisioner: real pods of k8s/nfs/server and k8s/nfs/check run in the real-node tier (tests/node/).
     from kubernetes import client
 
     core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
