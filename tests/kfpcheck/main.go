@@ -27,6 +27,7 @@ import (
 
 	wfapi "github.com/argoproj/argo-workflows/v4/pkg/apis/workflow/v1alpha1"
 	"github.com/kubeflow/pipelines/api/v2alpha1/go/pipelinespec"
+	"github.com/kubeflow/pipelines/backend/src/apiserver/config/proxy"
 	"github.com/kubeflow/pipelines/backend/src/apiserver/model"
 	"github.com/kubeflow/pipelines/backend/src/apiserver/template"
 	"github.com/kubeflow/pipelines/backend/src/common/util"
@@ -51,6 +52,7 @@ type taskReport struct {
 	PlatformOp   bool                          `json:"platformOp"`
 	Dependencies []string                      `json:"dependencies"`
 	Condition    string                        `json:"condition,omitempty"`
+	Triggered    bool                          `json:"triggered"`
 	Resources    *k8score.ResourceRequirements `json:"resources,omitempty"`
 	Volumes      []k8score.Volume              `json:"volumes,omitempty"`
 	VolumeMounts []k8score.VolumeMount         `json:"volumeMounts,omitempty"`
@@ -213,15 +215,20 @@ func main() {
 		usage(fmt.Sprintf("--params is not a JSON object: %v", err))
 	}
 
-	// The API server's CreateRun: fetchTemplateFromPipelineSpec, RunWorkflow, Validate.
+	// The API server's CreateRun: fetchTemplateFromPipelineSpec, RunWorkflow, Validate; as a
+	// server configured without an HTTP proxy.
+	proxy.InitializeConfig("", "", "")
 	tmpl, err := template.New(manifest, template.TemplateOptions{})
 	if err != nil {
 		refuse("template", util.Wrap(err, "Failed to fetch a template with an invalid pipeline spec manifest"))
 	}
 	run := &model.Run{
-		DisplayName:   *runName,
-		Namespace:     *namespace,
-		RuntimeConfig: model.RuntimeConfig{Parameters: model.LargeText(paramsJSON), PipelineRoot: pipelineRoot},
+		DisplayName: *runName,
+		Namespace:   *namespace,
+		PipelineSpec: model.PipelineSpec{
+			PipelineSpecManifest: model.LargeText(manifest),
+			RuntimeConfig:        model.RuntimeConfig{Parameters: model.LargeText(paramsJSON), PipelineRoot: pipelineRoot},
+		},
 	}
 	spec, err := tmpl.RunWorkflow(run, template.RunWorkflowOptions{RunID: runID, RunAt: 1700000000})
 	if err != nil {

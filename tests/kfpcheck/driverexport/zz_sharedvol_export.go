@@ -126,7 +126,7 @@ func SharedvolPodSpecPatch(ctx context.Context, run SharedvolRun, in SharedvolTa
 			}
 			mount.PvcNameParameter = resolved
 		}
-		if out := mount.GetTaskOutputParameter(); out != nil {
+		if out := mount.GetTaskOutputParameter(); out != nil && mount.GetPvcNameParameter() == nil {
 			return nil, fmt.Errorf("task %s: legacy pvc_reference.task_output_parameter is not supported by this checker", in.TaskName)
 		}
 	}
@@ -137,8 +137,9 @@ func SharedvolPodSpecPatch(ctx context.Context, run SharedvolRun, in SharedvolTa
 	for k, v := range run.DAGInputs {
 		rootInputs.Fields[k] = v
 	}
+	dagID := int64(1)
 	dag := &metadata.DAG{Execution: &metadata.Execution{Execution: &pb.Execution{
-		Id: new(int64),
+		Id: &dagID,
 		CustomProperties: map[string]*pb.Value{
 			"inputs": {Value: &pb.Value_StructValue{StructValue: rootInputs}},
 		},
@@ -154,6 +155,7 @@ func SharedvolPodSpecPatch(ctx context.Context, run SharedvolRun, in SharedvolTa
 		Container:                container,
 		KubernetesExecutorConfig: k8sCfg,
 		IterationIndex:           -1,
+		DAGExecutionID:           dagID,
 		CacheDisabled:            false,
 		DriverType:               "CONTAINER",
 		TaskName:                 in.TaskName,
