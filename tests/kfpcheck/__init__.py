@@ -60,11 +60,22 @@ def binary() -> Path:
     return Path(done.stdout.strip().splitlines()[-1])
 
 
-def check(pipeline_yaml: Path, params: dict[str, Any], *, checker: Path | None = None) -> Verdict:
-    """Run ``pipeline_yaml`` with the runtime parameters ``params`` through the checker."""
+def check(
+    pipeline_yaml: Path,
+    params: dict[str, Any],
+    *,
+    upstream: dict[str, dict[str, Any]] | None = None,
+    checker: Path | None = None,
+) -> Verdict:
+    """Run ``pipeline_yaml`` with the runtime parameters ``params`` through the checker.
+
+    ``upstream`` gives output parameters of upstream tasks (``{task: {output: value}}``); the others are
+    stood in for by ``<task>-<output>`` (there is no MLMD).
+    """
     exe = checker or binary()
+    argv = [str(exe), "--pipeline", str(pipeline_yaml), "--params", json.dumps(params)]
     done = subprocess.run(
-        [str(exe), "--pipeline", str(pipeline_yaml), "--params", json.dumps(params)],
+        [*argv, "--upstream", json.dumps(upstream or {})],
         capture_output=True,
         text=True,
         check=False,

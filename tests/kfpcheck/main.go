@@ -2,13 +2,14 @@
 //
 // Usage:
 //
-//	kfpcheck --pipeline FILE.yaml [--params JSON|@FILE] [--run-name NAME] [--namespace NS]
+//	kfpcheck --pipeline FILE.yaml [--params JSON|@FILE] [--upstream JSON] [--run-name NAME] [--namespace NS]
 //
 // It does what the API server does when a run is created (template parsing and pipeline-spec
 // validation, the v2 template's RunWorkflow with the argocompiler, Argo's workflow validation),
 // then, for every container task of the workflow, what the container driver computes from the
 // arguments the workflow hands it: the resolved inputs and the pod-spec patch. --params is the
-// REST API's runtime_config.parameters (a JSON object of typed values).
+// REST API's runtime_config.parameters (a JSON object of typed values). MLMD is not here: an
+// upstream task's output parameter is "<task>-<output>" unless --upstream gives its value.
 //
 // Output: one JSON object on stdout, {"workflow": ..., "tasks": {NAME: {...}}} when the backend
 // accepts the run (exit 0), {"stage": ..., "error": ...} when it refuses it (exit 3). Exit 2 for
@@ -194,6 +195,7 @@ func main() {
 	params := flag.String("params", "{}", "runtime_config.parameters as JSON, or @FILE")
 	runName := flag.String("run-name", "resnet18-cifar10-kfpcheck", "the workflow's name (the driver's run name)")
 	namespace := flag.String("namespace", "kubeflow", "the run's namespace")
+	upstreamFlag := flag.String("upstream", "{}", `output parameters of upstream tasks, {"task": {"output": value}}, over the stand-ins`)
 	flag.Parse()
 	if *pipelinePath == "" {
 		usage("--pipeline is required")
@@ -287,6 +289,18 @@ func main() {
 			outs[key] = structpb.NewStringValue(strings.Trim(notDNS.ReplaceAllString(strings.ToLower(c.name+"-"+key), "-"), "-"))
 		}
 		upstream[c.name] = outs
+	}
+	var given map[string]map[string]*structpb.Value
+	if err := json.Unmarshal([]byte(*upstreamFlag), &given); err != nil {
+		usage(fmt.Sprintf("--upstream is not a JSON object of objects: %v", err))
+	}
+	for task, outs := range given {
+		if upstream[task] == nil {
+			upstream[task] = map[string]*structpb.Value{}
+		}
+		for k, v := range outs {
+			upstream[task][k] = v
+		}
 	}
 
 	out := report{Tasks: map[string]*taskReport{}}
