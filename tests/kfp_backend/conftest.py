@@ -9,7 +9,7 @@ import pytest
 from pipelines import options, pipeline
 from tests import kfpcheck
 
-# The variants `sharedvol compile` writes: claim per run, existing claim, static PV.
+# The variants `sharedvol compile` writes: claim per run, existing claim, static PV, KFP's workspace.
 SELECTOR = {"nvidia.com/gpu.present": "true"}
 TOLERATIONS = (*options.CompileOptions().tolerations, options.Toleration.parse("dedicated=ml:NoExecute"))
 VARIANTS = {
@@ -21,6 +21,12 @@ VARIANTS = {
     ),
     "static-pv": options.CompileOptions(
         storage=options.StorageChoice.static("sharedvol-pv-0"), node_selector=SELECTOR, tolerations=TOLERATIONS
+    ),
+    "workspace": options.CompileOptions(
+        storage=options.StorageChoice.dynamic("sharedvol-nfs"),
+        node_selector=SELECTOR,
+        tolerations=TOLERATIONS,
+        workspace=True,
     ),
 }
 

@@ -9,14 +9,14 @@ on train-resnet, and carries the configured tolerations and node selector.
 from __future__ import annotations
 
 import functools
-import json
 import itertools
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pipelines import options
+from pipelines import options, runtime
 from tests import kfpcheck
 from tests.kfp_backend.conftest import SELECTOR, TOLERATIONS, VARIANTS
 
@@ -27,15 +27,20 @@ WORKSPACE_MOUNT = "/kfp-workspace"  # where KFP mounts its workspace (backend co
 
 
 @functools.cache
-def _verdict(checker: Path, path: Path, gpu_count: int, keep_volume: bool) -> kfpcheck.Verdict:
+def _verdict(checker: Path, path: Path, gpu_count: int, keep_volume: bool, volume: str) -> kfpcheck.Verdict:
     params = options.RunParameters(gpu_count=gpu_count, keep_volume=keep_volume).as_dict()
-    return kfpcheck.check(path, params, checker=checker)
+    # What prepare-data returns (pipelines.runtime): paths on the volume, which tell KFP's driver to mount
+    # the workspace in the steps that take them.
+    prepared = {"run_dir": runtime.run_dir(volume, "run-1"), "data_root": runtime.data_dir(volume, "download")}
+    upstream = {"prepare-data": prepared}
+    return kfpcheck.check(path, params, upstream=upstream, checker=checker)
 
 
 @pytest.fixture(params=CASES, ids=IDS)
 def case(request: pytest.FixtureRequest, checker: Path, compiled: dict[str, Path]) -> tuple[str, int, bool, Any]:
     variant, gpus, keep = request.param
-    return variant, gpus, keep, _verdict(checker, compiled[variant], gpus, keep)
+    volume = WORKSPACE_MOUNT if variant == "workspace" else "/mnt/shared"
+    return variant, gpus, keep, _verdict(checker, compiled[variant], gpus, keep, volume)
 
 
 def by_display_name(verdict: kfpcheck.Verdict) -> dict[str, dict[str, Any]]:
@@ -127,10 +132,18 @@ def test_caching_is_off_and_train_is_retried_as_configured(case: tuple[str, int,
     for task in driven:
         spec = json.loads(_arg(task, "task"))
         assert not spec.get("cachingOptions", {}).get("enableCache"), _task_name(task)
-    retried = [t for t in _dag_tasks(wf) if _task_name(t) == "train-resnet" and "retry" in _arg(t, "task").lower()]
-    assert retried or retries == 0
-    executors = [t for t in wf["spec"]["templates"] if t.get("retryStrategy")]
-    assert [t["retryStrategy"]["limit"] for t in executors] == [str(retries)] * len(executors) != []
+    executors = {t["name"]: t for t in _dag_tasks(wf) if t["name"] in STEPS}
+    assert executors["train-resnet"]["template"].startswith("retry-system-container-executor")
+    retry = {
+        p["name"]: p["value"] for p in executors["train-resnet"]["arguments"]["parameters"] if "retry" in p["name"]
+    }
+    assert (retry["retry-max-count"], retry["retry-backoff-duration"], retry["retry-backoff-factor"]) == (
+        str(retries),
+        "30",
+        "2",
+    )
+    for step in set(STEPS) - {"train-resnet"}:
+        assert executors[step]["template"] == "system-container-executor", step
 
 
 def dataclass_dict(tol: options.Toleration) -> dict[str, Any]:
