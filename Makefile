@@ -9,7 +9,7 @@ CLUSTER_DIR ?= $(CURDIR)/.cluster
 DEMO_DIR ?= $(CURDIR)/demo
 IMAGE ?= sharedvol:0.1.0
 
-.PHONY: help venv controlplane test lint unit demo install compile bench bench-train bench-data bench-controlplane bench-storage bench-fallback bench-demo \
+.PHONY: help venv controlplane kfpcheck test lint unit demo install compile bench bench-train bench-data bench-controlplane bench-storage bench-fallback bench-demo \
         cluster-up cluster-down image clean
 
 help: ## list the targets
@@ -21,6 +21,9 @@ venv: ## create or reuse the cached virtual environment (outside the repo)
 controlplane: ## build or reuse the cached Kubernetes control-plane binaries
 	@scripts/controlplane/build.sh
 
+kfpcheck: ## build or reuse the cached KFP 2.17 backend checker (tests/kfpcheck)
+	@scripts/kfpcheck/build.sh
+
 lint: venv ## ruff, mypy and the Dockerfile linter
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -29,11 +32,12 @@ lint: venv ## ruff, mypy and the Dockerfile linter
 
 test: venv ## every test, with the real control plane (builds it once, about 30 min cold)
 	@export SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) && \
+	  export SHAREDVOL_KFPCHECK_BIN=$$(scripts/kfpcheck/build.sh) && \
 	  $(MAKE) --no-print-directory lint && \
 	  $(RUN) -m pytest
 
 unit: venv ## the fast tests only (no control plane, no training)
-	$(RUN) -m pytest -m "not controlplane and not ml and not e2e"
+	$(RUN) -m pytest -m "not controlplane and not ml and not e2e and not kfp_backend"
 
 demo: venv ## the whole pipeline on this machine, on a small generated dataset
 	$(RUN) -m pipelines demo --output $(DEMO_DIR)

@@ -37,6 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, default=Path("resnet18_cifar10.yaml"), help="YAML file to write")
     compile_args(p, defaults_help="the default of")
     storage_spec_args(p)
+    p.add_argument(
+        "--workspace",
+        action="store_true",
+        help="use KFP's own per-run workspace (KFP >= 2.15: ReadWriteMany, the chosen class, at /kfp-workspace) "
+        "instead of create-volume/delete-volume",
+    )
     p.set_defaults(func=_compile)
 
     p = sub.add_parser("submit", help="upload or reuse the pipeline, start a run, and follow it with --wait")
@@ -206,6 +212,7 @@ def compile_options(args: argparse.Namespace) -> options.CompileOptions:
         tolerations=tolerations,
         train_retries=args.train_retries,
         defaults=run_parameters(args),
+        workspace=bool(getattr(args, "workspace", False)),
     ).validate()
 
 

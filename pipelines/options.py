@@ -248,7 +248,9 @@ class RunParameters:
         data_source: ``download`` (official CIFAR-10, MD5-checked), ``synthetic``, ``synthetic:TRAIN:TEST`` or a
             directory (inside the pod) holding ``cifar-10-batches-py``. Default ``download``.
         volume_size: the claim's ``spec.resources.requests.storage``. Default ``10Gi``.
-        gpu_count: ``nvidia.com/gpu`` limit of train-resnet; 0 trains on CPU. Default 1.
+        gpu_count: ``nvidia.com/gpu`` limit of train-resnet; 0 trains on CPU. Default 1. Sent to KFP as a
+            string of digits (the SDK's accelerator-limit rule): KFP's driver reads a parameterized
+            accelerator count only as a string and silently drops a number (docs/pipeline.md).
         keep_volume: skip delete-volume. Default False.
         run_dir_name: the run directory's name under ``<volume>/runs/``; empty: the KFP run id. Default empty.
         seed: random seed. Default 0.
@@ -302,8 +304,27 @@ class RunParameters:
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
-        """The parameters as KFP ``runtime_config.parameters``."""
-        return dataclasses.asdict(self)
+        """The parameters as KFP ``runtime_config.parameters`` (``gpu_count`` as a string of digits)."""
+        params = dataclasses.asdict(self)
+        params["gpu_count"] = gpu_count_parameter(self.gpu_count)
+        return params
+
+
+_ACCELERATOR_LIMIT = re.compile(r"^\d+$")  # kfp.dsl.PipelineTask.set_accelerator_limit's rule
+
+
+def gpu_count_parameter(count: int | str) -> str:
+    """The pipeline's ``gpu_count`` parameter value: a non-negative integer as a string of digits.
+
+    Raises:
+        BadParameterError: not a non-negative integer (the SDK's rule for accelerator limits).
+    """
+    text = str(count).strip()
+    if isinstance(count, bool) or not _ACCELERATOR_LIMIT.match(text):
+        raise errors.BadParameterError(
+            f"gpu_count {count!r} is not a non-negative integer", hint="0 trains on CPU, 1 asks for one GPU"
+        )
+    return str(int(text))
 
 
 def check_run_name(name: str) -> str:
@@ -328,6 +349,9 @@ class CompileOptions:
         train_retries: how often KFP retries a failed train-resnet (it resumes from the last checkpoint). Default 2.
         defaults: the run-time parameters' defaults written into the YAML.
         mount_path: where every step mounts the claim. Default ``/mnt/shared``.
+        workspace: use KFP's own per-run workspace (KFP >= 2.15) instead of create-volume/delete-volume: a
+            ReadWriteMany claim of ``storage.storage_class`` that KFP makes and mounts at ``/kfp-workspace``.
+            Only with the ``dynamic`` strategy. Default False.
     """
 
     image: str = DEFAULT_IMAGE
@@ -337,11 +361,17 @@ class CompileOptions:
     train_retries: int = 2
     defaults: RunParameters = field(default_factory=RunParameters)
     mount_path: str = "/mnt/shared"
+    workspace: bool = False
 
     def validate(self) -> CompileOptions:
         """Check every choice; return self."""
         check_image(self.image)
         self.storage.validate()
+        if self.workspace and self.storage.strategy != "dynamic":
+            raise errors.BadParameterError(
+                f"--workspace cannot use {self.storage.describe()}",
+                hint="KFP's workspace is a new claim of a StorageClass per run: drop --existing-pvc/--static-pv",
+            )
         for key, value in self.node_selector.items():
             check_label_key(key, what="--node-selector")
             check_label_value(value, what="--node-selector")

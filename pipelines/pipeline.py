@@ -6,7 +6,9 @@ On a cluster::
         -> produce-metrics -> delete-volume (DeletePVC, skipped when keep_volume)
 
 Every step mounts the claim at ``/mnt/shared`` and works in ``/mnt/shared/runs/<run>``; caching is off on
-every task (they all touch the volume). The local variant has the same parameters and the same
+every task (they all touch the volume). The workspace variant (``CompileOptions.workspace``) uses KFP's own
+per-run workspace instead of create-volume/delete-volume: KFP makes the claim (ReadWriteMany, the planned
+class) and mounts it at ``/kfp-workspace`` in every step. The local variant has the same parameters and the same
 components, without the two volume tasks and the Kubernetes settings (``kfp.local`` cannot run CreatePVC
 and ignores the rest): a local directory stands in for the volume.
 
@@ -48,15 +50,17 @@ def _define(opts: options.CompileOptions, *, local_volume: str | None) -> Any:
     comps = components.build(opts.image)
     d = opts.defaults
     volume = local_volume if local_volume is not None else opts.mount_path
+    if local_volume is None and opts.workspace:
+        volume = dsl.WORKSPACE_PATH_PLACEHOLDER
 
-    @dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)
+    @dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION, pipeline_config=_pipeline_config(opts, local_volume))
     def resnet18_cifar10(
         epochs: int = d.epochs,
         batch_size: int = d.batch_size,
         lr: float = d.lr,
         data_source: str = d.data_source,
         volume_size: str = d.volume_size,
-        gpu_count: int = d.gpu_count,
+        gpu_count: str = str(d.gpu_count),  # a string: KFP's driver reads a parameterized count only as one
         keep_volume: bool = d.keep_volume,
         run_dir_name: str = d.run_dir_name,
         seed: int = d.seed,
@@ -65,7 +69,7 @@ def _define(opts: options.CompileOptions, *, local_volume: str | None) -> Any:
         num_workers: int = d.num_workers,
     ) -> None:
         claim: Any = None
-        if local_volume is None:
+        if local_volume is None and not opts.workspace:
             claim = _create_volume(opts.storage, volume_size)
 
         prepare = comps.prepare_data(
@@ -110,6 +114,8 @@ def _define(opts: options.CompileOptions, *, local_volume: str | None) -> Any:
             kubernetes.add_toleration(
                 train, key=tol.key, operator=tol.operator, value=tol.value or None, effect=tol.effect or None
             )
+        if claim is None:  # the workspace: KFP mounts it in every step that names its path
+            return
         for task in steps:
             kubernetes.mount_pvc(task, pvc_name=claim.name, mount_path=opts.mount_path)  # also .after(create)
         if claim.task is not None:
@@ -119,6 +125,23 @@ def _define(opts: options.CompileOptions, *, local_volume: str | None) -> Any:
                 ).after(produce)
 
     return resnet18_cifar10
+
+
+def _pipeline_config(opts: options.CompileOptions, local_volume: str | None) -> Any:
+    """KFP's per-run workspace for the workspace variant: ReadWriteMany, the planned class; else None."""
+    if local_volume is not None or not opts.workspace:
+        return None
+    return dsl.PipelineConfig(
+        workspace=dsl.WorkspaceConfig(
+            size=opts.defaults.volume_size,
+            kubernetes=dsl.KubernetesWorkspaceConfig(
+                pvcSpecPatch={
+                    "accessModes": ["ReadWriteMany"],
+                    "storageClassName": opts.storage.storage_class,
+                }
+            ),
+        )
+    )
 
 
 @dataclasses.dataclass(frozen=True)

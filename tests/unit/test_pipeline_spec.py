@@ -22,6 +22,7 @@ GOLDEN = {
     "resnet18_cifar10.yaml": options.CompileOptions(),
     "resnet18_cifar10_static_pv.yaml": STATIC,
     "resnet18_cifar10_existing_pvc.yaml": options.CompileOptions(storage=options.StorageChoice.existing("team-data")),
+    "resnet18_cifar10_workspace.yaml": options.CompileOptions(workspace=True),
 }
 
 
@@ -183,7 +184,7 @@ def test_run_parameter_defaults_come_from_the_compile_options(tmp_path: Path) ->
 
     assert {k: params[k]["defaultValue"] for k in ("epochs", "gpu_count", "data_source", "keep_volume")} == {
         "epochs": 5.0,
-        "gpu_count": 2.0,
+        "gpu_count": "2",
         "data_source": "synthetic",
         "keep_volume": True,
     }

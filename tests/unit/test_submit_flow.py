@@ -141,7 +141,7 @@ def test_run_parameters_given_to_submit_reach_the_run(kfp_server: FakeKfp) -> No
     sent = create.body["runtime_config"]["parameters"]
     assert (sent["epochs"], sent["gpu_count"], sent["keep_volume"], sent["data_source"]) == (
         3,
-        0,
+        "0",  # a string: KFP's driver reads a parameterized accelerator count only as one
         True,
         "synthetic:512:128",
     )
