@@ -46,6 +46,7 @@ def shown_commands(prog: str) -> list[tuple[Path, str]]:
                 continue
             for line in body.replace("\\\n", " ").splitlines():
                 line = line.strip().removeprefix("$ ")
+                line = re.sub(r"\[([^\]|]*)\|[^\]]*\]", r"[\1]", line)  # [a|b]: the first alternative
                 for part in re.split(r"&&|;|\|(?!\|)", line):
                     part = part.strip()
                     if part.startswith(prog + " "):
