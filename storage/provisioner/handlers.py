@@ -199,7 +199,9 @@ def reclaim(core: Any, name: str, config: settings_mod.Settings) -> None:
             raise
     cls = volumes.ClassConfig()
     try:
-        cls = volumes.class_config(client.StorageV1Api(core.api_client).read_storage_class(pv.spec.storage_class_name))
+        if pv.spec.storage_class_name:
+            sc = client.StorageV1Api(core.api_client).read_storage_class(pv.spec.storage_class_name)
+            cls = volumes.class_config(sc)
     except client.ApiException:
         log.warning("StorageClass of %s is gone; using the default basePath and onDelete", name)
     except errors.StorageError as e:
