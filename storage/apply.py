@@ -73,7 +73,7 @@ def _apply(api: Any, p: plan.Plan, timeout: float, wait_for_bound: bool) -> Resu
     created: list[str] = []
     made_pv_uid = ""
     if p.pv is not None:
-        made_pv_uid = staticpv.ensure(core, p)
+        made_pv_uid = staticpv.ensure(core, p, timeout=max(1.0, deadline - time.monotonic()))
         if made_pv_uid:
             created.append(f"PersistentVolume/{p.pv['metadata']['name']}")
         staticpv.wait_seen(core, p.pv["metadata"]["name"], timeout=min(max(1.0, deadline - time.monotonic()), 30.0))

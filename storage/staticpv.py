@@ -15,8 +15,12 @@ from storage import errors, kube, plan, validate
 log = logging.getLogger(__name__)
 
 
-def ensure(core: Any, p: plan.Plan) -> str:
-    """Create the plan's PV, or check the one that exists; the new PV's UID when this call made it, else ""."""
+def ensure(core: Any, p: plan.Plan, *, timeout: float = 60.0) -> str:
+    """Create the plan's PV, or check the one that exists; the new PV's UID when this call made it, else "".
+
+    A PV of that name that is being deleted (a release a moment ago) is waited for, up to ``timeout``
+    seconds, and then made again.
+    """
     from kubernetes import client
 
     assert p.pv is not None
@@ -26,6 +30,16 @@ def ensure(core: Any, p: plan.Plan) -> str:
     except client.ApiException as e:
         if e.status != 404:
             raise errors.from_api(e, f"read PersistentVolume {name}") from e
+        pv = None
+    if pv is not None and pv.metadata.deletion_timestamp:
+        log.info("PersistentVolume %s is being deleted; waiting until it is gone", name)
+        if not _wait_gone(core, name, pv.metadata.uid, timeout=timeout):
+            raise errors.ConflictError(
+                f"PersistentVolume {name} is being deleted and still exists after {timeout:.0f} s",
+                hint="a claim still uses it: wait until that claim is gone, then run this again",
+            )
+        pv = None
+    if pv is None:
         try:
             made = kube.call(core.create_persistent_volume, f"create PersistentVolume {name}", p.pv)
         except errors.ConflictError:  # another call made it a moment ago: check it like any existing one
@@ -37,6 +51,30 @@ def ensure(core: Any, p: plan.Plan) -> str:
     _free_for_claim(core, pv, p)
     log.info("PersistentVolume %s exists and matches the plan", name)
     return ""
+
+
+def _wait_gone(core: Any, name: str, uid: str, *, timeout: float) -> bool:
+    """Watch until PV ``name`` with UID ``uid`` is gone; False when the deadline passed."""
+    import time
+
+    from kubernetes import watch
+
+    deadline = time.monotonic() + timeout
+    selector = f"metadata.name={name}"
+    listing = kube.call(core.list_persistent_volume, "list PersistentVolumes", field_selector=selector)
+    if not any(pv.metadata.uid == uid for pv in listing.items):
+        return True
+    rv = listing.metadata.resource_version
+    while (left := deadline - time.monotonic()) > 0:
+        w = watch.Watch()
+        for event in w.stream(
+            core.list_persistent_volume, field_selector=selector, resource_version=rv, timeout_seconds=max(1, int(left))
+        ):
+            rv = event["object"].metadata.resource_version
+            if event["type"] == "DELETED" and event["object"].metadata.uid == uid:
+                w.stop()
+                return True
+    return False
 
 
 def _check_pv(pv: Any, p: plan.Plan) -> None:

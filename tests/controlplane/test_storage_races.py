@@ -202,3 +202,15 @@ def test_a_rerun_with_another_nfs_export_or_host_path_is_a_conflict(
         errors.ConflictError, match=r"exists on hostPath .*:/var/lib/sharedvol/.*, not on hostPath .*:/data/sv/"
     ):
         _static(api, "hp", namespace, host_path_base="/data/sv")
+
+
+def test_provision_right_after_release_waits_for_the_old_pv_to_go_and_binds_a_new_live_one(
+    api: Any, namespace: str, cluster_objects: ClusterObjects
+) -> None:
+    cluster_objects.track_pv(specs.static_pv_name(namespace, "again"))
+    first = _static(api, "again", namespace)
+    old_uid = client.CoreV1Api(api).read_persistent_volume(first.volume).metadata.uid
+    release.release(api, "again", namespace)
+    again = _static(api, "again", namespace)
+    pv = client.CoreV1Api(api).read_persistent_volume(again.volume)
+    assert again.phase == "Bound" and pv.metadata.uid != old_uid and pv.metadata.deletion_timestamp is None
