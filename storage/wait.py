@@ -64,8 +64,13 @@ def _wait_bound(api: Any, namespace: str, name: str, timeout: float, nudge: bool
     rv = listing.metadata.resource_version
     claim = listing.items[0] if listing.items else None
     uid = claim.metadata.uid if claim is not None else None
-    window = 0.25 if nudge else 5.0
     log.info("waiting up to %.0f s for claim %s/%s to bind", timeout, namespace, name)
+    # The PV controller binds the volume side first; when the claim side then does not follow (seen about
+    # half the time), only the next sync of the claim finishes it. Touch the claim as soon as the volume is
+    # Bound to it, instead of after a quiet watch window.
+    volume = claim.spec.volume_name if claim is not None and claim.status.phase != "Bound" else None
+    if nudge and volume and _volume_bound_to(core, volume, uid or "", min(30.0, timeout)):
+        _touch(core, namespace, name)
     while True:
         if claim is None or (uid and claim.metadata.uid != uid):
             raise errors.BindError(
@@ -99,8 +104,7 @@ def _wait_bound(api: Any, namespace: str, name: str, timeout: float, nudge: bool
                 namespace,
                 field_selector=selector,
                 resource_version=rv,
-                timeout_seconds=max(1, min(5, int(left))),
-                _request_timeout=min(window, left) + 0.05 if nudge else None,
+                timeout_seconds=max(1, min(1 if nudge else 5, int(left))),
             ):
                 obj = event["object"]
                 rv = obj.metadata.resource_version
@@ -116,20 +120,43 @@ def _wait_bound(api: Any, namespace: str, name: str, timeout: float, nudge: bool
             )
             rv = listing.metadata.resource_version
             claim = listing.items[0] if listing.items else None
-        except _read_timeouts():
-            pass  # the quiet window ended
-        if nudge and claim is not None and claim.status.phase != "Bound":
-            touch = {"metadata": {"annotations": {NUDGE_ANNOTATION: f"{time.time():.3f}"}}}
-            try:
-                kube.call(core.patch_namespaced_persistent_volume_claim, "annotate claim", name, namespace, touch)
-            except errors.NotFoundError:
-                claim = None
+        if nudge and claim is not None and claim.status.phase != "Bound" and not _touch(core, namespace, name):
+            claim = None
 
 
-def _read_timeouts() -> tuple[type[BaseException], ...]:
-    import urllib3
+def _touch(core: Any, namespace: str, name: str) -> bool:
+    """Touch the claim's ``sharedvol.io/resync`` annotation so the PV controller syncs it now; False if gone."""
+    touch = {"metadata": {"annotations": {NUDGE_ANNOTATION: f"{time.time():.3f}"}}}
+    try:
+        kube.call(core.patch_namespaced_persistent_volume_claim, "annotate claim", name, namespace, touch)
+    except errors.NotFoundError:
+        return False
+    return True
 
-    return (urllib3.exceptions.ReadTimeoutError, TimeoutError)
+
+def _volume_bound_to(core: Any, volume: str, uid: str, timeout: float) -> bool:
+    """Watch PV ``volume`` until the PV controller bound it to the claim with UID ``uid`` (deadline ``timeout``)."""
+    from kubernetes import watch
+
+    def bound(pv: Any) -> bool:
+        ref = pv.spec.claim_ref
+        return pv.status.phase == "Bound" and ref is not None and ref.uid == uid
+
+    selector = f"metadata.name={volume}"
+    listing = kube.call(core.list_persistent_volume, "list PersistentVolumes", field_selector=selector)
+    if any(bound(pv) for pv in listing.items):
+        return True
+    w = watch.Watch()
+    for event in w.stream(
+        core.list_persistent_volume,
+        field_selector=selector,
+        resource_version=listing.metadata.resource_version,
+        timeout_seconds=max(1, int(timeout)),
+    ):
+        if bound(event["object"]):
+            w.stop()
+            return True
+    return False
 
 
 def wait_gone(api: Any, namespace: str, name: str, uid: str, *, timeout: float) -> bool:
