@@ -8,11 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from storage import classes, errors, plan, validate
-
-PIPELINE_ANNOTATION = "sharedvol.io/pipeline"
-PIPELINE = "resnet18-cifar10"
-FINISHED_POD_PHASES = ("Succeeded", "Failed")
+from storage import classes, errors, plan, runs, validate
 
 
 @dataclass(frozen=True)
@@ -39,25 +35,6 @@ class Diagnosis:
     fix: str
 
 
-@dataclass(frozen=True)
-class LeftVolume:
-    """The volume of a finished pipeline run: a claim annotated ``sharedvol.io/pipeline`` that no running pod uses.
-
-    Attributes:
-        namespace: the claim's namespace.
-        name: the claim's name.
-        volume: the PV it is bound to ("" when none).
-        size: its ``spec.resources.requests.storage``.
-        fix: the command that releases it.
-    """
-
-    namespace: str
-    name: str
-    volume: str
-    size: str
-    fix: str
-
-
 @dataclass
 class Report:
     """Everything doctor found."""
@@ -67,7 +44,7 @@ class Report:
     strategy_reasons: list[str]
     pending: list[Diagnosis] = field(default_factory=list)
     fallback_running: bool | None = None
-    finished_runs: list[LeftVolume] = field(default_factory=list)
+    finished_runs: list[runs.LeftVolume] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON-able data."""
@@ -247,8 +224,8 @@ def diagnose(api: Any, namespace: str | None = None) -> Report:
         pods = (core.list_namespaced_pod(namespace) if namespace else core.list_pod_for_all_namespaces()).items
     except client.ApiException as e:
         raise errors.from_api(e, "list claims, volumes and pods") from e
-    used = _claims_used(pods)
-    running_use = _claims_used([p for p in pods if (p.status.phase if p.status else None) not in FINISHED_POD_PHASES])
+    used = runs.claims_used(pods)
+    running_use = runs.claims_used(pods, running_only=True)
     by_name = {c.name: c for c in infos}
     default = next((c.name for c in infos if c.default), None)
     running = plan.fallback_running(api) if any(c.name == classes.FALLBACK_CLASS for c in infos) else None
@@ -256,7 +233,7 @@ def diagnose(api: Any, namespace: str | None = None) -> Report:
     for claim in claims:
         key = (claim.metadata.namespace, claim.metadata.name)
         if claim.status.phase != "Pending":
-            left = finished_run_volume(claim, key in running_use)
+            left = runs.finished_run_volume(claim, key in running_use)
             if left is not None:
                 report.finished_runs.append(left)
             continue
@@ -269,25 +246,6 @@ def diagnose(api: Any, namespace: str | None = None) -> Report:
             events = []
         report.pending.append(diagnose_claim(claim, by_name, events, pvs, key in used))
     return report
-
-
-def finished_run_volume(claim: Any, used_by_running_pod: bool) -> LeftVolume | None:
-    """The claim as a volume of a finished run, or None (not a pipeline volume, being deleted, or still in use)."""
-    annotations = claim.metadata.annotations or {}
-    if annotations.get(PIPELINE_ANNOTATION) != PIPELINE or used_by_running_pod or claim.metadata.deletion_timestamp:
-        return None
-    ns, name = claim.metadata.namespace, claim.metadata.name
-    size = ((claim.spec.resources.requests or {}) if claim.spec.resources else {}).get("storage", "")
-    return LeftVolume(ns, name, claim.spec.volume_name or "", size, f"sharedvol release {name} -n {ns}")
-
-
-def _claims_used(pods: list[Any]) -> set[tuple[str, str]]:
-    return {
-        (pod.metadata.namespace, v.persistent_volume_claim.claim_name)
-        for pod in pods
-        for v in (pod.spec.volumes or [])
-        if v.persistent_volume_claim
-    }
 
 
 def _check_namespace(core: Any, namespace: str) -> None:
