@@ -123,20 +123,17 @@ def apply_storage_spec(args: argparse.Namespace) -> str:
     if spec != "auto":
         args.storage_class = spec
         return f"StorageClass {spec}"
-    from storage import classes, kube, plan
+    from storage import kube, plan
 
-    api = kube.load_api_client(args.kubeconfig, args.context)
-    infos = classes.inspect(api)
-    running = plan.fallback_running(api) if any(c.name == classes.FALLBACK_CLASS for c in infos) else None
-    chosen = plan.choose(plan.Request(name="kfp-run", fallback_running=running), infos, ["any"])
-    if chosen.strategy != "dynamic":
+    storage_class, reasons = plan.auto_class(kube.load_api_client(args.kubeconfig, args.context))
+    if storage_class is None:
         raise errors.BadParameterError(
             "--storage auto: no StorageClass on this cluster serves ReadWriteMany",
             hint="kubectl apply -k k8s/nfs (or k8s/fallback); or make a volume with "
             "`sharedvol provision NAME --static` and pass --storage pvc:NAME; or use `sharedvol run`, which makes one",
         )
-    args.storage_class = chosen.storage_class
-    return f"StorageClass {chosen.storage_class}: {'; '.join(chosen.reasons)}"
+    args.storage_class = storage_class
+    return f"StorageClass {storage_class}: {'; '.join(reasons)}"
 
 
 def compile_args(p: argparse.ArgumentParser, *, defaults_help: str) -> None:
