@@ -9,16 +9,10 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
-from pipelines import commands
+from pipelines import commands, flags
 
 if TYPE_CHECKING:
     from pipelines import run
-
-STORAGE_HELP = (
-    "auto: sharedvol-nfs if installed, else another RWX class, else sharedvol-hostpath if its provisioner runs, "
-    "else a one-shot static hostPath PV made now; nfs, fallback, static: that one or a clear error "
-    "(default auto; --storage-class/--existing-pvc/--static-pv choose explicitly)"
-)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,9 +32,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="namespace of the run, its pods and its claims (multi-user Kubeflow: your profile; default kubeflow)",
     )
     p.add_argument("--token", help="KFP bearer token; default: the in-cluster KFP service-account token when mounted")
-    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)")
-    p.add_argument("--context", help="kubeconfig context")
-    p.add_argument("--storage", choices=("auto", "nfs", "fallback", "static"), help=STORAGE_HELP)
     p.add_argument(
         "--claim-name", default="sharedvol-runs", help="claim made for the static volume (default sharedvol-runs)"
     )
@@ -59,13 +50,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--timeout", type=float, default=6 * 3600.0, help="seconds to follow the run (default 21600)")
     p.add_argument("--ui-url", default="", help="KFP UI base URL for the run link (default --host)")
-    commands.compile_args(p, defaults_help="")
+    flags.image_args(p)
+    flags.storage_args(p, default="auto")
+    flags.parameter_args(p, written=False)
     p.set_defaults(func=_run)
 
 
 def settings_from(args: argparse.Namespace) -> run.RunSettings:
     """The :class:`pipelines.run.RunSettings` the flags ask for."""
-    from pipelines import errors
+    from pipelines import errors, options
     from pipelines import run as run_lib
 
     host = args.host or (commands.IN_CLUSTER_HOST if os.environ.get("KUBERNETES_SERVICE_HOST") else "")
@@ -74,15 +67,11 @@ def settings_from(args: argparse.Namespace) -> run.RunSettings:
             "no --host",
             hint="pass --host http://localhost:8080 after kubectl port-forward, or set KF_PIPELINES_ENDPOINT",
         )
-    explicit = bool(args.storage_class or args.existing_pvc or args.static_pv)
-    if explicit and args.storage:
-        raise errors.BadParameterError(
-            f"--storage {args.storage} and an explicit volume flag both given",
-            hint="use --storage-class, --existing-pvc or --static-pv alone, or --storage alone",
-        )
+    spec = flags.storage_choice(args)
+    # the volume is the plan's (run_lib.run); until then, the class that compile would use
     return run_lib.RunSettings(
-        submit=commands.submit_settings(args, host),
-        storage="explicit" if explicit else (args.storage or "auto"),
+        submit=commands.submit_settings(args, host, options.StorageChoice()),
+        storage=spec,
         kubeconfig=args.kubeconfig,
         context=args.context,
         claim_name=args.claim_name,

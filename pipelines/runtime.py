@@ -15,7 +15,8 @@ import logging
 import os
 import re
 
-from pipelines import errors, options
+from pipelines import errors, params
+from steps import params as steps_params
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -52,7 +53,7 @@ def run_dir(volume: str, run_id: str, run_dir_name: str = "") -> str:
     name = run_dir_name or run_id
     if not name:
         raise errors.BadParameterError("neither a run name nor a run id", hint="pass run_dir_name")
-    options.check_run_name(name)
+    params.check_run_name(name)
     return f"{volume.rstrip('/')}/runs/{name}"
 
 
@@ -62,6 +63,5 @@ def setup_logging() -> None:
 
 
 def apply_device(device: str) -> None:
-    """Hide GPUs from torch when ``device`` is ``cpu`` (mmengine uses a visible GPU otherwise)."""
-    if device == "cpu":
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    """Hide GPUs from torch when ``device`` is ``cpu`` (:func:`steps.params.apply_device`)."""
+    steps_params.apply_device(device)

@@ -8,8 +8,13 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import os
 from typing import Any
+
+from steps import params
+
+# The parameters of the table (steps.params) each step program takes as flags.
+TRAIN_PARAMS = ("epochs", "batch_size", "lr", "seed", "device", "amp", "num_workers")
+TEST_PARAMS = ("batch_size", "device", "num_workers")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,11 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     train = sub.add_parser("train", help="train-resnet: ResNet-18 on CIFAR-10 (mmcls + mmengine)")
     _run_args(train)
-    train.add_argument("--epochs", type=int, default=2)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--lr", type=float, default=0.05)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    params.add_arguments(train, params.DEFAULTS, TRAIN_PARAMS)
     train.add_argument("--log-interval", type=int, default=10, help="iterations between progress lines")
     train.add_argument(
         "--cfg-options",
@@ -50,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     test = sub.add_parser("test", help="test-resnet: evaluate the published checkpoint, write eval/eval_result.json")
     _run_args(test)
-    test.add_argument("--batch-size", type=int, default=64)
+    params.add_arguments(test, params.DEFAULTS, TEST_PARAMS)
     test.add_argument("--checkpoint", help="another checkpoint URL (with its .sha256 beside it)")
     test.set_defaults(func=_test)
 
@@ -62,8 +63,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", required=True, help="the run directory (path or fsspec URL), e.g. /mnt/shared/runs/r1")
     p.add_argument("--data-root", required=True, help="the directory holding cifar-10-batches-py")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes (default 0)")
 
 
 def parse_cfg_options(items: list[str]) -> dict[str, Any]:
@@ -88,12 +87,6 @@ def parse_cfg_options(items: list[str]) -> dict[str, Any]:
     return options
 
 
-def _device_env(device: str) -> None:
-    # mmengine places the model on the GPU whenever one is visible: hide them before torch starts.
-    if device == "cpu":
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""
-
-
 def _synth(args: argparse.Namespace) -> int:
     from steps import data
 
@@ -111,7 +104,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    _device_env(args.device)
+    params.apply_device(args.device)  # before torch starts
     from steps import train_resnet
 
     cfg = train_resnet.TrainConfig(
@@ -133,7 +126,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    _device_env(args.device)
+    params.apply_device(args.device)  # before torch starts
     from steps import test_resnet
 
     cfg = test_resnet.TestConfig(

@@ -14,7 +14,7 @@ from kubernetes import client
 
 from pipelines import errors, kfp_api, options, submit
 from pipelines import run as run_lib
-from storage import specs
+from storage import choice, specs
 from tests import kwait
 from tests.cluster import ClusterHandle
 from tests.conftest import ClusterObjects
@@ -53,7 +53,7 @@ def settings(
             wait=True,
             poll=FAST,
         ),
-        storage=storage,
+        storage=choice.parse(storage),
         bind_timeout_s=30,
     )
 
@@ -372,7 +372,7 @@ def test_an_explicit_existing_claim_that_is_not_rwx_is_refused_before_submitting
             },
         },
     )
-    s = settings(fake_kfp.url, namespace, storage="explicit", volume=options.StorageChoice.existing("rwo"))
+    s = settings(fake_kfp.url, namespace, storage="pvc:rwo")
     with pytest.raises(run_lib.StorageUnavailableError) as e:
         Journey(api, fake_kfp).run(s)
     assert "not ReadWriteMany" in e.value.message
