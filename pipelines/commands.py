@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
 from pipelines import flags, local, params
 from steps import params as steps_params
-
-IN_CLUSTER_HOST = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,21 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_compile)
 
     p = sub.add_parser("submit", help="upload or reuse the pipeline, start a run, and follow it with --wait")
-    p.add_argument(
-        "--host",
-        default=os.environ.get("KF_PIPELINES_ENDPOINT", ""),
-        help="KFP endpoint, e.g. http://localhost:8080 after port-forwarding svc/ml-pipeline-ui "
-        f"(env KF_PIPELINES_ENDPOINT; in a pod: {IN_CLUSTER_HOST})",
-    )
-    p.add_argument("--namespace", help="Kubernetes namespace of the run (multi-user Kubeflow: your profile)")
-    p.add_argument("--token", help="bearer token; default: the in-cluster KFP service-account token when mounted")
-    p.add_argument("--experiment", default="sharedvol", help="experiment display name (created when missing)")
-    p.add_argument("--pipeline-name", default="resnet18-cifar10", help="pipeline name in KFP")
-    p.add_argument("--run-name", default="", help="run display name (default <pipeline>-<UTC time>)")
-    p.add_argument("--service-account", default="", help="service account of the run's pods (default KFP's)")
+    flags.kfp_args(p, namespace="Kubernetes namespace of the run (multi-user Kubeflow: your profile)")
     p.add_argument("--wait", action="store_true", help="follow the run until it ends; non-zero exit unless it succeeds")
-    p.add_argument("--timeout", type=float, default=6 * 3600.0, help="seconds to follow the run (default 21600)")
-    p.add_argument("--ui-url", default="", help="KFP UI base URL for the run link (default --host)")
     flags.image_args(p)
     flags.storage_args(p, default="nfs")
     flags.parameter_args(p, written=False)
@@ -103,14 +87,7 @@ def submit_settings(args: argparse.Namespace, host: str, volume: Any) -> Any:
 def _submit(args: argparse.Namespace) -> int:
     from pipelines import submit
 
-    host = args.host or (IN_CLUSTER_HOST if os.environ.get("KUBERNETES_SERVICE_HOST") else "")
-    if not host:
-        from pipelines import errors
-
-        raise errors.BadParameterError(
-            "no --host",
-            hint="pass --host http://localhost:8080 after kubectl port-forward, or set KF_PIPELINES_ENDPOINT",
-        )
+    host = flags.kfp_host(args)
     volume, chosen = flags.compile_volume(args)
     if chosen:
         print(f"storage: {chosen}")

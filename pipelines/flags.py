@@ -17,11 +17,45 @@ from storage import choice
 
 STORAGE_METAVAR = "SPEC"
 STORAGE_HELP = f"where the volume comes from: {choice.GRAMMAR} (docs/storage.md)"
+IN_CLUSTER_HOST = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
 DEPRECATED = {  # old flag -> how --storage says it
     "--storage-class": "--storage CLASS (with --static-pv: --storage static:PV:CLASS)",
     "--existing-pvc": "--storage pvc:NAME",
     "--static-pv": "--storage static:PV",
 }
+
+
+def kfp_args(p: argparse.ArgumentParser, *, namespace: str) -> None:
+    """The KFP endpoint and the run's names (submit and run); ``namespace``: the help of ``--namespace``."""
+    p.add_argument(
+        "--host",
+        default=os.environ.get("KF_PIPELINES_ENDPOINT", ""),
+        help="KFP endpoint, e.g. http://localhost:8080 after port-forwarding svc/ml-pipeline-ui "
+        f"(env KF_PIPELINES_ENDPOINT; in a pod: {IN_CLUSTER_HOST})",
+    )
+    p.add_argument("--namespace", help=namespace)
+    p.add_argument("--token", help="KFP bearer token; default: the in-cluster KFP service-account token when mounted")
+    p.add_argument("--experiment", default="sharedvol", help="experiment display name (created when missing)")
+    p.add_argument("--pipeline-name", default="resnet18-cifar10", help="pipeline name in KFP")
+    p.add_argument("--run-name", default="", help="run display name (default <pipeline>-<UTC time>)")
+    p.add_argument("--service-account", default="", help="service account of the run's pods (default KFP's)")
+    p.add_argument("--timeout", type=float, default=6 * 3600.0, help="seconds to follow the run (default 21600)")
+    p.add_argument("--ui-url", default="", help="KFP UI base URL for the run link (default --host)")
+
+
+def kfp_host(args: argparse.Namespace) -> str:
+    """``--host``, else the in-cluster KFP address inside a pod.
+
+    Raises:
+        BadParameterError: neither.
+    """
+    host = str(args.host or (IN_CLUSTER_HOST if os.environ.get("KUBERNETES_SERVICE_HOST") else ""))
+    if not host:
+        raise errors.BadParameterError(
+            "no --host",
+            hint="pass --host http://localhost:8080 after kubectl port-forward, or set KF_PIPELINES_ENDPOINT",
+        )
+    return host
 
 
 def image_args(p: argparse.ArgumentParser) -> None:

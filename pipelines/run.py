@@ -23,8 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines import errors, flags, kfp_api, options, submit
-from storage import apply as storage_apply
+from pipelines import errors, kfp_api, options, run_storage, submit
 from storage import choice as storage_choice
 from storage import classes as storage_classes
 from storage import doctor as storage_doctor
@@ -36,20 +35,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_NAMESPACE = "kubeflow"
 DEFAULT_CLAIM = "sharedvol-runs"
-INSTALL_HINT = (
-    "install RWX storage (kubectl apply -k k8s/nfs) or the fallback provisioner (kubectl apply -k k8s/fallback), "
-    "or let an admin run `sharedvol provision NAME -n NAMESPACE --static` and pass --storage pvc:NAME"
-)
 
 Progress = Callable[[str], None]
 
 
-class StorageUnavailableError(errors.PipelineError):
-    """No storage the run can use: the message says what was tried and why it failed."""
-
-
-class NoTrainingNodeError(errors.PipelineError):
-    """No Ready node can run train-resnet (none matches the node selector, or none offers the GPUs it asks for)."""
+StorageUnavailableError = errors.StorageUnavailableError
+NoTrainingNodeError = errors.NoTrainingNodeError
 
 
 @dataclass(frozen=True)
@@ -158,7 +149,7 @@ def run(
     client.probe()
     progress(f"doctor: the KFP API at {settings.submit.api.base} answers")
 
-    choice, p, created = _storage(cluster, settings, nodes, progress, notes)
+    choice, p, created = run_storage.volume(cluster, settings, nodes, progress, notes)
     compile_opts = dataclasses.replace(settings.submit.compile, storage=choice)
     progress(f"pipeline: image {compile_opts.image}; volume: {choice.describe()}")
     submitted = submit.submit(
@@ -241,75 +232,3 @@ def _gpus(node: Any) -> int:
         return int(value)
     except ValueError:
         return 0
-
-
-def _storage(
-    api: Any, settings: RunSettings, nodes: list[str], progress: Progress, notes: list[str]
-) -> tuple[options.StorageChoice, storage_plan.Plan | None, list[str]]:
-    """The pipeline's storage choice, the plan behind it, and what was created for it (in order)."""
-    ns = settings.namespace
-    spec = settings.storage
-    base = storage_plan.Request(
-        name=settings.claim_name,
-        namespace=ns,
-        size=settings.submit.params.volume_size,
-        host_path_base=settings.host_path_base,
-    )
-    if spec.kind in ("class", "claim", "pv"):
-        return _explicit(api, spec, base, progress, notes)
-    req = dataclasses.replace(base, **spec.plan_fields(), node=settings.node or (nodes[0] if nodes else None))
-    try:
-        p = storage_plan.make(api, req)
-    except storage_errors.StorageError as e:
-        raise StorageUnavailableError(f"no storage for the run ({e.message})", hint=e.hint or INSTALL_HINT) from e
-    progress(f"storage: {p.describe()}")
-    if p.strategy == "dynamic":  # the plan takes sharedvol-hostpath only when its provisioner runs
-        return options.StorageChoice.dynamic(p.storage_class), p, []
-    try:
-        done = storage_apply.apply(api, p, timeout=settings.bind_timeout_s)
-    except storage_errors.StorageError as e:
-        raise StorageUnavailableError(
-            f"no RWX StorageClass and the one-shot static volume could not be made: {e.message}",
-            hint=INSTALL_HINT,
-        ) from e
-    for made in done.created:
-        progress(f"storage: created {made}")
-    if not done.created:
-        progress(f"storage: claim {ns}/{req.name} exists already and matches: reusing it")
-    progress(f"storage: claim {ns}/{req.name} is {done.phase} to PersistentVolume {done.volume}")
-    return options.StorageChoice.existing(req.name), p, done.created
-
-
-def _check_fallback(api: Any, storage_class: str) -> None:
-    """Refuse StorageClass sharedvol-hostpath when its provisioner is not running (its claims would stay Pending)."""
-    if storage_class == storage_classes.FALLBACK_CLASS and not storage_plan.fallback_running(api):
-        raise StorageUnavailableError(
-            f"no storage for the run (StorageClass {storage_classes.FALLBACK_CLASS} exists but its provisioner "
-            "(`sharedvol serve`) is not running in namespace sharedvol-system)",
-            hint="kubectl apply -k k8s/fallback, then check: kubectl -n sharedvol-system get pods",
-        )
-
-
-def _explicit(
-    api: Any, spec: storage_choice.Choice, base: storage_plan.Request, progress: Progress, notes: list[str]
-) -> tuple[options.StorageChoice, storage_plan.Plan | None, list[str]]:
-    """Check a class, claim or PV the user named (class exists and serves RWX, claim exists and is RWX)."""
-    given = flags.pipeline_volume(spec)
-    if spec.kind == "pv":
-        progress(f"storage: {given.describe()} (as given)")
-        return given, None, []
-    req = dataclasses.replace(base, **spec.plan_fields())
-    try:
-        p = storage_plan.make(api, req)
-        if p.strategy == "existing":
-            storage_apply.apply(api, p, wait=False)
-        _check_fallback(api, p.storage_class)
-    except storage_errors.ForbiddenError as e:
-        progress(f"storage: {given.describe()} (as given; not checked: {e.message})")
-        notes.append("the storage choice was not checked (no permission); a wrong one shows as a Pending claim")
-        return given, None, []
-    except storage_errors.StorageError as e:
-        hint = e.hint or INSTALL_HINT
-        raise StorageUnavailableError(f"no storage for the run ({e.message})", hint=hint) from e
-    progress(f"storage: {p.describe()}")
-    return given, p, []
