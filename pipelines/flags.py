@@ -13,10 +13,11 @@ import os
 import sys
 
 from pipelines import errors, options, params
+from steps import params as steps_params
 from storage import choice
 
 STORAGE_METAVAR = "SPEC"
-STORAGE_HELP = f"where the volume comes from: {choice.GRAMMAR} (docs/storage.md)"
+STORAGE_HELP = f"where the volume comes from: {choice.GRAMMAR} (docs/pipeline.md)"
 IN_CLUSTER_HOST = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
 DEPRECATED = {  # old flag -> how --storage says it
     "--storage-class": "--storage CLASS (with --static-pv: --storage static:PV:CLASS)",
@@ -79,22 +80,21 @@ def image_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--train-retries", type=int, default=2, help="retries of train-resnet, which resumes (default 2)")
 
 
-def storage_args(p: argparse.ArgumentParser, *, default: str, cluster: bool = True) -> None:
-    """``--storage SPEC`` with its ``default``, the deprecated volume flags and (``cluster``) cluster access."""
+def storage_args(p: argparse.ArgumentParser, *, default: str) -> None:
+    """``--storage SPEC`` with its ``default``, the deprecated volume flags, and the cluster access ``auto`` needs."""
     g = p.add_argument_group("volume")
     g.add_argument("--storage", default=None, metavar=STORAGE_METAVAR, help=f"{STORAGE_HELP} (default {default})")
     for flag in DEPRECATED:
         g.add_argument(flag, dest=flag[2:].replace("-", "_"), help=argparse.SUPPRESS)
     p.set_defaults(storage_default=default)
-    if cluster:
-        g.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)")
-        g.add_argument("--context", help="kubeconfig context")
+    g.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)")
+    g.add_argument("--context", help="kubeconfig context")
 
 
 def parameter_args(p: argparse.ArgumentParser, *, written: bool) -> None:
     """The run-parameter flags; ``written``: their values become the defaults written into the YAML."""
     title = "run parameters (defaults written into the YAML)" if written else "run parameters (of this run)"
-    params.add_arguments(p.add_argument_group(title), params.RunParameters())
+    steps_params.add_arguments(p.add_argument_group(title), params.RunParameters())
 
 
 def storage_choice(args: argparse.Namespace) -> choice.Choice:

@@ -3,7 +3,7 @@
 :class:`RunParameters` extends :class:`steps.params.StepParams` with the pipeline-only parameters, in the
 same form (a field with its flag, help and unit). From this one table come the pipeline function's signature
 (:func:`signature`), the arguments each component task gets (:func:`task_arguments`), the run-parameter flags
-of ``compile``, ``submit``, ``run`` and ``demo`` (:func:`add_arguments`) and the docs' flag table.
+of ``compile``, ``submit``, ``run`` and ``demo`` (:func:`steps.params.add_arguments`) and the docs' flag table.
 
 No ``from __future__ import annotations``: the fields' types are classes, which the signature hands to KFP.
 """
@@ -116,11 +116,6 @@ def task_arguments(component: Callable[..., Any], values: Mapping[str, Any]) -> 
     """The run parameters among ``component``'s inputs, by name, from ``values`` (name -> pipeline channel)."""
     names = {f.name for f in steps_params.fields(RunParameters)}
     return {n: values[n] for n in inspect.signature(component).parameters if n in names}
-
-
-def add_arguments(parser: Any, defaults: RunParameters, *, only: Any = None, word: str = "") -> None:
-    """The run-parameter flags (``--epochs`` ... ``--run-dir-name``), with ``defaults`` as their defaults."""
-    steps_params.add_arguments(parser, defaults, only, word=word)
 
 
 def from_args(args: Any, base: RunParameters | None = None) -> RunParameters:

@@ -130,7 +130,7 @@ def run(
         sleep: how to wait between polls of the run (tests pass a no-op).
 
     Raises:
-        BadParameterError: bad settings (before any request).
+        BadParameterError, InvalidRequestError: bad settings (before any request).
         StorageUnavailableError: no usable storage and none could be made (nothing is left half-made).
         NoTrainingNodeError: no Ready node can run train-resnet.
         StorageError: the cluster refused a check (e.g. no permission to list StorageClasses).

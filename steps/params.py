@@ -1,4 +1,4 @@
-"""The training parameters, defined once: name, flag, help, unit, type and default of each.
+"""The step parameters, defined once: name, flag, help, unit, type, rules and default of each.
 
 Every place that takes a training parameter derives it from :class:`StepParams`: the ``sharedvol
 train``/``test`` flags (:func:`add_arguments`), :class:`steps.train_resnet.TrainConfig`'s defaults, and above
@@ -135,17 +135,15 @@ def check(params: Any) -> None:
             raise errors.ConfigError(f"{m.flag} must be positive, got {value}", hint=f"e.g. {m.flag} {f.default}")
 
 
-def add_arguments(
-    parser: argparse.ArgumentParser | Any, defaults: Any, only: Iterable[str] | None = None, *, word: str = ""
-) -> None:
+def add_arguments(parser: argparse.ArgumentParser | Any, defaults: Any, only: Iterable[str] | None = None) -> None:
     """Add one flag per parameter of ``defaults`` (a parameter dataclass instance) to ``parser``.
 
-    The flag's ``dest`` is the field name, its default the value in ``defaults``, its help the table's
-    help with ``word`` before it and the default after it.
+    The flag's ``dest`` is the field name, its default the value in ``defaults``, its help the table's help
+    with the default after it. ``only``: these field names (default all).
     """
     for f in fields(defaults, only):
         m, default = meta(f), getattr(defaults, f.name)
-        text = f"{word} {m.help}" if word else m.help
+        text = m.help
         kwargs: dict[str, Any] = {"dest": f.name, "default": default}
         if f.type is bool:
             parser.add_argument(
