@@ -16,7 +16,6 @@ import os
 import re
 
 from pipelines import errors, params
-from steps import params as steps_params
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -63,5 +62,6 @@ def setup_logging() -> None:
 
 
 def apply_device(device: str) -> None:
-    """Hide GPUs from torch when ``device`` is ``cpu`` (:func:`steps.params.apply_device`)."""
-    steps_params.apply_device(device)
+    """Hide GPUs from torch when ``device`` is ``cpu`` (mmengine uses a visible GPU otherwise)."""
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 from typing import Any
 
 from steps import params
@@ -87,6 +88,12 @@ def parse_cfg_options(items: list[str]) -> dict[str, Any]:
     return options
 
 
+def _device_env(device: str) -> None:
+    # mmengine places the model on the GPU whenever one is visible: hide them before torch starts.
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+
 def _synth(args: argparse.Namespace) -> int:
     from steps import data
 
@@ -104,7 +111,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    params.apply_device(args.device)  # before torch starts
+    _device_env(args.device)
     from steps import train_resnet
 
     cfg = train_resnet.TrainConfig(
@@ -126,7 +133,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    params.apply_device(args.device)  # before torch starts
+    _device_env(args.device)
     from steps import test_resnet
 
     cfg = test_resnet.TestConfig(

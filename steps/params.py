@@ -11,7 +11,7 @@ which is what argparse and KFP need.
 
 import argparse
 import dataclasses
-import os
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +32,7 @@ class Param:
         metavar: the value's placeholder in ``--help``; ``""``: argparse's default.
         choices: the allowed values; empty: any value of the type.
         minimum: the smallest allowed number; None: no bound.
+        maximum: the largest allowed number; None: no bound.
         positive: the value must be above 0 (for floats, where ``minimum`` cannot say it).
         nonempty: a string that must not be blank.
         as_string: sent to KFP as a string of digits (an accelerator count; the SDK's rule).
@@ -43,6 +44,7 @@ class Param:
     metavar: str = ""
     choices: tuple[str, ...] = ()
     minimum: int | None = None
+    maximum: int | None = None
     positive: bool = False
     nonempty: bool = False
     as_string: bool = False
@@ -74,7 +76,7 @@ class StepParams:
         128, flag="--batch-size", help="images per iteration (train and test)", unit="images", minimum=1
     )
     lr: float = param(0.1, flag="--lr", help="SGD learning rate", positive=True)
-    seed: int = param(0, flag="--seed", help="random seed")
+    seed: int = param(0, flag="--seed", help="random seed", minimum=0, maximum=2**32 - 1)
     device: str = param("auto", flag="--device", help="auto (CUDA when visible), cpu or cuda", choices=DEVICES)
     amp: bool = param(False, flag="--amp", help="mixed precision (CUDA only)")
     num_workers: int = param(2, flag="--num-workers", help="data-loader worker processes", unit="processes", minimum=0)
@@ -131,8 +133,14 @@ def check(params: Any) -> None:
             raise errors.ConfigError(
                 f"{m.flag} must be at least {m.minimum}, got {value}", hint=f"e.g. {m.flag} {f.default}"
             )
-        if m.positive and not value > 0:
-            raise errors.ConfigError(f"{m.flag} must be positive, got {value}", hint=f"e.g. {m.flag} {f.default}")
+        if m.maximum is not None and value > m.maximum:
+            raise errors.ConfigError(
+                f"{m.flag} must be at most {m.maximum}, got {value}", hint=f"e.g. {m.flag} {f.default}"
+            )
+        if m.positive and not (math.isfinite(value) and value > 0):
+            raise errors.ConfigError(
+                f"{m.flag} must be a positive number, got {value}", hint=f"e.g. {m.flag} {f.default}"
+            )
 
 
 def add_arguments(parser: argparse.ArgumentParser | Any, defaults: Any, only: Iterable[str] | None = None) -> None:
@@ -162,9 +170,3 @@ def add_arguments(parser: argparse.ArgumentParser | Any, defaults: Any, only: It
         if m.metavar:
             kwargs["metavar"] = m.metavar
         parser.add_argument(m.flag, **kwargs)
-
-
-def apply_device(device: str) -> None:
-    """Hide GPUs from torch when ``device`` is ``cpu`` (mmengine uses a visible GPU otherwise); call before torch."""
-    if device == "cpu":
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""

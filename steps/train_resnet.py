@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 STOCK_CONFIG = "resnet/resnet18_8xb16_cifar10.py"
 SUMMARY_SCHEMA = "sharedvol.train_summary"
-DEVICES = params.DEVICES
+DEVICES = ("auto", "cpu", "cuda")
 _D = params.DEFAULTS  # the defaults of every step parameter (steps.params)
 
 
