@@ -102,7 +102,10 @@ def test_the_pipeline_signature_is_built_from_the_compile_defaults() -> None:
     [
         ("epochs", 0, "--epochs must be at least 1, got 0"),
         ("batch_size", -3, "--batch-size must be at least 1, got -3"),
-        ("lr", -0.1, "--lr must be positive, got -0.1"),
+        ("lr", -0.1, "--lr must be a positive number, got -0.1"),
+        ("lr", float("nan"), "--lr must be a positive number, got nan"),
+        ("seed", -1, "--seed must be at least 0, got -1"),
+        ("seed", 2**32, "--seed must be at most 4294967295, got 4294967296"),
         ("device", "tpu", "--device 'tpu' is unknown"),
         ("num_workers", -1, "--num-workers must be at least 0, got -1"),
         ("data_source", "", "--data-source is empty"),

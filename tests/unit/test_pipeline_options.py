@@ -105,7 +105,7 @@ def test_node_selectors_are_key_value_pairs() -> None:
         ({"gpu_count": -1}, "--gpus must be at least 0, got -1"),
         ({"epochs": 0}, "--epochs must be at least 1, got 0"),
         ({"num_workers": -1}, "--num-workers must be at least 0, got -1"),
-        ({"lr": 0.0}, "--lr must be positive"),
+        ({"lr": 0.0}, "--lr must be a positive number"),
         ({"device": "tpu"}, "--device 'tpu' is unknown"),
         ({"run_dir_name": "../etc"}, "run name '../etc' cannot name a directory"),
         ({"volume_size": "lots"}, "volume_size 'lots' is refused"),
