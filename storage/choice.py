@@ -113,7 +113,10 @@ def parse(text: str, *, flag: str = "--storage") -> Choice:
         if _is_name(pv) and (not cls or _is_name(cls)):
             return Choice("pv", pv, cls)
     if head == "nfs" and rest:
-        validate.nfs_export(rest)
+        try:
+            validate.nfs_export(rest)
+        except errors.InvalidRequestError as e:
+            raise _not_understood(text, flag, f" ({e.message})") from e
         return Choice("export", rest)
     raise _not_understood(text, flag)
 
@@ -137,5 +140,5 @@ def _is_name(value: str) -> bool:
     return True
 
 
-def _not_understood(text: str, flag: str) -> errors.InvalidRequestError:
-    return errors.InvalidRequestError(f"{flag} {text!r} is not a storage choice", hint=f"use {GRAMMAR}")
+def _not_understood(text: str, flag: str, why: str = "") -> errors.InvalidRequestError:
+    return errors.InvalidRequestError(f"{flag} {text!r} is not a storage choice{why}", hint=f"use {GRAMMAR}")

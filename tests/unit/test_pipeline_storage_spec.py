@@ -39,6 +39,13 @@ def test_a_value_outside_the_grammar_is_one_line_naming_it_and_the_grammar(text:
     assert str(e.value) == f"--storage {text!r} is not a storage choice: use {choice.GRAMMAR}"
 
 
+def test_an_nfs_choice_without_an_absolute_export_path_names_the_flag_the_reason_and_the_grammar() -> None:
+    with pytest.raises(storage_errors.InvalidRequestError) as e:
+        choice.parse("nfs:server")
+    assert e.value.message.startswith("--storage 'nfs:server' is not a storage choice (NFS export 'server' is not")
+    assert e.value.hint == f"use {choice.GRAMMAR}"
+
+
 def test_each_choice_gives_the_storage_plan_its_request_fields() -> None:
     assert choice.parse("auto").plan_fields() == {}
     assert choice.parse("nfs").plan_fields() == {"storage_class": "sharedvol-nfs"}
