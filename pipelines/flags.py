@@ -158,24 +158,21 @@ def compile_volume(args: argparse.Namespace) -> tuple[options.StorageChoice, str
 
 
 def auto_class(kubeconfig: str | None, context: str | None) -> tuple[str, list[str]]:
-    """The RWX StorageClass ``--storage auto`` gives a compiled pipeline (the storage plan without its static step).
+    """The RWX StorageClass ``--storage auto`` gives a compiled pipeline (:func:`storage.plan.auto_class`).
 
     Raises:
         BadParameterError: no class on the cluster serves ReadWriteMany.
     """
-    from storage import classes, kube, plan
+    from storage import kube, plan
 
-    api = kube.load_api_client(kubeconfig, context)
-    infos = classes.inspect(api)
-    running = plan.fallback_running(api) if any(c.name == classes.FALLBACK_CLASS for c in infos) else None
-    chosen = plan.choose(plan.Request(name="kfp-run", fallback_running=running), infos, ["any"])
-    if chosen.strategy != "dynamic":
+    storage_class, reasons = plan.auto_class(kube.load_api_client(kubeconfig, context))
+    if storage_class is None:
         raise errors.BadParameterError(
             "--storage auto: no StorageClass on this cluster serves ReadWriteMany",
             hint="kubectl apply -k k8s/nfs (or k8s/fallback); or make a volume with "
             "`sharedvol provision NAME --static` and pass --storage pvc:NAME; or use `sharedvol run`, which makes one",
         )
-    return chosen.storage_class, chosen.reasons
+    return storage_class, reasons
 
 
 def compile_options(args: argparse.Namespace, volume: options.StorageChoice) -> options.CompileOptions:

@@ -28,6 +28,7 @@ from storage import choice as storage_choice
 from storage import classes as storage_classes
 from storage import doctor as storage_doctor
 from storage import errors as storage_errors
+from storage import nodes as storage_nodes
 from storage import plan as storage_plan
 from storage import validate as storage_validate
 
@@ -192,19 +193,14 @@ def _training_nodes(api: Any, settings: RunSettings, progress: Progress, notes: 
     Raises:
         NoTrainingNodeError: nodes could be listed and none fits.
     """
-    from kubernetes import client
-
     selector = settings.submit.compile.node_selector
     gpus = settings.submit.params.gpu_count
     try:
-        items = client.CoreV1Api(api).list_node().items
-    except client.ApiException as e:
-        if e.status != 403:
-            raise storage_errors.from_api(e, "list nodes") from e
+        ready = storage_nodes.list_ready(api)
+    except storage_errors.ForbiddenError:
         progress("doctor: nodes: not allowed to list them; not checked")
         notes.append("could not check that a node fits train-resnet (no permission to list nodes)")
         return []
-    ready = [n for n in items if any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))]
     matching = [n for n in ready if all((n.metadata.labels or {}).get(k) == v for k, v in selector.items())]
     wanted = " matching " + ",".join(f"{k}={v}" for k, v in selector.items()) if selector else ""
     if not matching:

@@ -1,6 +1,6 @@
 """StorageClass inspection: which classes the cluster has and which of them can serve ReadWriteMany.
 
-A table of known provisioners says which serve RWX. Unknown provisioners are reported as unknown,
+The table in :mod:`storage.provisioners` says which serve RWX. Unknown provisioners are reported as unknown,
 never assumed. rancher's local-path serves RWX only when its ConfigMap sets ``sharedFileSystemPath``.
 """
 
@@ -10,39 +10,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from storage import provisioners
+
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 NFS_CLASS = "sharedvol-nfs"
 FALLBACK_CLASS = "sharedvol-hostpath"
 FALLBACK_PROVISIONER = "sharedvol.io/hostpath"
 LOCAL_PATH = "rancher.io/local-path"
 LOCAL_PATH_CONFIGMAPS = (("local-path-storage", "local-path-config"), ("kube-system", "local-path-config"))
-
-# provisioner -> (serves RWX: "yes" | "no", what it is)
-KNOWN_PROVISIONERS: dict[str, tuple[str, str]] = {
-    "nfs.csi.k8s.io": ("yes", "CSI NFS driver"),
-    "k8s-sigs.io/nfs-subdir-external-provisioner": ("yes", "nfs-subdir-external-provisioner"),
-    "cluster.local/nfs-subdir-external-provisioner": ("yes", "nfs-subdir-external-provisioner (Helm)"),
-    "cephfs.csi.ceph.com": ("yes", "CephFS CSI"),
-    "file.csi.azure.com": ("yes", "Azure Files CSI"),
-    "kubernetes.io/azure-file": ("yes", "Azure Files (in-tree)"),
-    "efs.csi.aws.com": ("yes", "Amazon EFS CSI"),
-    "filestore.csi.storage.gke.io": ("yes", "GKE Filestore CSI"),
-    "driver.longhorn.io": ("yes", "Longhorn (RWX through its share-manager, NFSv4; nodes need an NFS client)"),
-    FALLBACK_PROVISIONER: ("yes", "sharedvol fallback provisioner (hostPath on one node)"),
-    LOCAL_PATH: ("no", "rancher local-path (ReadWriteOnce unless sharedFileSystemPath is set)"),
-    "ebs.csi.aws.com": ("no", "Amazon EBS CSI (block, one node)"),
-    "kubernetes.io/aws-ebs": ("no", "Amazon EBS (in-tree)"),
-    "pd.csi.storage.gke.io": ("no", "GCE persistent disk CSI"),
-    "kubernetes.io/gce-pd": ("no", "GCE persistent disk (in-tree)"),
-    "disk.csi.azure.com": ("no", "Azure Disk CSI"),
-    "kubernetes.io/azure-disk": ("no", "Azure Disk (in-tree)"),
-    "openebs.io/local": ("no", "OpenEBS local hostpath"),
-    "local.csi.openebs.io": ("no", "OpenEBS LocalPV-LVM"),
-    "topolvm.io": ("no", "TopoLVM"),
-    "topolvm.cybozu.com": ("no", "TopoLVM (old name)"),
-    "rbd.csi.ceph.com": ("no", "Ceph RBD CSI (block)"),
-    "kubernetes.io/no-provisioner": ("no", "static local volumes, no provisioner"),
-}
 
 
 @dataclass(frozen=True)
@@ -74,8 +49,11 @@ def rwx_of(provisioner: str, *, local_path_shared: bool = False) -> tuple[str, s
     """Whether ``provisioner`` serves ReadWriteMany (``yes``/``no``/``unknown``) and why."""
     if provisioner == LOCAL_PATH and local_path_shared:
         return "yes", "rancher local-path with sharedFileSystemPath (one filesystem on every node)"
-    if provisioner in KNOWN_PROVISIONERS:
-        return KNOWN_PROVISIONERS[provisioner]
+    known = provisioners.KNOWN.get(provisioner)
+    if known is not None:
+        if known.rwx == "unknown":
+            return "unknown", f"{known.what}; check the class's parameters"
+        return known.rwx, known.what
     if provisioner.startswith("cluster.local/") and "nfs" in provisioner:
         return "yes", "nfs-subdir-external-provisioner (Helm release name)"
     return "unknown", f"provisioner {provisioner} is not in sharedvol's table; whether it serves RWX is unknown"

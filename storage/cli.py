@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 
 from storage.provisioner import cli as provisioner_cli
@@ -24,13 +25,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     how = p.add_mutually_exclusive_group()
     how.add_argument("--class", dest="storage_class", help="a StorageClass that serves RWX (dynamic)")
     how.add_argument("--static", action="store_true", help="a PV made by sharedvol: hostPath on one node")
-    how.add_argument("--nfs", metavar="SERVER:/PATH", help="a PV made by sharedvol on this NFS export")
+    how.add_argument(
+        "--nfs", metavar="SERVER:/PATH", help="a PV made by sharedvol on this NFS export ([IPv6]:/PATH for IPv6)"
+    )
+    how.add_argument(
+        "--existing", action="store_true", help="use the claim NAME you have (checked: ReadWriteMany and Bound)"
+    )
     p.add_argument(
         "--host-path", default="/var/lib/sharedvol", help="base directory for --static (default /var/lib/sharedvol)"
     )
     p.add_argument("--node", help="node for --static (default: the first Ready node)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and the objects; create nothing")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for Bound (default 120)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for Bound, > 0 (default 120)")
     p.set_defaults(func=_provision)
 
     p = sub.add_parser("release", help="delete a claim; delete or keep the PV sharedvol made for it")
@@ -49,21 +55,35 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
 
 
 def _api(args: argparse.Namespace) -> object:
+    import logging
+
     from storage import kube
 
+    # urllib3's retry warnings are noise: the error line says it all. A filter, because every kubernetes
+    # Configuration (one per model object) sets urllib3's level back to WARNING.
+    logging.getLogger("urllib3.connectionpool").addFilter(lambda record: record.levelno >= logging.ERROR)
     return kube.load_api_client(args.kubeconfig, args.context)
+
+
+def kube_reachable(action: str, api: object) -> contextlib.AbstractContextManager[None]:
+    """Transport failures inside the block become one line (see :func:`storage.kube.reachable`)."""
+    from storage import kube
+
+    return kube.reachable(action, api)
 
 
 def _doctor(args: argparse.Namespace) -> int:
     from storage import doctor
 
-    report = doctor.diagnose(_api(args), args.namespace)
+    api = _api(args)
+    with kube_reachable("run doctor", api):
+        report = doctor.diagnose(api, args.namespace)
     print(json.dumps(report.to_json(), indent=2) if args.json else report.describe())
     return 0
 
 
 def _provision(args: argparse.Namespace) -> int:
-    from storage import apply, plan
+    from storage import apply, errors, plan
 
     api = _api(args)
     req = plan.Request(
@@ -75,8 +95,12 @@ def _provision(args: argparse.Namespace) -> int:
         host_path_base=args.host_path,
         node=args.node,
         nfs=args.nfs,
+        existing=args.name if args.existing else None,
     )
-    p = plan.make(api, req)
+    if not args.timeout > 0:
+        raise errors.InvalidRequestError(f"--timeout {args.timeout:g} is not positive", hint="e.g. --timeout 120")
+    with kube_reachable("plan the claim", api):
+        p = plan.make(api, req)
     print(p.describe())
     if args.dry_run:
         objects = [o for o in (p.pv, p.claim) if o]
@@ -85,7 +109,10 @@ def _provision(args: argparse.Namespace) -> int:
     result = apply.apply(api, p, timeout=args.timeout)
     made = ", ".join(result.created) or "nothing (all there already)"
     state = f"Bound to {result.volume}" if result.phase == "Bound" else f"{result.phase}: {result.note}"
-    print(f"created {made}; claim {args.namespace}/{args.name} is {state}")
+    if p.strategy == "existing":
+        print(f"using the existing claim {args.namespace}/{args.name}: {state}")
+    else:
+        print(f"created {made}; claim {args.namespace}/{args.name} is {state}")
     return 0
 
 

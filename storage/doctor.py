@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from storage import classes, errors, plan
+from storage import classes, errors, plan, runs, validate
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class Report:
     strategy_reasons: list[str]
     pending: list[Diagnosis] = field(default_factory=list)
     fallback_running: bool | None = None
+    finished_runs: list[runs.LeftVolume] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON-able data."""
@@ -53,6 +54,7 @@ class Report:
             "strategy_reasons": self.strategy_reasons,
             "pending_claims": [asdict(d) for d in self.pending],
             "fallback_provisioner_running": self.fallback_running,
+            "finished_run_volumes": [asdict(v) for v in self.finished_runs],
         }
 
     def describe(self) -> str:
@@ -85,6 +87,10 @@ class Report:
             )
             lines.append(f"  why: {d.explanation}")
             lines.append(f"  fix: {d.fix}")
+        if self.finished_runs:
+            lines.append("Volumes of finished runs (kept for a retry or a resume; no running pod uses them):")
+        for v in self.finished_runs:
+            lines.append(f"  {v.namespace}/{v.name} ({v.size}, PersistentVolume {v.volume or 'none'}): {v.fix}")
         return "\n".join(lines)
 
 
@@ -200,6 +206,8 @@ def diagnose(api: Any, namespace: str | None = None) -> Report:
     from kubernetes import client
 
     core = client.CoreV1Api(api)
+    if namespace is not None:
+        _check_namespace(core, namespace)
     infos = classes.inspect(api)
     try:
         p = plan.make(api, plan.Request(name="sharedvol-probe", namespace=namespace or "default"))
@@ -216,28 +224,40 @@ def diagnose(api: Any, namespace: str | None = None) -> Report:
         pods = (core.list_namespaced_pod(namespace) if namespace else core.list_pod_for_all_namespaces()).items
     except client.ApiException as e:
         raise errors.from_api(e, "list claims, volumes and pods") from e
-    used = {
-        (pod.metadata.namespace, v.persistent_volume_claim.claim_name)
-        for pod in pods
-        for v in (pod.spec.volumes or [])
-        if v.persistent_volume_claim
-    }
+    used = runs.claims_used(pods)
+    running_use = runs.claims_used(pods, running_only=True)
     by_name = {c.name: c for c in infos}
     default = next((c.name for c in infos if c.default), None)
     running = plan.fallback_running(api) if any(c.name == classes.FALLBACK_CLASS for c in infos) else None
     report = Report(infos, strategy, reasons, fallback_running=running)
     for claim in claims:
+        key = (claim.metadata.namespace, claim.metadata.name)
         if claim.status.phase != "Pending":
+            left = runs.finished_run_volume(claim, key in running_use)
+            if left is not None:
+                report.finished_runs.append(left)
             continue
         if claim.spec.storage_class_name is None and default:
             claim.spec.storage_class_name = default
         try:
-            events = core.list_namespaced_event(
-                claim.metadata.namespace, field_selector=f"involvedObject.name={claim.metadata.name}"
-            ).items
+            selector = f"involvedObject.name={claim.metadata.name},involvedObject.uid={claim.metadata.uid}"
+            events = core.list_namespaced_event(claim.metadata.namespace, field_selector=selector).items
         except client.ApiException:
             events = []
-        report.pending.append(
-            diagnose_claim(claim, by_name, events, pvs, (claim.metadata.namespace, claim.metadata.name) in used)
-        )
+        report.pending.append(diagnose_claim(claim, by_name, events, pvs, key in used))
     return report
+
+
+def _check_namespace(core: Any, namespace: str) -> None:
+    from kubernetes import client
+
+    validate.namespace(namespace)
+    try:
+        core.read_namespace(namespace)
+    except client.ApiException as e:
+        if e.status == 404:
+            raise errors.NotFoundError(
+                f"namespace {namespace!r} does not exist", hint="list them: kubectl get namespaces"
+            ) from e
+        if e.status != 403:  # may read claims in it without reading the namespace itself
+            raise errors.from_api(e, f"read namespace {namespace}") from e

@@ -1,13 +1,23 @@
-"""Cluster access, in one place: the in-cluster service account or a kubeconfig and context."""
+"""Cluster access in one place: kubeconfig or in-cluster, retried calls, transport failures as one line.
+
+The in-cluster service account or a kubeconfig and context; API calls with a finite logged backoff;
+transport failures (no server, a dropped connection) mapped to one line.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from storage import errors
 
+log = logging.getLogger(__name__)
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
 
 
 def load_api_client(kubeconfig: str | None = None, context: str | None = None) -> Any:
@@ -19,10 +29,9 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
         context: the kubeconfig context to use; default: its current context.
 
     Raises:
-        StorageError: no usable configuration was found.
+        StorageError: no usable configuration was found (missing, unreadable, not YAML, incomplete).
     """
     from kubernetes import client, config
-    from kubernetes.config.config_exception import ConfigException
 
     explicit = kubeconfig or os.environ.get("KUBECONFIG")
     if not explicit and not context and os.path.exists(SERVICE_ACCOUNT_TOKEN):
@@ -31,8 +40,50 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
         return client.ApiClient(cfg)
     try:
         return config.new_client_from_config(config_file=explicit, context=context)
-    except (ConfigException, FileNotFoundError, OSError) as e:
+    except Exception as e:
+        detail = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise errors.StorageError(
-            f"no usable kubeconfig ({e})",
+            f"no usable kubeconfig{' ' + repr(explicit) if explicit else ''} ({detail})",
             hint="pass --kubeconfig FILE (and --context NAME), set KUBECONFIG, or run inside the cluster",
         ) from e
+
+
+def server(api: Any) -> str:
+    """The API server's address, for messages."""
+    return str(getattr(getattr(api, "configuration", None), "host", "") or "the API server")
+
+
+@contextlib.contextmanager
+def reachable(action: str, api: Any = None) -> Iterator[None]:
+    """Turn transport failures (refused, reset, TLS, timeout) inside the block into one :class:`ApiError` line."""
+    import urllib3
+
+    try:
+        yield
+    except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as e:
+        where = server(api) if api is not None else "the API server"
+        detail = str(getattr(e, "reason", None) or e).splitlines()[0][:200]
+        raise errors.ApiError(
+            f"cannot {action}: no answer from {where} ({type(e).__name__}: {detail})",
+            hint="check that the cluster is up and that --kubeconfig / --context name it (kubectl cluster-info)",
+        ) from e
+
+
+def call(fn: Callable[..., Any], action: str, *args: Any, **kwargs: Any) -> Any:
+    """Call the API; retry 429 and 5xx along a finite backoff, logging each attempt; map errors.
+
+    Raises:
+        StorageError: the mapped error of the last attempt (403 ForbiddenError, 404 NotFoundError, ...).
+    """
+    from kubernetes import client
+
+    for attempt, delay in enumerate((*RETRY_DELAYS_S, None), start=1):
+        try:
+            return fn(*args, **kwargs)
+        except client.ApiException as e:
+            retriable = e.status == 429 or (e.status or 0) >= 500
+            if not retriable or delay is None:
+                raise errors.from_api(e, action) from e
+            log.warning("%s: attempt %d failed (HTTP %s); will retry in %.1f s", action, attempt, e.status, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")

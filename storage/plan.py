@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from storage import classes, errors, specs, validate
+from storage import nodes as nodes_mod
 
 DEFAULT_BASE = "/var/lib/sharedvol"
 
@@ -211,23 +212,8 @@ def _static(req: Request, vol: specs.StaticVolume, reasons: list[str]) -> Plan:
 
 
 def ready_nodes(api: Any) -> list[str]:
-    """Names of the Ready nodes, sorted.
-
-    Raises:
-        StorageError: nodes cannot be listed.
-    """
-    from kubernetes import client
-
-    try:
-        items = client.CoreV1Api(api).list_node().items
-    except client.ApiException as e:
-        raise errors.from_api(e, "list nodes") from e
-    ready = [
-        n.metadata.name
-        for n in items
-        if any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
-    ]
-    return sorted(ready)
+    """Names of the Ready nodes, sorted (see :func:`storage.nodes.ready_nodes`)."""
+    return nodes_mod.ready_nodes(api)
 
 
 def fallback_running(api: Any) -> bool:
@@ -271,3 +257,20 @@ def make(api: Any, req: Request) -> Plan:
         req = Request(**{**req.__dict__, "fallback_running": fallback_running(api)})
     needs_nodes = not (req.existing or req.nfs or req.storage_class)
     return choose(req, infos, ready_nodes(api) if needs_nodes else [])
+
+
+def auto_class(api: Any) -> tuple[str | None, list[str]]:
+    """The RWX StorageClass ``--storage auto`` gives a pipeline, with the reasons; None when no class serves RWX.
+
+    The same choice as :func:`make` (``sharedvol-nfs``, any RWX class, ``sharedvol-hostpath`` when its
+    provisioner runs), without the static fallback, which a compiled pipeline cannot make.
+
+    Raises:
+        StorageError: the classes cannot be listed.
+    """
+    infos = classes.inspect(api)
+    running = fallback_running(api) if any(c.name == classes.FALLBACK_CLASS for c in infos) else None
+    chosen = choose(Request(name="kfp-run", fallback_running=running), infos, ["any"])
+    if chosen.strategy != "dynamic":
+        return None, chosen.reasons
+    return chosen.storage_class, chosen.reasons

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from storage import errors, specs
+from storage import errors, kube, specs, validate, wait
 
 
 @dataclass
@@ -30,26 +30,38 @@ class Released:
         if self.volume:
             lines.append(f"PersistentVolume {self.volume}: {self.volume_action}")
         if self.data:
-            if self.volume_action == "kept":
+            if self.volume_action.startswith("kept"):
                 lines.append(f"data kept at {self.data}; `sharedvol provision` with the same name binds it again")
             else:
                 lines.append(f"data left at {self.data}: sharedvol does not delete files; remove them there when done")
         return "\n".join(lines)
 
 
-def release(api: Any, name: str, namespace: str = "default", *, keep_data: bool = False) -> Released:
+def release(
+    api: Any, name: str, namespace: str = "default", *, keep_data: bool = False, timeout: float = 60.0
+) -> Released:
     """Delete claim ``namespace/name``; delete its sharedvol-made PV unless ``keep_data``.
 
-    With ``keep_data`` the PV stays (reclaim policy Retain) and its ``claimRef`` is reset to the same
-    claim name, so provisioning that name again binds the same data.
+    With ``keep_data`` the PV stays (reclaim policy Retain). Once the claim is gone (watched, up to
+    ``timeout`` seconds) its ``claimRef`` loses the old claim's UID, so the PV is Available again for a
+    claim of the same name only: provisioning that name again binds the same data. A claim still used by
+    a pod stays until the pod ends; ``provision`` frees the PV then. PVs sharedvol did not make are left alone.
 
     Raises:
         NotFoundError: no such claim.
         ForbiddenError: RBAC denied a call.
+        ApiError: the API server did not answer.
     """
+    with kube.reachable(f"release claim {namespace}/{name}", api):
+        return _release(api, name, namespace, keep_data, timeout)
+
+
+def _release(api: Any, name: str, namespace: str, keep_data: bool, timeout: float) -> Released:
     from kubernetes import client
 
     core = client.CoreV1Api(api)
+    validate.name(name, "claim name")
+    validate.namespace(namespace)
     try:
         claim = core.read_namespaced_persistent_volume_claim(name, namespace)
     except client.ApiException as e:
@@ -58,30 +70,34 @@ def release(api: Any, name: str, namespace: str = "default", *, keep_data: bool 
                 f"claim {namespace}/{name} does not exist", hint=f"list claims: kubectl get pvc -n {namespace}"
             ) from e
         raise errors.from_api(e, f"read claim {namespace}/{name}") from e
-    volume = claim.spec.volume_name or ""
+    volume_name = claim.spec.volume_name or ""
     pv = None
-    if volume:
+    if volume_name:
         try:
-            pv = core.read_persistent_volume(volume)
+            pv = core.read_persistent_volume(volume_name)
         except client.ApiException as e:
             if e.status != 404:
-                raise errors.from_api(e, f"read PersistentVolume {volume}") from e
-    try:
-        core.delete_namespaced_persistent_volume_claim(name, namespace)
-    except client.ApiException as e:
-        raise errors.from_api(e, f"delete claim {namespace}/{name}") from e
+                raise errors.from_api(e, f"read PersistentVolume {volume_name}") from e
+    kube.call(core.delete_namespaced_persistent_volume_claim, f"delete claim {namespace}/{name}", name, namespace)
+    who = f"{namespace}/{name}"
     if pv is None:
-        return Released(f"{namespace}/{name}", volume, "", "")
+        return Released(who, volume_name, "", "")
     ours = (pv.metadata.labels or {}).get(specs.MANAGED_BY) == specs.MANAGER
     data = (pv.metadata.annotations or {}).get(specs.DATA_PATH_ANNOTATION, "")
     if not ours:
-        return Released(f"{namespace}/{name}", volume, "left alone (not made by sharedvol)", data)
-    try:
-        if keep_data:
-            ref = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": namespace, "name": name}
-            core.patch_persistent_volume(volume, {"spec": {"claimRef": ref}})
-            return Released(f"{namespace}/{name}", volume, "kept", data)
-        core.delete_persistent_volume(volume)
-    except client.ApiException as e:
-        raise errors.from_api(e, f"update PersistentVolume {volume}") from e
-    return Released(f"{namespace}/{name}", volume, "deleted", data)
+        return Released(who, volume_name, "left alone (not made by sharedvol)", data)
+    if not keep_data:
+        kube.call(core.delete_persistent_volume, f"delete PersistentVolume {volume_name}", volume_name)
+        return Released(who, volume_name, "deleted", data)
+    if not wait.wait_gone(api, namespace, name, claim.metadata.uid, timeout=timeout):
+        return Released(who, volume_name, "kept (the claim is still in use by a pod; it goes when the pod ends)", data)
+    ref = pv.spec.claim_ref
+    if ref is not None and ref.uid:
+        ops: list[dict[str, Any]] = [
+            {"op": "test", "path": "/spec/claimRef/uid", "value": ref.uid},
+            {"op": "remove", "path": "/spec/claimRef/uid"},
+        ]
+        if ref.resource_version:
+            ops.append({"op": "remove", "path": "/spec/claimRef/resourceVersion"})
+        kube.call(core.patch_persistent_volume, f"free PersistentVolume {volume_name}", volume_name, ops)
+    return Released(who, volume_name, "kept", data)

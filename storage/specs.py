@@ -132,5 +132,15 @@ def rwx_claim(
 
 
 def static_pv_name(namespace: str, claim: str) -> str:
-    """The name sharedvol gives the static PV of ``namespace/claim`` (a valid, at most 253-character name)."""
-    return f"sharedvol-{namespace}-{claim}"[:253].rstrip("-.")
+    """The name sharedvol gives the static PV of ``namespace/claim``: one name per claim, never shared.
+
+    ``sharedvol.<namespace>.<claim>``: a namespace holds no dots, so the first dot after the prefix
+    separates the two and different claims never map to one name. When that is longer than 253
+    characters, ``sharedvol-<sha256 of namespace/claim, 40 hex>`` (no dots, so it cannot meet the first form).
+    """
+    readable = f"sharedvol.{namespace}.{claim}"
+    if len(readable) <= 253:
+        return readable
+    import hashlib
+
+    return "sharedvol-" + hashlib.sha256(f"{namespace}/{claim}".encode()).hexdigest()[:40]

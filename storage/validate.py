@@ -1,50 +1,76 @@
-"""Checks on user input made before anything is sent to the API server; each failure says how to fix it."""
+"""Checks on user input made before anything is sent to the API server; each failure says how to fix it.
+
+One place for these rules: sizes (the Kubernetes client's own quantity parser), DNS-1123 names, host paths
+(never a system directory) and NFS exports (IPv4, IPv6 in brackets, or a host name).
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from storage import errors
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-QUANTITY = re.compile(r"^(?P<num>[0-9]+(\.[0-9]+)?|\.[0-9]+)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
-FACTORS = {
-    "": 1,
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "P": 10**15,
-    "E": 10**18,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-    "Pi": 2**50,
-    "Ei": 2**60,
-}
+MIN_SIZE_BYTES = 2**20  # 1Mi
+MIN_SIZE = "1Mi"
+# Directories a volume must never live in (nor under): the node's system, its runtimes and its secrets.
+SYSTEM_TREES = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/usr",
+    "/var/lib/containerd",
+    "/var/lib/docker",
+    "/var/lib/etcd",
+    "/var/lib/kubelet",
+    "/var/log",
+    "/var/run",
+)
+# Top-level directories that may hold a volume base below them, but are not one themselves.
+SYSTEM_ROOTS = ("/home", "/mnt", "/opt", "/srv", "/tmp", "/var", "/var/lib")
 
 
-def quantity_bytes(size: str) -> int:
-    """The number of bytes of a Kubernetes storage quantity (``20Gi``, ``500M``).
+def quantity_bytes(size: str, *, what: str = "size") -> int:
+    """The number of bytes of a Kubernetes storage quantity (``20Gi``, ``500M``, ``1e9``), at least 1Mi.
+
+    Parsed by the Kubernetes client's own ``kubernetes.utils.quantity.parse_quantity``.
 
     Raises:
-        InvalidRequestError: not a quantity, or not positive.
+        InvalidRequestError: not a quantity, or below 1Mi.
     """
-    m = QUANTITY.match(size.strip())
-    if not m:
-        raise errors.InvalidRequestError(
-            f"size {size!r} is not a Kubernetes quantity", hint="write it like 20Gi, 500Mi or 1Ti"
-        )
+    from kubernetes.utils import quantity
+
     try:
-        value = Decimal(m["num"]) * FACTORS[m["suffix"] or ""]
-    except InvalidOperation as e:
-        raise errors.InvalidRequestError(f"size {size!r} is not a number", hint="write it like 20Gi") from e
+        value = quantity.parse_quantity(size.strip())
+    except (ValueError, ArithmeticError) as e:
+        raise errors.InvalidRequestError(
+            f"{what} {size!r} is not a Kubernetes quantity", hint="write it like 20Gi, 500Mi, 1Ti or 1e9"
+        ) from e
     if value <= 0:
-        raise errors.InvalidRequestError(f"size {size!r} is not positive", hint="ask for at least 1Mi, e.g. 20Gi")
+        raise errors.InvalidRequestError(f"{what} {size!r} is not positive", hint="ask for at least 1Mi, e.g. 20Gi")
+    if value < MIN_SIZE_BYTES:
+        raise errors.InvalidRequestError(
+            f"{what} {size!r} is {_bytes(value)}, below the minimum of {MIN_SIZE}",
+            hint="ask for at least 1Mi, e.g. 20Gi",
+        )
     return int(value)
+
+
+def _bytes(value: Decimal) -> str:
+    return f"{value.normalize():f} bytes"
 
 
 def name(value: str, what: str) -> str:
@@ -53,12 +79,22 @@ def name(value: str, what: str) -> str:
     Raises:
         InvalidRequestError: naming ``what`` and the rule.
     """
-    if not value or len(value) > 253 or not DNS1123_SUBDOMAIN.match(value):
+    if not is_subdomain(value):
         raise errors.InvalidRequestError(
             f"{what} {value!r} is not a valid Kubernetes name",
             hint="use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit (at most 253)",
         )
     return value
+
+
+def is_subdomain(value: str) -> bool:
+    """Whether ``value`` is a DNS-1123 subdomain (the rule for most object names)."""
+    return bool(value) and len(value) <= 253 and bool(DNS1123_SUBDOMAIN.match(value))
+
+
+def is_label(value: str) -> bool:
+    """Whether ``value`` is a DNS-1123 label (the rule for namespace names)."""
+    return bool(value) and len(value) <= 63 and bool(DNS1123_LABEL.match(value))
 
 
 def namespace(value: str) -> str:
@@ -67,7 +103,7 @@ def namespace(value: str) -> str:
     Raises:
         InvalidRequestError: not a DNS-1123 label.
     """
-    if not value or len(value) > 63 or not DNS1123_LABEL.match(value):
+    if not is_label(value):
         raise errors.InvalidRequestError(
             f"namespace {value!r} is not a valid namespace name",
             hint="use lowercase letters, digits and '-', at most 63 characters",
@@ -76,10 +112,10 @@ def namespace(value: str) -> str:
 
 
 def host_path(value: str) -> str:
-    """A base directory for hostPath volumes: absolute, not ``/``, no ``..``.
+    """A base directory for hostPath volumes: absolute, no ``..``, not ``/`` and not a system directory.
 
     Raises:
-        InvalidRequestError: relative, the root, or escaping with ``..``.
+        InvalidRequestError: relative, the root, escaping with ``..``, or a system directory (``/etc``...).
     """
     if not value.startswith("/"):
         raise errors.InvalidRequestError(
@@ -90,20 +126,61 @@ def host_path(value: str) -> str:
         raise errors.InvalidRequestError(
             "host path '/' would put volumes in the node's root", hint="use a directory, e.g. /var/lib/sharedvol"
         )
-    if ".." in parts:
-        raise errors.InvalidRequestError(f"host path {value!r} contains '..'", hint="give a plain absolute path")
-    return "/" + "/".join(parts)
+    if ".." in parts or "." in parts:
+        raise errors.InvalidRequestError(f"host path {value!r} contains '.' or '..'", hint="give a plain absolute path")
+    clean = "/" + "/".join(parts)
+    system = next((t for t in SYSTEM_TREES if clean == t or clean.startswith(t + "/")), None)
+    if system is not None or clean in SYSTEM_ROOTS:
+        raise errors.InvalidRequestError(
+            f"host path {clean!r} is {'in ' + system if system and system != clean else 'a system directory'}",
+            hint="use a directory of its own, e.g. /var/lib/sharedvol or /data/sharedvol",
+        )
+    return clean
 
 
 def nfs_export(value: str) -> tuple[str, str]:
-    """``SERVER:/PATH`` -> (server, path).
+    """``SERVER:/PATH`` -> (server, path). An IPv6 server is written in brackets: ``[fd00::5]:/exports``.
 
     Raises:
-        InvalidRequestError: no server, or no absolute path.
+        InvalidRequestError: no server, no absolute path, or an IPv6 address without brackets.
     """
-    server, sep, path = value.partition(":")
-    if not sep or not server or not path.startswith("/"):
-        raise errors.InvalidRequestError(
-            f"NFS export {value!r} is not SERVER:/PATH", hint="e.g. --nfs 10.0.0.5:/exports/kfp"
-        )
+    bad = errors.InvalidRequestError(
+        f"NFS export {value!r} is not SERVER:/PATH",
+        hint="e.g. --nfs 10.0.0.5:/exports/kfp, --nfs nfs.example.com:/kfp or --nfs [fd00::5]:/exports/kfp",
+    )
+    if value.startswith("["):
+        host, sep, rest = value[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise bad
+        try:
+            server = str(ipaddress.IPv6Address(host))
+        except ValueError as e:
+            raise errors.InvalidRequestError(
+                f"NFS server [{host}] is not an IPv6 address", hint="e.g. --nfs [fd00::5]:/exports/kfp"
+            ) from e
+        path = rest[1:]
+    else:
+        server, sep, path = value.partition(":")
+        if ":" in path and not path.startswith("/"):
+            raise errors.InvalidRequestError(
+                f"NFS export {value!r} looks like an IPv6 address without brackets",
+                hint="write the server in brackets: --nfs [fd00::5]:/exports/kfp",
+            )
+        if not sep or not server:
+            raise bad
+        _server_name(server)
+    if not path.startswith("/") or "\x00" in path:
+        raise bad
     return server, path
+
+
+def _server_name(server: str) -> None:
+    try:
+        ipaddress.IPv4Address(server)
+        return
+    except ValueError:
+        pass
+    if not is_subdomain(server.lower()):
+        raise errors.InvalidRequestError(
+            f"NFS server {server!r} is not an IP address or a host name", hint="e.g. --nfs 10.0.0.5:/exports/kfp"
+        )

@@ -15,6 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-path-root", help="where the node's filesystem is mounted here (default: as is)")
     p.add_argument("--health-port", type=int, help="port of /healthz (default 8080; 0: none)")
     p.add_argument("--text-logs", action="store_true", help="plain log lines instead of JSON")
+    p.add_argument(
+        "--recheck-seconds", type=float, help="seconds between re-checks of Pending claims (default 10; > 0)"
+    )
     p.set_defaults(func=_serve)
 
 
@@ -27,6 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
         base_path_root=args.base_path_root,
         health_port=args.health_port,
         log_json=False if args.text_logs else None,
+        recheck_s=args.recheck_seconds,
     )
     service.run(config)
     return 0

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from storage import errors
 
 PROVISIONER = "sharedvol.io/hostpath"
+CRASH_POINTS = ("", "directory", "event", "volume", "touch")
 DEFAULT_BASE = "/var/lib/sharedvol"
 ON_DELETE = ("delete", "archive", "retain")
 
@@ -23,6 +24,11 @@ class Settings:
             ``<root>/b`` here. Default "" (the service sees the node's paths as they are: hostPath-mounted).
         health_port: port of the liveness endpoint ``/healthz``. Default 8080; 0 disables it.
         log_json: structured (JSON) logs. Default on.
+        recheck_s: seconds between re-checks of the Pending claims of its provisioner (a failed claim is
+            tried again after 1, 2, 4... re-check periods, at most ``max_backoff_s``). Default 10.
+        max_backoff_s: the longest wait before trying a failed claim again, seconds. Default 300.
+        crash_at: fault injection for tests (``SHAREDVOL_CRASH_AT``): exit at once, as if killed, after this
+            step of provisioning: ``directory``, ``event``, ``volume`` or ``touch``. Default "" (never).
     """
 
     provisioner: str = PROVISIONER
@@ -30,6 +36,9 @@ class Settings:
     base_path_root: str = ""
     health_port: int = 8080
     log_json: bool = True
+    recheck_s: float = 10.0
+    max_backoff_s: float = 300.0
+    crash_at: str = ""
 
     def local_path(self, node_path: str) -> str:
         """Where the node's ``node_path`` is in this process's filesystem."""
@@ -49,7 +58,15 @@ class Settings:
             raise errors.InvalidRequestError(
                 f"SHAREDVOL_HEALTH_PORT={env['SHAREDVOL_HEALTH_PORT']!r} is not a port number", hint="e.g. 8080"
             ) from e
+        try:
+            recheck = float(env.get("SHAREDVOL_RECHECK_SECONDS", "10"))
+        except ValueError as e:
+            raise errors.InvalidRequestError(
+                f"SHAREDVOL_RECHECK_SECONDS={env['SHAREDVOL_RECHECK_SECONDS']!r} is not a number", hint="e.g. 10"
+            ) from e
         values: dict[str, object] = {
+            "recheck_s": recheck,
+            "crash_at": env.get("SHAREDVOL_CRASH_AT", ""),
             "provisioner": env.get("SHAREDVOL_PROVISIONER", PROVISIONER),
             "kubeconfig": env.get("SHAREDVOL_KUBECONFIG", ""),
             "base_path_root": env.get("SHAREDVOL_BASE_PATH_ROOT", ""),
@@ -60,4 +77,12 @@ class Settings:
         settings = cls(**values)  # type: ignore[arg-type]
         if not 0 <= settings.health_port <= 65535:
             raise errors.InvalidRequestError(f"health port {settings.health_port} is out of range", hint="use 1-65535")
+        if settings.crash_at not in CRASH_POINTS:
+            raise errors.InvalidRequestError(
+                f"SHAREDVOL_CRASH_AT={settings.crash_at!r} is not a step", hint=f"use one of {CRASH_POINTS[1:]}"
+            )
+        if not settings.recheck_s > 0:
+            raise errors.InvalidRequestError(
+                f"re-check period {settings.recheck_s:g} s is not positive", hint="e.g. --recheck-seconds 10"
+            )
         return settings

@@ -102,6 +102,63 @@ def pv_for(claim: Any, config: ClassConfig, node: str, provisioner: str) -> dict
     return pv
 
 
+def not_ours(pv: Any, config: ClassConfig, settings: settings_mod.Settings) -> str:
+    """Why the service must not reclaim ``pv`` (a V1PersistentVolume); "" when it made it and may.
+
+    Ours means: annotated as provisioned by this service, labelled managed-by sharedvol, named
+    ``pvc-<claimRef uid>``, a hostPath that is exactly the directory this service makes for that claim,
+    and, with symlinks resolved here, strictly inside the class's base path.
+    """
+    meta, spec = pv.metadata, pv.spec
+    ref = spec.claim_ref
+    if (meta.annotations or {}).get(specs.PROVISIONED_BY) != settings.provisioner:
+        return f"not annotated {specs.PROVISIONED_BY}: {settings.provisioner}"
+    if (meta.labels or {}).get(specs.MANAGED_BY) != specs.MANAGER:
+        return f"not labelled {specs.MANAGED_BY}: {specs.MANAGER}"
+    if ref is None or not ref.uid or meta.name != f"pvc-{ref.uid}":
+        return "its name is not pvc-<uid of the claim it was made for>"
+    if spec.host_path is None:
+        return "it is not a hostPath volume"
+    expected = f"{config.base_path}/{ref.namespace}-{ref.name}-{ref.uid[:8]}"
+    if spec.host_path.path != expected:
+        return f"its path {spec.host_path.path} is not {expected}, the directory this service makes for its claim"
+    base = os.path.realpath(settings.local_path(config.base_path))
+    real = os.path.realpath(settings.local_path(spec.host_path.path))
+    if os.path.dirname(real) != base:
+        return f"{spec.host_path.path} resolves to {real}, outside the base path {config.base_path}"
+    return ""
+
+
+def make_directory(settings: settings_mod.Settings, config: ClassConfig, node_path: str) -> None:
+    """Create the volume's directory, writable for the step image's user, when the base path is mounted here.
+
+    kubelet would create it (hostPath DirectoryOrCreate) owned by root with mode 0755, which the non-root
+    steps cannot write. On a node this service does not run on, kubelet's directory is what the pods get.
+    A directory that resolves outside the base path (a planted symlink) is refused.
+
+    Raises:
+        InvalidRequestError: the directory would resolve outside the base path.
+    """
+    import logging
+
+    from storage import errors
+
+    local = settings.local_path(node_path)
+    base = os.path.realpath(settings.local_path(config.base_path))
+    if not os.path.isdir(base):
+        logging.getLogger("sharedvol.provisioner").warning(
+            "base path %s is not mounted here; kubelet will create %s owned by root", config.base_path, node_path
+        )
+        return
+    if os.path.lexists(local) and os.path.dirname(os.path.realpath(local)) != base:
+        raise errors.InvalidRequestError(
+            f"{node_path} exists and resolves outside the base path {config.base_path}",
+            hint="remove that symlink on the node",
+        )
+    os.makedirs(local, exist_ok=True)
+    os.chmod(local, 0o777)  # any pod uid sharing the claim can write; the base directory itself stays 0755
+
+
 def reclaim_directory(local: str, on_delete: str) -> str:
     """Apply ``on_delete`` to the directory ``local`` (as this process sees it); return what was done."""
     if not os.path.isdir(local):

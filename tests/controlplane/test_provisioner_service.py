@@ -4,12 +4,9 @@ claims are reclaimed as the class says, a killed service leaves one PV, and k8s/
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,45 +17,15 @@ from storage import specs
 from tests import cluster as cp
 from tests import kwait
 from tests.conftest import ClusterObjects
+from tests.controlplane.conftest import REPO, Service
 
-REPO = Path(__file__).resolve().parents[2]
 PROVISIONER = "sharedvol.io/hostpath"
 
 
-class Service:
-    """`python -m pipelines serve` in a subprocess, with a temp dir standing in for the node's filesystem."""
-
-    def __init__(self, kubeconfig: Path, root: Path) -> None:
-        self.kubeconfig, self.root = kubeconfig, root
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = root / "serve.log"
-
-    def start(self) -> Service:
-        (self.root / "var" / "lib" / "sharedvol").mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pipelines", "serve", "--kubeconfig", str(self.kubeconfig)]
-        cmd += ["--base-path-root", str(self.root), "--health-port", "0", "--text-logs"]
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=out, stderr=subprocess.STDOUT
-            )
-        return self
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=30)
-
-    def node_dir(self, node_path: str) -> Path:
-        return self.root / node_path.lstrip("/")
-
-
 @pytest.fixture
-def service(cluster: cp.ClusterHandle, tmp_path: Path) -> Iterator[Service]:
-    svc = Service(cluster.kubeconfig, tmp_path / "node").start()
-    try:
-        yield svc
-    finally:
-        svc.kill(signal.SIGTERM)
+def service(serve: Callable[..., Service]) -> Service:
+    """One running service, as the tests pass it: --health-port 0 --text-logs."""
+    return serve()
 
 
 def _class(
@@ -231,33 +198,29 @@ def test_a_retain_class_keeps_the_volume_and_its_data(
     assert service.node_dir(released.spec.host_path.path).is_dir()
 
 
-def test_a_service_killed_mid_provision_and_restarted_leaves_exactly_one_pv(
-    api: Any, cluster: cp.ClusterHandle, namespace: str, cluster_objects: ClusterObjects, tmp_path: Path
+@pytest.mark.parametrize("step", ["directory", "event", "volume", "touch"])
+def test_a_service_killed_after_each_step_of_provisioning_and_restarted_leaves_exactly_one_bound_pv(
+    api: Any, namespace: str, cluster_objects: ClusterObjects, serve: Callable[..., Service], step: str
 ) -> None:
     core = client.CoreV1Api(api)
-    first = Service(cluster.kubeconfig, tmp_path / "node").start()
     sc = _class(cluster_objects)
+    first = serve(env={"SHAREDVOL_CRASH_AT": step})
     made = _claim(api, namespace, "crash", sc)
-    kwait.until(
-        core.list_namespaced_event,
-        lambda e: e.reason == "Provisioning",
-        namespace,
-        field_selector="involvedObject.name=crash",
-        what="the Provisioning event",
-    )
-    first.kill(signal.SIGKILL)
-    second = Service(cluster.kubeconfig, tmp_path / "node").start()
-    try:
-        claim = _bound(api, namespace, "crash")
-    finally:
-        second.kill(signal.SIGTERM)
+    assert first.proc is not None
+    assert first.proc.wait(timeout=120) == 137, first.output()  # it died right after that step, as if killed
+    assert f"SHAREDVOL_CRASH_AT={step}" in first.output()
+    serve()
+    claim = _bound(api, namespace, "crash")
     cluster_objects.track_pv(claim.spec.volume_name)
     ours = [
-        pv.metadata.name
+        pv
         for pv in core.list_persistent_volume().items
         if pv.spec.claim_ref and pv.spec.claim_ref.uid == made.metadata.uid
     ]
-    assert ours == [f"pvc-{made.metadata.uid}"]
+    assert [pv.metadata.name for pv in ours] == [claim.spec.volume_name]
+    assert ours[0].status.phase == "Bound" and ours[0].metadata.deletion_timestamp is None
+    dirs = sorted(p.name for p in (first.root / "var" / "lib" / "sharedvol").iterdir() if "crash" in p.name)
+    assert dirs == [Path(ours[0].spec.host_path.path).name]
 
 
 def test_kubectl_apply_k_fallback_passes_a_server_side_dry_run(cluster: cp.ClusterHandle) -> None:

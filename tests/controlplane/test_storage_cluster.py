@@ -14,6 +14,7 @@ from kubernetes import client, config
 
 from storage import apply, doctor, errors, plan, release, specs
 from tests import cluster as cp
+from tests import kwait
 from tests.conftest import ClusterObjects
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,21 +27,6 @@ def _sharedvol(
     return subprocess.run(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
 
 
-@pytest.fixture
-def local_path_class(cluster_objects: ClusterObjects) -> str:
-    """A class shaped like rancher's local-path (RWO only, WaitForFirstConsumer)."""
-    name = f"local-path-{uuid.uuid4().hex[:6]}"
-    cluster_objects.storage_class(
-        {
-            "metadata": {"name": name},
-            "provisioner": "rancher.io/local-path",
-            "volumeBindingMode": "WaitForFirstConsumer",
-            "reclaimPolicy": "Delete",
-        }
-    )
-    return name
-
-
 def test_provision_static_on_a_local_path_cluster_gives_a_bound_rwx_claim(
     api: Any, cluster: cp.ClusterHandle, namespace: str, local_path_class: str, cluster_objects: ClusterObjects
 ) -> None:
@@ -49,7 +35,7 @@ def test_provision_static_on_a_local_path_cluster_gives_a_bound_rwx_claim(
 
     assert out.returncode == 0, out.stderr
     assert "plan for claim" in out.stdout and ": static" in out.stdout
-    assert f"claim {namespace}/shared is Bound to sharedvol-{namespace}-shared" in out.stdout
+    assert f"claim {namespace}/shared is Bound to sharedvol.{namespace}.shared" in out.stdout
     core = client.CoreV1Api(api)
     claim = core.read_namespaced_persistent_volume_claim("shared", namespace)
     pv = core.read_persistent_volume(claim.spec.volume_name)
@@ -69,7 +55,7 @@ def test_a_rerun_finds_the_claim_and_creates_nothing(
     first = apply.apply(api, plan.make(api, req), timeout=30)
     second = apply.apply(api, plan.make(api, req), timeout=30)
 
-    assert first.created == [f"PersistentVolume/sharedvol-{namespace}-again", "PersistentVolumeClaim/again"]
+    assert first.created == [f"PersistentVolume/sharedvol.{namespace}.again", "PersistentVolumeClaim/again"]
     assert second.created == []
     assert first.phase == second.phase == "Bound"
 
@@ -85,8 +71,16 @@ def test_with_an_nfs_csi_class_the_plan_is_dynamic_and_doctor_explains_the_waiti
 
     result = apply.apply(api, p, wait=False)
     assert result.created == ["PersistentVolumeClaim/data"] and result.phase == "Pending"
-    with pytest.raises(errors.BindError, match=r"was not Bound after 3 s \(ExternalProvisioning"):
-        apply.wait_bound(api, namespace, "data", timeout=3)
+    kwait.until(  # the PV controller's event, however loaded the machine
+        client.CoreV1Api(api).list_namespaced_event,
+        lambda e: e.reason == "ExternalProvisioning",
+        namespace,
+        field_selector="involvedObject.name=data",
+        timeout=120,
+        what="ExternalProvisioning event",
+    )
+    with pytest.raises(errors.BindError, match=r"was not Bound after 1 s \(ExternalProvisioning"):
+        apply.wait_bound(api, namespace, "data", timeout=1)
     report = doctor.diagnose(api, namespace)
     [d] = report.pending
     assert (d.name, d.cause) == ("data", "no-provisioner")
@@ -121,6 +115,11 @@ def test_release_deletes_the_claim_and_the_pv_or_keeps_the_pv_with_its_data(
 
     assert gone.volume_action == "deleted"
     assert "sharedvol does not delete files" in gone.describe()
+    for name in ("gone", "kept"):  # the claims are gone (deleted, or on their way out)
+        try:
+            assert core.read_namespaced_persistent_volume_claim(name, namespace).metadata.deletion_timestamp
+        except client.ApiException as e:
+            assert e.status == 404
     try:
         assert core.read_persistent_volume(gone.volume).metadata.deletion_timestamp is not None
     except client.ApiException as e:

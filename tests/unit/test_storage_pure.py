@@ -5,8 +5,10 @@ from __future__ import annotations
 from types import SimpleNamespace as NS
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from storage import classes, doctor, errors, plan, specs, validate
+from storage import classes, doctor, errors, plan, provisioners, specs, validate
 
 
 def test_the_static_pv_is_pre_bound_rwx_retain_hostpath_with_node_affinity() -> None:
@@ -70,8 +72,11 @@ def test_the_claim_always_sets_its_storage_class_explicitly() -> None:
     }
 
 
-@pytest.mark.parametrize(("size", "expected"), [("20Gi", 20 * 2**30), ("500M", 500 * 10**6), ("1.5Ki", 1536), ("7", 7)])
-def test_quantities_convert_to_bytes(size: str, expected: int) -> None:
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [("20Gi", 20 * 2**30), ("500M", 500 * 10**6), ("1.5Gi", 3 * 2**29), ("1e9", 10**9), ("1Mi", 2**20)],
+)
+def test_quantities_are_read_by_the_kubernetes_parser(size: str, expected: int) -> None:
     assert validate.quantity_bytes(size) == expected
 
 
@@ -80,12 +85,22 @@ def test_quantities_convert_to_bytes(size: str, expected: int) -> None:
     [
         (lambda: validate.quantity_bytes("20GB"), "size '20GB' is not a Kubernetes quantity: write it like 20Gi"),
         (lambda: validate.quantity_bytes("0Gi"), "size '0Gi' is not positive"),
-        (lambda: validate.quantity_bytes("-1Gi"), "is not a Kubernetes quantity"),
+        (lambda: validate.quantity_bytes("-1Gi"), "size '-1Gi' is not positive"),
+        (lambda: validate.quantity_bytes("500m"), "size '500m' is 0.5 bytes, below the minimum of 1Mi"),
+        (lambda: validate.quantity_bytes("1023Ki"), "size '1023Ki' is 1047552 bytes, below the minimum of 1Mi"),
+        (lambda: validate.host_path("/etc"), "host path '/etc' is a system directory"),
+        (
+            lambda: validate.host_path("/var/lib/kubelet/pods"),
+            "host path '/var/lib/kubelet/pods' is in /var/lib/kubelet",
+        ),
+        (lambda: validate.nfs_export("fd00::5:/x"), "looks like an IPv6 address without brackets"),
+        (lambda: validate.nfs_export("[fd00::zz]:/x"), "NFS server [fd00::zz] is not an IPv6 address"),
+        (lambda: validate.nfs_export("bad_host!:/x"), "is not an IP address or a host name"),
         (lambda: validate.name("My_Claim", "claim name"), "claim name 'My_Claim' is not a valid Kubernetes name"),
         (lambda: validate.namespace("a" * 64), "is not a valid namespace name"),
         (lambda: validate.host_path("data/kfp"), "host path 'data/kfp' is relative"),
         (lambda: validate.host_path("/"), "host path '/' would put volumes in the node's root"),
-        (lambda: validate.host_path("/var/../etc"), "contains '..'"),
+        (lambda: validate.host_path("/var/../etc"), "contains '.' or '..'"),
         (lambda: validate.nfs_export("10.0.0.5"), "NFS export '10.0.0.5' is not SERVER:/PATH"),
         (lambda: validate.nfs_export("10.0.0.5:exports"), "is not SERVER:/PATH"),
     ],
@@ -118,6 +133,35 @@ def test_the_provisioner_table_says_who_serves_rwx(provisioner: str, rwx: str) -
     assert classes.rwx_of(provisioner)[0] == rwx
 
 
+def test_the_provisioner_table_has_at_least_30_verdicts_each_with_where_it_was_checked() -> None:
+    definite = {name: v for name, v in provisioners.KNOWN.items() if v.rwx in ("yes", "no")}
+    assert len(definite) >= 30
+    assert all(v.rwx in ("yes", "no", "unknown") and v.source and v.what for v in provisioners.KNOWN.values())
+    assert classes.rwx_of("csi.trident.netapp.io")[0] == "unknown"  # depends on the backend: not guessed
+
+
+def test_an_nfs_export_by_ipv6_address_is_read_from_brackets() -> None:
+    assert validate.nfs_export("[fd00::5]:/exports/kfp") == ("fd00::5", "/exports/kfp")
+    assert validate.nfs_export("nfs.example.com:/kfp") == ("nfs.example.com", "/kfp")
+
+
+LABELS = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", fullmatch=True)
+SUBDOMAINS = st.lists(LABELS, min_size=1, max_size=6).map(".".join).filter(lambda s: len(s) <= 253)
+
+
+@given(st.lists(st.tuples(LABELS, SUBDOMAINS), min_size=2, max_size=2, unique=True))
+def test_static_pv_names_never_collide_and_are_valid_names(pairs: list[tuple[str, str]]) -> None:
+    names = [specs.static_pv_name(ns, claim) for ns, claim in pairs]
+    assert names[0] != names[1]
+    assert all(validate.is_subdomain(n) for n in names)
+
+
+def test_namespace_and_claim_names_that_join_to_the_same_text_map_to_different_pvs() -> None:
+    assert specs.static_pv_name("d2-x", "y") != specs.static_pv_name("d2", "x-y")
+    long = "a" * 250
+    assert specs.static_pv_name("ns", long + "b") != specs.static_pv_name("ns", long + "c")
+
+
 def test_local_path_serves_rwx_only_with_a_shared_filesystem_path() -> None:
     assert classes.rwx_of("rancher.io/local-path", local_path_shared=True)[0] == "yes"
 
@@ -135,7 +179,7 @@ def test_a_local_path_only_cluster_gets_a_static_pv_on_its_node() -> None:
     assert p.strategy == "static"
     assert p.pv is not None and p.claim is not None
     assert p.pv["spec"]["hostPath"]["path"] == "/var/lib/sharedvol/kfp/shared"
-    assert p.claim["spec"]["volumeName"] == p.pv["metadata"]["name"] == "sharedvol-kfp-shared"
+    assert p.claim["spec"]["volumeName"] == p.pv["metadata"]["name"] == "sharedvol.kfp.shared"
     assert "no class serves ReadWriteMany (considered: local-path (rancher.io/local-path: RWX no))" in p.describe()
 
 
