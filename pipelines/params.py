@@ -125,15 +125,15 @@ def from_args(args: Any, base: RunParameters | None = None) -> RunParameters:
 
 
 def check_volume_size(size: str, *, what: str = "volume_size") -> str:
-    """Refuse a size the claim cannot have (storage's rule: a positive Kubernetes quantity).
+    """Refuse a size the claim cannot have (:func:`storage.validate.quantity_bytes`: a quantity of at least 1Mi).
 
     Raises:
         BadParameterError: naming ``what``, the value and storage's reason.
     """
     try:
-        storage_validate.quantity_bytes(size)
+        storage_validate.quantity_bytes(size, what=what)
     except storage_errors.InvalidRequestError as e:
-        raise errors.BadParameterError(f"{what} {size!r} is refused ({e.message})", hint=e.hint) from e
+        raise errors.BadParameterError(e.message, hint=e.hint) from e
     return size
 
 

@@ -10,11 +10,26 @@ from pipelines import commands, errors, flags, options, params
 from storage import errors as storage_errors
 
 
-@pytest.mark.parametrize("size", ["0", "-1Gi", "10GB", "twenty", ""])
-def test_a_volume_size_the_claim_cannot_have_is_refused_with_storages_reason(size: str) -> None:
+@pytest.mark.parametrize(
+    ("size", "reason"),
+    [
+        ("0", "is not positive"),
+        ("-1Gi", "is not positive"),
+        ("10GB", "is not a Kubernetes quantity"),
+        ("twenty", "is not a Kubernetes quantity"),
+        ("", "is not a Kubernetes quantity"),
+        ("500Ki", "is 512000 bytes, below the minimum of 1Mi"),
+    ],
+)
+def test_a_volume_size_the_claim_cannot_have_is_refused_by_storages_rule(size: str, reason: str) -> None:
     with pytest.raises(errors.BadParameterError) as e:
         params.RunParameters(volume_size=size).validate()
-    assert e.value.message.startswith(f"volume_size {size!r} is refused (size {size!r} is not")
+    assert e.value.message == f"volume_size {size!r} {reason}"
+
+
+@pytest.mark.parametrize("size", ["20Gi", "500M", "1e9", "0.5Gi"])
+def test_a_volume_size_storage_accepts_is_accepted(size: str) -> None:
+    assert params.RunParameters(volume_size=size).validate().volume_size == size
 
 
 @pytest.mark.parametrize(
@@ -108,7 +123,7 @@ def test_node_selectors_are_key_value_pairs() -> None:
         ({"lr": 0.0}, "--lr must be a positive number"),
         ({"device": "tpu"}, "--device 'tpu' is unknown"),
         ({"run_dir_name": "../etc"}, "run name '../etc' cannot name a directory"),
-        ({"volume_size": "lots"}, "volume_size 'lots' is refused"),
+        ({"volume_size": "lots"}, "volume_size 'lots' is not a Kubernetes quantity"),
         ({"data_source": " "}, "--data-source is empty"),
     ],
 )

@@ -24,6 +24,7 @@ from storage import errors as storage_errors
         ("static:pv-1", choice.Choice("pv", "pv-1")),
         ("static:pv-1:manual", choice.Choice("pv", "pv-1", "manual")),
         ("nfs:10.0.0.5:/exports/kfp", choice.Choice("export", "10.0.0.5:/exports/kfp")),
+        ("nfs:[fd00::5]:/exports/kfp", choice.Choice("export", "[fd00::5]:/exports/kfp")),
     ],
 )
 def test_every_spelling_of_the_grammar_parses_and_prints_back_the_same(text: str, expected: choice.Choice) -> None:

@@ -382,7 +382,7 @@ def test_the_submit_command_reports_a_refused_token_in_one_line_and_writes_nothi
     ("argv", "expected"),
     [
         (["--gpus", "-1"], "--gpus must be at least 0, got -1"),
-        (["--volume-size", "0"], "volume_size '0' is refused (size '0' is not positive)"),
+        (["--volume-size", "0"], "volume_size '0' is not positive"),
         (["--storage", "NFS_Fast"], "--storage 'NFS_Fast' is not a storage choice"),
         (["--image", ""], "--image is empty"),
     ],
