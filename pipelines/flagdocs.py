@@ -94,11 +94,12 @@ def rows() -> list[tuple[str, str, str, str]]:
 def table() -> str:
     """The markdown table, markers included."""
 
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|")
+    def cell(text: str) -> str:  # outside backticks: < and > would read as HTML
+        return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
     lines = [BEGIN, "| Flag | Commands | Description | Default |", "|---|---|---|---|"]
-    lines += [f"| `{cell(f)}` | {c} | {cell(t)} | {cell(d)} |" for f, c, t, d in rows()]
+    bar = "\\|"
+    lines += [f"| `{f.replace('|', bar)}` | {c} | {cell(t)} | {cell(d)} |" for f, c, t, d in rows()]
     return "\n".join([*lines, END])
 
 

@@ -40,7 +40,9 @@ def kfp_args(p: argparse.ArgumentParser, *, namespace: str) -> None:
     p.add_argument("--pipeline-name", default="resnet18-cifar10", help="pipeline name in KFP")
     p.add_argument("--run-name", default="", help="run display name (default <pipeline>-<UTC time>)")
     p.add_argument("--service-account", default="", help="service account of the run's pods (default KFP's)")
-    p.add_argument("--timeout", type=float, default=6 * 3600.0, help="seconds to follow the run (default 21600)")
+    p.add_argument(
+        "--timeout", type=float, default=6 * 3600.0, metavar="SECONDS", help="seconds to follow the run (default 21600)"
+    )
     p.add_argument("--ui-url", default="", help="KFP UI base URL for the run link (default --host)")
 
 
@@ -77,7 +79,9 @@ def image_args(p: argparse.ArgumentParser) -> None:
         metavar="KEY[=VALUE][:EFFECT]",
         help="extra train-resnet toleration (nvidia.com/gpu:NoSchedule is always there)",
     )
-    g.add_argument("--train-retries", type=int, default=2, help="retries of train-resnet, which resumes (default 2)")
+    g.add_argument(
+        "--train-retries", type=int, default=2, metavar="N", help="retries of train-resnet, which resumes (default 2)"
+    )
 
 
 def storage_args(p: argparse.ArgumentParser, *, default: str) -> None:

@@ -30,7 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host-path", default="/var/lib/sharedvol", help="static volume's base directory on the node")
     p.add_argument("--node", help="node for the static volume (default: a node train-resnet can run on)")
     p.add_argument(
-        "--bind-timeout", type=float, default=120.0, help="seconds to wait for the static claim (default 120)"
+        "--bind-timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="seconds to wait for the static claim (default 120)",
     )
     p.add_argument(
         "--wait",

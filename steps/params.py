@@ -71,15 +71,17 @@ class StepParams:
             directory holding ``cifar-10-batches-py``. Default ``download``.
     """
 
-    epochs: int = param(20, flag="--epochs", help="training epochs", unit="epochs", minimum=1)
+    epochs: int = param(20, flag="--epochs", help="training epochs", unit="epochs", metavar="N", minimum=1)
     batch_size: int = param(
-        128, flag="--batch-size", help="images per iteration (train and test)", unit="images", minimum=1
+        128, flag="--batch-size", help="images per iteration (train and test)", unit="images", metavar="N", minimum=1
     )
     lr: float = param(0.1, flag="--lr", help="SGD learning rate", positive=True)
-    seed: int = param(0, flag="--seed", help="random seed", minimum=0, maximum=2**32 - 1)
+    seed: int = param(0, flag="--seed", help="random seed", metavar="N", minimum=0, maximum=2**32 - 1)
     device: str = param("auto", flag="--device", help="auto (CUDA when visible), cpu or cuda", choices=DEVICES)
     amp: bool = param(False, flag="--amp", help="mixed precision (CUDA only)")
-    num_workers: int = param(2, flag="--num-workers", help="data-loader worker processes", unit="processes", minimum=0)
+    num_workers: int = param(
+        2, flag="--num-workers", help="data-loader worker processes", unit="processes", metavar="N", minimum=0
+    )
     data_source: str = param(
         "download",
         flag="--data-source",
@@ -162,7 +164,7 @@ def add_arguments(parser: argparse.ArgumentParser | Any, defaults: Any, only: It
             )
             continue
         unit = f" {m.unit}" if m.unit else ""
-        shown = repr(default) if default == "" else f"{default}{unit}"
+        shown = "empty" if default == "" else f"{default}{unit}"
         kwargs["help"] = f"{text} (default {shown})"
         kwargs["type"] = f.type
         if m.choices:
