@@ -25,7 +25,7 @@ from pipelines import errors, logscan, options, params, runtime
 from steps import params as steps_params
 
 # The step parameters `sharedvol demo` takes as flags (the data comes from --data or --train/test-images).
-DEMO_PARAMETERS = ("epochs", "batch_size", "lr", "seed", "device", "amp", "num_workers")
+DEMO_PARAMETERS = steps_params.TRAINING
 
 
 @dataclass(frozen=True)

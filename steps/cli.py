@@ -13,10 +13,6 @@ from typing import Any
 
 from steps import params
 
-# The parameters of the table (steps.params) each step program takes as flags.
-TRAIN_PARAMS = ("epochs", "batch_size", "lr", "seed", "device", "amp", "num_workers")
-TEST_PARAMS = ("batch_size", "device", "num_workers")
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``data``, ``train``, ``test`` and ``metrics`` to the ``sharedvol`` parser."""
@@ -39,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     train = sub.add_parser("train", help="train-resnet: ResNet-18 on CIFAR-10 (mmcls + mmengine)")
     _run_args(train)
-    params.add_arguments(train, params.DEFAULTS, TRAIN_PARAMS)
+    params.add_arguments(train, params.DEFAULTS, params.TRAINING)
     train.add_argument("--log-interval", type=int, default=10, help="iterations between progress lines")
     train.add_argument(
         "--cfg-options",
@@ -52,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     test = sub.add_parser("test", help="test-resnet: evaluate the published checkpoint, write eval/eval_result.json")
     _run_args(test)
-    params.add_arguments(test, params.DEFAULTS, TEST_PARAMS)
+    params.add_arguments(test, params.DEFAULTS, params.TESTING)
     test.add_argument("--checkpoint", help="another checkpoint URL (with its .sha256 beside it)")
     test.set_defaults(func=_test)
 

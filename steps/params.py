@@ -101,6 +101,9 @@ class StepParams:
 
 
 DEFAULTS = StepParams()
+# Which parameters each step takes (train-resnet and test-resnet; prepare-data takes data_source).
+TRAINING = ("epochs", "batch_size", "lr", "seed", "device", "amp", "num_workers")
+TESTING = ("batch_size", "device", "num_workers")
 # The CPU demo (`sharedvol demo`): a few epochs of small batches in-process, minutes on a laptop.
 DEMO = StepParams(epochs=2, batch_size=32, lr=0.05, device="cpu", num_workers=0)
 

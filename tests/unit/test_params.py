@@ -52,15 +52,15 @@ def test_the_step_programs_take_their_parameters_with_the_tables_defaults() -> N
     train = parser.parse_args(["train", "--run-dir", "r", "--data-root", "d"])
     test = parser.parse_args(["test", "--run-dir", "r", "--data-root", "d"])
 
-    assert {n: getattr(train, n) for n in steps_cli.TRAIN_PARAMS} == {
-        n: getattr(steps_params.DEFAULTS, n) for n in steps_cli.TRAIN_PARAMS
+    assert {n: getattr(train, n) for n in steps_params.TRAINING} == {
+        n: getattr(steps_params.DEFAULTS, n) for n in steps_params.TRAINING
     }
-    assert {n: getattr(test, n) for n in steps_cli.TEST_PARAMS} == {
-        n: getattr(steps_params.DEFAULTS, n) for n in steps_cli.TEST_PARAMS
+    assert {n: getattr(test, n) for n in steps_params.TESTING} == {
+        n: getattr(steps_params.DEFAULTS, n) for n in steps_params.TESTING
     }
     config = train_resnet.TrainConfig(run_dir="r", data_root="d")
-    assert {n: getattr(config, n) for n in steps_cli.TRAIN_PARAMS} == {
-        n: getattr(steps_params.DEFAULTS, n) for n in steps_cli.TRAIN_PARAMS
+    assert {n: getattr(config, n) for n in steps_params.TRAINING} == {
+        n: getattr(steps_params.DEFAULTS, n) for n in steps_params.TRAINING
     }
 
 
@@ -85,6 +85,17 @@ def test_every_component_input_named_like_a_run_parameter_has_the_tables_type_an
                 assert p.annotation is types[name], f"{func.__name__}({name}: {p.annotation})"
                 used.add(name)
     assert used | PIPELINE_ONLY == set(types)
+
+
+def test_train_and_test_components_take_exactly_the_tables_training_and_testing_parameters() -> None:
+    names = {f.name for f in FIELDS}
+
+    def run_inputs(func: Any) -> set[str]:
+        return set(inspect.signature(func).parameters) & names
+
+    assert run_inputs(components.train_resnet) == set(steps_params.TRAINING)
+    assert run_inputs(components.test_resnet) == set(steps_params.TESTING)
+    assert run_inputs(components.prepare_data) == {"data_source", "run_dir_name"}
 
 
 def test_the_pipeline_signature_is_built_from_the_compile_defaults() -> None:
