@@ -105,8 +105,6 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from pipelines import local
-
     settings = local.DemoSettings(
         output=args.output,
         data=args.data,
