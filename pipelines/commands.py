@@ -105,14 +105,9 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    settings = local.DemoSettings(
-        output=args.output,
-        data=args.data,
-        train_images=args.train_images,
-        test_images=args.test_images,
-        run_name=args.run_name,
-        train=dataclasses.replace(steps_params.DEMO, **{name: getattr(args, name) for name in local.DEMO_PARAMETERS}),
-    )
+    train = dataclasses.replace(steps_params.DEMO, **{name: getattr(args, name) for name in local.DEMO_PARAMETERS})
+    given = {name: getattr(args, name) for name in ("output", "data", "train_images", "test_images", "run_name")}
+    settings = local.DemoSettings(train=train, **given)
     result = local.run_demo(settings)
     print()
     print(f"demo finished in {result.wall_time_s:.1f} s; run directory {result.run_dir}")

@@ -67,12 +67,12 @@ def check_label_key(key: str, *, what: str) -> str:
 
 def check_label_value(value: str, *, what: str) -> str:
     """Refuse a label or taint value longer than 63 characters or with characters outside ``[-A-Za-z0-9_.]``."""
-    if value and (len(value) > 63 or not _QUALIFIED_NAME.match(value)):
-        raise errors.BadParameterError(
-            f"{what} value {value!r} is not a valid Kubernetes label value",
-            hint="at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
-        )
-    return value
+    if not value or (len(value) <= 63 and _QUALIFIED_NAME.match(value)):
+        return value
+    raise errors.BadParameterError(
+        f"{what} value {value!r} is not a valid Kubernetes label value",
+        hint="at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+    )
 
 
 @dataclass(frozen=True)
