@@ -125,10 +125,10 @@ def storage_choice(args: argparse.Namespace) -> choice.Choice:
             f"--existing-pvc and {other} both given", hint="choose one way to get the volume"
         )
     if pvc is not None:
-        return choice.parse(f"pvc:{pvc}", flag="--existing-pvc")
+        return choice.named("claim", pvc, flag="--existing-pvc")
     if pv is not None:
-        return choice.parse(f"static:{pv}" + (f":{cls}" if cls else ""), flag="--static-pv")
-    return choice.class_name(str(cls), flag="--storage-class")
+        return choice.named("pv", pv, flag="--static-pv", storage_class=cls or "")
+    return choice.named("class", str(cls), flag="--storage-class")
 
 
 def pipeline_volume(spec: choice.Choice) -> options.StorageChoice:

@@ -121,15 +121,17 @@ def parse(text: str, *, flag: str = "--storage") -> Choice:
     raise _not_understood(text, flag)
 
 
-def class_name(value: str, *, flag: str) -> Choice:
-    """A StorageClass given on its own (an old ``--storage-class``-style flag), checked with ``flag`` named.
+def named(kind: Kind, value: str, *, flag: str, storage_class: str = "") -> Choice:
+    """A class, claim or PV given on its own (an old ``--storage-class``-style flag), checked with ``flag`` named.
 
     Raises:
         InvalidRequestError: empty, or not a DNS-1123 name.
     """
     if not value:
-        raise errors.InvalidRequestError(f"{flag} is empty", hint=f"name a StorageClass, or use --storage {GRAMMAR}")
-    return Choice("class", validate.name(value, flag))
+        raise errors.InvalidRequestError(f"{flag} is empty", hint=f"use --storage {GRAMMAR}")
+    if storage_class:
+        validate.name(storage_class, "--storage-class")
+    return Choice(kind, validate.name(value, flag), storage_class)
 
 
 def _is_name(value: str) -> bool:

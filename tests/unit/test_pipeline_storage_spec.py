@@ -119,6 +119,8 @@ def test_a_static_pv_with_a_class_in_old_flags_is_the_same_as_in_the_grammar() -
         (("--existing-pvc", "a", "--static-pv", "b"), "--existing-pvc and --static-pv both given"),
         (("--existing-pvc", "a", "--storage-class", "x"), "--existing-pvc and --storage-class both given"),
         (("--storage-class", ""), "--storage-class is empty"),
+        (("--existing-pvc", "Team_Data"), "--existing-pvc 'Team_Data' is not a valid Kubernetes name"),
+        (("--static-pv", "pv-1", "--storage-class", "Bad_Class"), "--storage-class 'Bad_Class' is not a valid"),
     ],
 )
 def test_conflicting_or_empty_volume_flags_are_refused(argv: tuple[str, ...], message: str) -> None:
