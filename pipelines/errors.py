@@ -41,3 +41,11 @@ class KfpUnreachableError(KfpApiError):
 
 class RunTimeoutError(PipelineError):
     """A run did not end before the deadline (it may still be running)."""
+
+
+class StorageUnavailableError(PipelineError):
+    """No storage the run can use: the message says what was tried and why it failed."""
+
+
+class NoTrainingNodeError(PipelineError):
+    """No Ready node can run train-resnet (none matches the node selector, or none offers the GPUs it asks for)."""

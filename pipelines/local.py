@@ -21,7 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from pipelines import errors, logscan, options, runtime
+from pipelines import errors, logscan, options, params, runtime
+from steps import params as steps_params
+
+# The step parameters `sharedvol demo` takes as flags (the data comes from --data or --train/test-images).
+DEMO_PARAMETERS = steps_params.TRAINING
 
 
 @dataclass(frozen=True)
@@ -33,26 +37,18 @@ class DemoSettings:
         data: a directory holding the real ``cifar-10-batches-py``; None generates a small dataset.
         train_images: images in the generated training split. Default 512.
         test_images: images in the generated test split. Default 128.
-        epochs: training epochs. Default 2.
-        batch_size: images per iteration. Default 32.
-        lr: SGD learning rate. Default 0.05.
-        seed: random seed. Default 0.
         run_name: the run directory's name under ``runs/``; empty: ``demo-<UTC time>``.
-        device: ``cpu``, ``cuda`` or ``auto``. Default ``cpu``.
-        num_workers: data-loader workers. Default 0 (in-process; fastest on small CPU machines).
+        train: the step parameters; default :data:`steps.params.DEMO` (2 epochs of 32 images on the CPU,
+            in-process loading: minutes on a small machine). Its ``data_source`` is replaced by ``data`` or the
+            generated set.
     """
 
     output: Path
     data: Path | None = None
     train_images: int = 512
     test_images: int = 128
-    epochs: int = 2
-    batch_size: int = 32
-    lr: float = 0.05
-    seed: int = 0
     run_name: str = ""
-    device: str = "cpu"
-    num_workers: int = 0
+    train: steps_params.StepParams = steps_params.DEMO
 
     def data_source(self) -> str:
         """The ``data_source`` pipeline parameter these settings stand for."""
@@ -60,19 +56,11 @@ class DemoSettings:
             return str(self.data.resolve())
         return f"synthetic:{self.train_images}:{self.test_images}"
 
-    def parameters(self, run_name: str) -> options.RunParameters:
+    def parameters(self, run_name: str) -> params.RunParameters:
         """The pipeline's run-time parameters."""
-        return options.RunParameters(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            data_source=self.data_source(),
-            gpu_count=0,
-            keep_volume=True,
-            run_dir_name=run_name,
-            seed=self.seed,
-            device=self.device,
-            num_workers=self.num_workers,
+        steps = {name: getattr(self.train, name) for name in DEMO_PARAMETERS}
+        return params.RunParameters(
+            **steps, data_source=self.data_source(), gpu_count=0, keep_volume=True, run_dir_name=run_name
         ).validate()
 
     def validate(self) -> DemoSettings:

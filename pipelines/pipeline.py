@@ -12,7 +12,9 @@ class) and mounts it at ``/kfp-workspace`` in every step. The local variant has 
 components, without the two volume tasks and the Kubernetes settings (``kfp.local`` cannot run CreatePVC
 and ignores the rest): a local directory stands in for the volume.
 
-No ``from __future__ import annotations``: KFP reads the pipeline function's annotations as objects.
+The pipeline function's parameters are :class:`pipelines.params.RunParameters`' fields (its signature is
+built from that table), and each component task gets the ones among its inputs by name. No
+``from __future__ import annotations``: KFP reads the pipeline function's annotations as objects.
 """
 
 import dataclasses
@@ -22,7 +24,7 @@ from typing import Any
 
 from kfp import compiler, dsl, kubernetes
 
-from pipelines import components, options
+from pipelines import components, options, params
 
 PIPELINE_NAME = "resnet18-cifar10"
 DESCRIPTION = (
@@ -48,58 +50,34 @@ def build_local(volume: str, opts: options.CompileOptions | None = None) -> Any:
 
 def _define(opts: options.CompileOptions, *, local_volume: str | None) -> Any:
     comps = components.build(opts.image)
-    d = opts.defaults
     volume = local_volume if local_volume is not None else opts.mount_path
     if local_volume is None and opts.workspace:
         volume = dsl.WORKSPACE_PATH_PLACEHOLDER
 
-    @dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION, pipeline_config=_pipeline_config(opts, local_volume))
-    def resnet18_cifar10(
-        epochs: int = d.epochs,
-        batch_size: int = d.batch_size,
-        lr: float = d.lr,
-        data_source: str = d.data_source,
-        volume_size: str = d.volume_size,
-        gpu_count: str = str(d.gpu_count),  # a string: KFP's driver reads a parameterized count only as one
-        keep_volume: bool = d.keep_volume,
-        run_dir_name: str = d.run_dir_name,
-        seed: int = d.seed,
-        device: str = d.device,
-        amp: bool = d.amp,
-        num_workers: int = d.num_workers,
-    ) -> None:
+    signature = params.signature(opts.defaults)
+
+    def resnet18_cifar10(*args: Any, **kwargs: Any) -> None:
+        p = signature.bind(*args, **kwargs).arguments  # parameter name -> pipeline channel
+        volume_size, gpu_count, keep_volume = p["volume_size"], p["gpu_count"], p["keep_volume"]
         claim: Any = None
         if local_volume is None and not opts.workspace:
             claim = _create_volume(opts.storage, volume_size)
 
         prepare = comps.prepare_data(
-            volume=volume, data_source=data_source, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, run_dir_name=run_dir_name
+            volume=volume,
+            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            **params.task_arguments(components.prepare_data, p),
         ).set_display_name("prepare-data")
+        run_dir, data_root = prepare.outputs["run_dir"], prepare.outputs["data_root"]
         train = comps.train_resnet(
-            run_dir=prepare.outputs["run_dir"],
-            data_root=prepare.outputs["data_root"],
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            device=device,
-            amp=amp,
-            num_workers=num_workers,
+            run_dir=run_dir, data_root=data_root, **params.task_arguments(components.train_resnet, p)
         ).set_display_name("train-resnet")
         test = (
-            comps.test_resnet(
-                run_dir=prepare.outputs["run_dir"],
-                data_root=prepare.outputs["data_root"],
-                batch_size=batch_size,
-                device=device,
-                num_workers=num_workers,
-            )
+            comps.test_resnet(run_dir=run_dir, data_root=data_root, **params.task_arguments(components.test_resnet, p))
             .set_display_name("test-resnet")
             .after(train)
         )
-        produce = (
-            comps.produce_metrics(run_dir=prepare.outputs["run_dir"]).set_display_name("produce-metrics").after(test)
-        )
+        produce = comps.produce_metrics(run_dir=run_dir).set_display_name("produce-metrics").after(test)
         steps = (prepare, train, test, produce)
         for task in steps:
             task.set_caching_options(False)
@@ -124,7 +102,14 @@ def _define(opts: options.CompileOptions, *, local_volume: str | None) -> Any:
                     False
                 ).after(produce)
 
-    return resnet18_cifar10
+    resnet18_cifar10.__signature__ = signature  # type: ignore[attr-defined]
+    resnet18_cifar10.__annotations__ = {n: x.annotation for n, x in signature.parameters.items()} | {"return": None}
+    return dsl.pipeline(
+        resnet18_cifar10,
+        name=PIPELINE_NAME,
+        description=DESCRIPTION,
+        pipeline_config=_pipeline_config(opts, local_volume),
+    )
 
 
 def _pipeline_config(opts: options.CompileOptions, local_volume: str | None) -> Any:

@@ -23,33 +23,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines import errors, kfp_api, options, submit
-from storage import apply as storage_apply
+from pipelines import errors, kfp_api, options, run_storage, submit
+from storage import choice as storage_choice
 from storage import classes as storage_classes
 from storage import doctor as storage_doctor
 from storage import errors as storage_errors
 from storage import nodes as storage_nodes
 from storage import plan as storage_plan
+from storage import validate as storage_validate
 
 log = logging.getLogger(__name__)
 
-STORAGE_MODES = ("auto", "nfs", "fallback", "static", "explicit")
 DEFAULT_NAMESPACE = "kubeflow"
 DEFAULT_CLAIM = "sharedvol-runs"
-INSTALL_HINT = (
-    "install RWX storage (kubectl apply -k k8s/nfs) or the fallback provisioner (kubectl apply -k k8s/fallback), "
-    "or let an admin run `sharedvol provision NAME -n NAMESPACE --static` and pass --existing-pvc NAME"
-)
 
 Progress = Callable[[str], None]
 
 
-class StorageUnavailableError(errors.PipelineError):
-    """No storage the run can use: the message says what was tried and why it failed."""
-
-
-class NoTrainingNodeError(errors.PipelineError):
-    """No Ready node can run train-resnet (none matches the node selector, or none offers the GPUs it asks for)."""
+StorageUnavailableError = errors.StorageUnavailableError
+NoTrainingNodeError = errors.NoTrainingNodeError
 
 
 @dataclass(frozen=True)
@@ -58,10 +50,11 @@ class RunSettings:
 
     Attributes:
         submit: the KFP endpoint, compile choices, run parameters and how to follow (as ``sharedvol submit``).
-            ``submit.compile.storage`` is replaced by the storage plan unless ``storage`` is ``explicit``.
-        storage: ``auto`` (detect), ``nfs`` (StorageClass sharedvol-nfs), ``fallback`` (StorageClass
-            sharedvol-hostpath and its provisioner), ``static`` (a one-shot hostPath PV made now), or ``explicit``
-            (use ``submit.compile.storage`` as given, after checking it). Default ``auto``.
+            ``submit.compile.storage`` is replaced by what ``storage`` gives.
+        storage: where the volume comes from (:mod:`storage.choice`): ``auto`` detects (a class, else a
+            one-shot hostPath PV made now); a class is checked (it exists and serves RWX; ``sharedvol-hostpath``
+            also needs its provisioner running); ``pvc:NAME`` is checked (it exists and is RWX); ``static`` and
+            ``nfs:SERVER:/PATH`` make a PV now; ``static:PV`` is used as given. Default ``auto``.
         kubeconfig: kubeconfig file; None: ``$KUBECONFIG``, in-cluster, ``~/.kube/config``.
         context: kubeconfig context; None: the current one.
         claim_name: the claim made for the ``static`` strategy (``PersistentVolumeClaim.metadata.name``).
@@ -73,7 +66,7 @@ class RunSettings:
     """
 
     submit: submit.SubmitSettings
-    storage: str = "auto"
+    storage: storage_choice.Choice = storage_choice.AUTO
     kubeconfig: str | None = None
     context: str | None = None
     claim_name: str = DEFAULT_CLAIM
@@ -89,11 +82,7 @@ class RunSettings:
     def validate(self) -> RunSettings:
         """Check everything that can be checked before talking to a server; return self."""
         self.submit.validate()
-        if self.storage not in STORAGE_MODES:
-            raise errors.BadParameterError(
-                f"--storage {self.storage!r} is unknown", hint=f"use one of {', '.join(STORAGE_MODES[:-1])}"
-            )
-        options.check_dns_subdomain(self.claim_name, what="--claim-name")
+        storage_validate.name(self.claim_name, "--claim-name")
         if self.bind_timeout_s <= 0:
             raise errors.BadParameterError(f"--bind-timeout must be positive, got {self.bind_timeout_s:g}", hint="120")
         return self
@@ -142,7 +131,7 @@ def run(
         sleep: how to wait between polls of the run (tests pass a no-op).
 
     Raises:
-        BadParameterError: bad settings (before any request).
+        BadParameterError, InvalidRequestError: bad settings (before any request).
         StorageUnavailableError: no usable storage and none could be made (nothing is left half-made).
         NoTrainingNodeError: no Ready node can run train-resnet.
         StorageError: the cluster refused a check (e.g. no permission to list StorageClasses).
@@ -161,7 +150,7 @@ def run(
     client.probe()
     progress(f"doctor: the KFP API at {settings.submit.api.base} answers")
 
-    choice, p, created = _storage(cluster, settings, nodes, progress, notes)
+    choice, p, created = run_storage.volume(cluster, settings, nodes, progress, notes)
     compile_opts = dataclasses.replace(settings.submit.compile, storage=choice)
     progress(f"pipeline: image {compile_opts.image}; volume: {choice.describe()}")
     submitted = submit.submit(
@@ -239,78 +228,3 @@ def _gpus(node: Any) -> int:
         return int(value)
     except ValueError:
         return 0
-
-
-def _storage(
-    api: Any, settings: RunSettings, nodes: list[str], progress: Progress, notes: list[str]
-) -> tuple[options.StorageChoice, storage_plan.Plan | None, list[str]]:
-    """The pipeline's storage choice, the plan behind it, and what was created for it (in order)."""
-    ns = settings.namespace
-    size = settings.submit.params.volume_size
-    given = settings.submit.compile.storage
-    base = storage_plan.Request(
-        name=settings.claim_name, namespace=ns, size=size, host_path_base=settings.host_path_base
-    )
-    if settings.storage == "explicit":
-        return _explicit(api, given, base, progress, notes)
-    mode = settings.storage
-    req = dataclasses.replace(
-        base,
-        storage_class={"nfs": storage_classes.NFS_CLASS, "fallback": storage_classes.FALLBACK_CLASS}.get(mode),
-        static=mode == "static",
-        node=settings.node or (nodes[0] if nodes else None),
-    )
-    try:
-        p = storage_plan.make(api, req)
-        if mode == "fallback" and not storage_plan.fallback_running(api):
-            raise storage_errors.NotFoundError(
-                f"StorageClass {storage_classes.FALLBACK_CLASS} exists but its provisioner (`sharedvol serve`) "
-                "is not running in namespace sharedvol-system",
-                hint="kubectl apply -k k8s/fallback, then check: kubectl -n sharedvol-system get pods",
-            )
-    except storage_errors.StorageError as e:
-        hint = "kubectl apply -k k8s/fallback, then check: kubectl -n sharedvol-system get pods"
-        raise StorageUnavailableError(
-            f"no storage for the run ({e.message})", hint=hint if mode == "fallback" else (e.hint or INSTALL_HINT)
-        ) from e
-    progress(f"storage: {p.describe()}")
-    if p.strategy == "dynamic":
-        return options.StorageChoice.dynamic(p.storage_class), p, []
-    try:
-        done = storage_apply.apply(api, p, timeout=settings.bind_timeout_s)
-    except storage_errors.StorageError as e:
-        raise StorageUnavailableError(
-            f"no RWX StorageClass and the one-shot static volume could not be made: {e.message}",
-            hint=INSTALL_HINT,
-        ) from e
-    for made in done.created:
-        progress(f"storage: created {made}")
-    if not done.created:
-        progress(f"storage: claim {ns}/{req.name} exists already and matches: reusing it")
-    progress(f"storage: claim {ns}/{req.name} is {done.phase} to PersistentVolume {done.volume}")
-    return options.StorageChoice.existing(req.name), p, done.created
-
-
-def _explicit(
-    api: Any, given: options.StorageChoice, base: storage_plan.Request, progress: Progress, notes: list[str]
-) -> tuple[options.StorageChoice, storage_plan.Plan | None, list[str]]:
-    """Check a storage choice the user made with flags (class exists and serves RWX, claim exists and is RWX)."""
-    if given.strategy == "static":
-        progress(f"storage: {given.describe()} (as given)")
-        return given, None, []
-    if given.strategy == "existing":
-        req = dataclasses.replace(base, existing=given.existing_pvc)
-    else:
-        req = dataclasses.replace(base, storage_class=given.storage_class)
-    try:
-        p = storage_plan.make(api, req)
-        if p.strategy == "existing":
-            storage_apply.apply(api, p, wait=False)
-    except storage_errors.ForbiddenError as e:
-        progress(f"storage: {given.describe()} (as given; not checked: {e.message})")
-        notes.append("the storage choice was not checked (no permission); a wrong one shows as a Pending claim")
-        return given, None, []
-    except storage_errors.StorageError as e:
-        raise StorageUnavailableError(f"the storage asked for cannot be used: {e.message}", hint=e.hint) from e
-    progress(f"storage: {p.describe()}")
-    return given, p, []

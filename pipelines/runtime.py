@@ -15,7 +15,7 @@ import logging
 import os
 import re
 
-from pipelines import errors, options
+from pipelines import errors, params
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -52,7 +52,7 @@ def run_dir(volume: str, run_id: str, run_dir_name: str = "") -> str:
     name = run_dir_name or run_id
     if not name:
         raise errors.BadParameterError("neither a run name nor a run id", hint="pass run_dir_name")
-    options.check_run_name(name)
+    params.check_run_name(name)
     return f"{volume.rstrip('/')}/runs/{name}"
 
 

@@ -11,6 +11,8 @@ import json
 import os
 from typing import Any
 
+from steps import params
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``data``, ``train``, ``test`` and ``metrics`` to the ``sharedvol`` parser."""
@@ -33,11 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     train = sub.add_parser("train", help="train-resnet: ResNet-18 on CIFAR-10 (mmcls + mmengine)")
     _run_args(train)
-    train.add_argument("--epochs", type=int, default=2)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--lr", type=float, default=0.05)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    params.add_arguments(train, params.DEFAULTS, params.TRAINING)
     train.add_argument("--log-interval", type=int, default=10, help="iterations between progress lines")
     train.add_argument(
         "--cfg-options",
@@ -50,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     test = sub.add_parser("test", help="test-resnet: evaluate the published checkpoint, write eval/eval_result.json")
     _run_args(test)
-    test.add_argument("--batch-size", type=int, default=64)
+    params.add_arguments(test, params.DEFAULTS, params.TESTING)
     test.add_argument("--checkpoint", help="another checkpoint URL (with its .sha256 beside it)")
     test.set_defaults(func=_test)
 
@@ -62,8 +60,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", required=True, help="the run directory (path or fsspec URL), e.g. /mnt/shared/runs/r1")
     p.add_argument("--data-root", required=True, help="the directory holding cifar-10-batches-py")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes (default 0)")
 
 
 def parse_cfg_options(items: list[str]) -> dict[str, Any]:

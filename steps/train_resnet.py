@@ -16,13 +16,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from steps import dataplane, errors
+from steps import dataplane, errors, params
 
 log = logging.getLogger(__name__)
 
 STOCK_CONFIG = "resnet/resnet18_8xb16_cifar10.py"
 SUMMARY_SCHEMA = "sharedvol.train_summary"
 DEVICES = ("auto", "cpu", "cuda")
+_D = params.DEFAULTS  # the defaults of every step parameter (steps.params)
 
 
 @dataclass
@@ -32,26 +33,21 @@ class TrainConfig:
     Attributes:
         run_dir: the run directory (path or fsspec URL); mmengine's work_dir is ``<run_dir>/train`` when local.
         data_root: the directory holding ``cifar-10-batches-py``.
-        epochs: epochs to train in total (a resumed run continues up to this number). Default 2.
-        batch_size: images per iteration. Default 32.
-        lr: SGD learning rate (momentum 0.9, weight decay 1e-4 as in the stock config). Default 0.05.
-        seed: random seed for mmengine's ``randomness``. Default 0.
-        device: ``auto`` (CUDA when visible), ``cpu`` or ``cuda``.
-        amp: mixed precision (mmengine ``AmpOptimWrapper``, float16, dynamic loss scale); CUDA only.
-        num_workers: data-loader worker processes. Default 0 (in-process: fastest on small CPU nodes).
+        epochs, batch_size, lr, seed, device, amp, num_workers: as :class:`steps.params.StepParams` (meaning,
+            unit and default); ``amp`` is mmengine's ``AmpOptimWrapper``, float16, dynamic loss scale.
         log_interval: iterations between progress lines. Default 10.
         cfg_options: ``key=value`` overrides merged into the config last (mmengine ``--cfg-options``).
     """
 
     run_dir: str
     data_root: str
-    epochs: int = 2
-    batch_size: int = 32
-    lr: float = 0.05
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = False
-    num_workers: int = 0
+    epochs: int = _D.epochs
+    batch_size: int = _D.batch_size
+    lr: float = _D.lr
+    seed: int = _D.seed
+    device: str = _D.device
+    amp: bool = _D.amp
+    num_workers: int = _D.num_workers
     log_interval: int = 10
     cfg_options: dict[str, Any] = field(default_factory=dict)
 

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from pipelines import errors, options, run_cli
+from storage import choice
+from storage import errors as storage_errors
 from tests.cluster import ClusterHandle
 from tests.conftest import ClusterObjects
 from tests.kfp_fake import GOOD_TOKEN, FakeKfp
@@ -27,7 +29,7 @@ def no_ambient_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_by_default_run_detects_storage_follows_the_run_and_keeps_the_yaml_defaults() -> None:
     s = run_cli.settings_from(parse("--host", "http://kfp:8080", "--epochs", "3", "--gpus", "0"))
-    assert s.storage == "auto"
+    assert s.storage == choice.AUTO
     assert s.submit.wait is True
     assert s.namespace == "kubeflow"
     assert s.claim_name == "sharedvol-runs"
@@ -35,20 +37,22 @@ def test_by_default_run_detects_storage_follows_the_run_and_keeps_the_yaml_defau
     assert s.submit.compile.defaults == options.RunParameters()
 
 
-def test_an_explicit_volume_flag_makes_the_storage_explicit() -> None:
-    s = run_cli.settings_from(parse("--host", "http://kfp:8080", "--existing-pvc", "team-data", "--namespace", "ml"))
-    assert s.storage == "explicit"
-    assert s.submit.compile.storage == options.StorageChoice.existing("team-data")
+def test_an_existing_claim_is_a_storage_choice_like_any_other() -> None:
+    s = run_cli.settings_from(parse("--host", "http://kfp:8080", "--storage", "pvc:team-data", "--namespace", "ml"))
+    assert s.storage == choice.Choice("claim", "team-data")
     assert s.namespace == "ml"
 
 
-def test_storage_mode_and_an_explicit_volume_flag_together_are_refused() -> None:
+def test_storage_and_an_old_volume_flag_together_are_refused() -> None:
     with pytest.raises(errors.BadParameterError) as e:
         run_cli.settings_from(parse("--host", "http://kfp:8080", "--storage", "nfs", "--storage-class", "other"))
-    assert str(e.value) == (
-        "--storage nfs and an explicit volume flag both given: "
-        "use --storage-class, --existing-pvc or --static-pv alone, or --storage alone"
-    )
+    assert str(e.value) == "--storage nfs and --storage-class both given: use --storage alone"
+
+
+def test_a_bad_storage_value_is_one_line_naming_it_and_the_grammar() -> None:
+    with pytest.raises(storage_errors.InvalidRequestError) as e:
+        run_cli.settings_from(parse("--host", "http://kfp:8080", "--storage", "nsf:server"))
+    assert str(e.value) == f"--storage 'nsf:server' is not a storage choice: use {choice.GRAMMAR}"
 
 
 def test_without_a_host_run_says_how_to_reach_kfp() -> None:

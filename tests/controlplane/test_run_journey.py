@@ -14,7 +14,7 @@ from kubernetes import client
 
 from pipelines import errors, kfp_api, options, submit
 from pipelines import run as run_lib
-from storage import specs
+from storage import choice, specs
 from tests import kwait
 from tests.cluster import ClusterHandle
 from tests.conftest import ClusterObjects
@@ -53,7 +53,7 @@ def settings(
             wait=True,
             poll=FAST,
         ),
-        storage=storage,
+        storage=choice.parse(storage),
         bind_timeout_s=30,
     )
 
@@ -372,7 +372,7 @@ def test_an_explicit_existing_claim_that_is_not_rwx_is_refused_before_submitting
             },
         },
     )
-    s = settings(fake_kfp.url, namespace, storage="explicit", volume=options.StorageChoice.existing("rwo"))
+    s = settings(fake_kfp.url, namespace, storage="pvc:rwo")
     with pytest.raises(run_lib.StorageUnavailableError) as e:
         Journey(api, fake_kfp).run(s)
     assert "not ReadWriteMany" in e.value.message
@@ -388,3 +388,21 @@ def test_storage_fallback_with_the_class_but_no_running_provisioner_fails_naming
     assert "its provisioner (`sharedvol serve`) is not running" in e.value.message
     assert e.value.hint.startswith("kubectl apply -k k8s/fallback")
     assert claims_and_volumes(api, namespace) == ([], [])
+
+
+def test_storage_on_an_nfs_export_makes_a_static_nfs_volume_bound_before_submitting(
+    api: Any, namespace: str, cluster_objects: ClusterObjects, fake_kfp: FakeKfp
+) -> None:
+    pv_name = specs.static_pv_name(namespace, "sharedvol-runs")
+    cluster_objects.track_pv(pv_name)
+    journey = Journey(api, fake_kfp)
+
+    result = journey.run(settings(fake_kfp.url, namespace, storage="nfs:10.0.0.5:/exports/kfp"))
+
+    assert result.plan is not None and result.plan.strategy == "static"
+    assert result.storage == options.StorageChoice.existing("sharedvol-runs")
+    assert result.created == [f"PersistentVolume/{pv_name}", "PersistentVolumeClaim/sharedvol-runs"]
+    pv = client.CoreV1Api(api).read_persistent_volume(pv_name)
+    assert (pv.spec.nfs.server, pv.spec.nfs.path) == ("10.0.0.5", "/exports/kfp")
+    assert pv.status.phase == "Bound"
+    assert create_pvc_class(journey.uploaded_spec()) is None

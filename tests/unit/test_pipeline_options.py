@@ -3,41 +3,33 @@
 from __future__ import annotations
 
 import argparse
-from decimal import Decimal
 
 import pytest
 
-from pipelines import commands, errors, options
+from pipelines import commands, errors, flags, options, params
+from storage import errors as storage_errors
 
 
 @pytest.mark.parametrize(
-    ("size", "expected"),
+    ("size", "reason"),
     [
-        ("20Gi", Decimal(20 * 2**30)),
-        ("500M", Decimal(500 * 10**6)),
-        ("1e9", Decimal(10**9)),
-        ("0.5Gi", Decimal(2**29)),
-        ("1", Decimal(1)),
+        ("0", "is not positive"),
+        ("-1Gi", "is not positive"),
+        ("10GB", "is not a Kubernetes quantity"),
+        ("twenty", "is not a Kubernetes quantity"),
+        ("", "is not a Kubernetes quantity"),
+        ("500Ki", "is 512000 bytes, below the minimum of 1Mi"),
     ],
 )
-def test_kubernetes_quantities_are_read_as_bytes(size: str, expected: Decimal) -> None:
-    assert options.quantity_bytes(size) == expected
-
-
-@pytest.mark.parametrize("size", ["0", "0Gi", "-1Gi", "500m"])
-def test_a_size_that_is_not_positive_is_refused(size: str) -> None:
-    with pytest.raises(errors.BadParameterError, match=f"--volume-size '{size}' is not a positive size"):
-        options.quantity_bytes(size)
-
-
-@pytest.mark.parametrize("size", ["10GB", "", " 1Gi", "Gi", "1.2.3Gi", "twenty"])
-def test_a_size_that_is_not_a_quantity_is_refused(size: str) -> None:
+def test_a_volume_size_the_claim_cannot_have_is_refused_by_storages_rule(size: str, reason: str) -> None:
     with pytest.raises(errors.BadParameterError) as e:
-        options.quantity_bytes(size)
-    assert (
-        str(e.value)
-        == f"--volume-size {size!r} is not a Kubernetes quantity: use a number with a unit, e.g. 20Gi or 500Mi"
-    )
+        params.RunParameters(volume_size=size).validate()
+    assert e.value.message == f"volume_size {size!r} {reason}"
+
+
+@pytest.mark.parametrize("size", ["20Gi", "500M", "1e9", "0.5Gi"])
+def test_a_volume_size_storage_accepts_is_accepted(size: str) -> None:
+    assert params.RunParameters(volume_size=size).validate().volume_size == size
 
 
 @pytest.mark.parametrize(
@@ -68,8 +60,8 @@ def test_an_empty_image_is_refused() -> None:
 
 
 @pytest.mark.parametrize("name", ["NFS_Fast", "-nfs", "nfs-", "nfs..a", "a" * 254])
-def test_storage_class_names_that_are_not_dns_1123_are_refused(name: str) -> None:
-    with pytest.raises(errors.BadParameterError, match="is not a valid Kubernetes name"):
+def test_storage_class_names_that_are_not_dns_1123_are_refused_by_storages_check(name: str) -> None:
+    with pytest.raises(storage_errors.InvalidRequestError, match=f"StorageClass '{name}' is not a valid Kubernetes"):
         options.StorageChoice.dynamic(name).validate()
 
 
@@ -85,7 +77,7 @@ def test_the_storage_choices_say_what_they_do() -> None:
 
 
 def test_an_empty_storage_class_is_refused_for_a_dynamic_claim() -> None:
-    with pytest.raises(errors.BadParameterError, match="--storage-class is empty"):
+    with pytest.raises(errors.BadParameterError, match="the StorageClass of a new claim is empty"):
         options.StorageChoice.dynamic("").validate()
 
 
@@ -125,13 +117,14 @@ def test_node_selectors_are_key_value_pairs() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"gpu_count": -1}, "gpu_count must be 0 or more, got -1"),
-        ({"epochs": 0}, "epochs must be at least 1, got 0"),
-        ({"lr": 0.0}, "lr must be positive"),
-        ({"device": "tpu"}, "device 'tpu' is unknown"),
+        ({"gpu_count": -1}, "--gpus must be at least 0, got -1"),
+        ({"epochs": 0}, "--epochs must be at least 1, got 0"),
+        ({"num_workers": -1}, "--num-workers must be at least 0, got -1"),
+        ({"lr": 0.0}, "--lr must be a positive number"),
+        ({"device": "tpu"}, "--device 'tpu' is unknown"),
         ({"run_dir_name": "../etc"}, "run name '../etc' cannot name a directory"),
         ({"volume_size": "lots"}, "volume_size 'lots' is not a Kubernetes quantity"),
-        ({"data_source": " "}, "data_source is empty"),
+        ({"data_source": " "}, "--data-source is empty"),
     ],
 )
 def test_run_parameters_that_cannot_work_are_refused(changes: dict[str, object], message: str) -> None:
@@ -152,29 +145,12 @@ def parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["compile", *argv])
 
 
-def test_the_compile_flags_choose_the_storage() -> None:
-    assert commands.compile_options(parse()).storage == options.StorageChoice.dynamic("sharedvol-nfs")
-    assert commands.compile_options(parse("--storage-class", "fast")).storage == options.StorageChoice.dynamic("fast")
-    assert commands.compile_options(parse("--static-pv", "pv-1")).storage == options.StorageChoice.static("pv-1", "")
-    assert commands.compile_options(parse("--static-pv", "pv-1", "--storage-class", "manual")).storage == (
-        options.StorageChoice.static("pv-1", "manual")
-    )
-    assert commands.compile_options(parse("--existing-pvc", "data")).storage == options.StorageChoice.existing("data")
-
-
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        (["--existing-pvc", "a", "--static-pv", "b"], "--existing-pvc and --static-pv both given"),
-        (["--existing-pvc", "a", "--storage-class", "x"], "--storage-class has no effect with --existing-pvc"),
-        (["--storage-class", ""], "--storage-class is empty"),
-    ],
-)
-def test_conflicting_storage_flags_are_refused(argv: list[str], message: str) -> None:
-    with pytest.raises(errors.BadParameterError, match=message):
-        commands.compile_options(parse(*argv))
-
-
 def test_parameter_flags_become_the_defaults_written_into_the_yaml() -> None:
-    opts = commands.compile_options(parse("--epochs", "7", "--gpus", "0", "--keep-volume", "--volume-size", "2Gi"))
-    assert opts.defaults == options.RunParameters(epochs=7, gpu_count=0, keep_volume=True, volume_size="2Gi")
+    opts = flags.compile_options(
+        parse("--epochs", "7", "--gpus", "0", "--keep-volume", "--volume-size", "2Gi"), options.StorageChoice()
+    )
+    assert opts.defaults == params.RunParameters(epochs=7, gpu_count=0, keep_volume=True, volume_size="2Gi")
+
+
+def test_without_parameter_flags_the_yaml_gets_the_tables_defaults() -> None:
+    assert flags.compile_options(parse(), options.StorageChoice()).defaults == params.RunParameters()

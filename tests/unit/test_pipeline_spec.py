@@ -192,7 +192,7 @@ def test_run_parameter_defaults_come_from_the_compile_options(tmp_path: Path) ->
 
 
 def test_compile_refuses_a_bad_option_before_writing_anything(tmp_path: Path) -> None:
-    with pytest.raises(errors.BadParameterError, match="gpu_count must be 0 or more"):
+    with pytest.raises(errors.BadParameterError, match="--gpus must be at least 0, got -1"):
         pipeline.compile_to(options.CompileOptions(defaults=options.RunParameters(gpu_count=-1)), tmp_path / "x.yaml")
     assert not (tmp_path / "x.yaml").exists()
 

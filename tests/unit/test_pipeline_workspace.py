@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines import commands, errors, options, pipeline
+from pipelines import commands, errors, flags, options, pipeline
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -17,15 +17,19 @@ def parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["compile", *argv])
 
 
+def compile_options(args: argparse.Namespace) -> options.CompileOptions:
+    return flags.compile_options(args, flags.compile_volume(args)[0])
+
+
 def test_the_workspace_flag_selects_kfps_workspace_with_the_chosen_class() -> None:
-    opts = commands.compile_options(parse("--workspace", "--storage-class", "fast-nfs"))
+    opts = compile_options(parse("--workspace", "--storage", "fast-nfs"))
     assert opts.workspace and opts.storage == options.StorageChoice.dynamic("fast-nfs")
 
 
-@pytest.mark.parametrize("flag", [("--existing-pvc", "team-data"), ("--static-pv", "pv-0")])
-def test_the_workspace_is_refused_with_an_existing_claim_or_a_static_pv(flag: tuple[str, str]) -> None:
+@pytest.mark.parametrize("spec", ["pvc:team-data", "static:pv-0"])
+def test_the_workspace_is_refused_with_an_existing_claim_or_a_static_pv(spec: str) -> None:
     with pytest.raises(errors.BadParameterError, match="--workspace cannot use"):
-        commands.compile_options(parse("--workspace", *flag))
+        compile_options(parse("--workspace", "--storage", spec))
 
 
 def test_the_workspace_pipeline_asks_kfp_for_a_readwritemany_claim_of_the_class_and_no_volume_tasks(

@@ -381,9 +381,9 @@ def test_the_submit_command_reports_a_refused_token_in_one_line_and_writes_nothi
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["--gpus", "-1"], "gpu_count must be 0 or more, got -1"),
-        (["--volume-size", "0"], "volume_size '0' is not a positive size"),
-        (["--storage-class", "NFS_Fast"], "--storage-class 'NFS_Fast' is not a valid"),
+        (["--gpus", "-1"], "--gpus must be at least 0, got -1"),
+        (["--volume-size", "0"], "volume_size '0' is not positive"),
+        (["--storage", "NFS_Fast"], "--storage 'NFS_Fast' is not a storage choice"),
         (["--image", ""], "--image is empty"),
     ],
 )
