@@ -1,52 +1,89 @@
-"""The mmengine hook train-resnet adds: per-epoch losses and publishing ``latest.pth`` after each epoch."""
+"""What train-resnet and test-resnet plug into mmengine: the per-epoch publish hook and the verified loader.
+
+- :class:`SharedvolTrainHook` replaces mmengine's ``CheckpointHook``: after each epoch it has mmengine build
+  its checkpoint (``Runner.save_checkpoint`` into memory, through the ``sharedvol_capture`` file backend, so
+  mmengine never writes a half file of its own) and publishes it with the weights through
+  :func:`steps.checkpoint.publish` (one commit point).
+- ``sharedvol-verified://KEY``: a checkpoint scheme mmengine's ``load_from`` understands; it hands mmengine a
+  dict sharedvol already verified and loaded safely (:func:`offer`), so mmengine never unpickles a file.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
+from mmengine.runner import CheckpointLoader
 
-from steps import dataplane, errors
+from steps import checkpoint, dataplane, safeload
 
 log = logging.getLogger(__name__)
 
-HISTORY_SCHEMA = "sharedvol.train_history"
+VERIFIED_SCHEME = "sharedvol-verified://"
+_VERIFIED: dict[str, dict[str, Any]] = {}
+
+
+class CaptureBackend(LocalBackend):
+    """An mmengine file backend whose ``put`` keeps the bytes in memory instead of writing them."""
+
+    captured: ClassVar[dict[str, bytes]] = {}
+
+    def put(self, obj: bytes, filepath: Any) -> None:
+        """Keep ``obj`` (mmengine's serialized checkpoint) under ``filepath``."""
+        CaptureBackend.captured[str(filepath)] = obj
+
+
+register_backend("sharedvol_capture", CaptureBackend, force=True)
+
+
+def offer(key: str, loaded: dict[str, Any]) -> str:
+    """Make ``loaded`` (a verified, safely loaded checkpoint dict) loadable by mmengine as the returned URL."""
+    _VERIFIED[key] = loaded
+    return VERIFIED_SCHEME + key
+
+
+def _load_verified(filename: str, map_location: Any = None) -> dict[str, Any]:
+    return _VERIFIED.pop(filename.removeprefix(VERIFIED_SCHEME))
+
+
+CheckpointLoader.register_scheme(prefixes=VERIFIED_SCHEME, loader=_load_verified, force=True)
 
 
 @HOOKS.register_module(force=True)
 class SharedvolTrainHook(Hook):
-    """Publishes each epoch's checkpoint and keeps the loss history of the run.
-
-    Runs after mmengine's ``CheckpointHook`` (priority LOWEST), so the epoch's checkpoint exists
-    when it is published to ``checkpoints/latest.pth`` (+ ``.sha256``). The loss history is kept in
-    ``train/history.json`` so that a resumed run still reports every epoch.
+    """Publishes each epoch's weights and training state, and keeps the loss history of the run.
 
     Args:
         run_dir: the run directory (path or fsspec URL).
+        keep_checkpoints: epochs whose files stay on the volume (at least 1).
+        metadata: strings stored in the weights file's safetensors header.
     """
 
     priority = "LOWEST"
 
-    def __init__(self, run_dir: str) -> None:
+    def __init__(self, run_dir: str, keep_checkpoints: int = 1, metadata: dict[str, str] | None = None) -> None:
         self.layout = dataplane.RunLayout(run_dir)
+        self.keep = keep_checkpoints
+        self.metadata = dict(metadata or {})
         self.first_epoch = 0
         self.last_epoch = 0
         self.loss_per_epoch: list[float] = []
         self.images = 0
         self.train_seconds = 0.0
         self.epoch_seconds: list[float] = []
-        self.published: dataplane.Published | None = None
+        self.published: checkpoint.Manifest | None = None
         self._epoch_losses: list[float] = []
         self._epoch_start = 0.0
 
     def before_train(self, runner: Any) -> None:
         """Record where training starts (after a resume: the resumed epoch) and the history so far."""
         self.first_epoch = self.last_epoch = runner.epoch
-        self.loss_per_epoch = self._history()[: self.first_epoch]
+        manifest = checkpoint.read_manifest(self.layout.checkpoint) if self.first_epoch else None
+        self.loss_per_epoch = manifest.loss_per_epoch[: self.first_epoch] if manifest else []
         if self.first_epoch:
             log.info("resumed at epoch %d of %d", self.first_epoch, runner.max_epochs)
 
@@ -65,8 +102,12 @@ class SharedvolTrainHook(Hook):
         if data_batch is not None:
             self.images += len(data_batch["inputs"])
 
+    def before_save_checkpoint(self, runner: Any, checkpoint: dict[str, Any]) -> None:
+        """Store the message hub's buffers as plain arrays, so the file loads with the allow-list."""
+        safeload.encode_message_hub(checkpoint)
+
     def after_train_epoch(self, runner: Any) -> None:
-        """Publish the checkpoint CheckpointHook just saved, then the loss history."""
+        """Publish the epoch: weights, mmengine's training state and the manifest naming them."""
         seconds = time.monotonic() - self._epoch_start
         self.train_seconds += seconds
         self.epoch_seconds.append(round(seconds, 3))
@@ -74,30 +115,20 @@ class SharedvolTrainHook(Hook):
         mean = sum(self._epoch_losses) / len(self._epoch_losses) if self._epoch_losses else float("nan")
         self.loss_per_epoch.append(mean)
         self.last_epoch = epoch
-        marker = Path(runner.work_dir) / "last_checkpoint"
-        if not marker.exists():
-            raise errors.RunDirError(
-                f"mmengine wrote no checkpoint for epoch {epoch} in {runner.work_dir}", hint="check disk space"
-            )
-        saved = marker.read_text().strip()
-        self.published = dataplane.publish_file(saved, self.layout.checkpoint)
-        dataplane.write_json(
-            self.layout.path("train", "history.json"),
-            {"schema": HISTORY_SCHEMA, "schema_version": 1, "epochs": epoch, "loss_per_epoch": self.loss_per_epoch},
+        key = f"epoch_{epoch}.pth"
+        runner.save_checkpoint("sharedvol-capture", key, backend_args={"backend": "sharedvol_capture"})
+        resume = CaptureBackend.captured.pop(f"sharedvol-capture/{key}")
+        model = runner.model.module if hasattr(runner.model, "module") else runner.model
+        weights = safeload.serialize_weights(model.state_dict(), {**self.metadata, "epoch": str(epoch)})
+        self.published = checkpoint.publish(
+            self.layout.checkpoint_dir,
+            epoch=epoch,
+            weights=weights,
+            resume=resume,
+            loss_per_epoch=self.loss_per_epoch,
+            keep=self.keep,
         )
         log.info(
-            "epoch %d/%d: mean loss %.4f; published %s (sha256 %s...)",
-            epoch, runner.max_epochs, mean, self.layout.checkpoint, self.published.sha256[:12],
+            "epoch %d/%d: mean loss %.4f; published %s -> %s",
+            epoch, runner.max_epochs, mean, self.layout.checkpoint, checkpoint.describe(self.published),
         )  # fmt: skip
-
-    def _history(self) -> list[float]:
-        try:
-            doc = dataplane.read_json(
-                self.layout.path("train", "history.json"),
-                schema=HISTORY_SCHEMA,
-                versions=(1,),
-                required={"loss_per_epoch": list},
-            )
-        except errors.SchemaError:
-            return []
-        return [float(x) for x in doc["loss_per_epoch"]]

@@ -11,13 +11,14 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import logging
 import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from steps import dataplane, errors, test_resnet, train_resnet
+from steps import dataplane, documents, errors, test_resnet, train_resnet
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def load_eval_result(url: str) -> dict[str, Any]:
     Raises:
         SchemaError: truncated, foreign, unknown version, or inconsistent.
     """
-    doc = dataplane.read_json(
+    doc = documents.read_json(
         url,
         schema=test_resnet.EVAL_SCHEMA,
         versions=(test_resnet.EVAL_VERSION,),
@@ -146,8 +147,10 @@ def produce(run_dir: str) -> MetricsBundle:
         outputs["training_curve.png"] = curve_png
     for name, content in outputs.items():
         url = layout.path("metrics", name)
-        if isinstance(content, dict):
-            dataplane.write_json(url, content)
+        if isinstance(content, dict) and name.startswith("mlpipeline-"):
+            dataplane.publish_bytes(url, (json.dumps(content, indent=2) + "\n").encode())  # KFP's own format, as is
+        elif isinstance(content, dict):
+            documents.write_json(url, content)
         else:
             dataplane.publish_bytes(url, content)
         bundle.files[name] = url
@@ -163,10 +166,10 @@ def produce(run_dir: str) -> MetricsBundle:
 def _summary(layout: dataplane.RunLayout) -> dict[str, Any] | None:
     """The training summary, or None when there is none (evaluating a checkpoint trained elsewhere)."""
     try:
-        return dataplane.read_json(
+        return documents.read_json(
             layout.summary,
             schema=train_resnet.SUMMARY_SCHEMA,
-            versions=(1,),
+            versions=(train_resnet.SUMMARY_VERSION,),
             required={"loss_per_epoch": list, "final_loss": (int, float), "epochs": int, "images_per_s": (int, float)},
         )
     except errors.SchemaError as e:
@@ -242,7 +245,7 @@ def _markdown(ev: dict[str, Any], summary: dict[str, Any] | None) -> str:
     lines += [f"| {name} | {100 * acc:.1f} % |" for name, acc in ev["per_class_accuracy"].items()]
     lines += [
         "",
-        f"Checkpoint `{ev.get('checkpoint', '?')}` (sha256 `{str(ev.get('checkpoint_sha256', ''))[:12]}...`).",
+        f"Checkpoint `{ev.get('checkpoint', '?')}` (blake3 `{str(ev.get('checkpoint_blake3', ''))[:12]}...`).",
     ]
     return "\n".join(lines) + "\n"
 
