@@ -1,12 +1,14 @@
 """The checkpoint handoff against plain ``torch.save`` + ``torch.load`` of the same training state, on the same disk.
 
-Measured side by side in one run, median of N:
+Measured side by side in one run, interleaved (each repeat runs every case once), median of N:
 
 - plain: ``torch.save(state, path)`` + ``torch.load(path, weights_only=False)`` (no digest, no fsync, runs code);
-- handoff (train -> test): the weights as safetensors, published (BLAKE3 while writing, fsync, content-addressed
-  rename), then read once while hashing, checked and turned into tensor views;
-- resume: mmengine's serialized state (``torch.save`` into memory, as mmengine does), published the same way, then
-  read while hashing and loaded with ``weights_only=True`` and the allow-list;
+- handoff (train -> test): the weights written as safetensors by the library's own file writer, hashed (BLAKE3
+  over the page cache), fsynced and renamed to their content address, then read once while hashing, checked and
+  turned into tensor views;
+- resume: what a resumed run needs: the weights (as above) and mmengine's training state without the weights
+  (``torch.save`` to its file), both published, read while hashing, and loaded: the state with
+  ``weights_only=True`` and the allow-list;
 - the whole publish of one epoch (both files + manifest), and a raw copy + read of the same bytes (the disk's limit).
 
 Goal: handoff and resume each <= 1.0x plain.
@@ -15,7 +17,6 @@ Goal: handoff and resume each <= 1.0x plain.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import shutil
 import statistics
@@ -62,18 +63,20 @@ def training_state() -> dict[str, Any]:
     return ckpt
 
 
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    times = []
+def interleaved_medians(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Median seconds of each function, run in turn ``repeats`` times (so a busy moment hits all of them)."""
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, spent in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--dir", default=None, help="directory on the disk to measure (default: a temp dir)")
     args = parser.parse_args()
     import torch
@@ -90,24 +93,22 @@ def main() -> int:
             torch.load(plain_path, weights_only=False)
 
         def handoff() -> None:
-            ref = checkpoint.publish_file(
-                ckpt_dir, 1, "safetensors", safeload.serialize_weights(ckpt["state_dict"], {})
-            )
+            ref = checkpoint.publish_file(ckpt_dir, 1, "safetensors", safeload.weights_writer(ckpt["state_dict"], {}))
             m = checkpoint.Manifest(1, ref, ref, [], manifest_url)
             safeload.weights_from_buffer(checkpoint.read_verified(m, ref), ref.name)
 
-        def resume() -> None:
-            buf = io.BytesIO()
-            torch.save(ckpt, buf)
-            ref = checkpoint.publish_file(ckpt_dir, 1, "resume.pth", buf.getvalue())
-            m = checkpoint.Manifest(1, ref, ref, [], manifest_url)
-            safeload.resume_from_buffer(checkpoint.read_verified(m, ref), ref.name)
+        def resume() -> None:  # everything a resumed run needs: publish the epoch, then read and load it
+            m = checkpoint.publish(ckpt_dir, epoch=1, weights=safeload.weights_writer(ckpt["state_dict"], {}),
+                                   resume=safeload.state_writer(dict(ckpt, state_dict={})), loss_per_epoch=[1.0],
+                                   keep=1)  # fmt: skip
+            r, w = checkpoint.read_verified(m, m.resume), checkpoint.read_verified(m, m.weights)
+            loaded = safeload.resume_from_buffer(r, m.resume.name)
+            loaded["state_dict"], _ = safeload.weights_from_buffer(w, m.weights.name)
 
         def publish_epoch() -> None:
-            buf = io.BytesIO()
-            torch.save(ckpt, buf)
-            weights = safeload.serialize_weights(ckpt["state_dict"], {})
-            checkpoint.publish(ckpt_dir, epoch=1, weights=weights, resume=buf.getvalue(), loss_per_epoch=[1.0], keep=1)
+            weights = safeload.weights_writer(ckpt["state_dict"], {})
+            state = safeload.state_writer(dict(ckpt, state_dict={}))
+            checkpoint.publish(ckpt_dir, epoch=1, weights=weights, resume=state, loss_per_epoch=[1.0], keep=1)
 
         def raw_copy() -> None:
             shutil.copyfile(plain_path, Path(tmp) / "copy.pth")
@@ -116,17 +117,15 @@ def main() -> int:
                     pass
 
         plain()
-        rows = [("plain: torch.save + torch.load (weights_only=False)", median_seconds(plain, args.repeats))]
-        rows.append(
-            ("handoff train -> test: safetensors publish + verified read", median_seconds(handoff, args.repeats))
-        )
-        rows.append(
-            ("resume: mmengine state publish + verified weights_only load", median_seconds(resume, args.repeats))
-        )
-        rows.append(
-            ("publish one epoch (weights + state + manifest), no read", median_seconds(publish_epoch, args.repeats))
-        )
-        rows.append(("raw copy + read of the plain file (the disk's limit)", median_seconds(raw_copy, args.repeats)))
+        names = [
+            "plain: torch.save + torch.load (weights_only=False)",
+            "handoff train -> test: publish weights, verified read, tensor views",
+            "resume: publish weights + state + manifest, verified reads, weights_only load",
+            "publish one epoch (weights + state + manifest), no read",
+            "raw copy + read of the plain file (the disk's limit)",
+        ]
+        medians = interleaved_medians([plain, handoff, resume, publish_epoch, raw_copy], args.repeats)
+        rows = list(zip(names, medians, strict=True))
         size_mb = plain_path.stat().st_size / 1e6
         weights_mb = len(safeload.serialize_weights(ckpt["state_dict"], {})) / 1e6
     base = rows[0][1]

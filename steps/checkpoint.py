@@ -4,8 +4,9 @@ After each epoch train-resnet publishes, in ``checkpoints/``:
 
 - ``epoch-NNNN-<blake3>.safetensors``: the model's weights (state dict + metadata) for test-resnet. safetensors
   holds tensors and strings only: loading it cannot run code.
-- ``epoch-NNNN-<blake3>.resume.pth``: mmengine's full training state (optimizer, schedulers, message hub) for
-  a resumed run. It is loaded with ``torch.load(weights_only=True)`` and the allow-list :data:`RESUME_ALLOWED`:
+- ``epoch-NNNN-<blake3>.resume.pth``: mmengine's training state (optimizer, schedulers, message hub) for a
+  resumed run, without the weights (a resume takes them from the safetensors file: every byte is stored once).
+  It is loaded with ``torch.load(weights_only=True)`` and the allow-list :data:`steps.safeload.RESUME_ALLOWED`:
   anything else in it is refused, and no class's code runs.
 - ``latest.json``: the manifest naming both files with their size and BLAKE3 digest, plus the epoch and the loss
   history. Its atomic rename is the only commit point: a writer killed before it leaves the previous manifest
@@ -19,7 +20,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 from steps import dataplane, documents, errors
@@ -113,16 +116,20 @@ def require_manifest(url: str) -> Manifest:
     return manifest
 
 
-def read_verified(manifest: Manifest, ref: FileRef) -> bytearray:
+def read_verified(manifest: Manifest, ref: FileRef) -> memoryview:
     """The bytes of ``ref`` in one buffer, hashed in the same pass as they are read, checked against the manifest.
+
+    The buffer is allocated uninitialized (no zero-filling pass) and filled by ``readinto`` in chunks, each
+    hashed right after it lands.
 
     Raises:
         IntegrityError: the file is missing, of another size, or does not match its digest.
     """
     url = manifest.file_url(ref)
     fs, path = dataplane.filesystem(url)
-    buf = bytearray(ref.size)
-    view = memoryview(buf)
+    import numpy as np
+
+    view = memoryview(np.empty(ref.size, dtype=np.uint8)).cast("B")
     hasher = dataplane.new_hasher()
     try:
         with fs.open(path, "rb") as f:
@@ -149,34 +156,71 @@ def read_verified(manifest: Manifest, ref: FileRef) -> bytearray:
             f"{url} does not match its digest (blake3 {actual[:12]}..., expected {ref.blake3[:12]}...)",
             hint="the file was changed after publishing; nothing was loaded. Rerun train-resnet",
         )
-    return buf
+    return view
 
 
-def content_name(epoch: int, digest: str, kind: str) -> str:
+def content_name(epoch: int, digest: str, *, kind: str) -> str:
     """``epoch-NNNN-<first 16 hex of the digest>.<kind>``."""
     return f"epoch-{epoch:04d}-{digest[:16]}.{kind}"
 
 
-def publish_file(dir_url: str, epoch: int, kind: str, data: bytes | bytearray | memoryview) -> FileRef:
-    """Publish ``data`` under its content address in ``dir_url`` (temporary name, fsync, rename)."""
-    published = dataplane.publish_bytes(
-        f"{dir_url.rstrip('/')}/epoch-{epoch:04d}.{kind}",
-        data,
-        content_name=lambda digest: content_name(epoch, digest, kind),
-    )
+Payload = bytes | bytearray | memoryview | Callable[[str], object]
+
+
+def publish_file(dir_url: str, epoch: int, kind: str, data: Payload) -> FileRef:
+    """Publish ``data`` under its content address in ``dir_url`` (temporary name, fsync, rename).
+
+    Args:
+        dir_url: the directory.
+        epoch: the epoch in the name.
+        kind: the name's ending (``safetensors``, ``resume.pth``).
+        data: the bytes, or a function that writes the file at the local path it is given.
+    """
+    url = f"{dir_url.rstrip('/')}/epoch-{epoch:04d}.{kind}"
+    if dataplane.is_local(url) or callable(data):
+        published = dataplane.publish_local(url, data, content_name=partial(content_name, epoch, kind=kind))
+    else:
+        published = dataplane.publish_bytes(url, data, content_name=partial(content_name, epoch, kind=kind))
+    return _ref(published)
+
+
+def _ref(published: dataplane.Published) -> FileRef:
     return FileRef(published.url.rsplit("/", 1)[-1], published.size, published.blake3)
 
 
+def _publish_pair(dir_url: str, epoch: int, weights: Payload, resume: Payload) -> tuple[FileRef, FileRef]:
+    """Both files of an epoch.
+
+    Locally they are written, hashed and fsynced on two threads at once; every step a kill can land on (creating
+    a temporary file, renaming it) happens on this thread, in a fixed order.
+    """
+    kinds = ("safetensors", "resume.pth")
+    if not dataplane.is_local(dir_url):
+        return publish_file(dir_url, epoch, kinds[0], weights), publish_file(dir_url, epoch, kinds[1], resume)
+    staged = [dataplane.stage(f"{dir_url.rstrip('/')}/epoch-{epoch:04d}.{kind}") for kind in kinds]
+    try:
+        both(lambda: dataplane.fill(staged[0], weights), lambda: dataplane.fill(staged[1], resume))
+    except BaseException:
+        for s in staged:
+            dataplane.discard_local(s.tmp)
+        raise
+    refs = [
+        _ref(dataplane.commit(s, partial(content_name, epoch, kind=kind)))
+        for s, kind in zip(staged, kinds, strict=True)
+    ]
+    return refs[0], refs[1]
+
+
 def publish(
-    dir_url: str, *, epoch: int, weights: bytes, resume: bytes, loss_per_epoch: list[float], keep: int
+    dir_url: str, *, epoch: int, weights: Payload, resume: Payload, loss_per_epoch: list[float], keep: int
 ) -> Manifest:
     """Publish one epoch: both content-addressed files, then the manifest (the commit point), then prune.
 
     Args:
         dir_url: the run's ``checkpoints/`` directory.
         epoch: epochs trained so far.
-        weights: the safetensors bytes (:func:`steps.weights.serialize`).
-        resume: mmengine's serialized checkpoint.
+        weights: the safetensors file (:func:`steps.safeload.weights_writer`): bytes or a path writer.
+        resume: mmengine's training state without the weights: bytes or a path writer.
         loss_per_epoch: the loss history to commit with it.
         keep: how many epochs' files to keep (at least 1: the one the manifest names).
 
@@ -185,8 +229,7 @@ def publish(
     """
     url = f"{dir_url.rstrip('/')}/{MANIFEST_NAME}"
     try:
-        weights_ref = publish_file(dir_url, epoch, "safetensors", weights)
-        resume_ref = publish_file(dir_url, epoch, "resume.pth", resume)
+        weights_ref, resume_ref = _publish_pair(dir_url, epoch, weights, resume)
         manifest = Manifest(epoch, weights_ref, resume_ref, list(loss_per_epoch), url)
         documents.write_json(url, manifest.to_json())
     except errors.RunDirError:
@@ -194,6 +237,19 @@ def publish(
         raise
     prune(dir_url, keep=keep)
     return manifest
+
+
+def both(first: Callable[[], Any], second: Callable[[], Any]) -> tuple[Any, Any]:
+    """Run two functions on two threads; return both results once both are done, or raise the first error."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sharedvol-io") as pool:
+        futures = [pool.submit(first), pool.submit(second)]
+        errors_seen = [f.exception() for f in futures]  # waits for both: no write is left running
+    for error in errors_seen:
+        if error is not None:
+            raise error
+    return futures[0].result(), futures[1].result()
 
 
 def prune(dir_url: str, *, keep: int) -> list[str]:

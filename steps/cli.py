@@ -35,7 +35,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--lr", type=float, default=0.05)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    train.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="mixed precision, bf16 where supported else fp16 (CUDA only; default: on with CUDA)",
+    )
+    train.add_argument(
+        "--augment",
+        choices=["auto", "stock", "batched"],
+        default="auto",
+        help="stock: per-image in the loader; batched: on the device (default auto: batched with CUDA)",
+    )
     train.add_argument("--log-interval", type=int, default=10, help="iterations between progress lines")
     train.add_argument(
         "--keep-checkpoints", type=int, default=1, help="epochs whose checkpoint files stay on the volume (default 1)"
@@ -65,7 +76,9 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", required=True, help="the run directory (path or fsspec URL), e.g. /mnt/shared/runs/r1")
     p.add_argument("--data-root", required=True, help="the directory holding cifar-10-batches-py")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes (default 0)")
+    p.add_argument(
+        "--num-workers", type=int, default=None, help="data-loader processes (default: min(8, cores) with CUDA, else 0)"
+    )
 
 
 class CfgOptions(argparse.Action):
@@ -117,6 +130,7 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         amp=args.amp,
+        augment=args.augment,
         num_workers=args.num_workers,
         log_interval=args.log_interval,
         keep_checkpoints=args.keep_checkpoints,

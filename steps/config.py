@@ -8,6 +8,8 @@ it configures does not accept) or a value of the wrong type is refused naming th
 from __future__ import annotations
 
 import inspect
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +33,56 @@ def milestones(epochs: int) -> list[int]:
     return sorted({m for m in (epochs // 2, epochs * 3 // 4) if 1 <= m < epochs})
 
 
-def build_config(cfg: TrainConfig, *, device: str, work_dir: str) -> Any:
+@dataclass(frozen=True)
+class DeviceDefaults:
+    """What the device decides when the user did not (``None`` settings of :class:`TrainConfig`).
+
+    Attributes:
+        workers: loader worker processes: min(8, cores) with CUDA, 0 on the CPU.
+        pin_memory: page-locked loader batches (CUDA).
+        amp: mixed precision (CUDA).
+        amp_dtype: ``bfloat16`` where the GPU supports it, else ``float16`` (with dynamic loss scaling).
+        augment: ``batched`` (on the device) with CUDA, ``stock`` on the CPU.
+        channels_last: model and batches in ``torch.channels_last`` (CUDA).
+    """
+
+    workers: int
+    pin_memory: bool
+    amp: bool
+    amp_dtype: str
+    augment: str
+    channels_last: bool
+
+
+def device_defaults(
+    cfg: TrainConfig, device: str, *, bf16: bool | None = None, cores: int | None = None
+) -> DeviceDefaults:
+    """The settings ``cfg`` leaves to the device, resolved for ``device``.
+
+    ``bf16`` (the GPU supports bfloat16) and ``cores`` default to what this machine has.
+    """
+    cuda = device == "cuda"
+    if bf16 is None:
+        import torch
+
+        bf16 = cuda and torch.cuda.is_bf16_supported()
+    cores = cores or os.cpu_count() or 1
+    return DeviceDefaults(
+        workers=cfg.num_workers if cfg.num_workers is not None else (min(8, cores) if cuda else 0),
+        pin_memory=cuda,
+        amp=cfg.amp if cfg.amp is not None else cuda,
+        amp_dtype="bfloat16" if bf16 else "float16",
+        augment=cfg.augment if cfg.augment != "auto" else ("batched" if cuda else "stock"),
+        channels_last=cuda,
+    )
+
+
+def build_config(
+    cfg: TrainConfig, *, device: str, work_dir: str, bf16: bool | None = None, cores: int | None = None
+) -> Any:
     """The mmengine Config for ``cfg`` on ``device`` (``cpu`` or ``cuda``).
+
+    ``bf16`` and ``cores``: see :func:`device_defaults`.
 
     Raises:
         ConfigError: AMP on a CPU, or a ``cfg_options`` key or value the config refuses.
@@ -41,6 +91,7 @@ def build_config(cfg: TrainConfig, *, device: str, work_dir: str) -> Any:
 
     if cfg.amp and device != "cuda":
         raise errors.ConfigError("--amp needs a CUDA device", hint="drop --amp on CPU, or run with --device cuda")
+    d = device_defaults(cfg, device, bf16=bf16, cores=cores)
     c = Config.fromfile(str(stock_config_path()))
     c.work_dir = work_dir
     c.launcher = "none"
@@ -49,16 +100,23 @@ def build_config(cfg: TrainConfig, *, device: str, work_dir: str) -> Any:
         dl.dataset.type = "SharedvolCIFAR10"
         dl.dataset.data_prefix = cfg.data_root
         dl.batch_size = cfg.batch_size
-        dl.num_workers = cfg.num_workers
-        dl.persistent_workers = cfg.num_workers > 0
+        dl.num_workers = d.workers
+        dl.persistent_workers = d.workers > 0
+        dl.pin_memory = d.pin_memory
+    if d.augment == "batched":  # the same augmentation, on the device: the loader only packs uint8 images
+        c.train_dataloader.dataset.type = "SharedvolCIFAR10Tensors"
+        c.train_dataloader.dataset.pipeline = []
+        c.train_dataloader.collate_fn = {"type": "sharedvol_cifar_collate"}
+        c.data_preprocessor = {**c.data_preprocessor, "type": "SharedvolCifarPreprocessor", "pad": 4, "flip_prob": 0.5,
+                               "channels_last": d.channels_last}  # fmt: skip
     # No validation during training: test-resnet evaluates the published checkpoint.
     c.val_dataloader = c.val_cfg = c.val_evaluator = None
     c.train_cfg = {"by_epoch": True, "max_epochs": cfg.epochs}
     optimizer = {"type": "SGD", "lr": cfg.lr, "momentum": 0.9, "weight_decay": 1e-4}
-    if cfg.amp:
+    if d.amp:
         c.optim_wrapper = {
             "type": "AmpOptimWrapper",
-            "dtype": "float16",
+            "dtype": d.amp_dtype,
             "loss_scale": "dynamic",
             "optimizer": optimizer,
         }
@@ -73,6 +131,7 @@ def build_config(cfg: TrainConfig, *, device: str, work_dir: str) -> Any:
             "type": "SharedvolTrainHook",
             "run_dir": cfg.run_dir,
             "keep_checkpoints": cfg.keep_checkpoints,
+            "channels_last": d.channels_last,
             "metadata": {"format": "sharedvol.weights", "config": STOCK_CONFIG},
             "priority": "LOWEST",
         }

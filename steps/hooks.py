@@ -1,9 +1,10 @@
 """What train-resnet and test-resnet plug into mmengine: the per-epoch publish hook and the verified loader.
 
 - :class:`SharedvolTrainHook` replaces mmengine's ``CheckpointHook``: after each epoch it has mmengine build
-  its checkpoint (``Runner.save_checkpoint`` into memory, through the ``sharedvol_capture`` file backend, so
-  mmengine never writes a half file of its own) and publishes it with the weights through
-  :func:`steps.checkpoint.publish` (one commit point).
+  its checkpoint (``Runner.save_checkpoint``; the hook takes the dict in ``before_save_checkpoint``, and what
+  mmengine serializes goes to memory through the ``sharedvol_capture`` file backend, so mmengine never writes
+  a half file of its own) and publishes it with the weights through :func:`steps.checkpoint.publish` (one
+  commit point).
 - ``sharedvol-verified://KEY``: a checkpoint scheme mmengine's ``load_from`` understands; it hands mmengine a
   dict sharedvol already verified and loaded safely (:func:`offer`), so mmengine never unpickles a file.
 """
@@ -61,12 +62,20 @@ class SharedvolTrainHook(Hook):
         run_dir: the run directory (path or fsspec URL).
         keep_checkpoints: epochs whose files stay on the volume (at least 1).
         metadata: strings stored in the weights file's safetensors header.
+        channels_last: put the model's weights in ``torch.channels_last`` memory format before training.
     """
 
     priority = "LOWEST"
 
-    def __init__(self, run_dir: str, keep_checkpoints: int = 1, metadata: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: str,
+        keep_checkpoints: int = 1,
+        metadata: dict[str, str] | None = None,
+        channels_last: bool = False,
+    ) -> None:
         self.layout = dataplane.RunLayout(run_dir)
+        self.channels_last = channels_last
         self.keep = keep_checkpoints
         self.metadata = dict(metadata or {})
         self.first_epoch = 0
@@ -78,10 +87,15 @@ class SharedvolTrainHook(Hook):
         self.published: checkpoint.Manifest | None = None
         self._epoch_losses: list[float] = []
         self._epoch_start = 0.0
+        self._state: dict[str, Any] = {}
 
     def before_train(self, runner: Any) -> None:
         """Record where training starts (after a resume: the resumed epoch) and the history so far."""
         self.first_epoch = self.last_epoch = runner.epoch
+        if self.channels_last:
+            import torch
+
+            runner.model.to(memory_format=torch.channels_last)
         manifest = checkpoint.read_manifest(self.layout.checkpoint) if self.first_epoch else None
         self.loss_per_epoch = manifest.loss_per_epoch[: self.first_epoch] if manifest else []
         if self.first_epoch:
@@ -103,8 +117,15 @@ class SharedvolTrainHook(Hook):
             self.images += len(data_batch["inputs"])
 
     def before_save_checkpoint(self, runner: Any, checkpoint: dict[str, Any]) -> None:
-        """Store the message hub's buffers as plain arrays, so the file loads with the allow-list."""
-        safeload.encode_message_hub(checkpoint)
+        """Take the training state mmengine built and leave it an empty dict to serialize.
+
+        sharedvol writes the state itself, straight to its file (no in-memory copy), without the weights: they
+        are published once, in the safetensors file beside it, and a resume takes them from there. The message
+        hub's buffers are stored as plain arrays, which load with the allow-list.
+        """
+        self._state = {**checkpoint, "state_dict": {}}
+        safeload.encode_message_hub(self._state)
+        checkpoint.clear()
 
     def after_train_epoch(self, runner: Any) -> None:
         """Publish the epoch: weights, mmengine's training state and the manifest naming them."""
@@ -117,14 +138,14 @@ class SharedvolTrainHook(Hook):
         self.last_epoch = epoch
         key = f"epoch_{epoch}.pth"
         runner.save_checkpoint("sharedvol-capture", key, backend_args={"backend": "sharedvol_capture"})
-        resume = CaptureBackend.captured.pop(f"sharedvol-capture/{key}")
+        CaptureBackend.captured.pop(f"sharedvol-capture/{key}")  # an empty dict: the state is in self._state
         model = runner.model.module if hasattr(runner.model, "module") else runner.model
-        weights = safeload.serialize_weights(model.state_dict(), {**self.metadata, "epoch": str(epoch)})
+        weights = safeload.weights_writer(model.state_dict(), {**self.metadata, "epoch": str(epoch)})
         self.published = checkpoint.publish(
             self.layout.checkpoint_dir,
             epoch=epoch,
             weights=weights,
-            resume=resume,
+            resume=safeload.state_writer(self._state),
             loss_per_epoch=self.loss_per_epoch,
             keep=self.keep,
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from steps import errors
@@ -52,7 +53,22 @@ def serialize_weights(state_dict: dict[str, Any], metadata: dict[str, str]) -> b
     return safetensors.torch.save(tensors, metadata=metadata)
 
 
-def weights_from_buffer(buf: bytearray, source: str) -> tuple[dict[str, Any], dict[str, str]]:
+def weights_writer(state_dict: dict[str, Any], metadata: dict[str, str]) -> Callable[[str], None]:
+    """A function writing ``state_dict`` as a safetensors file at a path (the library's native writer, no copy)."""
+    import safetensors.torch
+
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    return lambda path: safetensors.torch.save_file(tensors, path, metadata=metadata)
+
+
+def state_writer(state: dict[str, Any]) -> Callable[[str], None]:
+    """A function writing ``state`` with ``torch.save`` at a path (torch's native zip writer)."""
+    import torch
+
+    return lambda path: torch.save(state, path)
+
+
+def weights_from_buffer(buf: memoryview | bytearray, source: str) -> tuple[dict[str, Any], dict[str, str]]:
     """The tensors and metadata of the safetensors file in ``buf``, as views into ``buf`` (no copy).
 
     Raises:
@@ -100,7 +116,7 @@ def weights_from_buffer(buf: bytearray, source: str) -> tuple[dict[str, Any], di
 class _BufferReader(io.RawIOBase):
     """A seekable read-only stream over a buffer: torch.load reads the verified bytes without a copy."""
 
-    def __init__(self, buf: bytearray) -> None:
+    def __init__(self, buf: memoryview | bytearray) -> None:
         self.view = memoryview(buf)
         self.pos = 0
 
@@ -124,7 +140,7 @@ class _BufferReader(io.RawIOBase):
         return self.pos
 
 
-def resume_from_buffer(buf: bytearray, source: str) -> dict[str, Any]:
+def resume_from_buffer(buf: memoryview | bytearray, source: str) -> dict[str, Any]:
     """Mmengine's checkpoint dict from ``buf``: ``weights_only=True`` with :data:`RESUME_ALLOWED` only.
 
     Raises:

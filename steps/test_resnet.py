@@ -31,7 +31,7 @@ class TestConfig:
         data_root: the directory holding ``cifar-10-batches-py``.
         batch_size: images per forward pass. Default 64.
         device: ``auto``, ``cpu`` or ``cuda``.
-        num_workers: data-loader worker processes. Default 0.
+        num_workers: data-loader worker processes. None (default): as train-resnet decides for the device.
         checkpoint: another checkpoint manifest (``.../checkpoints/latest.json``) to evaluate. Default: the run's.
     """
 
@@ -41,7 +41,7 @@ class TestConfig:
     data_root: str
     batch_size: int = 64
     device: str = "auto"
-    num_workers: int = 0
+    num_workers: int | None = None
     checkpoint: str | None = None
 
 
@@ -84,7 +84,7 @@ def evaluate(cfg: TestConfig) -> EvalResult:
 
     if cfg.batch_size < 1:
         raise errors.ConfigError(f"--batch-size must be at least 1, got {cfg.batch_size}", hint="e.g. 64")
-    if cfg.num_workers < 0:
+    if cfg.num_workers is not None and cfg.num_workers < 0:
         raise errors.ConfigError(f"--num-workers must be 0 or more, got {cfg.num_workers}", hint="e.g. 0")
     layout = dataplane.RunLayout(cfg.run_dir)
     manifest = checkpoint.require_manifest(cfg.checkpoint or layout.checkpoint)

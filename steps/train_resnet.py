@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 SUMMARY_SCHEMA = "sharedvol.train_summary"
 SUMMARY_VERSION = 2
 SEED_MAX = 2**32 - 1
+AUGMENT = ("auto", "stock", "batched")
 
 
 @dataclass
@@ -37,8 +38,12 @@ class TrainConfig:
         lr: SGD learning rate (momentum 0.9, weight decay 1e-4 as in the stock config). Default 0.05.
         seed: random seed for mmengine's ``randomness``, 0 to 2**32 - 1. Default 0.
         device: ``auto`` (CUDA when visible), ``cpu`` or ``cuda``.
-        amp: mixed precision (mmengine ``AmpOptimWrapper``, float16, dynamic loss scale); CUDA only.
-        num_workers: data-loader worker processes. Default 0 (in-process: fastest on small CPU nodes).
+        amp: mixed precision (mmengine ``AmpOptimWrapper``: bfloat16 where the GPU supports it, else float16 with
+            dynamic loss scaling); CUDA only. None (default): on with CUDA, off on the CPU.
+        num_workers: data-loader worker processes. None (default): min(8, cores) with CUDA, 0 on the CPU
+            (in-process: fastest on small CPU nodes).
+        augment: ``stock`` (mmcls's per-image RandomCrop + RandomFlip in the loader), ``batched`` (the same
+            augmentation on the device, :mod:`steps.augment`) or ``auto`` (default: batched with CUDA, stock on CPU).
         log_interval: iterations between progress lines. Default 10.
         keep_checkpoints: epochs whose checkpoint files stay on the volume (1 = only the latest). Default 1.
         cfg_options: ``key=value`` overrides merged into the config last (mmengine ``--cfg-options``).
@@ -51,8 +56,9 @@ class TrainConfig:
     lr: float = 0.05
     seed: int = 0
     device: str = "auto"
-    amp: bool = False
-    num_workers: int = 0
+    amp: bool | None = None
+    num_workers: int | None = None
+    augment: str = "auto"
     log_interval: int = 10
     keep_checkpoints: int = 1
     cfg_options: dict[str, Any] = field(default_factory=dict)
@@ -69,7 +75,12 @@ class TrainConfig:
             (math.isfinite(self.lr) and self.lr > 0, f"--lr must be a positive number, got {self.lr}", "e.g. 0.05"),
             (0 <= self.seed <= SEED_MAX, f"--seed must be between 0 and {SEED_MAX}, got {self.seed}", "e.g. 0"),
             (self.device in devices.DEVICES, f"--device {self.device!r} is unknown", "use auto, cpu or cuda"),
-            (self.num_workers >= 0, f"--num-workers must be 0 or more, got {self.num_workers}", "e.g. 0"),
+            (
+                self.num_workers is None or self.num_workers >= 0,
+                f"--num-workers must be 0 or more, got {self.num_workers}",
+                "e.g. 0",
+            ),
+            (self.augment in AUGMENT, f"--augment {self.augment!r} is unknown", "use auto, stock or batched"),
             (self.log_interval >= 1, f"--log-interval must be at least 1, got {self.log_interval}", "e.g. 10"),
             (self.keep_checkpoints >= 1, f"--keep-checkpoints must be at least 1, got {self.keep_checkpoints}", "1"),
         ]
@@ -153,8 +164,11 @@ def _offer_resume(manifest: checkpoint.Manifest) -> str:
     """The verified, safely loaded training state of ``manifest``, as a URL mmengine's resume loads."""
     from steps import hooks, safeload
 
-    buf = checkpoint.read_verified(manifest, manifest.resume)
-    state = safeload.resume_from_buffer(buf, manifest.file_url(manifest.resume))
+    state_buf = checkpoint.read_verified(manifest, manifest.resume)
+    weights_buf = checkpoint.read_verified(manifest, manifest.weights)
+    state = safeload.resume_from_buffer(state_buf, manifest.file_url(manifest.resume))
+    weights, _ = safeload.weights_from_buffer(weights_buf, manifest.file_url(manifest.weights))
+    state["state_dict"] = weights  # the training state is saved without them: they live in one file only
     log.info("resuming from epoch %d (%s, digest verified)", manifest.epoch, manifest.resume.name)
     return hooks.offer(manifest.resume.name, state)
 
