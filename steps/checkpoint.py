@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
 
-from steps import dataplane, documents, errors
+from steps import dataplane, documents, errors, localpublish
 
 MANIFEST_SCHEMA = "sharedvol.checkpoint"
 MANIFEST_NAME = "latest.json"
@@ -51,6 +51,8 @@ class Manifest:
         weights: the safetensors weights for evaluation.
         resume: mmengine's training state for a resumed run.
         loss_per_epoch: the mean training loss of every epoch so far.
+        curves: what the report plots: ``loss_curve`` ([iteration, loss], at most 2,000 points), ``lr_per_epoch``,
+            ``train_top1_per_epoch`` (top-1 on the augmented training batches).
         url: where the manifest was read from (not stored).
     """
 
@@ -59,6 +61,7 @@ class Manifest:
     resume: FileRef
     loss_per_epoch: list[float] = field(default_factory=list)
     url: str = ""
+    curves: dict[str, list[Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The manifest as a schema-versioned JSON document."""
@@ -98,7 +101,9 @@ def read_manifest(url: str) -> Manifest | None:
     for ref in refs:
         if not _CONTENT.match(ref.name) or not isinstance(ref.size, int):
             raise errors.SchemaError(f"{url} names a file outside checkpoints/: {ref.name!r}", hint="rerun training")
-    return Manifest(doc["epoch"], refs[0], refs[1], [float(x) for x in doc["loss_per_epoch"]], url)
+    found = doc.get("curves")
+    curves: dict[str, list[Any]] = found if isinstance(found, dict) else {}
+    return Manifest(doc["epoch"], refs[0], refs[1], [float(x) for x in doc["loss_per_epoch"]], url, curves)
 
 
 def require_manifest(url: str) -> Manifest:
@@ -178,7 +183,7 @@ def publish_file(dir_url: str, epoch: int, kind: str, data: Payload) -> FileRef:
     """
     url = f"{dir_url.rstrip('/')}/epoch-{epoch:04d}.{kind}"
     if dataplane.is_local(url) or callable(data):
-        published = dataplane.publish_local(url, data, content_name=partial(content_name, epoch, kind=kind))
+        published = localpublish.publish_local(url, data, content_name=partial(content_name, epoch, kind=kind))
     else:
         published = dataplane.publish_bytes(url, data, content_name=partial(content_name, epoch, kind=kind))
     return _ref(published)
@@ -197,22 +202,29 @@ def _publish_pair(dir_url: str, epoch: int, weights: Payload, resume: Payload) -
     kinds = ("safetensors", "resume.pth")
     if not dataplane.is_local(dir_url):
         return publish_file(dir_url, epoch, kinds[0], weights), publish_file(dir_url, epoch, kinds[1], resume)
-    staged = [dataplane.stage(f"{dir_url.rstrip('/')}/epoch-{epoch:04d}.{kind}") for kind in kinds]
+    staged = [localpublish.stage(f"{dir_url.rstrip('/')}/epoch-{epoch:04d}.{kind}") for kind in kinds]
     try:
-        both(lambda: dataplane.fill(staged[0], weights), lambda: dataplane.fill(staged[1], resume))
+        both(lambda: localpublish.fill(staged[0], weights), lambda: localpublish.fill(staged[1], resume))
     except BaseException:
         for s in staged:
-            dataplane.discard_local(s.tmp)
+            localpublish.discard_local(s.tmp)
         raise
     refs = [
-        _ref(dataplane.commit(s, partial(content_name, epoch, kind=kind)))
+        _ref(localpublish.commit(s, partial(content_name, epoch, kind=kind)))
         for s, kind in zip(staged, kinds, strict=True)
     ]
     return refs[0], refs[1]
 
 
 def publish(
-    dir_url: str, *, epoch: int, weights: Payload, resume: Payload, loss_per_epoch: list[float], keep: int
+    dir_url: str,
+    *,
+    epoch: int,
+    weights: Payload,
+    resume: Payload,
+    loss_per_epoch: list[float],
+    keep: int,
+    curves: dict[str, list[Any]] | None = None,
 ) -> Manifest:
     """Publish one epoch: both content-addressed files, then the manifest (the commit point), then prune.
 
@@ -223,6 +235,7 @@ def publish(
         resume: mmengine's training state without the weights: bytes or a path writer.
         loss_per_epoch: the loss history to commit with it.
         keep: how many epochs' files to keep (at least 1: the one the manifest names).
+        curves: the report's curves (:attr:`Manifest.curves`).
 
     Raises:
         RunDirError: a write failed (full disk included); the previous manifest still stands.
@@ -230,7 +243,7 @@ def publish(
     url = f"{dir_url.rstrip('/')}/{MANIFEST_NAME}"
     try:
         weights_ref, resume_ref = _publish_pair(dir_url, epoch, weights, resume)
-        manifest = Manifest(epoch, weights_ref, resume_ref, list(loss_per_epoch), url)
+        manifest = Manifest(epoch, weights_ref, resume_ref, list(loss_per_epoch), url, dict(curves or {}))
         documents.write_json(url, manifest.to_json())
     except errors.RunDirError:
         prune(dir_url, keep=keep)  # what this publish wrote before it failed: no manifest names it

@@ -15,12 +15,11 @@ import logging
 import os
 import pickle
 import shutil
-import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from steps import errors
+from steps import errors, py2pickle
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +100,7 @@ def synthesize(dest: str, *, train: int, test: int, seed: int = 0) -> DatasetMan
     bounds = np.linspace(0, train, len(TRAIN_FILES) + 1).astype(int)
     for k, fname in enumerate(TRAIN_FILES):
         lo, hi = bounds[k], bounds[k + 1]
-        _dump(
+        py2pickle.dump(
             root / fname,
             {
                 b"batch_label": f"training batch {k + 1} of 5".encode(),
@@ -111,11 +110,11 @@ def synthesize(dest: str, *, train: int, test: int, seed: int = 0) -> DatasetMan
             },
         )
     test_data, test_labels, test_names = images(test, "test")
-    _dump(
+    py2pickle.dump(
         root / TEST_FILE,
         {b"batch_label": b"testing batch 1 of 1", b"labels": test_labels, b"data": test_data, b"filenames": test_names},
     )
-    _dump(
+    py2pickle.dump(
         root / META_FILE,
         {b"label_names": [c.encode() for c in CLASSES], b"num_cases_per_batch": int(bounds[1]), b"num_vis": 3072},
     )
@@ -134,18 +133,8 @@ def synthesize(dest: str, *, train: int, test: int, seed: int = 0) -> DatasetMan
 
 
 # One colour per class, far enough apart to be learnable under the noise.
-_PALETTE = (
-    (200, 60, 60),
-    (60, 200, 60),
-    (60, 60, 200),
-    (200, 200, 60),
-    (200, 60, 200),
-    (60, 200, 200),
-    (230, 140, 40),
-    (120, 60, 160),
-    (90, 90, 90),
-    (170, 170, 230),
-)
+_PALETTE = ((200, 60, 60), (60, 200, 60), (60, 60, 200), (200, 200, 60), (200, 60, 200), (60, 200, 200),
+            (230, 140, 40), (120, 60, 160), (90, 90, 90), (170, 170, 230))  # fmt: skip
 
 
 def make_dir(path: Path) -> None:
@@ -154,38 +143,6 @@ def make_dir(path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise errors.RunDirError(f"cannot create {path}: {e.strerror}", hint="pick a writable directory") from e
-
-
-_PurePythonPickler: Any = pickle._Pickler  # the C pickler cannot be taught new opcodes
-
-
-class _Python2Pickler(_PurePythonPickler):
-    """Protocol 2 with Python 2's ``str`` opcodes for bytes, as the official batch files were written.
-
-    Such strings load as ``str`` with ``encoding='latin1'`` and as ``bytes`` with ``encoding='bytes'``,
-    exactly like the official files (Python 3's own protocol-2 bytes would load as bytes either way).
-    """
-
-    dispatch = _PurePythonPickler.dispatch.copy()
-
-    def save_python2_str(self, obj: bytes) -> None:
-        if len(obj) < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
-        self.memoize(obj)
-
-    dispatch[bytes] = save_python2_str
-
-
-def _dump(path: Path, obj: dict[bytes, Any]) -> None:
-    """Pickle ``obj`` the way the official Python-2 batch files are pickled, atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        _Python2Pickler(f, protocol=2).dump(obj)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_manifest(manifest: DatasetManifest) -> None:

@@ -88,6 +88,9 @@ class SharedvolTrainHook(Hook):
         self._epoch_losses: list[float] = []
         self._epoch_start = 0.0
         self._state: dict[str, Any] = {}
+        self.curves: dict[str, list[Any]] = {"loss_curve": [], "lr_per_epoch": [], "train_top1_per_epoch": []}
+        self._logits: Any = None
+        self._correct = self._seen = 0
 
     def before_train(self, runner: Any) -> None:
         """Record where training starts (after a resume: the resumed epoch) and the history so far."""
@@ -98,13 +101,27 @@ class SharedvolTrainHook(Hook):
             runner.model.to(memory_format=torch.channels_last)
         manifest = checkpoint.read_manifest(self.layout.checkpoint) if self.first_epoch else None
         self.loss_per_epoch = manifest.loss_per_epoch[: self.first_epoch] if manifest else []
+        if manifest:
+            for key in self.curves:
+                kept = manifest.curves.get(key, [])
+                self.curves[key] = (
+                    [p for p in kept if p[0] <= runner.iter] if key == "loss_curve" else kept[: self.first_epoch]
+                )
+        model = runner.model.module if hasattr(runner.model, "module") else runner.model
+        if hasattr(model, "head"):
+            model.head.register_forward_hook(self._keep_logits)
         if self.first_epoch:
             log.info("resumed at epoch %d of %d", self.first_epoch, runner.max_epochs)
+
+    def _keep_logits(self, module: Any, args: Any, output: Any) -> None:
+        self._logits = output
 
     def before_train_epoch(self, runner: Any) -> None:
         """Start the epoch's clock and loss list."""
         self._epoch_losses = []
         self._epoch_start = time.monotonic()
+        self._correct = self._seen = 0
+        self.curves["lr_per_epoch"].append(float(runner.optim_wrapper.get_lr()["lr"][0]))
 
     def after_train_iter(
         self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: dict[str, Any] | None = None
@@ -113,8 +130,22 @@ class SharedvolTrainHook(Hook):
         if outputs and "loss" in outputs:
             loss = outputs["loss"]
             self._epoch_losses.append(float(loss.detach() if hasattr(loss, "detach") else loss))
+            self.curves["loss_curve"].append([runner.iter + 1, round(self._epoch_losses[-1], 5)])
         if data_batch is not None:
             self.images += len(data_batch["inputs"])
+            self._count_correct(data_batch)
+
+    def _count_correct(self, data_batch: dict[str, Any]) -> None:
+        """Top-1 of the batch just trained on, from the head's output kept by the forward hook."""
+        import torch
+
+        samples, logits = data_batch.get("data_samples"), self._logits
+        if logits is None or samples is None or not isinstance(logits, torch.Tensor):
+            return
+        labels = samples if isinstance(samples, torch.Tensor) else torch.cat([s.gt_label.label for s in samples])
+        if len(labels) == len(logits):
+            self._correct += int((logits.detach().argmax(1).cpu() == labels.cpu()).sum())
+            self._seen += len(labels)
 
     def before_save_checkpoint(self, runner: Any, checkpoint: dict[str, Any]) -> None:
         """Take the training state mmengine built and leave it an empty dict to serialize.
@@ -136,6 +167,9 @@ class SharedvolTrainHook(Hook):
         mean = sum(self._epoch_losses) / len(self._epoch_losses) if self._epoch_losses else float("nan")
         self.loss_per_epoch.append(mean)
         self.last_epoch = epoch
+        self.curves["train_top1_per_epoch"].append(round(self._correct / self._seen, 6) if self._seen else None)
+        if len(self.curves["loss_curve"]) > 2000:  # bounded: every other point
+            self.curves["loss_curve"] = self.curves["loss_curve"][::2]
         key = f"epoch_{epoch}.pth"
         runner.save_checkpoint("sharedvol-capture", key, backend_args={"backend": "sharedvol_capture"})
         CaptureBackend.captured.pop(f"sharedvol-capture/{key}")  # an empty dict: the state is in self._state
@@ -148,6 +182,7 @@ class SharedvolTrainHook(Hook):
             resume=safeload.state_writer(self._state),
             loss_per_epoch=self.loss_per_epoch,
             keep=self.keep,
+            curves=self.curves,
         )
         log.info(
             "epoch %d/%d: mean loss %.4f; published %s -> %s",

@@ -106,6 +106,7 @@ class TrainSummary:
     checkpoint: str
     checkpoint_blake3: str
     config: dict[str, Any]
+    curves: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The summary as a schema-versioned JSON document."""
@@ -213,6 +214,7 @@ def _run(
         checkpoint=layout.checkpoint,
         checkpoint_blake3=manifest.weights.blake3,
         config={**{k: v for k, v in asdict(cfg).items() if k not in ("run_dir", "data_root")}, "train_size": size},
+        curves=manifest.curves,
     )
     documents.write_json(layout.summary, summary.to_json())
     log.info(

@@ -31,6 +31,10 @@ def test_training_publishes_weights_and_state_behind_one_manifest_and_a_summary(
     assert summary["loss_per_epoch"] == pytest.approx(manifest.loss_per_epoch, abs=1e-6)
     assert summary["loss_per_epoch"][1] < summary["loss_per_epoch"][0]
     assert summary["checkpoint_blake3"] == manifest.weights.blake3
+    curves = summary["curves"]
+    assert [p[0] for p in curves["loss_curve"]] == list(range(1, summary["iterations"] + 1))
+    assert curves["lr_per_epoch"] == pytest.approx([0.05, 0.005])  # milestone [1] for 2 epochs
+    assert len(curves["train_top1_per_epoch"]) == 2 and all(0 <= a <= 1 for a in curves["train_top1_per_epoch"])
     weights, metadata = safeload.weights_from_buffer(checkpoint.read_verified(manifest, manifest.weights), "w")
     assert sum(t.numel() for k, t in weights.items() if "num_batches" not in k) > 11_000_000  # ResNet-18 CIFAR
     assert metadata["epoch"] == "2" and metadata["format"] == "sharedvol.weights"
@@ -70,7 +74,7 @@ def test_produce_metrics_reports_the_evaluated_numbers_with_valid_kfp_names(trai
     assert all(produce_metrics.V1_NAME.match(m["name"]) for m in v1["metrics"])
     assert set(v1) == {"metrics"}  # KFP's own format, nothing added
     html = Path(bundle.files["report.html"]).read_text()
-    assert html.count("data:image/png;base64,") == 2
+    assert html.count("data:image/png;base64,") == 3
 
 
 def test_metrics_refuses_an_eval_result_changed_after_test_resnet_wrote_it(
