@@ -114,7 +114,8 @@ class SharedvolTrainHook(Hook):
             log.info("resumed at epoch %d of %d", self.first_epoch, runner.max_epochs)
 
     def _keep_logits(self, module: Any, args: Any, output: Any) -> None:
-        self._logits = output
+        # detached: keeping the output itself would keep the iteration's whole autograd graph alive
+        self._logits = output.detach() if hasattr(output, "detach") else None
 
     def before_train_epoch(self, runner: Any) -> None:
         """Start the epoch's clock and loss list."""
