@@ -28,10 +28,10 @@ def bare_loop_seconds_per_iter(data_root: str, batch: int, iters: int) -> float:
     from mmcls.registry import MODELS
     from mmcls.utils import register_all_modules
 
-    from steps import data, train_resnet
+    from steps import config, data, train_resnet
 
     register_all_modules(init_default_scope=True)
-    cfg = train_resnet.build_config(
+    cfg = config.build_config(
         train_resnet.TrainConfig(run_dir="/tmp/unused", data_root=data_root, batch_size=batch),
         device="cpu",
         work_dir="/tmp/unused",

@@ -6,9 +6,7 @@ Each handler imports torch/mmengine only when it runs, so ``sharedvol --help`` s
 from __future__ import annotations
 
 import argparse
-import ast
 import json
-import os
 from typing import Any
 
 from steps import params
@@ -22,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("dir", help="directory that will hold cifar-10-batches-py")
     synth.add_argument("--train", type=int, default=512, help="training images (default 512)")
     synth.add_argument("--test", type=int, default=128, help="test images (default 128)")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--seed", type=int, default=0, help="random seed, 0 or more (default 0)")
     synth.set_defaults(func=_synth)
     prep = data_sub.add_parser("prepare", help="make CIFAR-10 available in DIR once (reused when already there)")
     prep.add_argument("dir")
@@ -35,21 +33,37 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     train = sub.add_parser("train", help="train-resnet: ResNet-18 on CIFAR-10 (mmcls + mmengine)")
     _run_args(train)
-    params.add_arguments(train, params.DEFAULTS, params.TRAINING)
+    params.add_arguments(train, params.DEFAULTS, ("epochs", "batch_size", "lr", "seed"))
+    train.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="mixed precision, bf16 where supported else fp16 (CUDA only; default: on with CUDA)",
+    )
+    train.add_argument(
+        "--augment",
+        choices=["auto", "stock", "batched"],
+        default="auto",
+        help="stock: per-image in the loader; batched: on the device (default auto: batched with CUDA)",
+    )
     train.add_argument("--log-interval", type=int, default=10, help="iterations between progress lines")
+    train.add_argument(
+        "--keep-checkpoints", type=int, default=1, help="epochs whose checkpoint files stay on the volume (default 1)"
+    )
     train.add_argument(
         "--cfg-options",
         nargs="+",
-        default=[],
+        action=CfgOptions,
+        default={},
         metavar="KEY=VALUE",
-        help="mmengine config overrides, e.g. train_cfg.max_epochs=3",
+        help="mmengine config overrides (mmengine's DictAction), e.g. model.head.topk=(1,)",
     )
     train.set_defaults(func=_train)
 
     test = sub.add_parser("test", help="test-resnet: evaluate the published checkpoint, write eval/eval_result.json")
     _run_args(test)
-    params.add_arguments(test, params.DEFAULTS, params.TESTING)
-    test.add_argument("--checkpoint", help="another checkpoint URL (with its .sha256 beside it)")
+    params.add_arguments(test, params.DEFAULTS, ("batch_size",))
+    test.add_argument("--checkpoint", help="another checkpoint manifest URL (.../checkpoints/latest.json)")
     test.set_defaults(func=_test)
 
     metrics = sub.add_parser("metrics", help="produce-metrics: the KFP metrics and the report from eval_result.json")
@@ -60,34 +74,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", required=True, help="the run directory (path or fsspec URL), e.g. /mnt/shared/runs/r1")
     p.add_argument("--data-root", required=True, help="the directory holding cifar-10-batches-py")
+    params.add_arguments(p, params.DEFAULTS, ("device",))
+    p.add_argument(
+        "--num-workers", type=int, default=None, help="data-loader processes (default: min(8, cores) with CUDA, else 0)"
+    )
 
 
-def parse_cfg_options(items: list[str]) -> dict[str, Any]:
-    """``["a.b=1", "c=x"]`` -> ``{"a.b": 1, "c": "x"}``; values are Python literals where they parse as one.
+class CfgOptions(argparse.Action):
+    """``--cfg-options KEY=VALUE ...`` parsed by mmengine's ``DictAction`` (imported only when the flag is used).
 
-    Raises:
-        ConfigError: an item without ``=``.
+    An item without ``=`` is an argparse error naming it, not a traceback.
     """
-    from steps import errors
 
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise errors.ConfigError(
-                f"--cfg-options item {item!r} is not KEY=VALUE", hint="e.g. train_cfg.max_epochs=3"
-            )
-        try:
-            options[key] = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            options[key] = raw
-    return options
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: Any = None
+    ) -> None:
+        """Check every item has ``=``, then let mmengine's ``DictAction`` parse the values."""
+        from mmengine.config import DictAction
 
-
-def _device_env(device: str) -> None:
-    # mmengine places the model on the GPU whenever one is visible: hide them before torch starts.
-    if device == "cpu":
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        bad = [v for v in values if "=" not in v or v.startswith("=")]
+        if bad:
+            raise argparse.ArgumentError(self, f"{bad[0]!r} is not KEY=VALUE (e.g. model.head.topk=(1,))")
+        DictAction(self.option_strings, self.dest)(parser, namespace, values, option)
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -107,7 +115,9 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    _device_env(args.device)
+    from steps import devices
+
+    devices.apply_env(args.device)
     from steps import train_resnet
 
     cfg = train_resnet.TrainConfig(
@@ -119,9 +129,11 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         amp=args.amp,
+        augment=args.augment,
         num_workers=args.num_workers,
         log_interval=args.log_interval,
-        cfg_options=parse_cfg_options(args.cfg_options),
+        keep_checkpoints=args.keep_checkpoints,
+        cfg_options=dict(args.cfg_options),
     )
     s = train_resnet.train(cfg)
     print(f"trained {s.epochs} epochs, final loss {s.final_loss:.4f}, {s.images_per_s:.1f} images/s -> {s.checkpoint}")
@@ -129,7 +141,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    _device_env(args.device)
+    from steps import devices
+
+    devices.apply_env(args.device)
     from steps import test_resnet
 
     cfg = test_resnet.TestConfig(

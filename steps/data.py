@@ -1,6 +1,7 @@
 """CIFAR-10 in its official on-disk format (``cifar-10-batches-py``): download, synthesize, validate.
 
-The real path downloads the official archive and checks its MD5 and every batch file's MD5. For
+The real path downloads the official archive and checks its MD5 and every batch file's MD5
+(:mod:`steps.cifar_download`). For
 machines without internet and for tests, :func:`synthesize` writes a small *learnable* dataset in
 exactly the official format (Python-2-style pickles of dicts with ``batch_label``, ``labels``,
 ``data`` (N x 3072 uint8, the R plane, then G, then B) and ``filenames``; ``batches.meta``), plus a
@@ -10,20 +11,15 @@ manifest. Training reads either through a dataset class without the official che
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import pickle
 import shutil
-import struct
-import tarfile
-import tempfile
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from steps import errors
+from steps import errors, py2pickle
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +29,6 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
 META_FILE = "batches.meta"
-OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-OFFICIAL_TGZ_MD5 = "c58f30108f718f92721af3b95e74349a"
-OFFICIAL_MD5 = {
-    "data_batch_1": "c99cafc152244af753f735de768cd75f",
-    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
-    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
-    "data_batch_4": "634d18415352ddfa80567beed471001a",
-    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
-    "test_batch": "40351d587109b95175f43aff81a1287e",
-    "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
-}
 DEFAULT_SYNTHETIC = (512, 128)
 MANIFEST_SCHEMA = "sharedvol.dataset"
 
@@ -84,16 +69,18 @@ def synthesize(dest: str, *, train: int, test: int, seed: int = 0) -> DatasetMan
     a few epochs. Training images are spread over the five ``data_batch_N`` files like the original.
 
     Raises:
-        ConfigError: a size below 10 (one image per class) or above 60,000.
+        ConfigError: a size below 10 (one image per class) or above 60,000, or a negative seed.
     """
     import numpy as np
 
+    if seed < 0:
+        raise errors.ConfigError(f"--seed must be 0 or more, got {seed}", hint="e.g. --seed 0")
     for name, n in (("--train", train), ("--test", test)):
         if not 10 <= n <= 60000:
             raise errors.ConfigError(f"{name} {n} is out of range", hint="use between 10 and 60000 images")
     rng = np.random.default_rng(seed)
     root = Path(dest) / BASE_FOLDER
-    _make_dir(root)
+    make_dir(root)
 
     def images(n: int, split: str) -> tuple[Any, list[int], list[bytes]]:
         labels = np.arange(n) % len(CLASSES)
@@ -113,7 +100,7 @@ def synthesize(dest: str, *, train: int, test: int, seed: int = 0) -> DatasetMan
     bounds = np.linspace(0, train, len(TRAIN_FILES) + 1).astype(int)
     for k, fname in enumerate(TRAIN_FILES):
         lo, hi = bounds[k], bounds[k + 1]
-        _dump(
+        py2pickle.dump(
             root / fname,
             {
                 b"batch_label": f"training batch {k + 1} of 5".encode(),
@@ -123,11 +110,11 @@ def synthesize(dest: str, *, train: int, test: int, seed: int = 0) -> DatasetMan
             },
         )
     test_data, test_labels, test_names = images(test, "test")
-    _dump(
+    py2pickle.dump(
         root / TEST_FILE,
         {b"batch_label": b"testing batch 1 of 1", b"labels": test_labels, b"data": test_data, b"filenames": test_names},
     )
-    _dump(
+    py2pickle.dump(
         root / META_FILE,
         {b"label_names": [c.encode() for c in CLASSES], b"num_cases_per_batch": int(bounds[1]), b"num_vis": 3072},
     )
@@ -140,66 +127,26 @@ def synthesize(dest: str, *, train: int, test: int, seed: int = 0) -> DatasetMan
         train_label_counts=tuple(train_labels.count(c) for c in range(len(CLASSES))),
         test_label_counts=tuple(test_labels.count(c) for c in range(len(CLASSES))),
     )
-    _write_manifest(manifest)
+    write_manifest(manifest)
     log.info("synthesized %d train + %d test images in %s", train, test, root)
     return manifest
 
 
 # One colour per class, far enough apart to be learnable under the noise.
-_PALETTE = (
-    (200, 60, 60),
-    (60, 200, 60),
-    (60, 60, 200),
-    (200, 200, 60),
-    (200, 60, 200),
-    (60, 200, 200),
-    (230, 140, 40),
-    (120, 60, 160),
-    (90, 90, 90),
-    (170, 170, 230),
-)
+_PALETTE = ((200, 60, 60), (60, 200, 60), (60, 60, 200), (200, 200, 60), (200, 60, 200), (60, 200, 200),
+            (230, 140, 40), (120, 60, 160), (90, 90, 90), (170, 170, 230))  # fmt: skip
 
 
-def _make_dir(path: Path) -> None:
+def make_dir(path: Path) -> None:
+    """Create ``path`` and its parents, or raise RunDirError naming it."""
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise errors.RunDirError(f"cannot create {path}: {e.strerror}", hint="pick a writable directory") from e
 
 
-_PurePythonPickler: Any = pickle._Pickler  # the C pickler cannot be taught new opcodes
-
-
-class _Python2Pickler(_PurePythonPickler):
-    """Protocol 2 with Python 2's ``str`` opcodes for bytes, as the official batch files were written.
-
-    Such strings load as ``str`` with ``encoding='latin1'`` and as ``bytes`` with ``encoding='bytes'``,
-    exactly like the official files (Python 3's own protocol-2 bytes would load as bytes either way).
-    """
-
-    dispatch = _PurePythonPickler.dispatch.copy()
-
-    def save_python2_str(self, obj: bytes) -> None:
-        if len(obj) < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
-        self.memoize(obj)
-
-    dispatch[bytes] = save_python2_str
-
-
-def _dump(path: Path, obj: dict[bytes, Any]) -> None:
-    """Pickle ``obj`` the way the official Python-2 batch files are pickled, atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        _Python2Pickler(f, protocol=2).dump(obj)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _write_manifest(manifest: DatasetManifest) -> None:
+def write_manifest(manifest: DatasetManifest) -> None:
+    """Write ``sharedvol-dataset.json`` beside the batches (atomically)."""
     import json
 
     path = Path(manifest.root) / MANIFEST
@@ -216,6 +163,11 @@ def _load(path: Path) -> dict[str, Any]:
         raise errors.DatasetError(
             f"{path} is missing",
             hint=f"run `sharedvol data prepare {path.parent.parent}` or point --data-root at CIFAR-10",
+        ) from e
+    except (IsADirectoryError, PermissionError) as e:
+        raise errors.DatasetError(
+            f"{path} cannot be read as a file ({e.strerror})",
+            hint="re-create the dataset with `sharedvol data prepare`",
         ) from e
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
         raise errors.DatasetError(
@@ -249,6 +201,11 @@ def validate(root: str, *, source: str = "") -> DatasetManifest:
                 raise errors.DatasetError(
                     f"{folder / name} has no N x 3072 'data' with 'labels'",
                     hint="it is not CIFAR-10's format; re-create the dataset with `sharedvol data prepare`",
+                )
+            if str(getattr(data, "dtype", "")) != "uint8":
+                raise errors.DatasetError(
+                    f"{folder / name} holds {data.dtype} pixels, not uint8 (0-255) like CIFAR-10",
+                    hint="convert the images to uint8, or re-create the dataset with `sharedvol data prepare`",
                 )
             if len(batch_labels) != data.shape[0] or any(not 0 <= int(x) < len(CLASSES) for x in batch_labels):
                 raise errors.DatasetError(
@@ -318,66 +275,18 @@ def prepare(dest: str, source: str = "synthetic") -> DatasetManifest:
                 ) from e
         return synthesize(dest, train=train, test=test)
     if source == "download":
-        return download(dest)
+        from steps import cifar_download
+
+        return cifar_download.download(dest)
     if Path(source).is_dir():
         found = validate(source, source=f"local:{source}")
-        _make_dir(Path(dest))
+        make_dir(Path(dest))
         if Path(source).resolve() != Path(dest).resolve():
             shutil.copytree(Path(source) / BASE_FOLDER, Path(dest) / BASE_FOLDER, dirs_exist_ok=True)
         manifest = DatasetManifest(**{**asdict(found), "root": str(dest)})
-        _write_manifest(manifest)
+        write_manifest(manifest)
         return manifest
     raise errors.ConfigError(
         f"unknown data source {source!r}",
         hint="use synthetic, synthetic:TRAIN:TEST, download, or a directory holding cifar-10-batches-py",
     )
-
-
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def download(dest: str, url: str = OFFICIAL_URL) -> DatasetManifest:
-    """Download the official archive, check its MD5 and every batch file's MD5, and unpack it under ``dest``.
-
-    Raises:
-        DatasetError: the download failed or a checksum does not match.
-    """
-    _make_dir(Path(dest))
-    with tempfile.TemporaryDirectory(dir=dest) as tmp:
-        archive = Path(tmp) / "cifar-10-python.tar.gz"
-        log.info("downloading %s", url)
-        try:
-            with urllib.request.urlopen(url, timeout=60) as resp, open(archive, "wb") as out:
-                total = int(resp.headers.get("Content-Length") or 0)
-                done = 0
-                while chunk := resp.read(1 << 20):
-                    out.write(chunk)
-                    done += len(chunk)
-                    if total and done % (16 << 20) < (1 << 20):
-                        log.info("downloaded %d of %d MB", done >> 20, total >> 20)
-        except OSError as e:
-            raise errors.DatasetError(
-                f"cannot download CIFAR-10 from {url}: {e}",
-                hint="check the network, or fetch the archive elsewhere and use --source DIR",
-            ) from e
-        if _md5(archive) != OFFICIAL_TGZ_MD5:
-            raise errors.DatasetError(
-                f"{url} did not give the official archive (MD5 mismatch)", hint="retry the download"
-            )
-        with tarfile.open(archive) as tar:
-            tar.extractall(tmp, filter="data")
-        for name, md5 in OFFICIAL_MD5.items():
-            if _md5(Path(tmp) / BASE_FOLDER / name) != md5:
-                raise errors.DatasetError(f"{name} in the archive fails its MD5 check", hint="retry the download")
-        target = Path(dest) / BASE_FOLDER
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(Path(tmp) / BASE_FOLDER, target)
-    manifest = validate(dest, source="official")
-    _write_manifest(manifest)
-    return manifest

@@ -1,33 +1,31 @@
 """The data-plane contract: where each step reads and writes inside a run directory, and how.
 
-Every file another step reads is published atomically (written to a temporary name in the same
-directory, flushed, fsynced, renamed), with its sha256 computed while the bytes are written and
-stored beside it. Readers hash while they read and refuse a mismatch. All I/O goes through fsspec,
-so a run directory can be a mounted volume (``/mnt/shared/runs/r1``), ``file://``, ``memory://``
-or an object store.
+Every file another step reads is published with exactly one commit point: written to a hidden temporary
+name in the same directory, flushed, fsynced and renamed. Whatever a reader must trust carries a BLAKE3
+digest that is committed by the same rename: JSON documents hold their own digest (:mod:`steps.documents`),
+checkpoints are content-addressed files named by a small manifest (:mod:`steps.checkpoint`). A writer
+killed at any point leaves the previous version readable. All I/O goes through fsspec, so a run
+directory can be a mounted volume (``/mnt/shared/runs/r1``), ``file://``, ``memory://`` or an object store.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import errno
 import io
-import json
 import os
-import queue
-import threading
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
+import blake3
 import fsspec
 
 from steps import errors
 
-DIGEST_SUFFIX = ".sha256"
-CHUNK = 1 << 20
+CHUNK = 8 << 20
+TMP_MARK = ".tmp-"
 
 
 @dataclass(frozen=True)
@@ -46,18 +44,23 @@ class RunLayout:
 
     @property
     def train_dir(self) -> str:
-        """Mmengine's work_dir: logs, ``epoch_N.pth``, ``last_checkpoint``."""
+        """Mmengine's work_dir: its logs and the config it ran."""
         return self.path("train")
 
     @property
+    def checkpoint_dir(self) -> str:
+        """``checkpoints/``: content-addressed weights and resume files, and the manifest naming them."""
+        return self.path("checkpoints")
+
+    @property
     def checkpoint(self) -> str:
-        """The checkpoint test-resnet must use, published atomically."""
-        return self.path("checkpoints", "latest.pth")
+        """``checkpoints/latest.json``: the manifest test-resnet and a resumed train-resnet follow."""
+        return self.path("checkpoints", "latest.json")
 
     @property
     def checkpoint_digest(self) -> str:
-        """The sha256 digest file of :attr:`checkpoint`."""
-        return self.checkpoint + DIGEST_SUFFIX
+        """Where the checkpoint's digests live: the manifest itself (kept for callers of the old layout)."""
+        return self.checkpoint
 
     @property
     def summary(self) -> str:
@@ -85,81 +88,90 @@ def local_path(url: str) -> str:
     return url.removeprefix("file://")
 
 
-def _fs(url: str) -> tuple[Any, str]:
-    fs, path = fsspec.core.url_to_fs(url)
-    return fs, path
+def filesystem(url: str) -> tuple[Any, str]:
+    """The fsspec filesystem and path of ``url``.
+
+    Raises:
+        RunDirError: the URL's protocol needs a package that is not installed, or is unknown.
+    """
+    try:
+        return fsspec.core.url_to_fs(url)
+    except ImportError as e:
+        protocol = url.split("://", 1)[0]
+        package = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}.get(protocol)
+        how = f"install it: pip install {package}" if package else "install the fsspec backend for it"
+        raise errors.RunDirError(f"{url}: the {protocol}:// filesystem needs a package", hint=how) from e
+    except ValueError as e:
+        raise errors.RunDirError(f"{url}: {e}", hint="use a path, file://, memory:// or s3:// URL") from e
 
 
-class _Hasher:
-    """sha256 on a background thread: hashlib releases the GIL, so hashing overlaps with serialization and I/O."""
+def refuse_file_on_the_way(url: str) -> None:
+    """Raise when a local ``url`` cannot exist because a directory on its way is a regular file.
 
-    def __init__(self) -> None:
-        self.sha = hashlib.sha256()
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=64)
-        self._thread = threading.Thread(target=self._run, name="sharedvol-sha256", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (chunk := self._queue.get()) is not None:
-            self.sha.update(chunk)
-
-    def update(self, chunk: Any) -> None:
-        """Queue ``chunk`` (bytes, or a view the caller will not change again) for hashing."""
-        self._queue.put(chunk)
-
-    def hexdigest(self) -> str:
-        """Wait for every queued chunk and return the digest."""
-        self._queue.put(None)
-        self._thread.join()
-        return self.sha.hexdigest()
+    Raises:
+        RunDirError: naming that file.
+    """
+    if not is_local(url):
+        return
+    path = os.path.dirname(os.path.abspath(local_path(url)))
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    if path and not os.path.isdir(path):
+        raise errors.RunDirError(f"{path} is a file, not a directory", hint="point --run-dir at a run directory")
 
 
-class _HashingWriter(io.RawIOBase):
-    """A write-only stream that hashes what passes through it on the way to ``target``."""
+def new_hasher() -> Any:
+    """A BLAKE3 hasher using every core for large updates."""
+    return blake3.blake3(max_threads=blake3.blake3.AUTO)
 
-    def __init__(self, target: IO[bytes]) -> None:
-        self.target = target
-        self.hasher = _Hasher()
-        self.size = 0
 
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        self.target.write(view)
-        self.hasher.update(bytes(view))  # a copy: the caller may reuse its buffer after we return
-        self.size += len(view)
-        return len(view)
+def write_error(url: str, e: OSError) -> errors.RunDirError:
+    """The one-line error for a failed write of ``url``."""
+    if e.errno == errno.ENOSPC or e.errno == errno.EDQUOT:
+        return errors.RunDirError(
+            f"no space left on the volume writing {url}",
+            hint="free space or use a bigger volume (docs/dataplane.md gives the budget); "
+            "nothing half-written was kept",
+        )
+    if isinstance(e, PermissionError):
+        return errors.RunDirError(
+            f"cannot write {url}: permission denied",
+            hint="mount the shared volume writable for this user (check fsGroup / runAsUser) or pick another --run-dir",
+        )
+    return errors.RunDirError(f"cannot write {url}: {e.strerror or e}", hint="check the run directory")
 
 
 @dataclass(frozen=True)
 class Published:
-    """What :func:`publish` wrote: the final URL, its sha256 and its size in bytes."""
+    """What :func:`publish` wrote: the final URL, its BLAKE3 digest (hex) and its size in bytes."""
 
     url: str
-    sha256: str
+    blake3: str
     size: int
 
 
-def publish(url: str, write: Callable[[IO[bytes]], object], *, digest: bool = True) -> Published:
+def publish(
+    url: str, write: Callable[[IO[bytes]], object], *, content_name: Callable[[str], str] | None = None
+) -> Published:
     """Write a file atomically: ``write(stream)`` fills a temporary file, which is then renamed to ``url``.
 
-    The sha256 is computed while the bytes are written (no second pass) and, when ``digest`` is set,
-    published beside the file as ``<url>.sha256``. A writer killed at any point leaves the previously
-    published file intact and nothing under the published name but whole files.
+    The digest is computed on the bytes as they pass (no second pass). The rename is the one commit point:
+    a writer killed before it leaves the previous file and a hidden ``.<name>.tmp-*`` file, which
+    :func:`remove_temporaries` deletes at the next start. With ``content_name`` the file is renamed to
+    ``content_name(digest)`` in ``url``'s directory instead (a content-addressed file).
 
     Raises:
-        RunDirError: the directory cannot be created or written.
+        RunDirError: the directory cannot be created or written, or the disk is full (nothing is left behind).
     """
-    fs, path = _fs(url)
+    fs, path = filesystem(url)
     parent, name = path.rsplit("/", 1) if "/" in path else ("", path)
-    tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex[:8]}" if parent else f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = f"{parent}/.{name}{TMP_MARK}{uuid.uuid4().hex[:8]}" if parent else f".{name}{TMP_MARK}{uuid.uuid4().hex[:8]}"
+    hashing = _HashingWriter()
     try:
         if parent:
             fs.makedirs(parent, exist_ok=True)
         with fs.open(tmp, "wb") as raw:
-            hashing = _HashingWriter(raw)
+            hashing.target = raw
             buffered = io.BufferedWriter(hashing, buffer_size=CHUNK)
             write(buffered)
             buffered.flush()
@@ -167,43 +179,67 @@ def publish(url: str, write: Callable[[IO[bytes]], object], *, digest: bool = Tr
             # memory:// and object stores have no file descriptor: nothing to sync there
             with contextlib.suppress(AttributeError, OSError, io.UnsupportedOperation):
                 os.fsync(raw.fileno())
-        sha = hashing.hasher.hexdigest()
-        if digest:
-            _write_small(fs, f"{path}{DIGEST_SUFFIX}", f"{sha}  {name}\n".encode())
+        if content_name is not None:
+            final = content_name(hashing.hasher.hexdigest())
+            path = f"{parent}/{final}" if parent else final
+            url = f"{url.rsplit('/', 1)[0]}/{final}" if "/" in url else final
         fs.mv(tmp, path)
-        _fsync_dir(url, parent)
-    except PermissionError as e:
-        _discard(fs, tmp)
-        raise errors.RunDirError(
-            f"cannot write {url}: permission denied",
-            hint="mount the shared volume writable for this user (check fsGroup / runAsUser) or pick another --run-dir",
-        ) from e
+        fsync_dir(url)
     except OSError as e:
-        _discard(fs, tmp)
-        raise errors.RunDirError(f"cannot write {url}: {e.strerror or e}", hint="check the run directory") from e
-    return Published(url, sha, hashing.size)
+        discard(fs, tmp)
+        raise write_error(url, e) from e
+    except BaseException:
+        discard(fs, tmp)
+        raise
+    return Published(url, hashing.hasher.hexdigest(), hashing.size)
 
 
-def _write_small(fs: Any, path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    with fs.open(tmp, "wb") as f:
-        f.write(data)
-    fs.mv(tmp, path)
+class _HashingWriter(io.RawIOBase):
+    """A write-only stream that hashes what passes through it on the way to ``target``."""
+
+    def __init__(self) -> None:
+        self.target: Any = None
+        self.hasher = new_hasher()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self.hasher.update(view)  # before the write returns: the caller may reuse its buffer afterwards
+        self.target.write(view)
+        self.size += len(view)
+        return len(view)
 
 
-def _discard(fs: Any, tmp: str) -> None:
-    try:
-        if fs.exists(tmp):
-            fs.rm(tmp)
-    except OSError:
-        pass
+def publish_bytes(
+    url: str, data: bytes | bytearray | memoryview, *, content_name: Callable[[str], str] | None = None
+) -> Published:
+    """Publish ``data`` at ``url`` atomically (see :func:`publish`), in chunks hashed as they are written."""
+    view = memoryview(data).cast("B")
+
+    def write(f: IO[bytes]) -> None:
+        for start in range(0, len(view), CHUNK):
+            f.write(view[start : start + CHUNK])
+
+    return publish(url, write, content_name=content_name)
 
 
-def _fsync_dir(url: str, parent: str) -> None:
-    if not is_local(url) or not parent:
+def discard(fs: Any, path: str) -> None:
+    """Remove ``path`` if it exists; a failure to remove is not an error (the next start cleans up)."""
+    with contextlib.suppress(OSError):
+        if fs.exists(path):
+            fs.rm(path)
+
+
+def fsync_dir(url: str) -> None:
+    """Make a rename in ``url``'s directory durable (local filesystems only)."""
+    if not is_local(url):
         return
+    parent = os.path.dirname(local_path(url))
     try:
-        fd = os.open(parent, os.O_RDONLY)
+        fd = os.open(parent or ".", os.O_RDONLY)
     except OSError:
         return
     try:
@@ -214,142 +250,32 @@ def _fsync_dir(url: str, parent: str) -> None:
         os.close(fd)
 
 
-def publish_bytes(url: str, data: bytes, *, digest: bool = True) -> Published:
-    """Publish ``data`` at ``url`` atomically (see :func:`publish`)."""
-    return publish(url, lambda f: f.write(data), digest=digest)
+def remove_temporaries(dir_url: str) -> list[str]:
+    """Delete the temporary files a killed writer left in ``dir_url``; returns their names."""
+    fs, path = filesystem(dir_url)
+    try:
+        names = [p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    left = sorted(n for n in names if n.startswith(".") and TMP_MARK in n)
+    for name in left:
+        discard(fs, f"{path}/{name}")
+    return left
 
 
-def publish_file(src: str, url: str) -> Published:
-    """Copy the local or fsspec file ``src`` to ``url`` atomically, hashing on the way."""
-
-    def copy(out: IO[bytes]) -> None:
-        with fsspec.open(src, "rb") as f:
-            while chunk := f.read(CHUNK):
-                out.write(chunk)
-
-    return publish(url, copy)
-
-
-def published_digest(url: str) -> str:
-    """The sha256 published beside ``url``.
+def read_bytes(url: str, *, missing_hint: str = "run the step that writes it first") -> bytes:
+    """All bytes of ``url``, with one clear error when it is missing or unreadable.
 
     Raises:
-        IntegrityError: there is no digest file, or it is not a sha256.
+        RunDirError: missing, a directory, or unreadable.
     """
-    fs, path = _fs(url + DIGEST_SUFFIX)
+    fs, path = filesystem(url)
     try:
-        text = fs.cat_file(path).decode().strip()
+        return bytes(fs.cat_file(path))
     except FileNotFoundError as e:
-        raise errors.IntegrityError(
-            f"{url} has no digest file {url}{DIGEST_SUFFIX}",
-            hint="it was not published by train-resnet; rerun training for this run directory",
-        ) from e
-    sha = text.split()[0] if text else ""
-    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-        raise errors.IntegrityError(f"{url}{DIGEST_SUFFIX} does not hold a sha256 digest", hint="rerun training")
-    return sha
-
-
-def read_verified(url: str) -> bytes:
-    """The bytes of ``url``, hashed while read and checked against its published digest.
-
-    Raises:
-        IntegrityError: the file is missing or its bytes do not match the digest.
-    """
-    expected = published_digest(url)
-    fs, path = _fs(url)
-    try:
-        with fs.open(path, "rb") as f:
-            data = f.read()  # one read into one buffer: the verified bytes are the bytes the caller loads
-    except FileNotFoundError as e:
-        raise errors.IntegrityError(f"{url} is missing", hint="rerun training for this run directory") from e
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != expected:
-        raise errors.IntegrityError(
-            f"{url} does not match its digest (sha256 {actual[:12]}..., expected {expected[:12]}...)",
-            hint="the file was changed or truncated after publishing; rerun training, and never load it as is",
-        )
-    return bytes(data)
-
-
-@contextmanager
-def opened_for_reading(url: str) -> Iterator[IO[bytes]]:
-    """``url`` opened for binary reading, with a clear error when it is missing."""
-    fs, path = _fs(url)
-    try:
-        f = fs.open(path, "rb")
-    except FileNotFoundError as e:
-        raise errors.RunDirError(f"{url} does not exist", hint="run the step that writes it first") from e
-    with f:
-        yield f
-
-
-@contextmanager
-def unpickling_allowed() -> Iterator[None]:
-    """Let torch fully unpickle (``weights_only=False``) inside the block: only for bytes whose digest was verified.
-
-    mmengine 0.10.7 checkpoints hold objects torch >= 2.6 refuses to load with ``weights_only=True``, and
-    mmengine does not pass the flag itself; the environment switch is the one way in.
-    """
-    previous = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
-    os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
-        else:
-            os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = previous
-
-
-# ----- schema-versioned JSON documents
-
-
-def write_json(url: str, doc: dict[str, Any]) -> Published:
-    """Publish ``doc`` as indented JSON at ``url`` atomically."""
-    return publish_bytes(url, (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode())
-
-
-def read_json(
-    url: str, *, schema: str, versions: tuple[int, ...], required: dict[str, type | tuple[type, ...]]
-) -> dict[str, Any]:
-    """Read a JSON document of ``schema`` and check its version and required fields.
-
-    Args:
-        url: where the document is.
-        schema: the expected value of the document's ``schema`` field.
-        versions: the ``schema_version`` values this code reads.
-        required: field name -> expected Python type(s).
-
-    Raises:
-        SchemaError: missing, truncated, foreign, of another version, or missing a field.
-    """
-    fs, path = _fs(url)
-    try:
-        raw = fs.cat_file(path)
-    except FileNotFoundError as e:
-        raise errors.SchemaError(f"{url} does not exist", hint="run the step that writes it first") from e
-    try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise errors.SchemaError(
-            f"{url} is not valid JSON (truncated or corrupt: {e})", hint="rerun the step that writes it"
-        ) from e
-    if not isinstance(doc, dict) or doc.get("schema") != schema:
-        found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
-        raise errors.SchemaError(
-            f"{url} is not a {schema} document (schema: {found!r})", hint="point at the file sharedvol wrote"
-        )
-    version = doc.get("schema_version")
-    if version not in versions:
-        raise errors.SchemaError(
-            f"{url} has schema_version {version!r}; this sharedvol reads {', '.join(map(str, versions))}",
-            hint="use the sharedvol version that wrote it, or rerun that step with this one",
-        )
-    for key, kind in required.items():
-        if not isinstance(doc.get(key), kind):
-            raise errors.SchemaError(
-                f"{url} lacks field {key!r} of the right type",
-                hint="the file is damaged; rerun the step that writes it",
-            )
-    return doc
+        raise errors.RunDirError(f"{url} does not exist", hint=missing_hint) from e
+    except (IsADirectoryError, NotADirectoryError) as e:
+        raise errors.RunDirError(f"{url} is not a file (a path on the way is a file or it is a directory)",
+                                 hint="point --run-dir at a run directory") from e  # fmt: skip
+    except OSError as e:
+        raise errors.RunDirError(f"cannot read {url}: {e.strerror or e}", hint="check the run directory") from e

@@ -1,59 +1,128 @@
-"""The mmengine hook train-resnet adds: per-epoch losses and publishing ``latest.pth`` after each epoch."""
+"""What train-resnet and test-resnet plug into mmengine: the per-epoch publish hook and the verified loader.
+
+- :class:`SharedvolTrainHook` replaces mmengine's ``CheckpointHook``: after each epoch it has mmengine build
+  its checkpoint (``Runner.save_checkpoint``; the hook takes the dict in ``before_save_checkpoint``, and what
+  mmengine serializes goes to memory through the ``sharedvol_capture`` file backend, so mmengine never writes
+  a half file of its own) and publishes it with the weights through :func:`steps.checkpoint.publish` (one
+  commit point).
+- ``sharedvol-verified://KEY``: a checkpoint scheme mmengine's ``load_from`` understands; it hands mmengine a
+  dict sharedvol already verified and loaded safely (:func:`offer`), so mmengine never unpickles a file.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
+from mmengine.runner import CheckpointLoader
 
-from steps import dataplane, errors
+from steps import checkpoint, dataplane, safeload
 
 log = logging.getLogger(__name__)
 
-HISTORY_SCHEMA = "sharedvol.train_history"
+VERIFIED_SCHEME = "sharedvol-verified://"
+_VERIFIED: dict[str, dict[str, Any]] = {}
+
+
+class CaptureBackend(LocalBackend):
+    """An mmengine file backend whose ``put`` keeps the bytes in memory instead of writing them."""
+
+    captured: ClassVar[dict[str, bytes]] = {}
+
+    def put(self, obj: bytes, filepath: Any) -> None:
+        """Keep ``obj`` (mmengine's serialized checkpoint) under ``filepath``."""
+        CaptureBackend.captured[str(filepath)] = obj
+
+
+register_backend("sharedvol_capture", CaptureBackend, force=True)
+
+
+def offer(key: str, loaded: dict[str, Any]) -> str:
+    """Make ``loaded`` (a verified, safely loaded checkpoint dict) loadable by mmengine as the returned URL."""
+    _VERIFIED[key] = loaded
+    return VERIFIED_SCHEME + key
+
+
+def _load_verified(filename: str, map_location: Any = None) -> dict[str, Any]:
+    return _VERIFIED.pop(filename.removeprefix(VERIFIED_SCHEME))
+
+
+CheckpointLoader.register_scheme(prefixes=VERIFIED_SCHEME, loader=_load_verified, force=True)
 
 
 @HOOKS.register_module(force=True)
 class SharedvolTrainHook(Hook):
-    """Publishes each epoch's checkpoint and keeps the loss history of the run.
-
-    Runs after mmengine's ``CheckpointHook`` (priority LOWEST), so the epoch's checkpoint exists
-    when it is published to ``checkpoints/latest.pth`` (+ ``.sha256``). The loss history is kept in
-    ``train/history.json`` so that a resumed run still reports every epoch.
+    """Publishes each epoch's weights and training state, and keeps the loss history of the run.
 
     Args:
         run_dir: the run directory (path or fsspec URL).
+        keep_checkpoints: epochs whose files stay on the volume (at least 1).
+        metadata: strings stored in the weights file's safetensors header.
+        channels_last: put the model's weights in ``torch.channels_last`` memory format before training.
     """
 
     priority = "LOWEST"
 
-    def __init__(self, run_dir: str) -> None:
+    def __init__(
+        self,
+        run_dir: str,
+        keep_checkpoints: int = 1,
+        metadata: dict[str, str] | None = None,
+        channels_last: bool = False,
+    ) -> None:
         self.layout = dataplane.RunLayout(run_dir)
+        self.channels_last = channels_last
+        self.keep = keep_checkpoints
+        self.metadata = dict(metadata or {})
         self.first_epoch = 0
         self.last_epoch = 0
         self.loss_per_epoch: list[float] = []
         self.images = 0
         self.train_seconds = 0.0
         self.epoch_seconds: list[float] = []
-        self.published: dataplane.Published | None = None
+        self.published: checkpoint.Manifest | None = None
         self._epoch_losses: list[float] = []
         self._epoch_start = 0.0
+        self._state: dict[str, Any] = {}
+        self.curves: dict[str, list[Any]] = {"loss_curve": [], "lr_per_epoch": [], "train_top1_per_epoch": []}
+        self._logits: Any = None
+        self._correct = self._seen = 0
 
     def before_train(self, runner: Any) -> None:
         """Record where training starts (after a resume: the resumed epoch) and the history so far."""
         self.first_epoch = self.last_epoch = runner.epoch
-        self.loss_per_epoch = self._history()[: self.first_epoch]
+        if self.channels_last:
+            import torch
+
+            runner.model.to(memory_format=torch.channels_last)
+        manifest = checkpoint.read_manifest(self.layout.checkpoint) if self.first_epoch else None
+        self.loss_per_epoch = manifest.loss_per_epoch[: self.first_epoch] if manifest else []
+        if manifest:
+            for key in self.curves:
+                kept = manifest.curves.get(key, [])
+                self.curves[key] = (
+                    [p for p in kept if p[0] <= runner.iter] if key == "loss_curve" else kept[: self.first_epoch]
+                )
+        model = runner.model.module if hasattr(runner.model, "module") else runner.model
+        if hasattr(model, "head"):
+            model.head.register_forward_hook(self._keep_logits)
         if self.first_epoch:
             log.info("resumed at epoch %d of %d", self.first_epoch, runner.max_epochs)
+
+    def _keep_logits(self, module: Any, args: Any, output: Any) -> None:
+        # detached: keeping the output itself would keep the iteration's whole autograd graph alive
+        self._logits = output.detach() if hasattr(output, "detach") else None
 
     def before_train_epoch(self, runner: Any) -> None:
         """Start the epoch's clock and loss list."""
         self._epoch_losses = []
         self._epoch_start = time.monotonic()
+        self._correct = self._seen = 0
+        self.curves["lr_per_epoch"].append(float(runner.optim_wrapper.get_lr()["lr"][0]))
 
     def after_train_iter(
         self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: dict[str, Any] | None = None
@@ -62,11 +131,36 @@ class SharedvolTrainHook(Hook):
         if outputs and "loss" in outputs:
             loss = outputs["loss"]
             self._epoch_losses.append(float(loss.detach() if hasattr(loss, "detach") else loss))
+            self.curves["loss_curve"].append([runner.iter + 1, round(self._epoch_losses[-1], 5)])
         if data_batch is not None:
             self.images += len(data_batch["inputs"])
+            self._count_correct(data_batch)
+
+    def _count_correct(self, data_batch: dict[str, Any]) -> None:
+        """Top-1 of the batch just trained on, from the head's output kept by the forward hook."""
+        import torch
+
+        samples, logits = data_batch.get("data_samples"), self._logits
+        if logits is None or samples is None or not isinstance(logits, torch.Tensor):
+            return
+        labels = samples if isinstance(samples, torch.Tensor) else torch.cat([s.gt_label.label for s in samples])
+        if len(labels) == len(logits):
+            self._correct += int((logits.detach().argmax(1).cpu() == labels.cpu()).sum())
+            self._seen += len(labels)
+
+    def before_save_checkpoint(self, runner: Any, checkpoint: dict[str, Any]) -> None:
+        """Take the training state mmengine built and leave it an empty dict to serialize.
+
+        sharedvol writes the state itself, straight to its file (no in-memory copy), without the weights: they
+        are published once, in the safetensors file beside it, and a resume takes them from there. The message
+        hub's buffers are stored as plain arrays, which load with the allow-list.
+        """
+        self._state = {**checkpoint, "state_dict": {}}
+        safeload.encode_message_hub(self._state)
+        checkpoint.clear()
 
     def after_train_epoch(self, runner: Any) -> None:
-        """Publish the checkpoint CheckpointHook just saved, then the loss history."""
+        """Publish the epoch: weights, mmengine's training state and the manifest naming them."""
         seconds = time.monotonic() - self._epoch_start
         self.train_seconds += seconds
         self.epoch_seconds.append(round(seconds, 3))
@@ -74,30 +168,24 @@ class SharedvolTrainHook(Hook):
         mean = sum(self._epoch_losses) / len(self._epoch_losses) if self._epoch_losses else float("nan")
         self.loss_per_epoch.append(mean)
         self.last_epoch = epoch
-        marker = Path(runner.work_dir) / "last_checkpoint"
-        if not marker.exists():
-            raise errors.RunDirError(
-                f"mmengine wrote no checkpoint for epoch {epoch} in {runner.work_dir}", hint="check disk space"
-            )
-        saved = marker.read_text().strip()
-        self.published = dataplane.publish_file(saved, self.layout.checkpoint)
-        dataplane.write_json(
-            self.layout.path("train", "history.json"),
-            {"schema": HISTORY_SCHEMA, "schema_version": 1, "epochs": epoch, "loss_per_epoch": self.loss_per_epoch},
+        self.curves["train_top1_per_epoch"].append(round(self._correct / self._seen, 6) if self._seen else None)
+        if len(self.curves["loss_curve"]) > 2000:  # bounded: every other point
+            self.curves["loss_curve"] = self.curves["loss_curve"][::2]
+        key = f"epoch_{epoch}.pth"
+        runner.save_checkpoint("sharedvol-capture", key, backend_args={"backend": "sharedvol_capture"})
+        CaptureBackend.captured.pop(f"sharedvol-capture/{key}")  # an empty dict: the state is in self._state
+        model = runner.model.module if hasattr(runner.model, "module") else runner.model
+        weights = safeload.weights_writer(model.state_dict(), {**self.metadata, "epoch": str(epoch)})
+        self.published = checkpoint.publish(
+            self.layout.checkpoint_dir,
+            epoch=epoch,
+            weights=weights,
+            resume=safeload.state_writer(self._state),
+            loss_per_epoch=self.loss_per_epoch,
+            keep=self.keep,
+            curves=self.curves,
         )
         log.info(
-            "epoch %d/%d: mean loss %.4f; published %s (sha256 %s...)",
-            epoch, runner.max_epochs, mean, self.layout.checkpoint, self.published.sha256[:12],
+            "epoch %d/%d: mean loss %.4f; published %s -> %s",
+            epoch, runner.max_epochs, mean, self.layout.checkpoint, checkpoint.describe(self.published),
         )  # fmt: skip
-
-    def _history(self) -> list[float]:
-        try:
-            doc = dataplane.read_json(
-                self.layout.path("train", "history.json"),
-                schema=HISTORY_SCHEMA,
-                versions=(1,),
-                required={"loss_per_epoch": list},
-            )
-        except errors.SchemaError:
-            return []
-        return [float(x) for x in doc["loss_per_epoch"]]

@@ -9,6 +9,8 @@ from mmcls.datasets import CIFAR10
 from mmcls.registry import DATASETS, METRICS
 from mmengine.evaluator import BaseMetric
 
+from steps import augment  # noqa: F401  (registers SharedvolCifarPreprocessor)
+
 
 @DATASETS.register_module(force=True)
 class SharedvolCIFAR10(CIFAR10):
@@ -26,6 +28,47 @@ class SharedvolCIFAR10(CIFAR10):
     def __init__(self, data_prefix: str, test_mode: bool, **kwargs: object) -> None:
         kwargs["download"] = False
         super().__init__(data_prefix=data_prefix, test_mode=test_mode, **kwargs)
+
+
+@DATASETS.register_module(force=True)
+class SharedvolCIFAR10Tensors(SharedvolCIFAR10):
+    """The CIFAR-10 training set as one uint8 tensor: a whole batch is one gather, no per-image pipeline.
+
+    For ``--augment batched``: the augmentation happens on the device (:mod:`steps.augment`). With a
+    ``batch_sampler`` the loader calls :meth:`__getitems__` once per batch; ``sharedvol_cifar_collate`` passes
+    the result through. Items are ``{"inputs": uint8 (3, 32, 32), "data_samples": int64 label}``.
+    """
+
+    def full_init(self) -> None:
+        """Load the batch files, then keep the images as (N, 3, 32, 32) uint8 and the labels as int64."""
+        import numpy as np
+        import torch
+
+        if self._fully_initialized:
+            return
+        super().full_init()
+        infos = [self.get_data_info(i) for i in range(len(self))] if len(self) else []
+        hwc = np.stack([info["img"] for info in infos]) if infos else np.zeros((0, 32, 32, 3), np.uint8)
+        self.images = torch.from_numpy(np.ascontiguousarray(hwc.transpose(0, 3, 1, 2)))
+        self.labels = torch.tensor([int(info["gt_label"]) for info in infos], dtype=torch.int64)
+
+    def __getitem__(self, idx: int) -> dict[str, Any]:
+        """One image and its label."""
+        self.full_init()
+        return {"inputs": self.images[idx], "data_samples": self.labels[idx]}
+
+    def __getitems__(self, indices: list[int]) -> dict[str, Any]:
+        """A whole batch in one gather (torch's loader calls this when the dataset has it)."""
+        self.full_init()
+        index = torch_index(indices)
+        return {"inputs": self.images[index], "data_samples": self.labels[index]}
+
+
+def torch_index(indices: list[int]) -> Any:
+    """``indices`` as an int64 tensor."""
+    import torch
+
+    return torch.as_tensor(indices, dtype=torch.int64)
 
 
 @METRICS.register_module(force=True)

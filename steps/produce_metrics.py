@@ -8,16 +8,14 @@ Returns a :class:`MetricsBundle` a KFP component hands to its ``Metrics``, ``Cla
 
 from __future__ import annotations
 
-import base64
-import html
-import io
+import json
 import logging
 import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from steps import dataplane, errors, test_resnet, train_resnet
+from steps import dataplane, documents, errors, report, test_resnet, train_resnet
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +52,7 @@ def load_eval_result(url: str) -> dict[str, Any]:
     Raises:
         SchemaError: truncated, foreign, unknown version, or inconsistent.
     """
-    doc = dataplane.read_json(
+    doc = documents.read_json(
         url,
         schema=test_resnet.EVAL_SCHEMA,
         versions=(test_resnet.EVAL_VERSION,),
@@ -121,10 +119,11 @@ def produce(run_dir: str) -> MetricsBundle:
         scalars["train-epochs"] = float(summary["epochs"])
         scalars["train-images-per-s"] = float(summary["images_per_s"])
     v1 = v1_metrics(scalars, percentages={"accuracy-top1", "accuracy-top5"})
-    curve_png = _plot_curve(summary["loss_per_epoch"]) if summary else b""
-    matrix_png = _plot_matrix(ev["class_names"], ev["confusion_matrix"])
+    curve_png = report.plot_loss(summary) if summary else b""
+    epochs_png = report.plot_epochs(summary) if summary else b""
+    matrix_png = report.plot_matrix(ev["class_names"], ev["confusion_matrix"])
     markdown = _markdown(ev, summary)
-    page = _html(ev, summary, curve_png, matrix_png)
+    page = report.html(ev, summary, {"loss": curve_png, "epochs": epochs_png, "matrix": matrix_png})
     bundle = MetricsBundle(
         scalars=scalars,
         categories=list(ev["class_names"]),
@@ -144,10 +143,14 @@ def produce(run_dir: str) -> MetricsBundle:
     }
     if curve_png:
         outputs["training_curve.png"] = curve_png
+    if epochs_png:
+        outputs["epochs.png"] = epochs_png
     for name, content in outputs.items():
         url = layout.path("metrics", name)
-        if isinstance(content, dict):
-            dataplane.write_json(url, content)
+        if isinstance(content, dict) and name.startswith("mlpipeline-"):
+            dataplane.publish_bytes(url, (json.dumps(content, indent=2) + "\n").encode())  # KFP's own format, as is
+        elif isinstance(content, dict):
+            documents.write_json(url, content)
         else:
             dataplane.publish_bytes(url, content)
         bundle.files[name] = url
@@ -163,62 +166,15 @@ def produce(run_dir: str) -> MetricsBundle:
 def _summary(layout: dataplane.RunLayout) -> dict[str, Any] | None:
     """The training summary, or None when there is none (evaluating a checkpoint trained elsewhere)."""
     try:
-        return dataplane.read_json(
+        return documents.read_json(
             layout.summary,
             schema=train_resnet.SUMMARY_SCHEMA,
-            versions=(1,),
+            versions=(train_resnet.SUMMARY_VERSION,),
             required={"loss_per_epoch": list, "final_loss": (int, float), "epochs": int, "images_per_s": (int, float)},
         )
     except errors.SchemaError as e:
         log.warning("no training curves in the report: %s", e)
         return None
-
-
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    return buf.getvalue()
-
-
-def _plot_curve(losses: list[float]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.plot(range(1, len(losses) + 1), losses, marker="o")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("mean training loss")
-    ax.set_title("train-resnet")
-    ax.grid(alpha=0.3)
-    data = _png(fig)
-    plt.close(fig)
-    return data
-
-
-def _plot_matrix(names: list[str], matrix: list[list[int]]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 5))
-    image = ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    top = max((max(r) for r in matrix), default=0)
-    for i, row in enumerate(matrix):
-        for j, count in enumerate(row):
-            ax.text(
-                j, i, str(count), ha="center", va="center", color="white" if count > top / 2 else "black", fontsize=8
-            )
-    fig.colorbar(image, ax=ax)
-    data = _png(fig)
-    plt.close(fig)
-    return data
 
 
 def _markdown(ev: dict[str, Any], summary: dict[str, Any] | None) -> str:
@@ -242,35 +198,6 @@ def _markdown(ev: dict[str, Any], summary: dict[str, Any] | None) -> str:
     lines += [f"| {name} | {100 * acc:.1f} % |" for name, acc in ev["per_class_accuracy"].items()]
     lines += [
         "",
-        f"Checkpoint `{ev.get('checkpoint', '?')}` (sha256 `{str(ev.get('checkpoint_sha256', ''))[:12]}...`).",
+        f"Checkpoint `{ev.get('checkpoint', '?')}` (blake3 `{str(ev.get('checkpoint_blake3', ''))[:12]}...`).",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _html(ev: dict[str, Any], summary: dict[str, Any] | None, curve: bytes, matrix: bytes) -> str:
-    def img(data: bytes, alt: str) -> str:
-        return f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(data).decode()}">' if data else ""
-
-    rows = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>"
-        for k, v in [
-            ("top-1 accuracy", f"{100 * ev['top1']:.2f} %"),
-            ("top-5 accuracy", f"{100 * ev['top5']:.2f} %"),
-            ("test loss", f"{ev['loss']:.4f}"),
-            ("test images", ev["size"]),
-            *(
-                [("epochs", summary["epochs"]), ("final training loss", f"{summary['final_loss']:.4f}")]
-                if summary
-                else []
-            ),
-        ]
-    )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>sharedvol: ResNet-18 on CIFAR-10</title>"
-        "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}"
-        "td{border:1px solid #ccc;padding:.3em .8em}</style></head><body>"
-        f"<h1>ResNet-18 on CIFAR-10</h1><table>{rows}</table>"
-        f"<h2>Training loss</h2>{img(curve, 'training loss per epoch') or '<p>no training summary</p>'}"
-        f"<h2>Confusion matrix</h2>{img(matrix, 'confusion matrix')}"
-        "</body></html>\n"
-    )

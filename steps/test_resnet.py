@@ -1,8 +1,9 @@
 """test-resnet: evaluate the published checkpoint on the test split and write ``eval/eval_result.json``.
 
-The checkpoint's sha256 is verified before a single byte is unpickled (unpickling runs code), then
-the verified bytes are handed to mmengine from a private copy. Metrics go to the JSON file, never
-parsed out of logs.
+test-resnet follows the run's checkpoint manifest to the safetensors weights, reads them once while hashing
+them, and refuses a size or digest mismatch; safetensors cannot run code, and mmengine gets the verified
+tensors through the ``sharedvol-verified://`` scheme (it never opens a file). Metrics go to the JSON file,
+never parsed out of logs.
 """
 
 from __future__ import annotations
@@ -11,15 +12,14 @@ import logging
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-from steps import dataplane, errors
+from steps import checkpoint, dataplane, devices, documents, errors
 
 log = logging.getLogger(__name__)
 
 EVAL_SCHEMA = "sharedvol.eval_result"
-EVAL_VERSION = 1
+EVAL_VERSION = 2
 
 
 @dataclass
@@ -27,12 +27,12 @@ class TestConfig:
     """Settings of one evaluation.
 
     Attributes:
-        run_dir: the run directory (path or fsspec URL) holding ``checkpoints/latest.pth``.
+        run_dir: the run directory (path or fsspec URL) holding ``checkpoints/latest.json``.
         data_root: the directory holding ``cifar-10-batches-py``.
         batch_size: images per forward pass. Default 64.
         device: ``auto``, ``cpu`` or ``cuda``.
-        num_workers: data-loader worker processes. Default 0.
-        checkpoint: another checkpoint URL to evaluate (needs its ``.sha256`` beside it). Default: the run's.
+        num_workers: data-loader worker processes. None (default): as train-resnet decides for the device.
+        checkpoint: another checkpoint manifest (``.../checkpoints/latest.json``) to evaluate. Default: the run's.
     """
 
     __test__ = False  # not a pytest test class
@@ -41,19 +41,20 @@ class TestConfig:
     data_root: str
     batch_size: int = 64
     device: str = "auto"
-    num_workers: int = 0
+    num_workers: int | None = None
     checkpoint: str | None = None
 
 
 @dataclass
 class EvalResult:
-    """What evaluation measured (``eval/eval_result.json``, schema ``sharedvol.eval_result`` v1).
+    """What evaluation measured (``eval/eval_result.json``, schema ``sharedvol.eval_result`` v2).
 
     Accuracies are fractions in [0, 1]; ``confusion_matrix[i][j]`` counts images of class i predicted as j.
     """
 
     checkpoint: str
-    checkpoint_sha256: str
+    checkpoint_blake3: str
+    epoch: int
     dataset_root: str
     dataset_source: str
     split: str
@@ -76,24 +77,24 @@ def evaluate(cfg: TestConfig) -> EvalResult:
     """Verify, load and evaluate the checkpoint; publish ``eval/eval_result.json``.
 
     Raises:
-        IntegrityError: the checkpoint is missing or does not match its digest (nothing is unpickled).
-        ConfigError, DatasetError, RunDirError: see their docstrings.
+        IntegrityError: nothing was published, or the weights do not match the manifest (nothing is loaded).
+        ConfigError, DatasetError, RunDirError, SchemaError: see their docstrings.
     """
-    from steps import data, train_resnet
+    from steps import data, safeload
 
     if cfg.batch_size < 1:
         raise errors.ConfigError(f"--batch-size must be at least 1, got {cfg.batch_size}", hint="e.g. 64")
+    if cfg.num_workers is not None and cfg.num_workers < 0:
+        raise errors.ConfigError(f"--num-workers must be 0 or more, got {cfg.num_workers}", hint="e.g. 0")
     layout = dataplane.RunLayout(cfg.run_dir)
-    checkpoint = cfg.checkpoint or layout.checkpoint
-    payload = dataplane.read_verified(checkpoint)
-    sha = dataplane.published_digest(checkpoint)
-    device = train_resnet.resolve_device(cfg.device)
+    manifest = checkpoint.require_manifest(cfg.checkpoint or layout.checkpoint)
+    device = devices.resolve(cfg.device)
     dataset = data.validate(cfg.data_root)
+    buf = checkpoint.read_verified(manifest, manifest.weights)
+    state_dict, _ = safeload.weights_from_buffer(buf, manifest.file_url(manifest.weights))
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sharedvol-test-") as scratch:
-        private = Path(scratch) / "checkpoint.pth"
-        private.write_bytes(payload)
-        details = _run_test(cfg, device, scratch, str(private))
+        details = _run_test(cfg, device, scratch, state_dict, manifest)
     matrix = details["confusion_matrix"]
     names = list(dataset.classes)
     per_class = {
@@ -101,8 +102,9 @@ def evaluate(cfg: TestConfig) -> EvalResult:
         for i, (name, row) in enumerate(zip(names, matrix, strict=True))
     }
     result = EvalResult(
-        checkpoint=checkpoint,
-        checkpoint_sha256=sha,
+        checkpoint=manifest.url,
+        checkpoint_blake3=manifest.weights.blake3,
+        epoch=manifest.epoch,
         dataset_root=cfg.data_root,
         dataset_source=dataset.source,
         split="test",
@@ -116,31 +118,32 @@ def evaluate(cfg: TestConfig) -> EvalResult:
         device=device,
         wall_time_s=round(time.monotonic() - started, 3),
     )
-    dataplane.write_json(layout.eval_result, result.to_json())
+    documents.write_json(layout.eval_result, result.to_json())
     log.info(
         "evaluated %s on %d test images: top-1 %.2f %%, top-5 %.2f %%, loss %.4f -> %s",
-        checkpoint, result.size, 100 * result.top1, 100 * result.top5, result.loss, layout.eval_result,
+        manifest.url, result.size, 100 * result.top1, 100 * result.top5, result.loss, layout.eval_result,
     )  # fmt: skip
     return result
 
 
-def _run_test(cfg: TestConfig, device: str, work_dir: str, checkpoint: str) -> dict[str, Any]:
+def _run_test(
+    cfg: TestConfig, device: str, work_dir: str, state_dict: dict[str, Any], manifest: checkpoint.Manifest
+) -> dict[str, Any]:
     from mmcls.utils import register_all_modules
     from mmengine.runner import Runner
 
-    from steps import mmcls_ext, train_resnet
+    from steps import config, hooks, mmcls_ext, train_resnet
 
     register_all_modules(init_default_scope=True)
     train_cfg = train_resnet.TrainConfig(
         run_dir=cfg.run_dir, data_root=cfg.data_root, batch_size=cfg.batch_size, num_workers=cfg.num_workers
     )
-    c = train_resnet.build_config(train_cfg, device=device, work_dir=work_dir)
+    c = config.build_config(train_cfg, device=device, work_dir=work_dir)
     c.custom_hooks = []
     c.train_dataloader = c.train_cfg = c.optim_wrapper = c.param_scheduler = None
     c.test_evaluator = {"type": "SharedvolEvaluation", "num_classes": 10}
-    c.load_from = checkpoint
+    c.load_from = hooks.offer(manifest.weights.name, {"state_dict": state_dict, "meta": {"epoch": manifest.epoch}})
     runner = Runner.from_cfg(c)
-    with dataplane.unpickling_allowed():  # the checkpoint's digest was verified before
-        runner.test()
+    runner.test()
     metric = next(m for m in runner.test_evaluator.metrics if isinstance(m, mmcls_ext.SharedvolEvaluation))
     return metric.details

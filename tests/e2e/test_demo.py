@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -10,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import blake3
 import pytest
 
 pytestmark = pytest.mark.e2e
@@ -37,9 +37,9 @@ def test_the_demo_runs_the_pipeline_and_leaves_its_results_in_the_run_directory(
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
 
     run = volume / "runs" / "e2e"
-    checkpoint = run / "checkpoints" / "latest.pth"
-    digest = (run / "checkpoints" / "latest.pth.sha256").read_text().split()[0]
-    assert digest == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    manifest = json.loads((run / "checkpoints" / "latest.json").read_text())
+    weights = run / "checkpoints" / manifest["weights"]["name"]
+    assert manifest["epoch"] == 1 and manifest["weights"]["blake3"] == blake3.blake3(weights.read_bytes()).hexdigest()
     result = json.loads((run / "eval" / "eval_result.json").read_text())
     assert result["size"] == 32 and sum(map(sum, result["confusion_matrix"])) == 32
     v1 = json.loads((run / "metrics" / "mlpipeline-metrics.json").read_text())

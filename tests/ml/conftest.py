@@ -9,7 +9,7 @@ import pytest
 
 from steps import data, produce_metrics, test_resnet, train_resnet
 
-TRAIN_IMAGES, TEST_IMAGES, BATCH = 160, 40, 16
+TRAIN_IMAGES, TEST_IMAGES, BATCH = 64, 32, 16
 
 
 @dataclass
@@ -28,14 +28,30 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def train(run_dir: Path, dataset: Path, epochs: int) -> train_resnet.TrainSummary:
+    return train_resnet.train(
+        train_resnet.TrainConfig(
+            run_dir=str(run_dir), data_root=str(dataset), epochs=epochs, batch_size=BATCH, device="cpu", log_interval=5
+        )
+    )
+
+
+def evaluate(run_dir: Path, dataset: Path) -> test_resnet.EvalResult:
+    return test_resnet.evaluate(test_resnet.TestConfig(run_dir=str(run_dir), data_root=str(dataset), device="cpu"))
+
+
 @pytest.fixture(scope="session")
 def trained_run(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
     run_dir = tmp_path_factory.mktemp("run")
-    summary = train_resnet.train(
-        train_resnet.TrainConfig(
-            run_dir=str(run_dir), data_root=str(dataset), epochs=2, batch_size=BATCH, device="cpu", log_interval=5
-        )
-    )
-    result = test_resnet.evaluate(test_resnet.TestConfig(run_dir=str(run_dir), data_root=str(dataset), device="cpu"))
+    summary = train(run_dir, dataset, 2)
+    result = evaluate(run_dir, dataset)
     bundle = produce_metrics.produce(str(run_dir))
     return TrainedRun(run_dir, dataset, summary, result, bundle)
+
+
+@pytest.fixture(scope="session")
+def one_epoch(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory after one epoch: what a resumed run starts from (copy it before changing it)."""
+    run_dir = tmp_path_factory.mktemp("one-epoch")
+    train(run_dir, dataset, 1)
+    return run_dir

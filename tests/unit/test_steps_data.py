@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import http.server
 import json
 import pickle
+import threading
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from steps import cli, data, errors
+from steps import cifar_download, cli, data, errors
 
 
 def test_synthesized_data_reads_with_an_independent_cifar_reader_as_the_manifest_says(tmp_path: Path) -> None:
@@ -111,12 +116,91 @@ def test_a_synthetic_size_below_one_image_per_class_is_refused(tmp_path: Path) -
         data.synthesize(str(tmp_path), train=5, test=10)
 
 
-def test_cfg_options_parse_literals_and_keep_strings() -> None:
-    assert cli.parse_cfg_options(["a.b=3", "c=[1, 2]", "d=cosine", "e=True"]) == {
-        "a.b": 3,
-        "c": [1, 2],
-        "d": "cosine",
-        "e": True,
-    }
-    with pytest.raises(errors.ConfigError, match="is not KEY=VALUE"):
-        cli.parse_cfg_options(["epochs"])
+def test_cfg_options_are_parsed_by_mmengines_dict_action() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cfg-options", nargs="+", action=cli.CfgOptions, default={})
+    args = parser.parse_args(["--cfg-options", "a.b=3", "c=[1,2]", "d=cosine", "e=True", "f=(1,)"])
+    assert args.cfg_options == {"a.b": 3, "c": [1, 2], "d": "cosine", "e": True, "f": (1,)}
+
+
+ARCHIVE_FILES = (
+    "data_batch_1",
+    "data_batch_2",
+    "data_batch_3",
+    "data_batch_4",
+    "data_batch_5",
+    "test_batch",
+    "batches.meta",
+)
+
+
+@pytest.fixture
+def mirror(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A local HTTP server holding a CIFAR-format archive (generated) and a file that is not it."""
+    import tarfile
+
+    data.synthesize(str(tmp_path / "src"), train=20, test=10)
+    site = tmp_path / "site"
+    site.mkdir()
+    with tarfile.open(site / "good.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    (site / "wrong.tar.gz").write_bytes(b"an error page, not an archive")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", tmp_path / "src" / "cifar-10-batches-py"
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_download_accepts_an_archive_whose_injected_digests_match(mirror: tuple[str, Path], tmp_path: Path) -> None:
+    url, src = mirror
+    site = tmp_path / "site"
+    m = cifar_download.download(
+        str(tmp_path / "dest"),
+        f"{url}/good.tar.gz",
+        archive_md5=md5(site / "good.tar.gz"),
+        file_md5={name: md5(src / name) for name in ARCHIVE_FILES},
+    )
+    assert (m.train_size, m.test_size, m.source) == (20, 10, "official")
+    assert (tmp_path / "dest" / "cifar-10-batches-py" / "test_batch").read_bytes() == (src / "test_batch").read_bytes()
+    assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == ["cifar-10-batches-py", "sharedvol-dataset.json"]
+
+
+def test_download_refuses_an_archive_that_is_not_the_expected_one(mirror: tuple[str, Path], tmp_path: Path) -> None:
+    url, _ = mirror
+    with pytest.raises(errors.DatasetError, match=r"wrong\.tar\.gz did not give the expected archive \(MD5 mismatch\)"):
+        cifar_download.download(str(tmp_path / "dest"), f"{url}/wrong.tar.gz")
+    assert list((tmp_path / "dest").iterdir()) == []
+
+
+def test_download_refuses_a_batch_file_that_fails_its_md5(mirror: tuple[str, Path], tmp_path: Path) -> None:
+    url, src = mirror
+    expected = {name: md5(src / name) for name in ARCHIVE_FILES} | {"data_batch_3": "0" * 32}
+    with pytest.raises(errors.DatasetError, match="data_batch_3 in the archive fails its MD5 check"):
+        cifar_download.download(
+            str(tmp_path / "dest"),
+            f"{url}/good.tar.gz",
+            archive_md5=md5(tmp_path / "site" / "good.tar.gz"),
+            file_md5=expected,
+        )
+    assert list((tmp_path / "dest").iterdir()) == []
+
+
+def test_the_default_expected_digests_are_the_official_cifar10_ones() -> None:
+    assert cifar_download.OFFICIAL_TGZ_MD5 == "c58f30108f718f92721af3b95e74349a"
+    assert sorted(cifar_download.OFFICIAL_MD5) == sorted(ARCHIVE_FILES)
+    import inspect
+
+    assert (
+        inspect.signature(cifar_download.download).parameters["archive_md5"].default == cifar_download.OFFICIAL_TGZ_MD5
+    )

@@ -1,0 +1,300 @@
+"""The checkpoint handoff: content-addressed files, one manifest rename as the commit point, no code run on load.
+
+After each epoch train-resnet publishes, in ``checkpoints/``:
+
+- ``epoch-NNNN-<blake3>.safetensors``: the model's weights (state dict + metadata) for test-resnet. safetensors
+  holds tensors and strings only: loading it cannot run code.
+- ``epoch-NNNN-<blake3>.resume.pth``: mmengine's training state (optimizer, schedulers, message hub) for a
+  resumed run, without the weights (a resume takes them from the safetensors file: every byte is stored once).
+  It is loaded with ``torch.load(weights_only=True)`` and the allow-list :data:`steps.safeload.RESUME_ALLOWED`:
+  anything else in it is refused, and no class's code runs.
+- ``latest.json``: the manifest naming both files with their size and BLAKE3 digest, plus the epoch and the loss
+  history. Its atomic rename is the only commit point: a writer killed before it leaves the previous manifest
+  and the files it names; files no manifest names are deleted at the next start (:func:`prune`).
+
+Readers follow the manifest, read each file once into one buffer while hashing it, and refuse a size or
+digest mismatch before anything is deserialized.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from typing import Any
+
+from steps import dataplane, documents, errors, localpublish
+
+MANIFEST_SCHEMA = "sharedvol.checkpoint"
+MANIFEST_NAME = "latest.json"
+WEIGHTS_FORMAT = "sharedvol.weights"
+_CONTENT = re.compile(r"^epoch-(\d{4,})-([0-9a-f]{16})\.(safetensors|resume\.pth)$")
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """One content-addressed file the manifest names: its name in ``checkpoints/``, size in bytes, BLAKE3 hex."""
+
+    name: str
+    size: int
+    blake3: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """``checkpoints/latest.json`` (schema ``sharedvol.checkpoint`` v1): what the last finished epoch published.
+
+    Attributes:
+        epoch: epochs trained so far.
+        weights: the safetensors weights for evaluation.
+        resume: mmengine's training state for a resumed run.
+        loss_per_epoch: the mean training loss of every epoch so far.
+        curves: what the report plots: ``loss_curve`` ([iteration, loss], at most 2,000 points), ``lr_per_epoch``,
+            ``train_top1_per_epoch`` (top-1 on the augmented training batches).
+        url: where the manifest was read from (not stored).
+    """
+
+    epoch: int
+    weights: FileRef
+    resume: FileRef
+    loss_per_epoch: list[float] = field(default_factory=list)
+    url: str = ""
+    curves: dict[str, list[Any]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest as a schema-versioned JSON document."""
+        doc = asdict(self)
+        doc.pop("url")
+        return {"schema": MANIFEST_SCHEMA, "schema_version": 1, **doc}
+
+    def file_url(self, ref: FileRef) -> str:
+        """The URL of a file the manifest names (beside the manifest)."""
+        return f"{self.url.rsplit('/', 1)[0]}/{ref.name}"
+
+
+def read_manifest(url: str) -> Manifest | None:
+    """The manifest at ``url``, or None when nothing was published yet.
+
+    Raises:
+        SchemaError: the manifest is damaged, foreign or changed after it was written.
+        RunDirError: it cannot be read.
+    """
+    fs, path = dataplane.filesystem(url)
+    try:
+        if not fs.exists(path):
+            dataplane.refuse_file_on_the_way(url)
+            return None
+    except OSError as e:
+        raise errors.RunDirError(f"cannot read {url}: {e.strerror or e}", hint="check the run directory") from e
+    doc = documents.read_json(
+        url,
+        schema=MANIFEST_SCHEMA,
+        versions=(1,),
+        required={"epoch": int, "weights": dict, "resume": dict, "loss_per_epoch": list},
+    )
+    try:
+        refs = [FileRef(**{k: doc[part][k] for k in ("name", "size", "blake3")}) for part in ("weights", "resume")]
+    except (KeyError, TypeError) as e:
+        raise errors.SchemaError(f"{url} names its files badly ({e})", hint="rerun train-resnet") from e
+    for ref in refs:
+        if not _CONTENT.match(ref.name) or not isinstance(ref.size, int):
+            raise errors.SchemaError(f"{url} names a file outside checkpoints/: {ref.name!r}", hint="rerun training")
+    found = doc.get("curves")
+    curves: dict[str, list[Any]] = found if isinstance(found, dict) else {}
+    return Manifest(doc["epoch"], refs[0], refs[1], [float(x) for x in doc["loss_per_epoch"]], url, curves)
+
+
+def require_manifest(url: str) -> Manifest:
+    """The manifest at ``url``.
+
+    Raises:
+        IntegrityError: nothing was published there.
+    """
+    manifest = read_manifest(url)
+    if manifest is None:
+        raise errors.IntegrityError(
+            f"no checkpoint was published: {url} does not exist",
+            hint="run train-resnet on this run directory first (or pass --checkpoint with a manifest URL)",
+        )
+    return manifest
+
+
+def read_verified(manifest: Manifest, ref: FileRef) -> memoryview:
+    """The bytes of ``ref`` in one buffer, hashed in the same pass as they are read, checked against the manifest.
+
+    The buffer is allocated uninitialized (no zero-filling pass) and filled by ``readinto`` in chunks, each
+    hashed right after it lands.
+
+    Raises:
+        IntegrityError: the file is missing, of another size, or does not match its digest.
+    """
+    url = manifest.file_url(ref)
+    fs, path = dataplane.filesystem(url)
+    import numpy as np
+
+    view = memoryview(np.empty(ref.size, dtype=np.uint8)).cast("B")
+    hasher = dataplane.new_hasher()
+    try:
+        with fs.open(path, "rb") as f:
+            done = 0
+            while done < ref.size:
+                n = f.readinto(view[done : done + dataplane.CHUNK])
+                if not n:
+                    break
+                hasher.update(view[done : done + n])
+                done += n
+            extra = f.read(1)
+    except FileNotFoundError as e:
+        raise errors.IntegrityError(f"{url} is missing", hint="rerun train-resnet for this run directory") from e
+    except OSError as e:
+        raise errors.IntegrityError(f"cannot read {url}: {e.strerror or e}", hint="check the volume") from e
+    if done != ref.size or extra:
+        raise errors.IntegrityError(
+            f"{url} is not the size its manifest says ({ref.size} bytes)",
+            hint="the file was changed or truncated after publishing; rerun train-resnet, and never load it as is",
+        )
+    actual = hasher.hexdigest()
+    if actual != ref.blake3:
+        raise errors.IntegrityError(
+            f"{url} does not match its digest (blake3 {actual[:12]}..., expected {ref.blake3[:12]}...)",
+            hint="the file was changed after publishing; nothing was loaded. Rerun train-resnet",
+        )
+    return view
+
+
+def content_name(epoch: int, digest: str, *, kind: str) -> str:
+    """``epoch-NNNN-<first 16 hex of the digest>.<kind>``."""
+    return f"epoch-{epoch:04d}-{digest[:16]}.{kind}"
+
+
+Payload = bytes | bytearray | memoryview | Callable[[str], object]
+
+
+def publish_file(dir_url: str, epoch: int, kind: str, data: Payload) -> FileRef:
+    """Publish ``data`` under its content address in ``dir_url`` (temporary name, fsync, rename).
+
+    Args:
+        dir_url: the directory.
+        epoch: the epoch in the name.
+        kind: the name's ending (``safetensors``, ``resume.pth``).
+        data: the bytes, or a function that writes the file at the local path it is given.
+    """
+    url = f"{dir_url.rstrip('/')}/epoch-{epoch:04d}.{kind}"
+    if dataplane.is_local(url) or callable(data):
+        published = localpublish.publish_local(url, data, content_name=partial(content_name, epoch, kind=kind))
+    else:
+        published = dataplane.publish_bytes(url, data, content_name=partial(content_name, epoch, kind=kind))
+    return _ref(published)
+
+
+def _ref(published: dataplane.Published) -> FileRef:
+    return FileRef(published.url.rsplit("/", 1)[-1], published.size, published.blake3)
+
+
+def _publish_pair(dir_url: str, epoch: int, weights: Payload, resume: Payload) -> tuple[FileRef, FileRef]:
+    """Both files of an epoch.
+
+    Locally they are written, hashed and fsynced on two threads at once; every step a kill can land on (creating
+    a temporary file, renaming it) happens on this thread, in a fixed order.
+    """
+    kinds = ("safetensors", "resume.pth")
+    if not dataplane.is_local(dir_url):
+        return publish_file(dir_url, epoch, kinds[0], weights), publish_file(dir_url, epoch, kinds[1], resume)
+    staged = [localpublish.stage(f"{dir_url.rstrip('/')}/epoch-{epoch:04d}.{kind}") for kind in kinds]
+    try:
+        both(lambda: localpublish.fill(staged[0], weights), lambda: localpublish.fill(staged[1], resume))
+    except BaseException:
+        for s in staged:
+            localpublish.discard_local(s.tmp)
+        raise
+    refs = [
+        _ref(localpublish.commit(s, partial(content_name, epoch, kind=kind)))
+        for s, kind in zip(staged, kinds, strict=True)
+    ]
+    return refs[0], refs[1]
+
+
+def publish(
+    dir_url: str,
+    *,
+    epoch: int,
+    weights: Payload,
+    resume: Payload,
+    loss_per_epoch: list[float],
+    keep: int,
+    curves: dict[str, list[Any]] | None = None,
+) -> Manifest:
+    """Publish one epoch: both content-addressed files, then the manifest (the commit point), then prune.
+
+    Args:
+        dir_url: the run's ``checkpoints/`` directory.
+        epoch: epochs trained so far.
+        weights: the safetensors file (:func:`steps.safeload.weights_writer`): bytes or a path writer.
+        resume: mmengine's training state without the weights: bytes or a path writer.
+        loss_per_epoch: the loss history to commit with it.
+        keep: how many epochs' files to keep (at least 1: the one the manifest names).
+        curves: the report's curves (:attr:`Manifest.curves`).
+
+    Raises:
+        RunDirError: a write failed (full disk included); the previous manifest still stands.
+    """
+    url = f"{dir_url.rstrip('/')}/{MANIFEST_NAME}"
+    try:
+        weights_ref, resume_ref = _publish_pair(dir_url, epoch, weights, resume)
+        manifest = Manifest(epoch, weights_ref, resume_ref, list(loss_per_epoch), url, dict(curves or {}))
+        documents.write_json(url, manifest.to_json())
+    except errors.RunDirError:
+        prune(dir_url, keep=keep)  # what this publish wrote before it failed: no manifest names it
+        raise
+    prune(dir_url, keep=keep)
+    return manifest
+
+
+def both(first: Callable[[], Any], second: Callable[[], Any]) -> tuple[Any, Any]:
+    """Run two functions on two threads; return both results once both are done, or raise the first error."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sharedvol-io") as pool:
+        futures = [pool.submit(first), pool.submit(second)]
+        errors_seen = [f.exception() for f in futures]  # waits for both: no write is left running
+    for error in errors_seen:
+        if error is not None:
+            raise error
+    return futures[0].result(), futures[1].result()
+
+
+def prune(dir_url: str, *, keep: int) -> list[str]:
+    """Delete what no reader needs in ``dir_url``.
+
+    That is: temporary files, files the manifest does not name beyond the ``keep`` newest epochs, and files of
+    epochs after the manifest's (left by a writer killed before its commit point).
+
+    Returns the names deleted.
+    """
+    removed = dataplane.remove_temporaries(dir_url)
+    fs, path = dataplane.filesystem(dir_url)
+    try:
+        names = [p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    try:
+        manifest = read_manifest(f"{dir_url.rstrip('/')}/{MANIFEST_NAME}")
+    except errors.StepError:
+        return removed  # a damaged manifest: delete nothing it might name; readers will say what is wrong
+    named = {manifest.weights.name, manifest.resume.name} if manifest else set()
+    current = manifest.epoch if manifest else 0
+    older = sorted({int(m.group(1)) for n in names if (m := _CONTENT.match(n)) and int(m.group(1)) < current})
+    kept_epochs = set(older[-(keep - 1) :]) if keep > 1 else set()
+    for name in names:
+        m = _CONTENT.match(name)
+        if m and name not in named and int(m.group(1)) not in kept_epochs:
+            dataplane.discard(fs, f"{path}/{name}")
+            removed.append(name)
+    return removed
+
+
+def describe(manifest: Manifest) -> str:
+    """One line for logs: epoch and the two files."""
+    return json.dumps({"epoch": manifest.epoch, "weights": manifest.weights.name, "resume": manifest.resume.name})

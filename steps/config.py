@@ -1,0 +1,219 @@
+"""The mmengine config train-resnet and test-resnet run: mmcls's stock ResNet-18 CIFAR-10 config plus overrides.
+
+Pure: builds a ``Config`` without a GPU and without touching the run directory. ``--cfg-options`` are
+checked against the config before they are merged: a key the config does not have (and that the object
+it configures does not accept) or a value of the wrong type is refused naming the key.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from steps import errors
+
+if TYPE_CHECKING:
+    from steps.train_resnet import TrainConfig
+
+STOCK_CONFIG = "resnet/resnet18_8xb16_cifar10.py"
+
+
+def stock_config_path() -> Path:
+    """The stock ``resnet18_8xb16_cifar10.py`` inside the installed mmcls package."""
+    import mmcls
+
+    return Path(mmcls.__file__).parent / ".mim" / "configs" / STOCK_CONFIG
+
+
+def milestones(epochs: int) -> list[int]:
+    """LR decay epochs at 1/2 and 3/4 of ``epochs`` (the stock 100 and 150 of 200), distinct and in [1, epochs - 1]."""
+    return sorted({m for m in (epochs // 2, epochs * 3 // 4) if 1 <= m < epochs})
+
+
+@dataclass(frozen=True)
+class DeviceDefaults:
+    """What the device decides when the user did not (``None`` settings of :class:`TrainConfig`).
+
+    Attributes:
+        workers: loader worker processes: min(8, cores) with CUDA, 0 on the CPU.
+        pin_memory: page-locked loader batches (CUDA).
+        amp: mixed precision (CUDA).
+        amp_dtype: ``bfloat16`` where the GPU supports it, else ``float16`` (with dynamic loss scaling).
+        augment: ``batched`` (on the device) with CUDA, ``stock`` on the CPU.
+        channels_last: model and batches in ``torch.channels_last`` (CUDA).
+    """
+
+    workers: int
+    pin_memory: bool
+    amp: bool
+    amp_dtype: str
+    augment: str
+    channels_last: bool
+
+
+def device_defaults(
+    cfg: TrainConfig, device: str, *, bf16: bool | None = None, cores: int | None = None
+) -> DeviceDefaults:
+    """The settings ``cfg`` leaves to the device, resolved for ``device``.
+
+    ``bf16`` (the GPU supports bfloat16) and ``cores`` default to what this machine has.
+    """
+    cuda = device == "cuda"
+    if bf16 is None:
+        import torch
+
+        bf16 = cuda and torch.cuda.is_bf16_supported()
+    cores = cores or os.cpu_count() or 1
+    return DeviceDefaults(
+        workers=cfg.num_workers if cfg.num_workers is not None else (min(8, cores) if cuda else 0),
+        pin_memory=cuda,
+        amp=cfg.amp if cfg.amp is not None else cuda,
+        amp_dtype="bfloat16" if bf16 else "float16",
+        augment=cfg.augment if cfg.augment != "auto" else ("batched" if cuda else "stock"),
+        channels_last=cuda,
+    )
+
+
+def build_config(
+    cfg: TrainConfig, *, device: str, work_dir: str, bf16: bool | None = None, cores: int | None = None
+) -> Any:
+    """The mmengine Config for ``cfg`` on ``device`` (``cpu`` or ``cuda``).
+
+    ``bf16`` and ``cores``: see :func:`device_defaults`.
+
+    Raises:
+        ConfigError: AMP on a CPU, or a ``cfg_options`` key or value the config refuses.
+    """
+    from mmengine.config import Config
+
+    if cfg.amp and device != "cuda":
+        raise errors.ConfigError("--amp needs a CUDA device", hint="drop --amp on CPU, or run with --device cuda")
+    d = device_defaults(cfg, device, bf16=bf16, cores=cores)
+    c = Config.fromfile(str(stock_config_path()))
+    c.work_dir = work_dir
+    c.launcher = "none"
+    for loader in ("train_dataloader", "test_dataloader", "val_dataloader"):
+        dl = c[loader]
+        dl.dataset.type = "SharedvolCIFAR10"
+        dl.dataset.data_prefix = cfg.data_root
+        dl.batch_size = cfg.batch_size
+        dl.num_workers = d.workers
+        dl.persistent_workers = d.workers > 0
+        dl.pin_memory = d.pin_memory
+    if d.augment == "batched":  # the same augmentation, on the device: the loader only packs uint8 images
+        c.train_dataloader.dataset.type = "SharedvolCIFAR10Tensors"
+        c.train_dataloader.dataset.pipeline = []
+        c.train_dataloader.collate_fn = {"type": "sharedvol_cifar_collate"}
+        c.data_preprocessor = {**c.data_preprocessor, "type": "SharedvolCifarPreprocessor", "pad": 4, "flip_prob": 0.5,
+                               "channels_last": d.channels_last}  # fmt: skip
+    # No validation during training: test-resnet evaluates the published checkpoint.
+    c.val_dataloader = c.val_cfg = c.val_evaluator = None
+    c.train_cfg = {"by_epoch": True, "max_epochs": cfg.epochs}
+    optimizer = {"type": "SGD", "lr": cfg.lr, "momentum": 0.9, "weight_decay": 1e-4}
+    if d.amp:
+        c.optim_wrapper = {
+            "type": "AmpOptimWrapper",
+            "dtype": d.amp_dtype,
+            "loss_scale": "dynamic",
+            "optimizer": optimizer,
+        }
+    else:
+        c.optim_wrapper = {"type": "OptimWrapper", "optimizer": optimizer}
+    c.param_scheduler = {"type": "MultiStepLR", "by_epoch": True, "milestones": milestones(cfg.epochs), "gamma": 0.1}
+    c.default_hooks.logger.interval = cfg.log_interval
+    # sharedvol's hook saves and publishes every epoch (one commit point); mmengine writes no checkpoint itself.
+    c.default_hooks.checkpoint = None
+    c.custom_hooks = [
+        {
+            "type": "SharedvolTrainHook",
+            "run_dir": cfg.run_dir,
+            "keep_checkpoints": cfg.keep_checkpoints,
+            "channels_last": d.channels_last,
+            "metadata": {"format": "sharedvol.weights", "config": STOCK_CONFIG},
+            "priority": "LOWEST",
+        }
+    ]
+    c.randomness = {"seed": cfg.seed, "deterministic": False}
+    c.env_cfg.cudnn_benchmark = device == "cuda"
+    c.env_cfg.dist_cfg = {"backend": "nccl" if device == "cuda" else "gloo"}
+    c.device = device
+    c.visualizer.vis_backends = [{"type": "LocalVisBackend"}]
+    if cfg.cfg_options:
+        check_cfg_options(c, cfg.cfg_options)
+        c.merge_from_dict(cfg.cfg_options)
+    return c
+
+
+def check_cfg_options(c: Any, options: dict[str, Any]) -> None:
+    """Refuse an unknown key or a value of the wrong type in ``options``.
+
+    A key is known when the config has it, or when the object it configures takes that argument
+    (``model.head.topk``: ``LinearClsHead`` takes ``topk``). A value must have the config's type.
+
+    Raises:
+        ConfigError: naming the key.
+    """
+    tree = c.to_dict()
+    for key, value in options.items():
+        node: Any = tree
+        parts = key.split(".")
+        for i, part in enumerate(parts):
+            here = ".".join(parts[: i + 1])
+            last = i == len(parts) - 1
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            elif last and isinstance(node, dict) and _accepts(node.get("type"), part):
+                node = value
+            else:
+                raise errors.ConfigError(
+                    f"--cfg-options {key}: the config has no {here}",
+                    hint="check the spelling against the stock resnet18_8xb16_cifar10 config",
+                )
+        if not _same_kind(node, value):
+            raise errors.ConfigError(
+                f"--cfg-options {key}={value!r}: expected a {type(node).__name__} like {node!r}",
+                hint="give a value of the config's type",
+            )
+
+
+def _same_kind(old: Any, new: Any) -> bool:
+    if old is None or new is None or isinstance(old, (dict, list, tuple)):
+        return True
+    if isinstance(old, bool) or isinstance(new, bool):
+        return isinstance(old, bool) and isinstance(new, bool)
+    if isinstance(old, (int, float)):
+        return isinstance(new, (int, float))
+    return isinstance(new, type(old))
+
+
+def _accepts(type_name: Any, argument: str) -> bool:
+    """Whether the registered class ``type_name`` takes ``argument`` in its constructor."""
+    if not isinstance(type_name, str):
+        return False
+    from mmcls import registry
+    from mmengine.registry import Registry
+
+    for reg in vars(registry).values():
+        if isinstance(reg, Registry):
+            found = reg.get(type_name)
+            if found is not None:
+                return _takes(found, argument)
+    return False
+
+
+def _takes(cls: type, argument: str) -> bool:
+    """Whether constructing ``cls`` accepts ``argument``, following ``**kwargs`` up to the base classes."""
+    for klass in cls.__mro__:
+        if klass is object:
+            return False
+        params = inspect.signature(klass.__init__).parameters  # type: ignore[misc]
+        if argument in params:
+            return True
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return False
+    return False

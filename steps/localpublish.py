@@ -1,0 +1,149 @@
+"""Publishing a local file written by a native writer (``torch.save``, ``safetensors.save_file``): stage, fill, commit.
+
+:func:`stage` creates the hidden temporary file, :func:`fill` has the writer fill it, hashes it (BLAKE3 over a
+memory map of the page cache, every core) and fsyncs it, :func:`commit` renames it (the commit point). The
+steps are separate so that two files can be filled at once on two threads while every step a kill can land on
+(creating a temporary file, renaming it) stays on one thread, in a fixed order (:mod:`steps.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from steps.dataplane import TMP_MARK, Published, fsync_dir, is_local, local_path, new_hasher, publish_bytes, write_error
+
+
+@dataclass
+class Staged:
+    """A local file being published: its hidden temporary file, then its digest and size once filled."""
+
+    url: str
+    tmp: str
+    file: Any = None
+    blake3: str = ""
+    size: int = 0
+
+
+def stage(url: str) -> Staged:
+    """Create (and keep open) the hidden temporary file for the local ``url``: the first step of a publish.
+
+    Raises:
+        RunDirError: the directory cannot be created or written.
+    """
+    path = local_path(url)
+    parent, name = os.path.split(path)
+    tmp = os.path.join(parent, f".{name}{TMP_MARK}{uuid.uuid4().hex[:8]}")
+    try:
+        os.makedirs(parent or ".", exist_ok=True)
+        return Staged(url, tmp, open(tmp, "wb"))  # closed by fill
+    except OSError as e:
+        discard_local(tmp)
+        raise write_error(url, e) from e
+
+
+def fill(staged: Staged, data: bytes | bytearray | memoryview | Callable[[str], object]) -> Staged:
+    """Write ``data`` into the staged file, hash it (BLAKE3 over a memory map of the page cache) and fsync it.
+
+    ``data`` is the bytes, or a function that writes the file at the path it is given with its own native writer
+    (``torch.save``, ``safetensors.save_file``): no copy through Python. On failure the temporary file is removed.
+
+    Raises:
+        RunDirError: the write failed (full disk included).
+    """
+    try:
+        with staged.file as f:
+            if not callable(data):
+                f.write(data)
+        if callable(data):
+            data(staged.tmp)
+        staged.size = os.path.getsize(staged.tmp)
+        hasher = new_hasher()
+        if staged.size:
+            hasher.update_mmap(staged.tmp)
+        staged.blake3 = hasher.hexdigest()
+        fd = os.open(staged.tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        discard_local(staged.tmp)
+        raise write_error(staged.url, e) from e
+    except Exception as e:  # native writers (torch, safetensors) report a full disk in their own exception types
+        full = _disk_full(staged.tmp, e)
+        discard_local(staged.tmp)
+        if full:
+            raise write_error(staged.url, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) from e
+        raise
+    except BaseException:
+        discard_local(staged.tmp)
+        raise
+    return staged
+
+
+def _disk_full(path: str, e: Exception) -> bool:
+    """Whether a native writer's exception ``e`` comes from a full disk (its text, or no space left beside ``path``)."""
+    text = str(e)
+    if "No space left" in text or "os error 28" in text or "Disk quota exceeded" in text:
+        return True
+    try:
+        return shutil.disk_usage(os.path.dirname(path) or ".").free < (1 << 20)
+    except OSError:
+        return False
+
+
+def commit(staged: Staged, content_name: Callable[[str], str] | None = None) -> Published:
+    """Rename the filled temporary file to its URL (or to ``content_name(digest)`` beside it): the commit point.
+
+    Raises:
+        RunDirError: the rename failed.
+    """
+    path = local_path(staged.url)
+    if content_name is not None:
+        path = os.path.join(os.path.dirname(path), content_name(staged.blake3))
+    try:
+        os.replace(staged.tmp, path)
+        fsync_dir(path)
+    except OSError as e:
+        discard_local(staged.tmp)
+        raise write_error(staged.url, e) from e
+    return Published(path, staged.blake3, staged.size)
+
+
+def publish_local(
+    url: str,
+    data: bytes | bytearray | memoryview | Callable[[str], object],
+    *,
+    content_name: Callable[[str], str] | None = None,
+) -> Published:
+    """Like :func:`publish`, for a file on the local filesystem: :func:`stage`, :func:`fill`, :func:`commit`.
+
+    On a filesystem that is not local a path writer writes to local scratch space first and the bytes are
+    published with :func:`publish_bytes`.
+
+    Raises:
+        RunDirError: as :func:`publish`.
+    """
+    if is_local(url):
+        return commit(fill(stage(url), data), content_name)
+    if callable(data):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="sharedvol-") as scratch:
+            data(f"{scratch}/data")
+            with open(f"{scratch}/data", "rb") as f:
+                data = f.read()
+    return publish_bytes(url, data, content_name=content_name)
+
+
+def discard_local(path: str) -> None:
+    """Remove the local file ``path`` if it exists."""
+    with contextlib.suppress(OSError):
+        os.remove(path)

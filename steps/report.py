@@ -1,0 +1,132 @@
+"""The run report (``metrics/report.html`` and the KFP HTML artifact): what a person looks for first.
+
+Top-1/top-5 and loss; the settings and the time taken; the training loss per iteration; the training accuracy
+and the learning rate per epoch; the confusion matrix and a per-class accuracy table. Self-contained: the
+plots are embedded PNGs (matplotlib, Agg).
+"""
+
+from __future__ import annotations
+
+import base64
+import html as html_lib
+import io
+from typing import Any
+
+SETTINGS = ("epochs", "batch_size", "lr", "seed", "device", "amp", "augment", "num_workers", "train_size")
+
+
+def _png(fig: Any) -> bytes:
+    from matplotlib import pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    return plt
+
+
+def plot_loss(summary: dict[str, Any]) -> bytes:
+    """The training loss per iteration (per epoch when the run recorded no iterations)."""
+    plt = _pyplot()
+    points = summary.get("curves", {}).get("loss_curve") or []
+    fig, ax = plt.subplots(figsize=(6, 3))
+    if points:
+        ax.plot([p[0] for p in points], [p[1] for p in points], color="tab:blue", linewidth=1)
+        ax.set_xlabel("iteration")
+    else:
+        losses = summary["loss_per_epoch"]
+        ax.plot(range(1, len(losses) + 1), losses, color="tab:blue", marker="o")
+        ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def plot_epochs(summary: dict[str, Any]) -> bytes:
+    """Training top-1 (on the augmented batches) and the learning rate, per epoch; empty without them."""
+    curves = summary.get("curves", {})
+    top1, lr = curves.get("train_top1_per_epoch") or [], curves.get("lr_per_epoch") or []
+    if not top1 and not lr:
+        return b""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.plot(range(1, len(top1) + 1), [100 * (a or 0) for a in top1], color="tab:green", marker="o")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training top-1 (%)", color="tab:green")
+    right = ax.twinx()
+    right.plot(range(1, len(lr) + 1), lr, color="tab:orange", marker="s", linestyle="--")
+    right.set_ylabel("learning rate", color="tab:orange")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def plot_matrix(names: list[str], matrix: list[list[int]]) -> bytes:
+    """The confusion matrix (rows: true class, columns: predicted class), counts written in the cells."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    image = ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    top = max((max(r) for r in matrix), default=0)
+    for i, row in enumerate(matrix):
+        for j, count in enumerate(row):
+            color = "white" if count > top / 2 else "black"
+            ax.text(j, i, str(count), ha="center", va="center", color=color, fontsize=8)
+    fig.colorbar(image, ax=ax)
+    return _png(fig)
+
+
+def _table(rows: list[tuple[str, Any]], head: tuple[str, str] | None = None) -> str:
+    top = f"<tr><th>{html_lib.escape(head[0])}</th><th>{html_lib.escape(head[1])}</th></tr>" if head else ""
+    body = "".join(f"<tr><td>{html_lib.escape(str(k))}</td><td>{html_lib.escape(str(v))}</td></tr>" for k, v in rows)
+    return f"<table>{top}{body}</table>"
+
+
+def _img(data: bytes, alt: str) -> str:
+    return f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(data).decode()}">' if data else ""
+
+
+def html(ev: dict[str, Any], summary: dict[str, Any] | None, images: dict[str, bytes]) -> str:
+    """The report page for an evaluation result, the training summary (when there is one) and the plots."""
+    results = [
+        ("top-1 accuracy", f"{100 * ev['top1']:.2f} %"),
+        ("top-5 accuracy", f"{100 * ev['top5']:.2f} %"),
+        ("test loss", f"{ev['loss']:.4f}"),
+        ("test images", ev["size"]),
+    ]
+    settings: list[tuple[str, Any]] = []
+    if summary:
+        results.append(("final training loss", f"{summary['final_loss']:.4f}"))
+        config = summary.get("config", {})
+        settings = [(k, "auto (device default)" if config[k] is None else config[k]) for k in SETTINGS if k in config]
+        settings += [
+            ("training time", f"{summary.get('wall_time_s', 0):.1f} s ({summary.get('images_per_s', 0):.1f} images/s)"),
+            ("resumed from epoch", summary.get("resumed_from_epoch", 0)),
+        ]
+    settings.append(("evaluation time", f"{ev.get('wall_time_s', 0):.1f} s on {ev.get('device', '?')}"))
+    per_class = [(name, f"{100 * acc:.1f} %") for name, acc in ev["per_class_accuracy"].items()]
+    no_summary = "<p>no training summary</p>"
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>sharedvol: ResNet-18 on CIFAR-10</title>"
+        "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;margin-bottom:1em}"
+        "td,th{border:1px solid #ccc;padding:.3em .8em;text-align:left}th{background:#eee}</style></head><body>"
+        f"<h1>ResNet-18 on CIFAR-10</h1>{_table(results, ('result', 'value'))}"
+        f"<h2>Settings and time</h2>{_table(settings, ('setting', 'value'))}"
+        "<h2>Training loss per iteration</h2>"
+        f"{_img(images.get('loss', b''), 'training loss per iteration') or no_summary}"
+        f"<h2>Training accuracy and learning rate per epoch</h2>"
+        f"{_img(images.get('epochs', b''), 'training accuracy and learning rate per epoch') or no_summary}"
+        f"<h2>Confusion matrix</h2>{_img(images.get('matrix', b''), 'confusion matrix')}"
+        f"<h2>Accuracy per class</h2>{_table(per_class, ('class', 'top-1'))}"
+        "</body></html>\n"
+    )

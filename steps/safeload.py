@@ -1,0 +1,192 @@
+"""Loading what another step published without running its code: safetensors weights and allow-listed resume state.
+
+- Weights: safetensors (written with the ``safetensors`` library). They are read from the verified buffer as
+  tensor views (:func:`weights_from_buffer`), so the bytes that were hashed are the bytes that are used and
+  nothing is copied; the header is checked against the buffer first.
+- Resume state: mmengine's checkpoint dict, loaded with ``torch.load(weights_only=True)`` (passed explicitly,
+  so ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` cannot turn it off) and only the globals in :data:`RESUME_ALLOWED`.
+  mmengine pickles each ``HistoryBuffer`` with references to its statistics functions (``builtins.getattr``),
+  which would let a planted file choose functions mmengine later calls; :func:`encode_message_hub` stores
+  those buffers as plain arrays instead, so ``getattr`` stays off the list.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from steps import errors
+
+# The globals an mmengine 0.10 checkpoint of this model needs beyond torch's own (numpy arrays of logged values).
+RESUME_ALLOWED = (
+    "numpy.ndarray",
+    "numpy.dtype",
+    "numpy._core.multiarray._reconstruct",
+    "numpy._core.multiarray.scalar",
+    "numpy.dtypes.Float64DType",
+    "numpy.dtypes.Int64DType",
+)
+_HISTORY = "__sharedvol_history_buffer__"
+_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+           "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}  # fmt: skip
+
+
+def allowed_globals() -> list[Any]:
+    """The objects :data:`RESUME_ALLOWED` names."""
+    import importlib
+
+    found = []
+    for dotted in RESUME_ALLOWED:
+        module, name = dotted.rsplit(".", 1)
+        found.append(getattr(importlib.import_module(module), name))
+    return found
+
+
+def serialize_weights(state_dict: dict[str, Any], metadata: dict[str, str]) -> bytes:
+    """The safetensors bytes of ``state_dict`` (moved to the CPU, made contiguous) with string ``metadata``."""
+    import safetensors.torch
+
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    return safetensors.torch.save(tensors, metadata=metadata)
+
+
+def weights_writer(state_dict: dict[str, Any], metadata: dict[str, str]) -> Callable[[str], None]:
+    """A function writing ``state_dict`` as a safetensors file at a path (the library's native writer, no copy)."""
+    import safetensors.torch
+
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    return lambda path: safetensors.torch.save_file(tensors, path, metadata=metadata)
+
+
+def state_writer(state: dict[str, Any]) -> Callable[[str], None]:
+    """A function writing ``state`` with ``torch.save`` at a path (torch's native zip writer)."""
+    import torch
+
+    return lambda path: torch.save(state, path)
+
+
+def weights_from_buffer(buf: memoryview | bytearray, source: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The tensors and metadata of the safetensors file in ``buf``, as views into ``buf`` (no copy).
+
+    Raises:
+        IntegrityError: the buffer is not a well-formed safetensors file.
+    """
+    import torch
+
+    def bad(why: str) -> errors.IntegrityError:
+        return errors.IntegrityError(f"{source} is not a safetensors weights file ({why})", hint="rerun train-resnet")
+
+    if len(buf) < 8:
+        raise bad("too short")
+    (length,) = struct.unpack("<Q", bytes(buf[:8]))
+    if not 2 <= length <= len(buf) - 8:
+        raise bad("header length out of range")
+    try:
+        header = json.loads(bytes(buf[8 : 8 + length]))
+    except ValueError as e:
+        raise bad(f"header is not JSON: {e}") from e
+    if not isinstance(header, dict):
+        raise bad("header is not an object")
+    metadata = header.pop("__metadata__", {}) or {}
+    base, end = 8 + length, len(buf)
+    tensors: dict[str, Any] = {}
+    for name, spec in header.items():
+        try:
+            dtype = getattr(torch, _DTYPES[spec["dtype"]])
+            shape = [int(d) for d in spec["shape"]]
+            start, stop = (int(x) for x in spec["data_offsets"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise bad(f"tensor {name!r}: {e!r}") from e
+        count = 1
+        for d in shape:
+            count *= d
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        if min(shape, default=0) < 0 or not 0 <= start <= stop <= end - base or stop - start != count * itemsize:
+            raise bad(f"tensor {name!r} does not fit its data")
+        if count == 0:
+            tensors[name] = torch.empty(shape, dtype=dtype)
+        else:
+            tensors[name] = torch.frombuffer(buf, dtype=dtype, count=count, offset=base + start).view(shape)
+    return tensors, {str(k): str(v) for k, v in metadata.items()}
+
+
+class _BufferReader(io.RawIOBase):
+    """A seekable read-only stream over a buffer: torch.load reads the verified bytes without a copy."""
+
+    def __init__(self, buf: memoryview | bytearray) -> None:
+        self.view = memoryview(buf)
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        n = max(0, min(len(target), len(self.view) - self.pos))
+        target[:n] = self.view[self.pos : self.pos + n]
+        self.pos += n
+        return n
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = offset if whence == 0 else self.pos + offset if whence == 1 else len(self.view) + offset
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+
+def resume_from_buffer(buf: memoryview | bytearray, source: str) -> dict[str, Any]:
+    """Mmengine's checkpoint dict from ``buf``: ``weights_only=True`` with :data:`RESUME_ALLOWED` only.
+
+    Raises:
+        IntegrityError: the file needs anything else (a planted or foreign pickle), or is not a torch file.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        with torch.serialization.safe_globals(allowed_globals()):
+            checkpoint = torch.load(_BufferReader(buf), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError) as e:
+        first = str(e).strip().splitlines()
+        detail = next(
+            (ln for ln in first if "GLOBAL" in ln or "Unsupported" in ln or "but got" in ln), first[0] if first else ""
+        )
+        raise errors.IntegrityError(
+            f"{source} holds more than mmengine's training state and was refused unread ({detail.strip()[:160]})",
+            hint="only files train-resnet wrote load; rerun training on a new run directory",
+        ) from e
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise errors.IntegrityError(f"{source} is not an mmengine checkpoint", hint="rerun train-resnet")
+    return decode_message_hub(checkpoint)
+
+
+def encode_message_hub(checkpoint: dict[str, Any]) -> None:
+    """Replace each ``HistoryBuffer`` in ``checkpoint['message_hub']`` by its arrays.
+
+    In place: mmengine builds the message hub part of a checkpoint from copies.
+    """
+    from mmengine.logging import HistoryBuffer
+
+    scalars = checkpoint.get("message_hub", {}).get("log_scalars", {})
+    for key, value in list(scalars.items()):
+        if isinstance(value, HistoryBuffer):
+            log, count = value.data
+            scalars[key] = {_HISTORY: True, "log": log, "count": count, "max_length": value.max_length}
+
+
+def decode_message_hub(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`encode_message_hub`."""
+    from mmengine.logging import HistoryBuffer
+
+    scalars = checkpoint.get("message_hub", {}).get("log_scalars", {})
+    for key, value in list(scalars.items()):
+        if isinstance(value, dict) and value.get(_HISTORY):
+            scalars[key] = HistoryBuffer(list(value["log"]), list(value["count"]), int(value["max_length"]))
+    return checkpoint
