@@ -9,7 +9,7 @@ CLUSTER_DIR ?= $(CURDIR)/.cluster
 DEMO_DIR ?= $(CURDIR)/demo
 IMAGE ?= sharedvol:0.1.0
 
-.PHONY: help venv controlplane kfpcheck test lint unit demo install compile bench bench-train bench-data bench-controlplane bench-storage bench-fallback bench-demo \
+.PHONY: help venv controlplane kfpcheck test lint unit demo install compile bench bench-train bench-data bench-loader bench-gpu bench-controlplane bench-storage bench-fallback bench-demo \
         cluster-up cluster-down image clean
 
 help: ## list the targets
@@ -52,13 +52,19 @@ install: venv ## put the `sharedvol` command on your PATH: this checkout, instal
 compile: venv ## write the pipeline YAML for upload in the KFP UI
 	$(RUN) -m pipelines compile -o resnet18_cifar10.yaml
 
-bench: bench-train bench-data bench-controlplane bench-storage bench-fallback bench-demo ## every benchmark (results: BENCHMARKS.md)
+bench: bench-train bench-data bench-loader bench-gpu bench-controlplane bench-storage bench-fallback bench-demo ## every benchmark (results: BENCHMARKS.md)
 
 bench-train: venv ## train-resnet vs a bare PyTorch loop, and the data-plane publish/verify/load
 	$(RUN) benchmarks/bench_train.py
 
-bench-data: venv
+bench-data: venv ## the checkpoint handoff and resume against plain torch.save + torch.load
 	$(RUN) benchmarks/bench_dataplane.py
+
+bench-loader: venv ## images/s per core into the model: stock input path vs batched on-device augmentation
+	$(RUN) benchmarks/bench_loader.py
+
+bench-gpu: venv ## train-resnet on one GPU with the CUDA defaults (says so and exits 0 without CUDA)
+	$(RUN) benchmarks/bench_gpu.py
 
 bench-storage: venv ## claim create -> Bound on the real control plane; doctor start-up
 	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) benchmarks/bench_storage.py
