@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Build the real Kubeflow Pipelines 2.17.0 backend into a cache keyed by the pinned versions:
+# KFP's api-server, persistence agent, driver and launcher (Go, from KFP's sources), Argo Workflows'
+# workflow-controller and argoexec, and the MinIO S3 server (Go module proxy).
+#
+#   scripts/kfp/build.sh              build what is missing, print the bin directory
+#   scripts/kfp/build.sh --print-dir  print the bin directory, build nothing
+#
+# KFP's sources: the Go module proxy first; where it refuses them (403 on these machines) the local
+# copy named by SHAREDVOL_KFP_SOURCES (default: shared/vendor/kubeflow-pipelines-2.17.0 in the
+# checkout's parent or grandparent directory), used read-only as a Go `replace` target.
+# Every build runs under `nice -n 19` (the machines are shared) and logs its time.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+# shellcheck source=versions.env
+source "$here/versions.env"
+
+cache_root=${SHAREDVOL_CACHE:-$HOME/.cache/sharedvol}
+key="kfp-${KFP_VERSION}_argo-${ARGO_VERSION}_minio-${MINIO_VERSION##*-}"
+dest="$cache_root/kfp/$key"
+bin="$dest/bin"
+kfp_bins=(apiserver persistence_agent driver launcher-v2)
+argo_bins=(workflow-controller argoexec)
+
+if [[ "${1:-}" == "--print-dir" ]]; then
+  echo "$bin"
+  exit 0
+fi
+
+log() { printf '[kfp-build] %s\n' "$*" >&2; }
+have() { for b in "$@"; do [[ -x "$bin/$b" && -f "$bin/.$b.ok" ]] || return 1; done; }
+
+command -v go >/dev/null || { log "go is not installed: install Go 1.26 or newer"; exit 1; }
+mkdir -p "$bin" "$dest/src"
+exec 9>"$dest/.lock"
+flock 9 # one builder at a time; the others wait and reuse its result
+export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
+start=$(date +%s)
+built=0
+
+# --- KFP's sources: the proxy first, then the local copy.
+kfp_sources() {
+  local dir
+  if dir=$(cd "$dest/src" && go mod download -json "github.com/kubeflow/pipelines@$KFP_COMMIT" 2>/dev/null |
+    sed -n 's/.*"Dir": "\(.*\)",*/\1/p') && [[ -n "$dir" && -f "$dir/go.mod" ]]; then
+    log "KFP sources from the Go module proxy: $dir"
+    echo "$dir"
+    return
+  fi
+  dir=${SHAREDVOL_KFP_SOURCES:-}
+  if [[ -z "$dir" ]]; then # ../shared next to the checkout (a worktree may sit one level deeper)
+    for up in "$root/.." "$root/../.."; do
+      dir="$up/shared/vendor/kubeflow-pipelines-$KFP_VERSION"
+      [[ -f "$dir/go.mod" ]] && break
+    done
+  fi
+  if [[ ! -f "$dir/go.mod" ]] || ! grep -q '^module github.com/kubeflow/pipelines$' "$dir/go.mod"; then
+    log "the Go module proxy refused github.com/kubeflow/pipelines and $dir holds no KFP sources:"
+    log "set SHAREDVOL_KFP_SOURCES to a checkout of kubeflow/pipelines tag $KFP_VERSION"
+    exit 1
+  fi
+  log "the Go module proxy refused github.com/kubeflow/pipelines; using the local copy $dir"
+  (cd "$dir" && pwd)
+}
+
+# --- KFP + Argo: one module that requires KFP (replaced by its sources) and so selects the Argo
+# version KFP's go.mod requires; one `go build` shares the compiled dependencies.
+if ! have "${kfp_bins[@]}" "${argo_bins[@]}"; then
+  src=$(kfp_sources)
+  argo_req=$(sed -n 's|^\s*github.com/argoproj/argo-workflows/v4 \(v[^ ]*\).*|\1|p' "$src/go.mod")
+  if [[ "$argo_req" != "$ARGO_VERSION" ]]; then
+    log "KFP's go.mod requires Argo $argo_req, versions.env pins $ARGO_VERSION: update versions.env"
+    exit 1
+  fi
+  mod="$dest/src/kfp"
+  mkdir -p "$mod"
+  {
+    echo "module sharedvol.local/kfpbackend"
+    echo
+    echo "go $(sed -n 's/^go //p' "$src/go.mod")"
+    echo
+    echo "require github.com/kubeflow/pipelines v0.0.0-00010101000000-000000000000"
+    echo
+    echo "replace ("
+    echo "	github.com/kubeflow/pipelines => $src"
+    for sub in api kubernetes_platform third_party/ml-metadata; do
+      echo "	github.com/kubeflow/pipelines/$sub => $src/$sub"
+    done
+    echo ")"
+    echo
+    grep '^exclude ' "$src/go.mod" || true
+  } >"$mod/go.mod"
+  cp "$src/go.sum" "$mod/go.sum"
+  cat >"$mod/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "github.com/argoproj/argo-workflows/v4/cmd/argoexec"
+	_ "github.com/argoproj/argo-workflows/v4/cmd/workflow-controller"
+	_ "github.com/kubeflow/pipelines/backend/src/agent/persistence"
+	_ "github.com/kubeflow/pipelines/backend/src/apiserver"
+	_ "github.com/kubeflow/pipelines/backend/src/v2/cmd/driver"
+	_ "github.com/kubeflow/pipelines/backend/src/v2/cmd/launcher-v2"
+)
+GO
+  t0=$(date +%s)
+  log "resolving modules (KFP $KFP_VERSION, Argo $ARGO_VERSION)"
+  (cd "$mod" && go mod tidy -e >&2) # -e: upstream tests import packages the local copy leaves out
+  log "resolved in $(($(date +%s) - t0)) s; building KFP and Argo (cold: several minutes on 2 cores)"
+  t0=$(date +%s)
+  pkgs=(
+    github.com/kubeflow/pipelines/backend/src/apiserver
+    github.com/kubeflow/pipelines/backend/src/agent/persistence
+    github.com/kubeflow/pipelines/backend/src/v2/cmd/driver
+    github.com/kubeflow/pipelines/backend/src/v2/cmd/launcher-v2
+    github.com/argoproj/argo-workflows/v4/cmd/workflow-controller
+    github.com/argoproj/argo-workflows/v4/cmd/argoexec
+  )
+  argo_ld="-X github.com/argoproj/argo-workflows/v4.version=$ARGO_VERSION"
+  (cd "$mod" && nice -n 19 go build -mod=mod -tags netgo -ldflags "-s -w $argo_ld" -o "$dest/out/" "${pkgs[@]}")
+  mv "$dest/out/persistence" "$dest/out/persistence_agent"
+  for b in "${kfp_bins[@]}" "${argo_bins[@]}"; do mv "$dest/out/$b" "$bin/$b" && touch "$bin/.$b.ok"; done
+  log "built KFP and Argo in $(($(date +%s) - t0)) s"
+  built=1
+fi
+
+# --- MinIO (S3 API for KFP's artifacts and Argo's logs)
+if ! have minio; then
+  t0=$(date +%s)
+  log "building MinIO $MINIO_VERSION (cold: several minutes on 2 cores)"
+  GOBIN="$dest/out" nice -n 19 go install -ldflags "-s -w" "github.com/minio/minio@$MINIO_VERSION"
+  mv "$dest/out/minio" "$bin/minio" && touch "$bin/.minio.ok"
+  log "built MinIO in $(($(date +%s) - t0)) s"
+  built=1
+fi
+
+((built)) && log "cold build finished in $(($(date +%s) - start)) s" || log "reusing cached binaries in $bin"
+echo "$bin"
