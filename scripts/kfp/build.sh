@@ -128,6 +128,17 @@ GO
   built=1
 fi
 
+# --- Manifests the backend applies: Argo's CRDs (from the Argo module) and KFP's pipeline-runner RBAC.
+if [[ ! -f "$dest/manifests/.ok" ]]; then
+  src=$(kfp_sources)
+  mkdir -p "$dest/manifests/argo-crds" "$dest/manifests/kfp"
+  argo_dir=$(cd "$dest/src/kfp" && go list -mod=mod -m -f '{{.Dir}}' github.com/argoproj/argo-workflows/v4)
+  cp "$argo_dir"/manifests/base/crds/minimal/argoproj.io_*.yaml "$dest/manifests/argo-crds/"
+  cp "$src"/manifests/kustomize/base/pipeline/pipeline-runner-{sa,role,rolebinding}.yaml "$dest/manifests/kfp/"
+  chmod -R u+w "$dest/manifests"
+  touch "$dest/manifests/.ok"
+fi
+
 # --- MinIO (S3 API for KFP's artifacts and Argo's logs)
 if ! have minio; then
   t0=$(date +%s)

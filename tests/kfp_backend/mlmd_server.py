@@ -57,11 +57,12 @@ class Forwarder:
 
     def handler(self, method: str) -> Callable[[bytes, grpc.ServicerContext], bytes]:
         """The unary handler that forwards ``method``, or one answering UNIMPLEMENTED if the store lacks it."""
-        function = getattr(store_ext, method, None)
+        function: Callable[[Any, bytes], tuple[bytes, bytes, int]] | None = getattr(store_ext, method, None)
 
         def forward(request: bytes, context: grpc.ServicerContext) -> bytes:
             if function is None:
                 context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not offered by ml-metadata's store")
+                raise AssertionError("abort raises")  # for the type checker: abort never returns
             with self._lock:
                 response, message, code = function(self._store._metadata_store, request)
             if code != 0:
@@ -96,7 +97,9 @@ def serve(settings: Settings) -> grpc.Server:
         raise OSError(f"cannot listen on {address}")
     server.start()
     missing = [m for m in methods() if not hasattr(store_ext, m)]
-    log.info("MLMD store %s served on %s (%d methods; not in the store: %s)", settings.db, address, len(handlers), missing)
+    log.info(
+        "MLMD store %s served on %s (%d methods; not in the store: %s)", settings.db, address, len(handlers), missing
+    )
     return server
 
 

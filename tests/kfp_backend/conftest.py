@@ -1,0 +1,80 @@
+"""Fixtures of the real KFP backend tier: the ML Metadata venv and a forwarding MLMD server on a fresh store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import cluster as cp
+from tests.kfp_backend import backend as kb
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register this tier's marker (``-m "not kfp_backend"`` leaves it out)."""
+    config.addinivalue_line("markers", "kfp_backend: the real KFP backend's parts (builds and caches them first)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in this folder carries the marker."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.kfp_backend)
+
+
+@dataclass
+class Mlmd:
+    """A client for one MLMD store: ``call`` goes through the server, ``call_store`` opens the file itself."""
+
+    python: Path
+    port: int
+    db: Path
+
+    def _run(self, where: list[str], method: str, request: dict[str, Any]) -> dict[str, Any]:
+        client = str(kb.REPO / "tests" / "kfp_backend" / "mlmd_client.py")
+        out = subprocess.run(
+            [str(self.python), client, *where, method, json.dumps(request)], capture_output=True, text=True, check=False
+        )
+        if out.returncode not in (0, 3):
+            raise AssertionError(f"mlmd_client {method} failed ({out.returncode}): {out.stderr.strip()[-800:]}")
+        return dict(json.loads(out.stdout))
+
+    def call(self, method: str, request: dict[str, Any]) -> dict[str, Any]:
+        """``method`` over gRPC, through the forwarding server."""
+        return self._run(["--port", str(self.port)], method, request)
+
+    def call_store(self, method: str, request: dict[str, Any]) -> dict[str, Any]:
+        """``method`` on the SQLite store directly, with ml-metadata's own library and no server."""
+        return self._run(["--db", str(self.db)], method, request)
+
+
+@pytest.fixture(scope="session")
+def mlmd_python() -> Path:
+    """The ML Metadata venv's python (created once, cached)."""
+    return kb.mlmd_python()
+
+
+@pytest.fixture
+def mlmd_server(mlmd_python: Path, tmp_path: Path) -> Iterator[tuple[Mlmd, subprocess.Popen[bytes]]]:
+    """A forwarding server on a fresh store in ``tmp_path``, stopped after the test."""
+    port = cp.free_port()
+    db = tmp_path / "mlmd.sqlite"
+    log = (tmp_path / "mlmd.log").open("wb")
+    server = subprocess.Popen(
+        [str(mlmd_python), str(kb.MLMD_SERVER), "--db", str(db), "--port", str(port), "--host", "127.0.0.1"],
+        stdout=subprocess.PIPE, stderr=log, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline().decode()  # the server prints this once it listens
+        assert "listening" in line, (tmp_path / "mlmd.log").read_text()
+        yield Mlmd(mlmd_python, port, db), server
+    finally:
+        kb.stop_pid(server.pid, server)
+        log.close()
