@@ -112,16 +112,16 @@ GO
   (cd "$mod" && go mod tidy -e >&2) # -e: upstream tests import packages the local copy leaves out
   log "resolved in $(($(date +%s) - t0)) s; building KFP and Argo (cold: several minutes on 2 cores)"
   t0=$(date +%s)
-  pkgs=(
-    github.com/kubeflow/pipelines/backend/src/apiserver
-    github.com/kubeflow/pipelines/backend/src/agent/persistence
-    github.com/kubeflow/pipelines/backend/src/v2/cmd/driver
-    github.com/kubeflow/pipelines/backend/src/v2/cmd/launcher-v2
-    github.com/argoproj/argo-workflows/v4/cmd/workflow-controller
-    github.com/argoproj/argo-workflows/v4/cmd/argoexec
-  )
+  kfp=github.com/kubeflow/pipelines/backend/src
+  argo=github.com/argoproj/argo-workflows/v4/cmd
   argo_ld="-X github.com/argoproj/argo-workflows/v4.version=$ARGO_VERSION"
-  (cd "$mod" && nice -n 19 go build -mod=mod -tags netgo -ldflags "-s -w $argo_ld" -o "$dest/out/" "${pkgs[@]}")
+  # As KFP's Dockerfiles build them: the api-server and persistence agent with cgo (the api-server links
+  # go-sqlite3), the driver and launcher static (they go into images); Argo's two static as well.
+  (cd "$mod" && CGO_ENABLED=1 nice -n 19 go build -mod=mod -ldflags "-s -w" -o "$dest/out/" \
+    "$kfp/apiserver" "$kfp/agent/persistence")
+  log "built the api-server and persistence agent after $(($(date +%s) - t0)) s"
+  (cd "$mod" && nice -n 19 go build -mod=mod -tags netgo -ldflags "-s -w $argo_ld" -o "$dest/out/" \
+    "$kfp/v2/cmd/driver" "$kfp/v2/cmd/launcher-v2" "$argo/workflow-controller" "$argo/argoexec")
   mv "$dest/out/persistence" "$dest/out/persistence_agent"
   for b in "${kfp_bins[@]}" "${argo_bins[@]}"; do mv "$dest/out/$b" "$bin/$b" && touch "$bin/.$b.ok"; done
   log "built KFP and Argo in $(($(date +%s) - t0)) s"

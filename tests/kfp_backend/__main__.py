@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tests import cluster as cp
 from tests.kfp_backend import backend as kb
+from tests.kfp_backend import images
 
 
 def machine_address() -> str:
@@ -44,6 +45,8 @@ def _up(args: argparse.Namespace) -> int:
             return 2
         env = read_env(node_env)
         kubeconfig, kubectl_bin, address = Path(env["KUBECONFIG"]), Path(env["BIN_DIR"]), machine_address()
+        imported = images.import_all(kb.kfp_bin_dir(), Path(env["CONTAINERD_ADDRESS"]))
+        print(f"images imported into the node: {', '.join(imported) or 'none needed'}")
     backend = kb.KfpBackend(workdir=workdir, kubeconfig=kubeconfig, kubectl_bin=kubectl_bin, address=address)
     try:
         backend.start()
