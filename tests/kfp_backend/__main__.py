@@ -7,20 +7,12 @@ test control plane of tests/cluster.py instead (pods never run there: that check
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 from pathlib import Path
 
 from tests import cluster as cp
 from tests.kfp_backend import backend as kb
 from tests.kfp_backend import images
-
-
-def machine_address() -> str:
-    """The machine's address on its default route (a UDP connect sends nothing): what the node reports."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect(("192.0.2.255", 9))
-        return str(s.getsockname()[0])
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -44,7 +36,7 @@ def _up(args: argparse.Namespace) -> int:
             )
             return 2
         env = read_env(node_env)
-        kubeconfig, kubectl_bin, address = Path(env["KUBECONFIG"]), Path(env["BIN_DIR"]), machine_address()
+        kubeconfig, kubectl_bin, address = Path(env["KUBECONFIG"]), Path(env["BIN_DIR"]), kb.machine_address()
         imported = images.import_all(kb.kfp_bin_dir(), Path(env["CONTAINERD_ADDRESS"]))
         print(f"images imported into the node: {', '.join(imported) or 'none needed'}")
     backend = kb.KfpBackend(workdir=workdir, kubeconfig=kubeconfig, kubectl_bin=kubectl_bin, address=address)

@@ -47,6 +47,14 @@ def _script_output(script: Path) -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
+def machine_address() -> str:
+    """The machine's address on its default route, as the node reports it (a UDP connect to a unicast
+    documentation address sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("198.51.100.1", 9))
+        return str(s.getsockname()[0])
+
+
 def kfp_bin_dir() -> Path:
     """The cached KFP/Argo/MinIO binaries (built when missing; SHAREDVOL_KFP_BIN skips the check)."""
     env = os.environ.get("SHAREDVOL_KFP_BIN")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ import pytest
 
 from tests import cluster as cp
 from tests.kfp_backend import backend as kb
+from tests.kfp_backend import config as kc
+from tests.kfp_backend import images
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -78,3 +81,55 @@ def mlmd_server(mlmd_python: Path, tmp_path: Path) -> Iterator[tuple[Mlmd, subpr
     finally:
         kb.stop_pid(server.pid, server)
         log.close()
+
+
+try:  # the node tier's session node (tests/node), shared so one pytest session starts one node per machine
+    from tests.node.conftest import node
+except ModuleNotFoundError:  # without the node tier: only a node started by make node-up, named by the env var
+
+    @dataclass
+    class _NodeHandle:
+        workdir: Path
+        kubeconfig: Path
+        bin_dir: Path
+
+    @pytest.fixture(scope="session")
+    def node() -> _NodeHandle:
+        """The running node of ``make node-up`` in SHAREDVOL_TEST_NODE_DIR."""
+        existing = os.environ.get("SHAREDVOL_TEST_NODE_DIR")
+        if not existing:
+            pytest.fail("the journey needs the real node: make node-up, then SHAREDVOL_TEST_NODE_DIR=<its directory>")
+        workdir = Path(existing).resolve()
+        env = _read_env(workdir / "node.env")
+        return _NodeHandle(workdir, Path(env["KUBECONFIG"]), Path(env["BIN_DIR"]))
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+
+@pytest.fixture(scope="module")
+def kfp_on_node(node: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[kb.KfpBackend]:
+    """The real backend on the real node, its images imported into the node's containerd; removed afterwards."""
+    env = _read_env(Path(node.workdir) / "node.env")
+    images.import_all(kb.kfp_bin_dir(), Path(env["CONTAINERD_ADDRESS"]))
+    backend = kb.KfpBackend(
+        workdir=tmp_path_factory.mktemp("kfp"),
+        kubeconfig=Path(node.kubeconfig),
+        kubectl_bin=Path(node.bin_dir),
+        address=kb.machine_address(),
+    )
+    backend.start()
+    try:
+        yield backend
+    finally:
+        backend.stop()
+        backend.kubectl("delete", "workflows.argoproj.io", "--all", "-n", kc.NAMESPACE, "--wait=false")
+        backend.kubectl("delete", "namespace", kc.NAMESPACE, "--wait=false")
+
+
+@pytest.fixture(scope="module")
+def mlmd_on_node(kfp_on_node: kb.KfpBackend, mlmd_python: Path) -> Mlmd:
+    """The backend's ML Metadata, through its gRPC server."""
+    assert kfp_on_node.ports is not None
+    return Mlmd(mlmd_python, kfp_on_node.ports.mlmd, kfp_on_node.workdir / "mlmd.sqlite")
