@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests import cluster as cp
 from tests.kfp_backend import backend as kb
-from tests.kfp_backend import images
+from tests.kfp_backend import images, procs
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.action == "up":
         return _up(args)
-    code = kb.down(Path(args.dir))
+    code = procs.down(Path(args.dir))
     if (Path(args.dir) / "cluster" / "pids").exists():
         cp.main(["down", "--dir", str(Path(args.dir) / "cluster")])
     return code

@@ -14,8 +14,6 @@ import contextlib
 import json
 import os
 import pwd
-import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -26,6 +24,8 @@ from pathlib import Path
 
 from tests import cluster as cp
 from tests.kfp_backend import config as kc
+from tests.kfp_backend import procs
+from tests.kfp_backend.procs import machine_address, stop_pid  # noqa: F401  (re-exported for the fixtures)
 
 REPO = cp.REPO
 BUILD = REPO / "scripts" / "kfp" / "build.sh"
@@ -33,7 +33,6 @@ MLMD_VENV = REPO / "scripts" / "kfp" / "mlmd-venv.sh"
 MLMD_SERVER = REPO / "tests" / "kfp_backend" / "mlmd_server.py"
 PG_BIN = Path(os.environ.get("SHAREDVOL_PG_BIN", "/usr/lib/postgresql/15/bin"))
 READY_TIMEOUT_S = 180.0
-STOP_GRACE_S = 10.0
 
 
 class BackendError(RuntimeError):
@@ -45,14 +44,6 @@ def _script_output(script: Path) -> Path:
     if out.returncode != 0:
         raise BackendError(f"{script.name} failed (exit {out.returncode}); see its output above")
     return Path(out.stdout.strip().splitlines()[-1])
-
-
-def machine_address() -> str:
-    """The machine's address on its default route, as the node reports it (a UDP connect to a unicast
-    documentation address sends nothing)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect(("198.51.100.1", 9))
-        return str(s.getsockname()[0])
 
 
 def kfp_bin_dir() -> Path:
@@ -132,12 +123,7 @@ class KfpBackend:
              "--loglevel", "info"],
             env={"LEADER_ELECTION_DISABLE": "true", "ARGO_NAMESPACE": kc.NAMESPACE},
         )  # fmt: skip
-        self._spawn(
-            "persistence_agent",
-            [f"--kubeconfig={self.kubeconfig}", f"--namespace={kc.NAMESPACE}", "--mlPipelineAPIServerName=127.0.0.1",
-             f"--mlPipelineServiceHttpPort={ports.api_http}", f"--mlPipelineServiceGRPCPort={ports.api_grpc}",
-             "--logtostderr=true"],
-        )  # fmt: skip
+        self._spawn_persistence_agent(ports)
         self._write_env()
 
     # ----- the servers
@@ -173,6 +159,27 @@ class KfpBackend:
              "--console-address", f"127.0.0.1:{ports.minio_console}", "--quiet"],
             env=env,
         )  # fmt: skip
+
+    def _spawn_persistence_agent(self, ports: kc.Ports) -> None:
+        # The agent reads its token from a fixed path (/var/run/secrets/kubeflow/tokens/...) and exits without it.
+        # It gets a real ServiceAccount token there in a private mount namespace (a tmpfs over /run for this
+        # process only), so nothing is written into the machine's /run.
+        token = self.workdir / "persistenceagent-sa-token"
+        token.write_text(
+            self.kubectl("create", "token", kc.RUNNER_SA, "-n", kc.NAMESPACE, "--duration=24h").stdout.strip()
+        )
+        token.chmod(0o600)
+        script = (
+            "mount -t tmpfs -o size=1m kfp-agent /run && mkdir -p /run/secrets/kubeflow/tokens && "
+            'cp "$0" /run/secrets/kubeflow/tokens/persistenceagent-sa-token && exec "$@"'
+        )
+        args = [
+            str(self.bin_dir / "persistence_agent"), f"--kubeconfig={self.kubeconfig}", f"--namespace={kc.NAMESPACE}",
+            "--mlPipelineAPIServerName=127.0.0.1", f"--mlPipelineServiceHttpPort={ports.api_http}",
+            f"--mlPipelineServiceGRPCPort={ports.api_grpc}", "--logtostderr=true",
+        ]  # fmt: skip
+        private = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(token)]
+        self._spawn("persistence_agent", [*private, *args], exe="")
 
     # ----- the cluster side
     def kubectl(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -256,37 +263,5 @@ class KfpBackend:
     def stop(self) -> None:
         """Stop every process this object started, by pid, newest first."""
         for proc in reversed(self.processes):
-            stop_pid(proc.popen.pid, proc.popen)
+            procs.stop_pid(proc.popen.pid, proc.popen)
         self.processes.clear()
-
-
-def stop_pid(pid: int, popen: subprocess.Popen[bytes] | None = None) -> None:
-    """SIGTERM the process group ``pid`` leads, then SIGKILL it after a grace period."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    while time.monotonic() < deadline:
-        if popen is not None and popen.poll() is not None:
-            return
-        if popen is None and not cp._alive(pid):
-            return
-        time.sleep(0.1)  # a process group has no wait() to block on
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-    if popen is not None:
-        popen.wait()
-
-
-def down(workdir: Path) -> int:
-    """Stop the processes recorded in ``workdir/pids`` (``make kfp-down``)."""
-    pids = workdir / "pids"
-    if not pids.exists():
-        print(f"no KFP backend recorded in {pids}")
-        return 0
-    for line in reversed(pids.read_text().splitlines()):
-        pid, name = int(line.split()[0]), line.split(maxsplit=1)[1]
-        stop_pid(pid)
-        print(f"stopped {name} (pid {pid})")
-    pids.unlink()
-    shutil.rmtree(workdir / "pgsock", ignore_errors=True)
-    return 0
