@@ -90,7 +90,7 @@ kfp-build: ## build or reuse the real KFP backend (KFP 2.17.0 from sources, Argo
 
 kfp-up: venv kfp-build ## the real KFP backend on the node of make node-up (KFP_KWOK=1: on the kwok control plane)
 	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) SHAREDVOL_KFP_BIN=$$(scripts/kfp/build.sh) \
-	  $(RUN) -m tests.kfp_backend up --dir $(KFP_DIR) --node-dir $(NODE_DIR) $(if $(KFP_KWOK),--kwok)
+	  $(RUN) -m tests.kfp_backend.real up --dir $(KFP_DIR) --node-dir $(NODE_DIR) $(if $(KFP_KWOK),--kwok)
 
 kfp-down: venv ## stop the backend started by kfp-up
-	$(RUN) -m tests.kfp_backend down --dir $(KFP_DIR)
+	$(RUN) -m tests.kfp_backend.real down --dir $(KFP_DIR)

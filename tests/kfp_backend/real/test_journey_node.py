@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.kfp_backend import config as kc
-from tests.kfp_backend.conftest import Mlmd
+from tests.kfp_backend.real import config as kc
+from tests.kfp_backend.real.conftest import Mlmd
 
 RUN_TIMEOUT_S = 900
 
@@ -63,7 +63,7 @@ def journey(kfp_on_node: Any, static_volume: tuple[str, Path]) -> subprocess.Com
 
 
 def kc_repo() -> Path:
-    from tests.kfp_backend import backend as kb
+    from tests.kfp_backend.real import backend as kb
 
     return kb.REPO
 

@@ -17,7 +17,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.kfp_backend import config as kc
+from tests.kfp_backend.real import config as kc
 
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -79,7 +79,7 @@ def archive(spec: ImageSpec) -> bytes:
             "User": spec.user,
         },
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        "history": [{"created_by": "sharedvol tests/kfp_backend/images.py", "created": "1970-01-01T00:00:00Z"}],
+        "history": [{"created_by": "sharedvol tests/kfp_backend/real/images.py", "created": "1970-01-01T00:00:00Z"}],
         "created": "1970-01-01T00:00:00Z",
     }
     config_bytes = json.dumps(image_config, sort_keys=True).encode()

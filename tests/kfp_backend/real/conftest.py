@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from tests import cluster as cp
-from tests.kfp_backend import backend as kb
-from tests.kfp_backend import config as kc
-from tests.kfp_backend import images
+from tests.kfp_backend.real import backend as kb
+from tests.kfp_backend.real import config as kc
+from tests.kfp_backend.real import images
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -40,7 +40,7 @@ class Mlmd:
     db: Path
 
     def _run(self, where: list[str], method: str, request: dict[str, Any]) -> dict[str, Any]:
-        client = str(kb.REPO / "tests" / "kfp_backend" / "mlmd_client.py")
+        client = str(kb.REPO / "tests" / "kfp_backend" / "real" / "mlmd_client.py")
         out = subprocess.run(
             [str(self.python), client, *where, method, json.dumps(request)], capture_output=True, text=True, check=False
         )

@@ -20,8 +20,8 @@ import requests
 
 from tests import cluster as cp
 from tests import kwait
-from tests.kfp_backend import backend as kb
-from tests.kfp_backend import config as kc
+from tests.kfp_backend.real import backend as kb
+from tests.kfp_backend.real import config as kc
 
 WAIT_S = 120.0
 

@@ -3,7 +3,7 @@
 The tests' window on MLMD. It runs in the ML Metadata venv (``scripts/kfp/mlmd-venv.sh``), since the project's
 venv has neither grpcio nor a protobuf that ml-metadata accepts::
 
-    python tests/kfp_backend/mlmd_client.py --port 8080 GetArtifactsByType '{"typeName": "system.Metrics"}'
+    python tests/kfp_backend/real/mlmd_client.py --port 8080 GetArtifactsByType '{"typeName": "system.Metrics"}'
 
 Prints the response as JSON (proto3 JSON names), or ``{"error": CODE, "message": ...}`` and exits 3 when the
 store refuses the call.

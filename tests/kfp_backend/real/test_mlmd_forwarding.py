@@ -3,7 +3,7 @@ the store's errors reach the client with their status codes, and a method the st
 
 from __future__ import annotations
 
-from tests.kfp_backend import backend as kb
+from tests.kfp_backend.real import backend as kb
 
 NOT_FOUND, ALREADY_EXISTS, UNIMPLEMENTED = 5, 6, 12
 

@@ -9,7 +9,7 @@ own behaviour (types, lineage, queries, errors) is what clients see.
 
 Runs in the separate venv made by ``scripts/kfp/mlmd-venv.sh`` (ml-metadata needs protobuf<5)::
 
-    $(scripts/kfp/mlmd-venv.sh)/bin/python tests/kfp_backend/mlmd_server.py --db DIR/mlmd.sqlite --port 8080
+    $(scripts/kfp/mlmd-venv.sh)/bin/python tests/kfp_backend/real/mlmd_server.py --db DIR/mlmd.sqlite --port 8080
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``python -m tests.kfp_backend up|down --dir DIR``: the real KFP backend for people (``make kfp-up``/``kfp-down``).
+"""``python -m tests.kfp_backend.real up|down --dir DIR``: the real KFP backend (``make kfp-up``/``kfp-down``).
 
 ``up`` uses the real node of ``make node-up`` (its ``node.env`` in ``--node-dir``); with ``--kwok`` it starts the
 test control plane of tests/cluster.py instead (pods never run there: that checks the backend's wiring only).
@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from tests import cluster as cp
-from tests.kfp_backend import backend as kb
-from tests.kfp_backend import images, procs
+from tests.kfp_backend.real import backend as kb
+from tests.kfp_backend.real import images, procs
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -53,7 +53,7 @@ def _up(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse and run ``up`` or ``down``."""
-    parser = argparse.ArgumentParser(prog="python -m tests.kfp_backend")
+    parser = argparse.ArgumentParser(prog="python -m tests.kfp_backend.real")
     parser.add_argument("action", choices=["up", "down"])
     parser.add_argument("--dir", default=str(cp.REPO / ".kfp"))
     parser.add_argument("--node-dir", default=str(cp.REPO / ".node"))

@@ -1,9 +1,9 @@
 """The real KFP 2.17.0 backend as processes on the node's machine, wired to a Kubernetes cluster.
 
-PostgreSQL (Debian), MinIO, ML Metadata (PyPI's store behind tests/kfp_backend/mlmd_server.py), KFP's
+PostgreSQL (Debian), MinIO, ML Metadata (PyPI's store behind tests/kfp_backend/real/mlmd_server.py), KFP's
 api-server and persistence agent, Argo's workflow-controller: the binaries of ``scripts/kfp/build.sh``.
 The cluster gets the namespace ``kubeflow``, Argo's CRDs, KFP's pipeline-runner RBAC, the configmaps and
-the Services that give pods the in-cluster names of these processes (see :mod:`tests.kfp_backend.config`).
+the Services that give pods the in-cluster names of these processes (see :mod:`tests.kfp_backend.real.config`).
 
 Every process is started in its own session and stopped by pid, newest first (``pids`` in the directory).
 """
@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests import cluster as cp
-from tests.kfp_backend import config as kc
-from tests.kfp_backend import procs
-from tests.kfp_backend.procs import machine_address, stop_pid  # noqa: F401  (re-exported for the fixtures)
+from tests.kfp_backend.real import config as kc
+from tests.kfp_backend.real import procs
+from tests.kfp_backend.real.procs import machine_address, stop_pid  # noqa: F401  (re-exported for the fixtures)
 
 REPO = cp.REPO
 BUILD = REPO / "scripts" / "kfp" / "build.sh"
 MLMD_VENV = REPO / "scripts" / "kfp" / "mlmd-venv.sh"
-MLMD_SERVER = REPO / "tests" / "kfp_backend" / "mlmd_server.py"
+MLMD_SERVER = REPO / "tests" / "kfp_backend" / "real" / "mlmd_server.py"
 PG_BIN = Path(os.environ.get("SHAREDVOL_PG_BIN", "/usr/lib/postgresql/15/bin"))
 READY_TIMEOUT_S = 180.0
 
