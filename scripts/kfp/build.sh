@@ -65,9 +65,9 @@ kfp_sources() {
   (cd "$dir" && pwd)
 }
 
-# --- KFP + Argo: one module that requires KFP (replaced by its sources) and so selects the Argo
-# version KFP's go.mod requires; one `go build` shares the compiled dependencies.
-if ! have "${kfp_bins[@]}" "${argo_bins[@]}"; then
+# --- KFP: a module that requires KFP, replaced by its sources (with its api, kubernetes_platform and
+# third_party/ml-metadata sub-modules).
+if ! have "${kfp_bins[@]}"; then
   src=$(kfp_sources)
   argo_req=$(sed -n 's|^\s*github.com/argoproj/argo-workflows/v4 \(v[^ ]*\).*|\1|p' "$src/go.mod")
   if [[ "$argo_req" != "$ARGO_VERSION" ]]; then
@@ -99,8 +99,6 @@ if ! have "${kfp_bins[@]}" "${argo_bins[@]}"; then
 package tools
 
 import (
-	_ "github.com/argoproj/argo-workflows/v4/cmd/argoexec"
-	_ "github.com/argoproj/argo-workflows/v4/cmd/workflow-controller"
 	_ "github.com/kubeflow/pipelines/backend/src/agent/persistence"
 	_ "github.com/kubeflow/pipelines/backend/src/apiserver"
 	_ "github.com/kubeflow/pipelines/backend/src/v2/cmd/driver"
@@ -108,23 +106,41 @@ import (
 )
 GO
   t0=$(date +%s)
-  log "resolving modules (KFP $KFP_VERSION, Argo $ARGO_VERSION)"
+  log "resolving modules (KFP $KFP_VERSION)"
   (cd "$mod" && go mod tidy -e >&2) # -e: upstream tests import packages the local copy leaves out
-  log "resolved in $(($(date +%s) - t0)) s; building KFP and Argo (cold: several minutes on 2 cores)"
+  log "resolved in $(($(date +%s) - t0)) s; building KFP (cold: several minutes on 2 cores)"
   t0=$(date +%s)
   kfp=github.com/kubeflow/pipelines/backend/src
-  argo=github.com/argoproj/argo-workflows/v4/cmd
-  argo_ld="-X github.com/argoproj/argo-workflows/v4.version=$ARGO_VERSION"
   # As KFP's Dockerfiles build them: the api-server and persistence agent with cgo (the api-server links
-  # go-sqlite3), the driver and launcher static (they go into images); Argo's two static as well.
+  # go-sqlite3: CGO_ENABLED=0 does not compile), the driver and launcher static (they go into images).
   (cd "$mod" && CGO_ENABLED=1 nice -n 19 go build -mod=mod -ldflags "-s -w" -o "$dest/out/" \
     "$kfp/apiserver" "$kfp/agent/persistence")
   log "built the api-server and persistence agent after $(($(date +%s) - t0)) s"
-  (cd "$mod" && nice -n 19 go build -mod=mod -tags netgo -ldflags "-s -w $argo_ld" -o "$dest/out/" \
-    "$kfp/v2/cmd/driver" "$kfp/v2/cmd/launcher-v2" "$argo/workflow-controller" "$argo/argoexec")
+  (cd "$mod" && nice -n 19 go build -mod=mod -tags netgo -ldflags "-s -w" -o "$dest/out/" \
+    "$kfp/v2/cmd/driver" "$kfp/v2/cmd/launcher-v2")
   mv "$dest/out/persistence" "$dest/out/persistence_agent"
-  for b in "${kfp_bins[@]}" "${argo_bins[@]}"; do mv "$dest/out/$b" "$bin/$b" && touch "$bin/.$b.ok"; done
-  log "built KFP and Argo in $(($(date +%s) - t0)) s"
+  for b in "${kfp_bins[@]}"; do mv "$dest/out/$b" "$bin/$b" && touch "$bin/.$b.ok"; done
+  log "built KFP in $(($(date +%s) - t0)) s"
+  built=1
+fi
+
+# --- Argo: its own module, built as upstream builds it (in KFP's module graph v4.0.5 does not compile: KFP
+# selects k8s.io 0.35, Argo needs 0.33). Upstream, workflow/executor/osspecific/signal_linux.go is a symlink
+# to signal_darwin.go; module zips drop symlinks, so the proxy's v4.0.5 lacks it and argoexec does not
+# compile for Linux. The build uses a copy of the module from the proxy with that symlink put back.
+if ! have "${argo_bins[@]}"; then
+  t0=$(date +%s)
+  log "fetching Argo $ARGO_VERSION"
+  adir=$(cd "$dest/src" && go mod download -json "github.com/argoproj/argo-workflows/v4@$ARGO_VERSION" |
+    sed -n 's/.*"Dir": "\(.*\)",*/\1/p')
+  asrc="$dest/src/argo-workflows"
+  rm -rf "$asrc" && cp -r "$adir" "$asrc" && chmod -R u+w "$asrc"
+  [[ -e "$asrc/workflow/executor/osspecific/signal_linux.go" ]] ||
+    ln -s signal_darwin.go "$asrc/workflow/executor/osspecific/signal_linux.go"
+  (cd "$asrc" && nice -n 19 go build -ldflags "-s -w -X github.com/argoproj/argo-workflows/v4.version=$ARGO_VERSION" \
+    -o "$dest/out/" ./cmd/workflow-controller ./cmd/argoexec)
+  for b in "${argo_bins[@]}"; do mv "$dest/out/$b" "$bin/$b" && touch "$bin/.$b.ok"; done
+  log "built Argo in $(($(date +%s) - t0)) s"
   built=1
 fi
 
@@ -132,8 +148,7 @@ fi
 if [[ ! -f "$dest/manifests/.ok" ]]; then
   src=$(kfp_sources)
   mkdir -p "$dest/manifests/argo-crds" "$dest/manifests/kfp"
-  argo_dir=$(cd "$dest/src/kfp" && go list -mod=mod -m -f '{{.Dir}}' github.com/argoproj/argo-workflows/v4)
-  cp "$argo_dir"/manifests/base/crds/minimal/argoproj.io_*.yaml "$dest/manifests/argo-crds/"
+  cp "$dest/src/argo-workflows"/manifests/base/crds/minimal/argoproj.io_*.yaml "$dest/manifests/argo-crds/"
   cp "$src"/manifests/kustomize/base/pipeline/pipeline-runner-{sa,role,rolebinding}.yaml "$dest/manifests/kfp/"
   chmod -R u+w "$dest/manifests"
   touch "$dest/manifests/.ok"
