@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the real Kubeflow Pipelines 2.17.0 backend into a cache keyed by the pinned versions:
 # KFP's api-server, persistence agent, driver and launcher (Go, from KFP's sources), Argo Workflows'
-# workflow-controller and argoexec, and the MinIO S3 server (Go module proxy).
+# workflow-controller and argoexec, and the MinIO S3 server (Go module proxy); MariaDB from Debian.
 #
 #   scripts/kfp/build.sh              build what is missing, print the bin directory
 #   scripts/kfp/build.sh --print-dir  print the bin directory, build nothing
@@ -144,11 +144,13 @@ if ! have "${argo_bins[@]}"; then
   built=1
 fi
 
-# --- Manifests the backend applies: Argo's CRDs (from the Argo module) and KFP's pipeline-runner RBAC.
-if [[ ! -f "$dest/manifests/.ok" ]]; then
+# --- Manifests the backend applies: Argo's CRDs (from the Argo module), KFP's ScheduledWorkflow CRD (its
+# persistence agent watches it) and KFP's pipeline-runner RBAC.
+if [[ ! -f "$dest/manifests/.ok" || ! -f "$dest/manifests/crds/scheduled-workflow-crd.yaml" ]]; then
   src=$(kfp_sources)
-  mkdir -p "$dest/manifests/argo-crds" "$dest/manifests/kfp"
-  cp "$dest/src/argo-workflows"/manifests/base/crds/minimal/argoproj.io_*.yaml "$dest/manifests/argo-crds/"
+  mkdir -p "$dest/manifests/crds" "$dest/manifests/kfp"
+  cp "$dest/src/argo-workflows"/manifests/base/crds/minimal/argoproj.io_*.yaml "$dest/manifests/crds/"
+  cp "$src"/manifests/kustomize/base/pipeline/cluster-scoped/scheduled-workflow-crd.yaml "$dest/manifests/crds/"
   cp "$src"/manifests/kustomize/base/pipeline/pipeline-runner-{sa,role,rolebinding}.yaml "$dest/manifests/kfp/"
   chmod -R u+w "$dest/manifests"
   touch "$dest/manifests/.ok"
@@ -162,6 +164,16 @@ if ! have minio; then
   mv "$dest/out/minio" "$bin/minio" && touch "$bin/.minio.ok"
   log "built MinIO in $(($(date +%s) - t0)) s"
   built=1
+fi
+
+# --- MariaDB (KFP's default database driver) from Debian, when missing. Service starts are left to the
+# backend (tests/kfp_backend/real/backend.py runs mariadbd itself, on a free port).
+if [[ ! -x /usr/sbin/mariadbd ]]; then
+  t0=$(date +%s)
+  log "installing mariadb-server (Debian)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 \
+    mariadb-server >&2 || { log "apt-get install mariadb-server failed (run apt-get update first?)"; exit 1; }
+  log "installed MariaDB in $(($(date +%s) - t0)) s"
 fi
 
 ((built)) && log "cold build finished in $(($(date +%s) - start)) s" || log "reusing cached binaries in $bin"

@@ -22,11 +22,12 @@ def read_env(path: Path) -> dict[str, str]:
 
 def _up(args: argparse.Namespace) -> int:
     workdir = Path(args.dir).resolve()
+    plane = None
     if args.kwok:
         plane = cp.ControlPlane(workdir=workdir / "cluster", nodes=1)
         plane.start()
         print(f"control plane (kwok: pods do not run) up: export KUBECONFIG={plane.kubeconfig}")
-        kubeconfig, kubectl_bin, address = plane.kubeconfig, plane.bin_dir, "127.0.0.1"
+        kubeconfig, kubectl_bin, address = plane.kubeconfig, plane.bin_dir, kb.machine_address()
     else:
         node_env = Path(args.node_dir).resolve() / "node.env"
         if not node_env.exists():
@@ -44,6 +45,8 @@ def _up(args: argparse.Namespace) -> int:
         backend.start()
     except kb.BackendError as e:
         print(f"kfp-up: error: {e}", file=sys.stderr)
+        if plane is not None:
+            plane.stop()
         return 2
     print(f"KFP API: {backend.api_url}")
     print(f"export KUBECONFIG={kubeconfig}")

@@ -1,6 +1,6 @@
 """The real KFP 2.17.0 backend as processes on the node's machine, wired to a Kubernetes cluster.
 
-PostgreSQL (Debian), MinIO, ML Metadata (PyPI's store behind tests/kfp_backend/real/mlmd_server.py), KFP's
+MariaDB (Debian), MinIO, ML Metadata (PyPI's store behind tests/kfp_backend/real/mlmd_server.py), KFP's
 api-server and persistence agent, Argo's workflow-controller: the binaries of ``scripts/kfp/build.sh``.
 The cluster gets the namespace ``kubeflow``, Argo's CRDs, KFP's pipeline-runner RBAC, the configmaps and
 the Services that give pods the in-cluster names of these processes (see :mod:`tests.kfp_backend.real.config`).
@@ -31,7 +31,8 @@ REPO = cp.REPO
 BUILD = REPO / "scripts" / "kfp" / "build.sh"
 MLMD_VENV = REPO / "scripts" / "kfp" / "mlmd-venv.sh"
 MLMD_SERVER = REPO / "tests" / "kfp_backend" / "real" / "mlmd_server.py"
-PG_BIN = Path(os.environ.get("SHAREDVOL_PG_BIN", "/usr/lib/postgresql/15/bin"))
+DB_BIN = Path("/usr/bin")  # MariaDB from Debian (scripts/kfp/build.sh installs it when missing)
+DB_SBIN = Path("/usr/sbin")
 READY_TIMEOUT_S = 180.0
 
 
@@ -96,7 +97,7 @@ class KfpBackend:
     def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ports = ports = kc.Ports(*(cp.free_port() for _ in range(6)))
-        self._start_postgres(ports.postgres)
+        self._start_database(ports.database)
         self._spawn_minio(ports)
         self._spawn(
             "mlmd", [str(MLMD_SERVER), "--db", str(self.workdir / "mlmd.sqlite"), "--port", str(ports.mlmd)],
@@ -107,7 +108,7 @@ class KfpBackend:
         self._wait_http("minio", f"http://127.0.0.1:{ports.minio}/minio/health/ready")
         conf = self.workdir / "apiserver"
         conf.mkdir(exist_ok=True)
-        (conf / "config.json").write_text(json.dumps(kc.apiserver_config(ports.postgres, ports.minio), indent=2))
+        (conf / "config.json").write_text(json.dumps(kc.apiserver_config(ports.database, ports.minio), indent=2))
         env = kc.apiserver_env(self.images, kc.spec_patch(aliases), str(self.kubeconfig))
         self._spawn(
             "apiserver",
@@ -118,38 +119,42 @@ class KfpBackend:
         self._wait_http("apiserver", f"{self.api_url}/apis/v2beta1/healthz")
         self._spawn(
             "workflow-controller",
-            ["--kubeconfig", str(self.kubeconfig), "--namespaced", "--managed-namespace", kc.NAMESPACE,
+            ["--kubeconfig", str(self.kubeconfig), "--namespace", kc.NAMESPACE, "--namespaced",
+             "--managed-namespace", kc.NAMESPACE,
              "--configmap", "workflow-controller-configmap", "--executor-image", self.images.argoexec,
              "--loglevel", "info"],
             env={"LEADER_ELECTION_DISABLE": "true", "ARGO_NAMESPACE": kc.NAMESPACE},
         )  # fmt: skip
         self._spawn_persistence_agent(ports)
+        self._wait_log("workflow-controller", "Starting Workflow Controller")
+        self._wait_log("persistence_agent", "Started workers")
         self._write_env()
 
     # ----- the servers
-    def _start_postgres(self, port: int) -> None:
-        data = self.workdir / "postgres"
-        as_pg = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
-        pg = pwd.getpwnam("postgres")
-        if not (data / "PG_VERSION").exists():
+    def _start_database(self, port: int) -> None:
+        # MariaDB, KFP's default driver ("mysql"). KFP 2.17.0's PostgreSQL path (pgx) stops the api-server at
+        # start-up in single-user mode: it queries default_experiments.DefaultExperimentId unquoted, PostgreSQL
+        # folds that to lower case, and GORM created the column with its capitals (docs/kfp-backend.md).
+        data = self.workdir / "mariadb"
+        mysql = pwd.getpwnam("mysql")
+        if not (data / "mysql").exists():
             data.mkdir(parents=True, exist_ok=True)
-            os.chown(data, pg.pw_uid, pg.pw_gid)
+            os.chown(data, mysql.pw_uid, mysql.pw_gid)
             out = subprocess.run(
-                [*as_pg, str(PG_BIN / "initdb"), "-D", str(data), "-U", "kfp", "--auth=trust", "-E", "UTF8"],
+                [str(DB_BIN / "mariadb-install-db"), "--no-defaults", f"--datadir={data}", "--user=mysql",
+                 "--auth-root-authentication-method=normal", "--skip-test-db"],
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
             if out.returncode != 0:
-                raise BackendError(f"initdb failed: {out.stderr.strip()[-500:]}")
-        sock = self.workdir / "pgsock"
-        sock.mkdir(exist_ok=True)
-        os.chown(sock, pg.pw_uid, pg.pw_gid)
+                raise BackendError(f"mariadb-install-db failed: {(out.stdout + out.stderr).strip()[-500:]}")
         self._spawn(
-            "postgres",
-            [*as_pg, str(PG_BIN / "postgres"), "-D", str(data), "-p", str(port), "-k", str(sock),
-             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+            "mariadb",
+            [str(DB_SBIN / "mariadbd"), "--no-defaults", f"--datadir={data}", f"--port={port}",
+             "--bind-address=127.0.0.1", f"--socket={data / 'mysqld.sock'}", f"--pid-file={data / 'mariadbd.pid'}",
+             "--user=mysql", "--skip-log-bin", "--innodb-flush-log-at-trx-commit=0"],
             exe="",
         )  # fmt: skip
-        self._wait_tcp("postgres", port)
+        self._wait_tcp("mariadb", port)
 
     def _spawn_minio(self, ports: kc.Ports) -> None:
         env = {"MINIO_ROOT_USER": kc.ACCESS_KEY, "MINIO_ROOT_PASSWORD": kc.SECRET_KEY, "MINIO_BROWSER": "off"}
@@ -179,17 +184,21 @@ class KfpBackend:
             f"--mlPipelineServiceGRPCPort={ports.api_grpc}", "--logtostderr=true",
         ]  # fmt: skip
         private = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(token)]
-        self._spawn("persistence_agent", [*private, *args], exe="")
+        # --kubeconfig serves its workflow client; its execution informer reads only KUBECONFIG.
+        self._spawn("persistence_agent", [*private, *args], exe="", env={"KUBECONFIG": str(self.kubeconfig)})
 
     # ----- the cluster side
     def kubectl(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        """kubectl as the cluster's admin."""
-        return cp.kubectl(self.kubectl_bin, self.kubeconfig, *args, input=input)
+        """kubectl as the cluster's admin; a failure is a :class:`BackendError` naming the command."""
+        try:
+            return cp.kubectl(self.kubectl_bin, self.kubeconfig, *args, input=input)
+        except AssertionError as e:
+            raise BackendError(str(e)) from e
 
     def _apply_cluster_objects(self, ports: kc.Ports) -> dict[str, list[str]]:
         """Apply CRDs, RBAC, configmaps and Services; return the hostAliases (cluster IP -> names)."""
         manifests = self.bin_dir.parent / "manifests"
-        self.kubectl("apply", "--server-side", "-f", str(manifests / "argo-crds"))
+        self.kubectl("apply", "--server-side", "-f", str(manifests / "crds"))
         self.kubectl(
             "apply",
             "-f",
@@ -254,6 +263,10 @@ class KfpBackend:
 
         self._wait(what, probe)
 
+    def _wait_log(self, what: str, text: str) -> None:
+        log = self.workdir / f"{what}.log"
+        self._wait(what, lambda: text in log.read_text(errors="replace"))
+
     def _write_env(self) -> None:
         assert self.ports is not None
         lines = [f"KFP_HOST={self.api_url}", f"KUBECONFIG={self.kubeconfig}", f"MLMD_PORT={self.ports.mlmd}"]
@@ -265,3 +278,4 @@ class KfpBackend:
         for proc in reversed(self.processes):
             procs.stop_pid(proc.popen.pid, proc.popen)
         self.processes.clear()
+        (self.workdir / "pids").unlink(missing_ok=True)

@@ -42,7 +42,7 @@ class Ports:
     mlmd: int
     minio: int
     minio_console: int
-    postgres: int
+    database: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,16 +173,17 @@ def base_objects(images: Images) -> list[dict[str, Any]]:
     ]
 
 
-def apiserver_config(postgres_port: int, minio_port: int) -> dict[str, Any]:
-    """The api-server's ``config.json``: KFP's own file's keys with PostgreSQL (pgx) and the local MinIO."""
+def apiserver_config(database_port: int, minio_port: int) -> dict[str, Any]:
+    """The api-server's ``config.json``: KFP's own file's keys with the local MariaDB and MinIO."""
     return {
         "DBConfig": {
-            "PostgreSQLConfig": {
+            "MySQLConfig": {
                 "Host": "127.0.0.1",
-                "Port": str(postgres_port),
-                "User": "kfp",
+                "Port": str(database_port),
+                "User": "root",
                 "Password": "",
                 "DBName": "mlpipeline",
+                "GroupConcatMaxLen": "4194304",
             },
             "ConMaxLifeTime": "120s",
         },
@@ -196,7 +197,7 @@ def apiserver_config(postgres_port: int, minio_port: int) -> dict[str, Any]:
             "BucketName": BUCKET,
             "PipelinePath": "pipelines",
         },
-        "DBDriverName": "pgx",
+        "DBDriverName": "mysql",
         "ARCHIVE_CONFIG_LOG_FILE_NAME": "main.log",
         "ARCHIVE_CONFIG_LOG_PATH_PREFIX": "/artifacts",
         "InitConnectionTimeout": "2m",
@@ -216,4 +217,7 @@ def apiserver_env(images: Images, patch: str, kubeconfig: str) -> dict[str, str]
         "COMPILED_PIPELINE_SPEC_PATCH": patch,
         "CLUSTER_DOMAIN": CLUSTER_DOMAIN,
         "LOG_LEVEL": "info",
+        # KFP's v1 visualization server (not run here: this pipeline is v2); the api-server insists on an address.
+        "ML_PIPELINE_VISUALIZATIONSERVER_SERVICE_HOST": "127.0.0.1",
+        "ML_PIPELINE_VISUALIZATIONSERVER_SERVICE_PORT": "9",
     }

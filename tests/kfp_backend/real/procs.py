@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -52,5 +51,4 @@ def down(workdir: Path) -> int:
         stop_pid(pid)
         print(f"stopped {name} (pid {pid})")
     pids.unlink()
-    shutil.rmtree(workdir / "pgsock", ignore_errors=True)
     return 0

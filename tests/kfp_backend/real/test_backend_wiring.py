@@ -33,7 +33,10 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kb.KfpBackend]
     plane = cp.ControlPlane(workdir=workdir / "cluster", nodes=1).start()
     try:
         kfp = kb.KfpBackend(
-            workdir=workdir / "kfp", kubeconfig=plane.kubeconfig, kubectl_bin=plane.bin_dir, address="127.0.0.1"
+            workdir=workdir / "kfp",
+            kubeconfig=plane.kubeconfig,
+            kubectl_bin=plane.bin_dir,
+            address=kb.machine_address(),
         )
         kfp.start()
         try:
