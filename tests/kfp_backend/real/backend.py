@@ -16,6 +16,7 @@ import os
 import pwd
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -135,18 +136,20 @@ class KfpBackend:
         # MariaDB, KFP's default driver ("mysql"). KFP 2.17.0's PostgreSQL path (pgx) stops the api-server at
         # start-up in single-user mode: it queries default_experiments.DefaultExperimentId unquoted, PostgreSQL
         # folds that to lower case, and GORM created the column with its capitals (docs/kfp-backend.md).
-        data = self.workdir / "mariadb"
+        # mariadbd runs as user mysql, which may not traverse the work directory (pytest's is 0700): the data
+        # lives in its own directory under the system's temporary directory, removed by stop() and kfp-down.
+        data = Path(tempfile.mkdtemp(prefix="sharedvol-kfp-mariadb-"))
+        (self.workdir / "mariadb").unlink(missing_ok=True)
+        (self.workdir / "mariadb").symlink_to(data)
         mysql = pwd.getpwnam("mysql")
-        if not (data / "mysql").exists():
-            data.mkdir(parents=True, exist_ok=True)
-            os.chown(data, mysql.pw_uid, mysql.pw_gid)
-            out = subprocess.run(
-                [str(DB_BIN / "mariadb-install-db"), "--no-defaults", f"--datadir={data}", "--user=mysql",
-                 "--auth-root-authentication-method=normal", "--skip-test-db"],
-                capture_output=True, text=True, check=False,
-            )  # fmt: skip
-            if out.returncode != 0:
-                raise BackendError(f"mariadb-install-db failed: {(out.stdout + out.stderr).strip()[-500:]}")
+        os.chown(data, mysql.pw_uid, mysql.pw_gid)
+        out = subprocess.run(
+            [str(DB_BIN / "mariadb-install-db"), "--no-defaults", f"--datadir={data}", "--user=mysql",
+             "--auth-root-authentication-method=normal", "--skip-test-db"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if out.returncode != 0:
+            raise BackendError(f"mariadb-install-db failed: {(out.stdout + out.stderr).strip()[-500:]}")
         self._spawn(
             "mariadb",
             [str(DB_SBIN / "mariadbd"), "--no-defaults", f"--datadir={data}", f"--port={port}",
@@ -279,3 +282,4 @@ class KfpBackend:
             procs.stop_pid(proc.popen.pid, proc.popen)
         self.processes.clear()
         (self.workdir / "pids").unlink(missing_ok=True)
+        procs.remove_database(self.workdir)

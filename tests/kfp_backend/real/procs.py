@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -51,4 +52,13 @@ def down(workdir: Path) -> int:
         stop_pid(pid)
         print(f"stopped {name} (pid {pid})")
     pids.unlink()
+    remove_database(workdir)
     return 0
+
+
+def remove_database(workdir: Path) -> None:
+    """Remove the database directory ``workdir/mariadb`` links to (it lives outside the work directory)."""
+    link = workdir / "mariadb"
+    if link.is_symlink():
+        shutil.rmtree(link.resolve(), ignore_errors=True)
+        link.unlink()
