@@ -38,7 +38,7 @@ def _up(args: argparse.Namespace) -> int:
             return 2
         env = read_env(node_env)
         kubeconfig, kubectl_bin, address = Path(env["KUBECONFIG"]), Path(env["BIN_DIR"]), kb.machine_address()
-        imported = images.import_all(kb.kfp_bin_dir(), Path(env["CONTAINERD_ADDRESS"]))
+        imported = images.import_all(kb.kfp_bin_dir(), Path(env["CONTAINERD_ADDRESS"]), Path(env["BIN_DIR"]) / "crictl")
         print(f"images imported into the node: {', '.join(imported) or 'none needed'}")
     backend = kb.KfpBackend(workdir=workdir, kubeconfig=kubeconfig, kubectl_bin=kubectl_bin, address=address)
     try:

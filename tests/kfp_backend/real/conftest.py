@@ -112,7 +112,7 @@ def _read_env(path: Path) -> dict[str, str]:
 def kfp_on_node(node: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[kb.KfpBackend]:
     """The real backend on the real node, its images imported into the node's containerd; removed afterwards."""
     env = _read_env(Path(node.workdir) / "node.env")
-    images.import_all(kb.kfp_bin_dir(), Path(env["CONTAINERD_ADDRESS"]))
+    images.import_all(kb.kfp_bin_dir(), Path(env["CONTAINERD_ADDRESS"]), Path(env["BIN_DIR"]) / "crictl")
     backend = kb.KfpBackend(
         workdir=tmp_path_factory.mktemp("kfp"),
         kubeconfig=Path(node.kubeconfig),

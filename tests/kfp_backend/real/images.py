@@ -3,8 +3,8 @@
 Each is one static Go binary from ``scripts/kfp/build.sh`` plus the machine's CA bundle and a ``/tmp``, in
 a single layer with no base (what ``FROM scratch`` + ``COPY`` gives). The image is written as a
 ``docker save`` archive, built here (no Docker engine needed; reproducible: fixed times and owners) and
-imported with ``ctr images import``. An image the node already has under the same name is left alone
-(names carry the version).
+imported with ``ctr images import``. An image the node already has under the same image id (the config
+digest, as the CRI reports it) is not imported again.
 """
 
 from __future__ import annotations
@@ -34,10 +34,11 @@ class ImageSpec:
 
 
 def specs(bin_dir: Path, images: kc.Images) -> list[ImageSpec]:
-    """The driver, launcher and argoexec images, laid out as KFP's and Argo's Dockerfiles lay them out."""
+    """The driver, launcher and argoexec images, laid out as KFP's and Argo's Dockerfiles lay them out (same
+    users: KFP's compiler sets runAsNonRoot on the driver)."""
     return [
-        ImageSpec(images.driver, bin_dir / "driver", "bin/driver", ("/bin/driver",)),
-        ImageSpec(images.launcher, bin_dir / "launcher-v2", "bin/launcher-v2", ("/bin/launcher-v2",)),
+        ImageSpec(images.driver, bin_dir / "driver", "bin/driver", ("/bin/driver",), user="65532"),
+        ImageSpec(images.launcher, bin_dir / "launcher-v2", "bin/launcher-v2", ("/bin/launcher-v2",), user="65532"),
         ImageSpec(images.argoexec, bin_dir / "argoexec", "bin/argoexec", ("argoexec",), user="8737"),
     ]
 
@@ -66,8 +67,8 @@ def layer(spec: ImageSpec) -> bytes:
     return buf.getvalue()
 
 
-def archive(spec: ImageSpec) -> bytes:
-    """A ``docker save`` archive of the image (manifest.json, config, layer)."""
+def archive(spec: ImageSpec) -> tuple[bytes, str]:
+    """A ``docker save`` archive of the image (manifest.json, config, layer) and its image id (config digest)."""
     data = layer(spec)
     diff_id = "sha256:" + hashlib.sha256(data).hexdigest()
     image_config = {
@@ -92,7 +93,7 @@ def archive(spec: ImageSpec) -> bytes:
         _add(tar, layer_name.split("/")[0], None, 0o755)
         _add(tar, layer_name, data, 0o644)
         _add(tar, "manifest.json", json.dumps(manifest).encode(), 0o644)
-    return buf.getvalue()
+    return buf.getvalue(), "sha256:" + config_name.removesuffix(".json")
 
 
 def _docker_name(name: str) -> str:
@@ -100,14 +101,20 @@ def _docker_name(name: str) -> str:
     return name if "/" in name else f"docker.io/library/{name}"
 
 
-def import_all(bin_dir: Path, containerd: Path, ctr: str = "ctr", images: kc.Images | None = None) -> list[str]:
-    """Import every image the node lacks into its containerd (namespace k8s.io); return those imported."""
-    base = [ctr, "--address", str(containerd), "-n", "k8s.io"]
-    have = subprocess.run([*base, "images", "ls", "-q"], capture_output=True, text=True, check=True).stdout.split()
+def import_all(bin_dir: Path, containerd: Path, crictl: Path, images: kc.Images | None = None) -> list[str]:
+    """Import into the node's containerd (namespace k8s.io) every image it lacks under the same image id;
+    return those imported."""
     imported = []
     for spec in specs(bin_dir, images or kc.Images()):
-        if _docker_name(spec.name) in have:
+        data, image_id = archive(spec)
+        have = subprocess.run(
+            [str(crictl), "--runtime-endpoint", f"unix://{containerd}", "inspecti", "-o", "go-template",
+             "--template", "{{.status.id}}", spec.name],
+            capture_output=True, text=True, check=False,
+        ).stdout.strip()  # fmt: skip
+        if have == image_id:
             continue
-        subprocess.run([*base, "images", "import", "-"], input=archive(spec), capture_output=True, check=True)
+        ctr = ["ctr", "--address", str(containerd), "-n", "k8s.io", "images", "import", "-"]
+        subprocess.run(ctr, input=data, capture_output=True, check=True)
         imported.append(spec.name)
     return imported

@@ -72,7 +72,7 @@ def test_submit_wait_runs_the_pipeline_to_success_on_the_real_backend(
     journey: subprocess.CompletedProcess[str],
 ) -> None:
     assert journey.returncode == 0, journey.stdout[-3000:] + journey.stderr[-3000:]
-    assert "accuracy-top1" in journey.stdout
+    assert " SUCCEEDED" in journey.stdout
 
 
 def test_the_driver_created_the_claim_on_the_static_volume_and_deleted_it_at_the_end(
@@ -80,12 +80,15 @@ def test_the_driver_created_the_claim_on_the_static_volume_and_deleted_it_at_the
 ) -> None:
     pv_name, _ = static_volume
     pv = json.loads(kfp_on_node.kubectl("get", "pv", pv_name, "-o", "json").stdout)
-    claim = pv["spec"].get("claimRef") or {}
+    claim_ref = pv["spec"].get("claimRef") or {}
     claims = json.loads(kfp_on_node.kubectl("get", "pvc", "-n", kc.NAMESPACE, "-o", "json").stdout)["items"]
+    claim = {c["metadata"]["name"]: c for c in claims}.get(claim_ref.get("name", ""))
 
-    assert claim.get("namespace") == kc.NAMESPACE and claim.get("name", "").endswith("sharedvol")
-    assert pv["status"]["phase"] == "Released"  # it was bound to that claim, and the claim is gone
-    assert claim["name"] not in {c["metadata"]["name"] for c in claims}
+    # create-volume made a claim bound to the PV (its claimRef) ...
+    assert claim_ref.get("namespace") == kc.NAMESPACE and claim_ref.get("name", "").endswith("-sharedvol")
+    # ... and delete-volume deleted it: gone, or Terminating while the run's finished pods still reference it
+    # (the pvc-protection finalizer; kubeflow/pipelines#10356).
+    assert claim is None or claim["metadata"].get("deletionTimestamp")
 
 
 def test_the_steps_wrote_the_evaluation_and_the_metrics_files_on_the_volume(
