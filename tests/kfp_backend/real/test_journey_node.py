@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,8 @@ RUN_TIMEOUT_S = 900
 
 
 @pytest.fixture(scope="module")
-def static_volume(kfp_on_node: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    """A Retain hostPath PV on this machine, writable by the steps' uid 1000."""
+def static_volume(kfp_on_node: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A Retain hostPath PV on this machine, writable by the steps' uid 1000; deleted afterwards."""
     backend = kfp_on_node
     directory = tmp_path_factory.mktemp("volume")
     directory.chmod(0o777)
@@ -44,7 +45,8 @@ def static_volume(kfp_on_node: Any, tmp_path_factory: pytest.TempPathFactory) ->
         },
     }
     backend.kubectl("apply", "-f", "-", input=json.dumps(pv))
-    return name, directory
+    yield name, directory
+    backend.kubectl("delete", "pv", name, "--wait=false")
 
 
 @pytest.fixture(scope="module")
