@@ -17,6 +17,8 @@ from tests.kfp_backend.real import backend as kb
 from tests.kfp_backend.real import config as kc
 from tests.kfp_backend.real import images
 
+STEP_IMAGE = "sharedvol:0.1.0"
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register this tier's marker (``-m "not kfp_backend"`` leaves it out)."""
@@ -83,25 +85,41 @@ def mlmd_server(mlmd_python: Path, tmp_path: Path) -> Iterator[tuple[Mlmd, subpr
         log.close()
 
 
-try:  # the node tier's session node (tests/node), shared so one pytest session starts one node per machine
-    from tests.node.conftest import node
-except ModuleNotFoundError:  # without the node tier: only a node started by make node-up, named by the env var
+@dataclass
+class _NodeHandle:
+    workdir: Path
+    kubeconfig: Path
+    bin_dir: Path
 
-    @dataclass
-    class _NodeHandle:
-        workdir: Path
-        kubeconfig: Path
-        bin_dir: Path
 
-    @pytest.fixture(scope="session")
-    def node() -> _NodeHandle:
-        """The running node of ``make node-up`` in SHAREDVOL_TEST_NODE_DIR."""
-        existing = os.environ.get("SHAREDVOL_TEST_NODE_DIR")
-        if not existing:
-            pytest.fail("the journey needs the real node: make node-up, then SHAREDVOL_TEST_NODE_DIR=<its directory>")
+@pytest.fixture(scope="session")
+def real_node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The real node: the one SHAREDVOL_TEST_NODE_DIR names (``make node-up``), else the node tier's session
+    fixture ``node`` where it is visible here, else one started for this session (tests/node/realnode.py).
+    There can be one node per machine: when the node tier runs in the same session, its ``node`` fixture must be
+    visible here (tests/conftest.py) so both tiers share it."""
+    existing = os.environ.get("SHAREDVOL_TEST_NODE_DIR")
+    if existing:
         workdir = Path(existing).resolve()
         env = _read_env(workdir / "node.env")
-        return _NodeHandle(workdir, Path(env["KUBECONFIG"]), Path(env["BIN_DIR"]))
+        yield _NodeHandle(workdir, Path(env["KUBECONFIG"]), Path(env["BIN_DIR"]))
+        return
+    try:
+        yield request.getfixturevalue("node")
+        return
+    except pytest.FixtureLookupError:
+        pass
+    try:
+        from tests.node import realnode
+    except ModuleNotFoundError:
+        pytest.fail("the journey needs the real node (tests/node): make node-up, then SHAREDVOL_TEST_NODE_DIR=<dir>")
+    workdir = tmp_path_factory.mktemp("node")
+    plane = realnode.RealNode(workdir=workdir)
+    plane.start()
+    try:
+        yield _NodeHandle(workdir, plane.kubeconfig, plane.bin_dir)
+    finally:
+        plane.stop()
 
 
 def _read_env(path: Path) -> dict[str, str]:
@@ -109,14 +127,17 @@ def _read_env(path: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def kfp_on_node(node: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[kb.KfpBackend]:
+def kfp_on_node(real_node: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[kb.KfpBackend]:
     """The real backend on the real node, its images imported into the node's containerd; removed afterwards."""
-    env = _read_env(Path(node.workdir) / "node.env")
+    env = _read_env(Path(real_node.workdir) / "node.env")
+    crictl = [str(Path(env["BIN_DIR"]) / "crictl"), "--runtime-endpoint", f"unix://{env['CONTAINERD_ADDRESS']}"]
+    if subprocess.run([*crictl, "inspecti", STEP_IMAGE], capture_output=True, check=False).returncode != 0:
+        pytest.fail(f"the node has no {STEP_IMAGE}: build it and import it (make image with the node up)")
     images.import_all(kb.kfp_bin_dir(), Path(env["CONTAINERD_ADDRESS"]), Path(env["BIN_DIR"]) / "crictl")
     backend = kb.KfpBackend(
         workdir=tmp_path_factory.mktemp("kfp"),
-        kubeconfig=Path(node.kubeconfig),
-        kubectl_bin=Path(node.bin_dir),
+        kubeconfig=Path(real_node.kubeconfig),
+        kubectl_bin=Path(real_node.bin_dir),
         address=kb.machine_address(),
     )
     backend.start()

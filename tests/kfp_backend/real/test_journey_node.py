@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.kfp_backend.real import config as kc
-from tests.kfp_backend.real.conftest import Mlmd
+from tests.kfp_backend.real.conftest import STEP_IMAGE, Mlmd
 
 RUN_TIMEOUT_S = 900
 
@@ -56,7 +56,7 @@ def journey(kfp_on_node: Any, static_volume: tuple[str, Path]) -> subprocess.Com
     pv, _ = static_volume
     env = {**os.environ, "PYTHONPATH": str(kc_repo())}
     return subprocess.run(
-        [sys.executable, "-m", "pipelines", "submit", "--host", backend.api_url, "--wait", "--image", "sharedvol:0.1.0",
+        [sys.executable, "-m", "pipelines", "submit", "--host", backend.api_url, "--wait", "--image", STEP_IMAGE,
          "--static-pv", pv, "--storage-class", "", "--volume-size", "1Gi", "--gpus", "0", "--device", "cpu",
          "--epochs", "1", "--batch-size", "16", "--num-workers", "0", "--data-source", "synthetic:64:32",
          "--run-name", "journey", "--timeout", str(RUN_TIMEOUT_S)],
