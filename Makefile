@@ -89,3 +89,18 @@ image: ## build the step image (needs a Docker engine)
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache runs .cluster
+
+# ----- the real KFP 2.17.0 backend (docs/kfp-backend.md)
+KFP_DIR ?= $(CURDIR)/.kfp
+NODE_DIR ?= $(CURDIR)/.node
+.PHONY: kfp-build kfp-up kfp-down
+
+kfp-build: ## build or reuse the real KFP backend (KFP 2.17.0 from sources, Argo, MinIO) and the MLMD venv
+	@scripts/kfp/build.sh && scripts/kfp/mlmd-venv.sh
+
+kfp-up: venv kfp-build ## the real KFP backend on the node of make node-up (KFP_KWOK=1: on the kwok control plane)
+	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) SHAREDVOL_KFP_BIN=$$(scripts/kfp/build.sh) \
+	  $(RUN) -m tests.kfp_backend.real up --dir $(KFP_DIR) --node-dir $(NODE_DIR) $(if $(KFP_KWOK),--kwok)
+
+kfp-down: venv ## stop the backend started by kfp-up
+	$(RUN) -m tests.kfp_backend.real down --dir $(KFP_DIR)

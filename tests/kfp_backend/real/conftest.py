@@ -1,0 +1,156 @@
+"""Fixtures of the real KFP backend tier: the ML Metadata venv and a forwarding MLMD server on a fresh store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import cluster as cp
+from tests.kfp_backend.real import backend as kb
+from tests.kfp_backend.real import config as kc
+from tests.kfp_backend.real import images
+
+STEP_IMAGE = "sharedvol:0.1.0"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register this tier's marker (``-m "not kfp_backend"`` leaves it out)."""
+    config.addinivalue_line("markers", "kfp_backend: the real KFP backend's parts (builds and caches them first)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in this folder carries the marker."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.kfp_backend)
+
+
+@dataclass
+class Mlmd:
+    """A client for one MLMD store: ``call`` goes through the server, ``call_store`` opens the file itself."""
+
+    python: Path
+    port: int
+    db: Path
+
+    def _run(self, where: list[str], method: str, request: dict[str, Any]) -> dict[str, Any]:
+        client = str(kb.REPO / "tests" / "kfp_backend" / "real" / "mlmd_client.py")
+        out = subprocess.run(
+            [str(self.python), client, *where, method, json.dumps(request)], capture_output=True, text=True, check=False
+        )
+        if out.returncode not in (0, 3):
+            raise AssertionError(f"mlmd_client {method} failed ({out.returncode}): {out.stderr.strip()[-800:]}")
+        return dict(json.loads(out.stdout))
+
+    def call(self, method: str, request: dict[str, Any]) -> dict[str, Any]:
+        """``method`` over gRPC, through the forwarding server."""
+        return self._run(["--port", str(self.port)], method, request)
+
+    def call_store(self, method: str, request: dict[str, Any]) -> dict[str, Any]:
+        """``method`` on the SQLite store directly, with ml-metadata's own library and no server."""
+        return self._run(["--db", str(self.db)], method, request)
+
+
+@pytest.fixture(scope="session")
+def mlmd_python() -> Path:
+    """The ML Metadata venv's python (created once, cached)."""
+    return kb.mlmd_python()
+
+
+@pytest.fixture
+def mlmd_server(mlmd_python: Path, tmp_path: Path) -> Iterator[tuple[Mlmd, subprocess.Popen[bytes]]]:
+    """A forwarding server on a fresh store in ``tmp_path``, stopped after the test."""
+    port = cp.free_port()
+    db = tmp_path / "mlmd.sqlite"
+    log = (tmp_path / "mlmd.log").open("wb")
+    server = subprocess.Popen(
+        [str(mlmd_python), str(kb.MLMD_SERVER), "--db", str(db), "--port", str(port), "--host", "127.0.0.1"],
+        stdout=subprocess.PIPE, stderr=log, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline().decode()  # the server prints this once it listens
+        assert "listening" in line, (tmp_path / "mlmd.log").read_text()
+        yield Mlmd(mlmd_python, port, db), server
+    finally:
+        kb.stop_pid(server.pid, server)
+        log.close()
+
+
+@dataclass
+class _NodeHandle:
+    workdir: Path
+    kubeconfig: Path
+    bin_dir: Path
+
+
+@pytest.fixture(scope="session")
+def real_node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The real node: the one SHAREDVOL_TEST_NODE_DIR names (``make node-up``), else the node tier's session
+    fixture ``node`` where it is visible here, else one started for this session (tests/node/realnode.py).
+    There can be one node per machine: when the node tier runs in the same session, its ``node`` fixture must be
+    visible here (tests/conftest.py) so both tiers share it."""
+    existing = os.environ.get("SHAREDVOL_TEST_NODE_DIR")
+    if existing:
+        workdir = Path(existing).resolve()
+        env = _read_env(workdir / "node.env")
+        yield _NodeHandle(workdir, Path(env["KUBECONFIG"]), Path(env["BIN_DIR"]))
+        return
+    try:
+        yield request.getfixturevalue("node")
+        return
+    except pytest.FixtureLookupError:
+        pass
+    try:
+        from tests.node import realnode
+    except ModuleNotFoundError:
+        pytest.fail("the journey needs the real node (tests/node): make node-up, then SHAREDVOL_TEST_NODE_DIR=<dir>")
+    workdir = tmp_path_factory.mktemp("node")
+    plane = realnode.RealNode(workdir=workdir)
+    plane.start()
+    try:
+        yield _NodeHandle(workdir, plane.kubeconfig, plane.bin_dir)
+    finally:
+        plane.stop()
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+
+@pytest.fixture(scope="module")
+def kfp_on_node(real_node: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[kb.KfpBackend]:
+    """The real backend on the real node, its images imported into the node's containerd; removed afterwards."""
+    env = _read_env(Path(real_node.workdir) / "node.env")
+    crictl = [str(Path(env["BIN_DIR"]) / "crictl"), "--runtime-endpoint", f"unix://{env['CONTAINERD_ADDRESS']}"]
+    if subprocess.run([*crictl, "inspecti", STEP_IMAGE], capture_output=True, check=False).returncode != 0:
+        pytest.fail(f"the node has no {STEP_IMAGE}: build it and import it (make image with the node up)")
+    images.import_all(kb.kfp_bin_dir(), Path(env["CONTAINERD_ADDRESS"]), Path(env["BIN_DIR"]) / "crictl")
+    backend = kb.KfpBackend(
+        workdir=tmp_path_factory.mktemp("kfp"),
+        kubeconfig=Path(real_node.kubeconfig),
+        kubectl_bin=Path(real_node.bin_dir),
+        address=kb.machine_address(),
+    )
+    backend.start()
+    try:
+        yield backend
+    finally:
+        backend.stop()
+        backend.kubectl("delete", "workflows.argoproj.io", "--all", "-n", kc.NAMESPACE, "--wait=false")
+        backend.kubectl("delete", "namespace", kc.NAMESPACE, "--wait=false")
+
+
+@pytest.fixture(scope="module")
+def mlmd_on_node(kfp_on_node: kb.KfpBackend, mlmd_python: Path) -> Mlmd:
+    """The backend's ML Metadata, through its gRPC server."""
+    assert kfp_on_node.ports is not None
+    return Mlmd(mlmd_python, kfp_on_node.ports.mlmd, kfp_on_node.workdir / "mlmd.sqlite")

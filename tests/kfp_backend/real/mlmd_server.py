@@ -1,0 +1,129 @@
+"""ML Metadata over gRPC: a thin service forwarding every call to the real MLMD store.
+
+KFP's v2 driver and launcher (and the KFP UI, through its gRPC-web proxy) talk to MLMD's
+``ml_metadata.MetadataStoreService``. Its C++ server image cannot be had on these machines, but PyPI's
+``ml-metadata`` wheel carries the real store (the same C++ library, SQLite backend) behind a pybind11
+module whose functions take and return serialized protos. This server hands each request's bytes to
+the function of the same name and returns its bytes: no message is parsed or rebuilt here, so the store's
+own behaviour (types, lineage, queries, errors) is what clients see.
+
+Runs in the separate venv made by ``scripts/kfp/mlmd-venv.sh`` (ml-metadata needs protobuf<5)::
+
+    $(scripts/kfp/mlmd-venv.sh)/bin/python tests/kfp_backend/real/mlmd_server.py --db DIR/mlmd.sqlite --port 8080
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from concurrent import futures
+from typing import Any
+
+import grpc
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.metadata_store.pywrap.metadata_store_extension import metadata_store as store_ext
+from ml_metadata.proto import metadata_store_pb2, metadata_store_service_pb2
+
+SERVICE = "ml_metadata.MetadataStoreService"
+log = logging.getLogger("mlmd-server")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Where the store lives and where the service listens."""
+
+    db: str
+    host: str = "0.0.0.0"
+    port: int = 8080
+    workers: int = 8
+
+
+class Forwarder:
+    """Calls the store's C++ functions with serialized requests, one call at a time."""
+
+    def __init__(self, db: str) -> None:
+        config = metadata_store_pb2.ConnectionConfig()
+        config.sqlite.filename_uri = db
+        config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+        # MetadataStore opens the store and creates or upgrades its schema; its handle is what the C++
+        # functions take.
+        self._store = metadata_store.MetadataStore(config)
+        self._lock = threading.Lock()  # one SQLite connection: serialize the calls
+
+    def handler(self, method: str) -> Callable[[bytes, grpc.ServicerContext], bytes]:
+        """The unary handler that forwards ``method``, or one answering UNIMPLEMENTED if the store lacks it."""
+        function: Callable[[Any, bytes], tuple[bytes, bytes, int]] | None = getattr(store_ext, method, None)
+
+        def forward(request: bytes, context: grpc.ServicerContext) -> bytes:
+            if function is None:
+                context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not offered by ml-metadata's store")
+                raise AssertionError("abort raises")  # for the type checker: abort never returns
+            with self._lock:
+                response, message, code = function(self._store._metadata_store, request)
+            if code != 0:
+                context.abort(_status(code), message.decode("utf-8", "replace"))
+            return bytes(response)
+
+        return forward
+
+
+def _status(code: int) -> grpc.StatusCode:
+    """The gRPC status for an absl status code (the two share their numbering)."""
+    for status in grpc.StatusCode:
+        if status.value[0] == code:
+            return status
+    return grpc.StatusCode.UNKNOWN
+
+
+def methods() -> list[str]:
+    """Every method of MLMD's gRPC service, as its service definition names them."""
+    service = metadata_store_service_pb2.DESCRIPTOR.services_by_name["MetadataStoreService"]
+    return [m.name for m in service.methods]
+
+
+def serve(settings: Settings) -> grpc.Server:
+    """Start the server (bytes in, bytes out: no (de)serializers) and return it once it listens."""
+    forwarder = Forwarder(settings.db)
+    handlers: dict[str, Any] = {m: grpc.unary_unary_rpc_method_handler(forwarder.handler(m)) for m in methods()}
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.workers))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    address = f"{settings.host}:{settings.port}"
+    if server.add_insecure_port(address) == 0:
+        raise OSError(f"cannot listen on {address}")
+    server.start()
+    missing = [m for m in methods() if not hasattr(store_ext, m)]
+    log.info(
+        "MLMD store %s served on %s (%d methods; not in the store: %s)", settings.db, address, len(handlers), missing
+    )
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", required=True, help="the SQLite file of the store (created if missing)")
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        server = serve(Settings(db=args.db, host=args.host, port=args.port))
+    except OSError as e:
+        print(f"mlmd-server: error: {e}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"mlmd-server: listening on {args.host}:{args.port}", flush=True)
+    stop.wait()
+    server.stop(grace=2).wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
