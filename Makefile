@@ -34,10 +34,14 @@ test: venv ## every test, with the real control plane (builds it once, about 30 
 	@export SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) && \
 	  export SHAREDVOL_KFPCHECK_BIN=$$(scripts/kfpcheck/build.sh) && \
 	  $(MAKE) --no-print-directory lint && \
-	  $(RUN) -m pytest
+	  $(RUN) -m pytest -m "not kfp_real"
+
+test-kfp: venv kfp-build ## the real KFP backend tier (root; about 40 min of builds cold): the pipeline run by KFP 2.17.0 on the real node
+	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) SHAREDVOL_KFP_BIN=$$(scripts/kfp/build.sh) \
+	  $(RUN) -m pytest -m kfp_real
 
 unit: venv ## the fast tests only (no control plane, no training)
-	$(RUN) -m pytest -m "not controlplane and not ml and not e2e and not kfp_backend"
+	$(RUN) -m pytest -m "not controlplane and not ml and not e2e and not kfp_backend and not kfp_real"
 
 demo: venv ## the whole pipeline on this machine, on a small generated dataset
 	$(RUN) -m pipelines demo --output $(DEMO_DIR)
@@ -88,12 +92,12 @@ image: ## build the step image (needs a Docker engine)
 	docker build -f docker/Dockerfile -t $(IMAGE) .
 
 clean:
-	rm -rf .pytest_cache .mypy_cache .ruff_cache runs .cluster
+	rm -rf .pytest_cache .mypy_cache .ruff_cache runs .cluster .kfp
 
 # ----- the real KFP 2.17.0 backend (docs/kfp-backend.md)
 KFP_DIR ?= $(CURDIR)/.kfp
 NODE_DIR ?= $(CURDIR)/.node
-.PHONY: kfp-build kfp-up kfp-down
+.PHONY: kfp-build kfp-up kfp-down test-kfp
 
 kfp-build: ## build or reuse the real KFP backend (KFP 2.17.0 from sources, Argo, MinIO) and the MLMD venv
 	@scripts/kfp/build.sh && scripts/kfp/mlmd-venv.sh

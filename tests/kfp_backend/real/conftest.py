@@ -21,8 +21,8 @@ STEP_IMAGE = "sharedvol:0.1.0"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register this tier's marker (``-m "not kfp_backend"`` leaves it out)."""
-    config.addinivalue_line("markers", "kfp_backend: the real KFP backend's parts (builds and caches them first)")
+    """Register this tier's marker (``-m "not kfp_real"`` leaves it out)."""
+    config.addinivalue_line("markers", "kfp_real: the real KFP backend's parts (builds and caches them first)")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -30,7 +30,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
         if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.kfp_backend)
+            item.add_marker(pytest.mark.kfp_real)
 
 
 @dataclass
