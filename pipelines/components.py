@@ -43,16 +43,20 @@ def train_resnet(
     lr: float,
     seed: int,
     device: str,
-    amp: bool,
+    amp: str,
+    augment: str,
     num_workers: int,
     train_metrics: Output[Metrics],
 ) -> None:
-    """train-resnet: ResNet-18 with mmcls; a retried task resumes from the run's latest checkpoint."""
+    """train-resnet: ResNet-18 with mmcls; a retried task resumes from the run's latest checkpoint.
+
+    ``amp``/``augment`` ``auto`` and ``num_workers`` -1 leave the choice to the device (``steps.params``).
+    """
     from pipelines import runtime
-    from steps import train_resnet
+    from steps import devices, params, train_resnet
 
     runtime.setup_logging()
-    runtime.apply_device(device)
+    devices.apply_env(device)
     cfg = train_resnet.TrainConfig(
         run_dir=run_dir,
         data_root=data_root,
@@ -61,8 +65,9 @@ def train_resnet(
         lr=lr,
         seed=seed,
         device=device,
-        amp=amp,
-        num_workers=num_workers,
+        amp=params.amp_setting(amp),
+        augment=augment,
+        num_workers=params.workers_setting(num_workers),
     )
     summary = train_resnet.train(cfg)
     train_metrics.log_metric("final-loss", summary.final_loss)
@@ -73,14 +78,21 @@ def train_resnet(
 
 
 def test_resnet(run_dir: str, data_root: str, batch_size: int, device: str, num_workers: int) -> None:
-    """test-resnet: evaluate the run's verified ``checkpoints/latest.pth``; writes ``eval/eval_result.json``."""
+    """test-resnet: evaluate the verified checkpoint of ``checkpoints/latest.json``; write ``eval/eval_result.json``.
+
+    ``num_workers`` -1 leaves the choice to the device (``steps.params``).
+    """
     from pipelines import runtime
-    from steps import test_resnet
+    from steps import devices, params, test_resnet
 
     runtime.setup_logging()
-    runtime.apply_device(device)
+    devices.apply_env(device)
     cfg = test_resnet.TestConfig(
-        run_dir=run_dir, data_root=data_root, batch_size=batch_size, device=device, num_workers=num_workers
+        run_dir=run_dir,
+        data_root=data_root,
+        batch_size=batch_size,
+        device=device,
+        num_workers=params.workers_setting(num_workers),
     )
     result = test_resnet.evaluate(cfg)
     print(f"test-resnet: top-1 {result.top1:.4f}, top-5 {result.top5:.4f} on {result.size} images")

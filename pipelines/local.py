@@ -86,7 +86,7 @@ class DemoResult:
         run_dir: the run directory.
         data_root: where the dataset is.
         metrics: the scalar metrics (``metrics/metrics.json``), accuracies as fractions.
-        files: label -> path of the files a user looks at (eval result, checkpoint, digest, v1 metrics, reports).
+        files: label -> path of the files a user looks at (eval result, checkpoint manifest, v1 metrics, reports).
         wall_time_s: seconds from start to end of the pipeline run.
     """
 
@@ -152,8 +152,7 @@ def collect(volume: Path, run_name: str, data_source: str, wall_time_s: float = 
     layout = dataplane.RunLayout(str(run_dir))
     files = {
         "eval result": Path(layout.eval_result),
-        "checkpoint": Path(layout.checkpoint),
-        "checkpoint digest": Path(layout.checkpoint_digest),
+        "checkpoint manifest": Path(layout.checkpoint),
         "v1 metrics": Path(layout.metrics_dir) / "mlpipeline-metrics.json",
         "report (HTML)": Path(layout.metrics_dir) / "report.html",
         "report (Markdown)": Path(layout.metrics_dir) / "report.md",

@@ -29,7 +29,7 @@ _ACCELERATOR_LIMIT = re.compile(r"^\d+$")  # kfp.dsl.PipelineTask.set_accelerato
 class RunParameters(steps_params.StepParams):
     """The pipeline's run-time parameters and their defaults (settable per run in the KFP UI or by ``submit``).
 
-    The step parameters (epochs, batch_size, lr, seed, device, amp, num_workers, data_source) are
+    The step parameters (epochs, batch_size, lr, seed, device, amp, augment, num_workers, data_source) are
     :class:`steps.params.StepParams`'s; these are the pipeline's own.
 
     Attributes:

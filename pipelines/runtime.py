@@ -1,4 +1,4 @@
-"""What a component does inside its pod besides calling ``steps``: where things live on the volume, logging, device.
+"""What a component does inside its pod besides calling ``steps``: where things live on the volume, logging.
 
 The volume (``/mnt/shared`` on a cluster, a local directory in the demo) holds::
 
@@ -59,9 +59,3 @@ def run_dir(volume: str, run_id: str, run_dir_name: str = "") -> str:
 def setup_logging() -> None:
     """INFO logging to stderr, so the step's progress shows in the task log."""
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)
-
-
-def apply_device(device: str) -> None:
-    """Hide GPUs from torch when ``device`` is ``cpu`` (mmengine uses a visible GPU otherwise)."""
-    if device == "cpu":
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""

@@ -33,19 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     train = sub.add_parser("train", help="train-resnet: ResNet-18 on CIFAR-10 (mmcls + mmengine)")
     _run_args(train)
-    params.add_arguments(train, params.DEFAULTS, ("epochs", "batch_size", "lr", "seed"))
-    train.add_argument(
-        "--amp",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="mixed precision, bf16 where supported else fp16 (CUDA only; default: on with CUDA)",
-    )
-    train.add_argument(
-        "--augment",
-        choices=["auto", "stock", "batched"],
-        default="auto",
-        help="stock: per-image in the loader; batched: on the device (default auto: batched with CUDA)",
-    )
+    params.add_arguments(train, params.DEFAULTS, [n for n in params.TRAINING if n not in _RUN_PARAMETERS])
     train.add_argument("--log-interval", type=int, default=10, help="iterations between progress lines")
     train.add_argument(
         "--keep-checkpoints", type=int, default=1, help="epochs whose checkpoint files stay on the volume (default 1)"
@@ -62,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     test = sub.add_parser("test", help="test-resnet: evaluate the published checkpoint, write eval/eval_result.json")
     _run_args(test)
-    params.add_arguments(test, params.DEFAULTS, ("batch_size",))
+    params.add_arguments(test, params.DEFAULTS, [n for n in params.TESTING if n not in _RUN_PARAMETERS])
     test.add_argument("--checkpoint", help="another checkpoint manifest URL (.../checkpoints/latest.json)")
     test.set_defaults(func=_test)
 
@@ -71,13 +59,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     metrics.set_defaults(func=_metrics)
 
 
+_RUN_PARAMETERS = ("device", "num_workers")  # the table's parameters that train and test share
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", required=True, help="the run directory (path or fsspec URL), e.g. /mnt/shared/runs/r1")
     p.add_argument("--data-root", required=True, help="the directory holding cifar-10-batches-py")
-    params.add_arguments(p, params.DEFAULTS, ("device",))
-    p.add_argument(
-        "--num-workers", type=int, default=None, help="data-loader processes (default: min(8, cores) with CUDA, else 0)"
-    )
+    params.add_arguments(p, params.DEFAULTS, _RUN_PARAMETERS)
 
 
 class CfgOptions(argparse.Action):
@@ -128,9 +116,9 @@ def _train(args: argparse.Namespace) -> int:
         lr=args.lr,
         seed=args.seed,
         device=args.device,
-        amp=args.amp,
+        amp=params.amp_setting(args.amp),
         augment=args.augment,
-        num_workers=args.num_workers,
+        num_workers=params.workers_setting(args.num_workers),
         log_interval=args.log_interval,
         keep_checkpoints=args.keep_checkpoints,
         cfg_options=dict(args.cfg_options),
@@ -151,7 +139,7 @@ def _test(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         batch_size=args.batch_size,
         device=args.device,
-        num_workers=args.num_workers,
+        num_workers=params.workers_setting(args.num_workers),
         checkpoint=args.checkpoint,
     )
     r = test_resnet.evaluate(cfg)

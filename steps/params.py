@@ -19,6 +19,9 @@ from typing import Any
 from steps import errors
 
 DEVICES = ("auto", "cpu", "cuda")
+AMP = ("auto", "on", "off")
+AUGMENT = ("auto", "stock", "batched")
+AUTO_WORKERS = -1  # num_workers: the device decides
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,12 @@ class StepParams:
         lr: SGD learning rate (momentum 0.9, weight decay 1e-4 as in the stock config). Default 0.1.
         seed: random seed for mmengine's ``randomness``. Default 0.
         device: ``auto`` (CUDA when visible), ``cpu`` or ``cuda``. Default ``auto``.
-        amp: mixed precision (mmengine ``AmpOptimWrapper``); CUDA only. Default False.
-        num_workers: data-loader worker processes per step. Default 2.
+        amp: mixed precision (mmengine ``AmpOptimWrapper``): ``auto`` (on with CUDA: bf16 where the GPU supports
+            it, else fp16; off on the CPU), ``on`` (CUDA only) or ``off``. Default ``auto``.
+        augment: ``stock`` (mmcls's per-image crop and flip in the loader), ``batched`` (the same on the device,
+            :mod:`steps.augment`) or ``auto`` (batched with CUDA, stock on the CPU). Default ``auto``.
+        num_workers: data-loader worker processes per step; -1: the device decides (min(8, cores) with CUDA,
+            0 on the CPU). Default -1.
         data_source: ``download`` (official CIFAR-10, MD5-checked), ``synthetic``, ``synthetic:TRAIN:TEST`` or a
             directory holding ``cifar-10-batches-py``. Default ``download``.
     """
@@ -78,9 +85,24 @@ class StepParams:
     lr: float = param(0.1, flag="--lr", help="SGD learning rate", positive=True)
     seed: int = param(0, flag="--seed", help="random seed", metavar="N", minimum=0, maximum=2**32 - 1)
     device: str = param("auto", flag="--device", help="auto (CUDA when visible), cpu or cuda", choices=DEVICES)
-    amp: bool = param(False, flag="--amp", help="mixed precision (CUDA only)")
+    amp: str = param(
+        "auto",
+        flag="--amp",
+        help="mixed precision: auto (on with CUDA: bf16 where supported, else fp16), on (CUDA only) or off",
+        choices=AMP,
+    )
+    augment: str = param(
+        "auto",
+        flag="--augment",
+        help="stock: per-image in the loader; batched: on the device; auto: batched with CUDA, stock on the CPU",
+        choices=AUGMENT,
+    )
     num_workers: int = param(
-        2, flag="--num-workers", help="data-loader worker processes", unit="processes", metavar="N", minimum=0
+        AUTO_WORKERS,
+        flag="--num-workers",
+        help="data-loader worker processes; -1: min(8, cores) with CUDA, 0 on the CPU",
+        metavar="N",
+        minimum=AUTO_WORKERS,
     )
     data_source: str = param(
         "download",
@@ -102,9 +124,10 @@ class StepParams:
 
 DEFAULTS = StepParams()
 # Which parameters each step takes (train-resnet and test-resnet; prepare-data takes data_source).
-TRAINING = ("epochs", "batch_size", "lr", "seed", "device", "amp", "num_workers")
+TRAINING = ("epochs", "batch_size", "lr", "seed", "device", "amp", "augment", "num_workers")
 TESTING = ("batch_size", "device", "num_workers")
-# The CPU demo (`sharedvol demo`): a few epochs of small batches in-process, minutes on a laptop.
+# The CPU demo (`sharedvol demo`): a few epochs of small batches in-process, minutes on a laptop (on the CPU,
+# amp and augment "auto" mean off and stock).
 DEMO = StepParams(epochs=2, batch_size=32, lr=0.05, device="cpu", num_workers=0)
 
 
@@ -127,25 +150,57 @@ def check(params: Any) -> None:
         ConfigError: naming the flag, the value and the rule.
     """
     for f in fields(params):
-        m, value = meta(f), getattr(params, f.name)
-        if m.choices and value not in m.choices:
-            raise errors.ConfigError(f"{m.flag} {value!r} is unknown", hint=f"use {', '.join(m.choices)}")
-        if m.nonempty and not str(value).strip():
-            raise errors.ConfigError(f"{m.flag} is empty", hint=f"e.g. {m.flag} {f.default}")
-        if f.type is bool or isinstance(value, str):
-            continue
-        if m.minimum is not None and value < m.minimum:
-            raise errors.ConfigError(
-                f"{m.flag} must be at least {m.minimum}, got {value}", hint=f"e.g. {m.flag} {f.default}"
-            )
-        if m.maximum is not None and value > m.maximum:
-            raise errors.ConfigError(
-                f"{m.flag} must be at most {m.maximum}, got {value}", hint=f"e.g. {m.flag} {f.default}"
-            )
-        if m.positive and not (math.isfinite(value) and value > 0):
-            raise errors.ConfigError(
-                f"{m.flag} must be a positive number, got {value}", hint=f"e.g. {m.flag} {f.default}"
-            )
+        check_value(f, getattr(params, f.name))
+
+
+def check_value(f: dataclasses.Field[Any], value: Any) -> None:
+    """Check one parameter's ``value`` against its field's :class:`Param` rules.
+
+    Raises:
+        ConfigError: naming the flag, the value and the rule.
+    """
+    m = meta(f)
+    if m.choices and value not in m.choices:
+        raise errors.ConfigError(f"{m.flag} {value!r} is unknown", hint=f"use {', '.join(m.choices)}")
+    if m.nonempty and not str(value).strip():
+        raise errors.ConfigError(f"{m.flag} is empty", hint=f"e.g. {m.flag} {f.default}")
+    if f.type is bool or isinstance(value, str):
+        return
+    if m.minimum is not None and value < m.minimum:
+        raise errors.ConfigError(
+            f"{m.flag} must be at least {m.minimum}, got {value}", hint=f"e.g. {m.flag} {f.default}"
+        )
+    if m.maximum is not None and value > m.maximum:
+        raise errors.ConfigError(
+            f"{m.flag} must be at most {m.maximum}, got {value}", hint=f"e.g. {m.flag} {f.default}"
+        )
+    if m.positive and not (math.isfinite(value) and value > 0):
+        raise errors.ConfigError(f"{m.flag} must be a positive number, got {value}", hint=f"e.g. {m.flag} {f.default}")
+
+
+def amp_setting(amp: str) -> bool | None:
+    """``TrainConfig.amp`` for the table's ``amp``: None for ``auto`` (the device decides), True for on, False for off.
+
+    Raises:
+        ConfigError: not auto, on or off.
+    """
+    check_value(_field("amp"), amp)
+    return {"auto": None, "on": True, "off": False}[amp]
+
+
+def workers_setting(num_workers: int) -> int | None:
+    """``TrainConfig``/``TestConfig.num_workers`` for the table's ``num_workers``: None for -1 (the device decides).
+
+    Raises:
+        ConfigError: below -1.
+    """
+    check_value(_field("num_workers"), num_workers)
+    return None if num_workers == AUTO_WORKERS else int(num_workers)
+
+
+def _field(name: str) -> dataclasses.Field[Any]:
+    (f,) = fields(StepParams, (name,))
+    return f
 
 
 def add_arguments(parser: argparse.ArgumentParser | Any, defaults: Any, only: Iterable[str] | None = None) -> None:

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 SUMMARY_SCHEMA = "sharedvol.train_summary"
 SUMMARY_VERSION = 2
 SEED_MAX = 2**32 - 1
-AUGMENT = ("auto", "stock", "batched")
+AUGMENT = params.AUGMENT
 _D = params.DEFAULTS  # the defaults of every step parameter (steps.params)
 
 
@@ -36,9 +36,11 @@ class TrainConfig:
         data_root: the directory holding ``cifar-10-batches-py``.
         epochs, batch_size, lr, seed, device: as :class:`steps.params.StepParams` (meaning, unit and default).
         amp: mixed precision (mmengine ``AmpOptimWrapper``: bfloat16 where the GPU supports it, else float16 with
-            dynamic loss scaling); CUDA only. None (default): on with CUDA, off on the CPU.
+            dynamic loss scaling); CUDA only. None (default): on with CUDA, off on the CPU. The table's ``auto``,
+            ``on``, ``off`` map to None, True, False (:func:`steps.params.amp_setting`).
         num_workers: data-loader worker processes. None (default): min(8, cores) with CUDA, 0 on the CPU
-            (in-process: fastest on small CPU nodes).
+            (in-process: fastest on small CPU nodes). The table's -1 maps to None
+            (:func:`steps.params.workers_setting`).
         augment: ``stock`` (mmcls's per-image RandomCrop + RandomFlip in the loader), ``batched`` (the same
             augmentation on the device, :mod:`steps.augment`) or ``auto`` (default: batched with CUDA, stock on CPU).
         log_interval: iterations between progress lines. Default 10.
@@ -53,9 +55,9 @@ class TrainConfig:
     lr: float = _D.lr
     seed: int = _D.seed
     device: str = _D.device
-    amp: bool | None = None
-    num_workers: int | None = None
-    augment: str = "auto"
+    amp: bool | None = params.amp_setting(_D.amp)
+    num_workers: int | None = params.workers_setting(_D.num_workers)
+    augment: str = _D.augment
     log_interval: int = 10
     keep_checkpoints: int = 1
     cfg_options: dict[str, Any] = field(default_factory=dict)

@@ -59,9 +59,52 @@ def test_the_step_programs_take_their_parameters_with_the_tables_defaults() -> N
         n: getattr(steps_params.DEFAULTS, n) for n in steps_params.TESTING
     }
     config = train_resnet.TrainConfig(run_dir="r", data_root="d")
+    d = steps_params.DEFAULTS
     assert {n: getattr(config, n) for n in steps_params.TRAINING} == {
-        n: getattr(steps_params.DEFAULTS, n) for n in steps_params.TRAINING
+        **{n: getattr(d, n) for n in steps_params.TRAINING},
+        "amp": steps_params.amp_setting(d.amp),
+        "num_workers": steps_params.workers_setting(d.num_workers),
     }
+
+
+def test_the_tables_defaults_leave_amp_augmentation_and_loader_workers_to_the_device() -> None:
+    d = steps_params.DEFAULTS
+    assert (d.amp, d.augment, d.num_workers) == ("auto", "auto", steps_params.AUTO_WORKERS)
+    config = train_resnet.TrainConfig(run_dir="r", data_root="d")
+    assert (config.amp, config.augment, config.num_workers) == (None, "auto", None)
+
+
+def test_the_train_program_passes_explicit_amp_augmentation_and_workers_and_auto_by_default() -> None:
+    parser = argparse.ArgumentParser()
+    steps_cli.register(parser.add_subparsers())
+    base = ["train", "--run-dir", "r", "--data-root", "d"]
+    auto = parser.parse_args(base)
+    chosen = parser.parse_args([*base, "--amp", "on", "--augment", "stock", "--num-workers", "3"])
+
+    assert (auto.amp, auto.augment, auto.num_workers) == ("auto", "auto", -1)
+    assert (chosen.amp, chosen.augment, chosen.num_workers) == ("on", "stock", 3)
+
+
+@pytest.mark.parametrize(("amp", "setting"), [("auto", None), ("on", True), ("off", False)])
+def test_amp_auto_on_and_off_become_the_train_configs_none_true_and_false(amp: str, setting: bool | None) -> None:
+    assert steps_params.amp_setting(amp) is setting
+
+
+@pytest.mark.parametrize(("workers", "setting"), [(-1, None), (0, 0), (4, 4)])
+def test_minus_one_loader_workers_becomes_none_and_a_count_stays_itself(workers: int, setting: int | None) -> None:
+    assert steps_params.workers_setting(workers) == setting
+
+
+def test_a_bad_amp_or_worker_count_from_a_pipeline_run_is_refused_naming_its_flag() -> None:
+    with pytest.raises(steps_errors.ConfigError) as amp:
+        steps_params.amp_setting("true")
+    with pytest.raises(steps_errors.ConfigError) as workers:
+        steps_params.workers_setting(-2)
+    assert (amp.value.message, amp.value.hint) == ("--amp 'true' is unknown", "use auto, on, off")
+    assert (workers.value.message, workers.value.hint) == (
+        "--num-workers must be at least -1, got -2",
+        "e.g. --num-workers -1",
+    )
 
 
 def test_the_compiled_pipelines_parameters_are_the_tables_names_types_and_defaults(tmp_path: Path) -> None:
@@ -118,7 +161,9 @@ def test_the_pipeline_signature_is_built_from_the_compile_defaults() -> None:
         ("seed", -1, "--seed must be at least 0, got -1"),
         ("seed", 2**32, "--seed must be at most 4294967295, got 4294967296"),
         ("device", "tpu", "--device 'tpu' is unknown"),
-        ("num_workers", -1, "--num-workers must be at least 0, got -1"),
+        ("num_workers", -2, "--num-workers must be at least -1, got -2"),
+        ("amp", "yes", "--amp 'yes' is unknown"),
+        ("augment", "gpu", "--augment 'gpu' is unknown"),
         ("data_source", "", "--data-source is empty"),
     ],
 )

@@ -119,7 +119,8 @@ def test_node_selectors_are_key_value_pairs() -> None:
     [
         ({"gpu_count": -1}, "--gpus must be at least 0, got -1"),
         ({"epochs": 0}, "--epochs must be at least 1, got 0"),
-        ({"num_workers": -1}, "--num-workers must be at least 0, got -1"),
+        ({"num_workers": -2}, "--num-workers must be at least -1, got -2"),
+        ({"amp": "true"}, "--amp 'true' is unknown"),
         ({"lr": 0.0}, "--lr must be a positive number"),
         ({"device": "tpu"}, "--device 'tpu' is unknown"),
         ({"run_dir_name": "../etc"}, "run name '../etc' cannot name a directory"),

@@ -93,3 +93,24 @@ def test_metrics_print_as_an_aligned_table_with_percentages() -> None:
             "  test-samples           32",
         ]
     )
+
+
+def test_the_demo_lists_each_result_file_once_with_the_checkpoint_manifest_named_as_such(tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "r"
+    for rel in (
+        "eval/eval_result.json",
+        "checkpoints/latest.json",
+        "metrics/mlpipeline-metrics.json",
+        "metrics/report.html",
+        "metrics/report.md",
+    ):
+        (run / rel).parent.mkdir(parents=True, exist_ok=True)
+        (run / rel).write_text("{}")
+    (run / "metrics" / "metrics.json").write_text('{"scalars": {"accuracy-top1": 0.5}}')
+
+    result = local.collect(tmp_path, "r", "synthetic")
+
+    paths = list(result.files.values())
+    assert len(paths) == len(set(paths))
+    assert result.files["checkpoint manifest"] == run / "checkpoints" / "latest.json"
+    assert result.metrics == {"accuracy-top1": 0.5}

@@ -90,9 +90,9 @@ def test_a_cfg_options_item_without_a_value_is_an_argparse_error(
 def test_test_with_negative_workers_is_one_line(
     capsys: pytest.CaptureFixture[str], dataset: Path, tmp_path: Path
 ) -> None:
-    code, lines = run(capsys, "test", "--run-dir", str(tmp_path), "--data-root", str(dataset), "--num-workers", "-1")
+    code, lines = run(capsys, "test", "--run-dir", str(tmp_path), "--data-root", str(dataset), "--num-workers", "-2")
     assert code == 2
-    assert lines[-1] == "sharedvol test: error: --num-workers must be 0 or more, got -1: e.g. 0"
+    assert lines[-1] == "sharedvol test: error: --num-workers must be at least -1, got -2: e.g. --num-workers -1"
 
 
 def test_a_run_directory_that_is_a_file_is_one_line_for_each_step(
