@@ -60,3 +60,16 @@ def test_the_compiled_prepare_data_step_runs_through_kfp_executor_main_as_uid_10
     batches = Path(shared, Path(data_root).relative_to("/mnt/shared"), "cifar-10-batches-py")
     assert sorted(p.name for p in batches.iterdir() if p.name.startswith(("data_batch", "test_batch")))
     assert all(p.stat().st_uid == 1000 for p in batches.iterdir())
+
+
+def test_the_built_image_carries_the_torch_that_requirements_txt_pins(node, run_pod) -> None:
+    pin = next(
+        line.split("==")[1].strip()
+        for line in (cp.REPO / "requirements.txt").read_text().splitlines()
+        if line.startswith("torch==")
+    )
+    script = "import torch; print('torch=' + torch.__version__)"
+    result = run_pod.run(pods.step_pod("torch", ["-c", script], command=["python3"]), timeout=120)
+    assert (result.phase, result.exit_code) == ("Succeeded", 0), result.logs
+    (line,) = [x for x in result.logs.splitlines() if x.startswith("torch=")]
+    assert line.removeprefix("torch=").split("+")[0] == pin
