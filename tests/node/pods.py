@@ -98,23 +98,25 @@ class PodRunner:
 
     def wait_deleted(self, name: str, timeout: float) -> None:
         """Return once the pod is gone (watched, with a deadline)."""
-        from kubernetes import watch
+        wait_gone(self.core.list_namespaced_pod, name, timeout, self.namespace)
 
-        listing = self.core.list_namespaced_pod(self.namespace, **kwait.named(name))
-        if not listing.items:
+
+def wait_gone(list_func: Any, name: str, timeout: float, *args: Any) -> None:
+    """Return once the object ``name`` of ``list_func(*args)`` is gone (listed, then watched, with a deadline)."""
+    from kubernetes import watch
+
+    listing = list_func(*args, **kwait.named(name))
+    if not listing.items:
+        return
+    w = watch.Watch()
+    for event in w.stream(
+        list_func, *args, resource_version=listing.metadata.resource_version, timeout_seconds=int(timeout),
+        **kwait.named(name),
+    ):  # fmt: skip
+        if event["type"] == "DELETED":
+            w.stop()
             return
-        w = watch.Watch()
-        for event in w.stream(
-            self.core.list_namespaced_pod,
-            self.namespace,
-            resource_version=listing.metadata.resource_version,
-            timeout_seconds=int(timeout),
-            **kwait.named(name),
-        ):
-            if event["type"] == "DELETED":
-                w.stop()
-                return
-        raise AssertionError(f"pod {name} was not deleted within {timeout:.0f} s")
+    raise AssertionError(f"{name} was not deleted within {timeout:.0f} s")
 
 
 def _exit_code(pod: Any) -> int | None:

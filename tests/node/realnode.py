@@ -31,9 +31,10 @@ FIRST = ("kube-proxy", "kubelet")  # stopped before the pods are removed, so not
 
 
 def node_ip() -> str:
-    """The machine's address on its default route (a UDP connect sends nothing)."""
+    """The machine's address on its default route (a UDP connect sends nothing; a unicast documentation address,
+    since connecting to a broadcast one is refused without SO_BROADCAST)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect(("192.0.2.255", 9))
+        s.connect(("198.51.100.1", 9))
         return str(s.getsockname()[0])
 
 
