@@ -73,3 +73,12 @@ def test_the_built_image_carries_the_torch_that_requirements_txt_pins(node, run_
     assert (result.phase, result.exit_code) == ("Succeeded", 0), result.logs
     (line,) = [x for x in result.logs.splitlines() if x.startswith("torch=")]
     assert line.removeprefix("torch=").split("+")[0] == pin
+
+
+def test_the_training_stack_imports_in_the_image_as_uid_1000(node, run_pod) -> None:
+    # opencv-python (mmcv-lite's dependency) needs X11/GL/GLib libraries a slim base lacks: this failed before the
+    # Dockerfile installed them ("libxcb.so.1: cannot open shared object file").
+    script = "import cv2, mmcls, mmengine, torch; print('imported', cv2.__version__, mmcls.__version__)"
+    result = run_pod.run(pods.step_pod("imports", ["-c", script], command=["python3"]), timeout=120)
+    assert (result.phase, result.exit_code) == ("Succeeded", 0), result.logs
+    assert "imported" in result.logs
