@@ -1,7 +1,7 @@
-"""The in-cluster NFS server of k8s/nfs/server (nfs-ganesha, userspace) on the real node: its pod runs, and client pods
-write and read its export through the Service with libnfs's userspace tools (NFSv3 and NFSv4). Mounting the export as
-a filesystem (kubelet, csi-driver-nfs) needs a kernel NFS client, which this machine lacks: that part stays checked by
-the manifests (tests/controlplane/test_manifests_nfs.py)."""
+"""The in-cluster NFS server of k8s/nfs/server (nfs-ganesha, userspace) on the real node: its pod runs, and client
+pods write and read its export through the Service with libnfs's userspace tools (NFSv4, the share at the root).
+Mounting the export as a filesystem (kubelet, csi-driver-nfs) needs a kernel NFS client, which this machine lacks: that
+part stays checked by the manifests (tests/controlplane/test_manifests_nfs.py)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def _client(name: str, script: str) -> dict[str, Any]:
     return pods.step_pod(name, [script], image=conftest.NFS_IMAGE, command=["/bin/bash", "-ec"])
 
 
-def test_client_pods_write_and_read_the_in_cluster_nfs_export_over_nfsv3_and_nfsv4(
+def test_client_pods_write_and_read_the_in_cluster_nfs_export_over_nfsv4_at_the_share_root(
     nfs_server: str, run_pod: pods.PodRunner
 ) -> None:
     # What csi-driver-nfs does for a claim (a sub-directory with the class's owner), done here by the test: there is
@@ -67,13 +67,14 @@ def test_client_pods_write_and_read_the_in_cluster_nfs_export_over_nfsv3_and_nfs
     share.mkdir(parents=True)
     os.chown(share, 1000, 1000)
     token = uuid.uuid4().hex
-    url = f"nfs://{nfs_server}/exports/{share.name}/handoff.txt"
+    # The export is the root of the NFSv4 pseudo filesystem: what StorageClass sharedvol-nfs mounts as share "/".
+    url = f"nfs://{nfs_server}/{share.name}/handoff.txt?version=4"
     try:
         writer = run_pod.run(
-            _client("writer", f"echo {token} > /tmp/handoff.txt && nfs-cp /tmp/handoff.txt '{url}?version=3'"), 120
+            _client("writer", f"echo {token} > /tmp/handoff.txt && nfs-cp /tmp/handoff.txt '{url}'"), 120
         )
         assert (writer.phase, writer.exit_code) == ("Succeeded", 0), writer.logs
-        reader = run_pod.run(_client("reader", f"nfs-cat '{url}?version=4'"), 120)
+        reader = run_pod.run(_client("reader", f"nfs-cat '{url}'"), 120)
         assert (reader.phase, reader.exit_code) == ("Succeeded", 0), reader.logs
 
         assert reader.logs.strip() == token
