@@ -11,7 +11,7 @@ IMAGE_TAG ?= 0.1.0
 NODE_DIR ?= $(CURDIR)/.node
 
 .PHONY: help venv controlplane test lint unit demo install compile bench bench-train bench-data bench-controlplane bench-storage bench-fallback bench-demo \
-        cluster-up cluster-down node-up node-down image clean
+        cluster-up cluster-down node-up node-down image test-node bench-node clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -28,10 +28,14 @@ lint: venv ## ruff, mypy and the Dockerfile linter
 	$(VENV)/bin/mypy
 	$(VENV)/bin/hadolint docker/Dockerfile
 
-test: venv ## every test: real control plane and, as root, a real node (builds both once; docs/tests.md)
+test: venv ## every test, the real-node tier included (root; builds and starts all it needs; docs/tests.md)
+	@[ "$$(id -u)" = 0 ] || { echo "make test: the node tier (tests/node) runs real pods and needs root: run it as root (CI does), or run make unit" >&2; exit 1; }
 	@export SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) && \
 	  $(MAKE) --no-print-directory lint && \
 	  $(RUN) -m pytest
+
+test-node: venv ## only the real-node tier (root); SHAREDVOL_TEST_NODE_DIR=.node reuses a node from make node-up
+	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) -m pytest -m node
 
 unit: venv ## the fast tests only (no control plane, no training)
 	$(RUN) -m pytest -m "not controlplane and not ml and not e2e and not node"
@@ -68,6 +72,9 @@ bench-fallback: venv ## fallback provisioner: claim created -> PV bound
 
 bench-demo: venv ## end-to-end time of the demo after set-up
 	$(RUN) benchmarks/bench_demo.py
+
+bench-node: venv ## the real node (root): node-up warm, a tiny pod create -> Succeeded, image build and import times
+	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) benchmarks/bench_node.py
 
 cluster-up: venv ## start the test control plane in the background, kubeconfig in .cluster/
 	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) -m tests.cluster up --dir $(CLUSTER_DIR)

@@ -6,7 +6,8 @@
 # and, when a real node from `make node-up` runs in NODE_DIR, make them available to its containerd
 # (scripts/node/import.sh: skipped for an image the node already has, by image id).
 #
-#   scripts/node/image.sh [TAG]      env: NODE_DIR (default .node), EXTRA_CA_CERTS_DIR, DOCKER_BUILD_ARGS
+#   scripts/node/image.sh [TAG]      env: NODE_DIR (default .node), EXTRA_CA_CERTS_DIR, DOCKER_BUILD_ARGS,
+#                                         IMAGE_BUILD_LOG (a file for docker build's output; default: the terminal)
 #
 # EXTRA_CA_CERTS_DIR (default /usr/local/share/ca-certificates, the machine's own local CAs; empty for none): every
 # *.crt there is passed as build arg EXTRA_CA_CERTS, for builds behind a TLS-intercepting proxy.
@@ -34,8 +35,17 @@ build() { # NAME DOCKERFILE CONTEXT [TARGET]
   local t0 target=()
   t0=$(date +%s)
   [[ -n "${4:-}" ]] && target=(--target "$4")
-  log "building $1"
-  DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0} docker build "${args[@]}" "${target[@]}" -f "$2" -t "$1" "$3" >&2
+  log "building $1${IMAGE_BUILD_LOG:+ (output: $IMAGE_BUILD_LOG)}"
+  if [[ -n "${IMAGE_BUILD_LOG:-}" ]]; then
+    if ! DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0} docker build "${args[@]}" "${target[@]}" -f "$2" -t "$1" "$3" \
+      >>"$IMAGE_BUILD_LOG" 2>&1; then
+      tail -30 "$IMAGE_BUILD_LOG" >&2
+      log "building $1 failed; full output: $IMAGE_BUILD_LOG"
+      exit 1
+    fi
+  else
+    DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0} docker build "${args[@]}" "${target[@]}" -f "$2" -t "$1" "$3" >&2
+  fi
   log "built $1 in $(($(date +%s) - t0)) s ($(docker image inspect -f '{{.Id}}' "$1" | cut -c1-19))"
 }
 

@@ -51,40 +51,51 @@ class NodeHandle:
         return cp.kubectl(self.bin_dir, self.kubeconfig, *args, check=check, input=input)
 
 
-def _say(config: pytest.Config, text: str) -> None:
+@contextlib.contextmanager
+def _visible(config: pytest.Config) -> Iterator[None]:
+    """Let progress lines (ours and the scripts') reach the terminal while set-up runs."""
     capture = config.pluginmanager.get_plugin("capturemanager")
     with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-        print(text, flush=True)
+        yield
 
 
 @pytest.fixture(scope="session")
 def node(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[NodeHandle]:
-    """The real node, with the project's images in its containerd, for the whole session."""
+    """The real node, with the project's images in its containerd, for the whole session.
+
+    From nothing (a fresh CI machine, as root) this installs the node's Debian packages, starts dockerd when no
+    Docker engine answers, makes the base image, builds the three images and imports them; each step prints
+    ``[node]``/``[base-image]``/``[image]``/``[import]`` progress lines, and the docker build output goes to
+    ``images.log`` in the node directory (its tail is printed when a build fails).
+    """
     existing = os.environ.get("SHAREDVOL_TEST_NODE_DIR")
     if existing:
         workdir = Path(existing).resolve()
         env = dict(line.split("=", 1) for line in (workdir / "node.env").read_text().splitlines() if "=" in line)
         handle = NodeHandle(workdir, workdir / "kubeconfig", Path(env["BIN_DIR"]))
-        _build_images(handle, pytestconfig)
+        with _visible(pytestconfig):
+            _build_images(handle)
         yield handle
         return
     workdir = tmp_path_factory.mktemp("node")
     plane = realnode.RealNode(workdir=workdir)
-    plane.start()
-    _say(pytestconfig, f"\n[node] {plane.node_names[0]} Ready in {plane.startup_seconds:.1f} s at {plane.server}")
+    with _visible(pytestconfig):
+        print(f"\n[node] starting a real node in {workdir} (needs root; docs/tests.md)", flush=True)
+        plane.start()
+        print(f"[node] {plane.node_names[0]} Ready in {plane.startup_seconds:.1f} s at {plane.server}", flush=True)
     try:
         handle = NodeHandle(workdir, plane.kubeconfig, plane.bin_dir)
-        _build_images(handle, pytestconfig)
+        with _visible(pytestconfig):
+            _build_images(handle)
         yield handle
     finally:
         plane.stop()
 
 
-def _build_images(handle: NodeHandle, config: pytest.Config) -> None:
-    _say(config, "[node] building the images and importing them into the node (scripts/node/image.sh)")
-    script = cp.REPO / "scripts" / "node" / "base-image.sh"
-    subprocess.run([str(script)], check=True)
-    env = {**os.environ, "NODE_DIR": str(handle.workdir)}
+def _build_images(handle: NodeHandle) -> None:
+    print("[node] base image, the project's images, and their import into the node", flush=True)
+    subprocess.run([str(cp.REPO / "scripts" / "node" / "base-image.sh")], check=True)
+    env = {**os.environ, "NODE_DIR": str(handle.workdir), "IMAGE_BUILD_LOG": str(handle.workdir / "images.log")}
     subprocess.run([str(cp.REPO / "scripts" / "node" / "image.sh"), IMAGE_TAG], check=True, env=env)
 
 
@@ -105,7 +116,13 @@ def node_namespace(node_api: Any, request: pytest.FixtureRequest) -> Iterator[st
     name = f"{stem.removeprefix('test-')[:40].strip('-')}-{uuid.uuid4().hex[:6]}"
     core = client.CoreV1Api(node_api)
     core.create_namespace({"metadata": {"name": name, "labels": {"app.kubernetes.io/created-by": "sharedvol-tests"}}})
-    kwait.until(core.list_namespaced_service_account, lambda sa: True, name, what="ServiceAccount default")
+    kwait.until(
+        core.list_namespaced_service_account,
+        lambda sa: True,
+        name,
+        what="ServiceAccount default",
+        field_selector="metadata.name=default",
+    )
     try:
         yield name
     finally:

@@ -43,6 +43,11 @@ def _versions() -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
 
 
+def say(text: str) -> None:
+    """A progress line on stderr."""
+    print(f"[node] {text}", file=sys.stderr, flush=True)
+
+
 def docker_engine_answers() -> bool:
     """True when ``docker info`` reaches an engine."""
     if shutil.which("docker") is None:
@@ -85,6 +90,7 @@ class RealNode(cp.ControlPlane):
         if packages.returncode != 0:
             raise cp.ControlPlaneError("the node's Debian packages are missing and could not be installed (above)")
         self._claim_machine()
+        say(f"control plane (etcd, kube-apiserver on {self.address}, controller-manager, scheduler)")
         ca, client_crt, client_key = nc.kubelet_client_certs(self.workdir / "certs")
         self.apiserver_args = [
             f"--kubelet-client-certificate={client_crt}",
@@ -99,8 +105,11 @@ class RealNode(cp.ControlPlane):
         )
         (self.workdir / "kubeconfig").unlink(missing_ok=True)
         (self.workdir / "kubeconfig").symlink_to("admin.kubeconfig")
-        if self.start_dockerd and not docker_engine_answers():
+        started_dockerd = self.start_dockerd and not docker_engine_answers()
+        if started_dockerd:
+            say("no Docker engine answers: starting dockerd (images are built with it; stopped with the node)")
             self._spawn("dockerd", ["--storage-driver=overlay2"], exe=shutil.which("dockerd") or "dockerd")
+        say("containerd (CRI), CNI bridge, kubelet, kube-proxy")
         self._start_containerd()
         self._start_kubelet(node_kubeconfig, ca)
         proxy_config = self.workdir / "kube-proxy.json"
@@ -108,6 +117,8 @@ class RealNode(cp.ControlPlane):
         self._spawn("kube-proxy", [f"--config={proxy_config}", "--v=1"])
         self._write_env()
         self._wait_node_ready()
+        if started_dockerd:
+            self._wait_for(docker_engine_answers, "dockerd to answer", 60)
 
     def _claim_machine(self) -> None:
         owner = RUN_DIR / "owner"
@@ -172,7 +183,13 @@ class RealNode(cp.ControlPlane):
         self._wait_for(lambda: bool(core.list_node().items), "the kubelet to register its Node", READY_TIMEOUT_S)
         kwait.until(core.list_node, ready, timeout=READY_TIMEOUT_S, what="Node Ready", **kwait.named(nc.NODE_NAME))
         # Pods in "default" are admitted only once its ServiceAccount exists (made by a controller).
-        kwait.until(core.list_namespaced_service_account, lambda sa: True, "default", what="ServiceAccount default")
+        kwait.until(
+            core.list_namespaced_service_account,
+            lambda sa: True,
+            "default",
+            what="ServiceAccount default",
+            field_selector="metadata.name=default",
+        )
 
     def _wait_for(self, check: object, what: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
