@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import os
 import shutil
 import socket
@@ -67,6 +68,7 @@ class RealNode(cp.ControlPlane):
     kwok: bool = False
     start_dockerd: bool = True
     layout: nc.NodeLayout = field(init=False)
+    _kubelet_started: datetime.datetime = field(init=False, default=datetime.datetime.min.replace(tzinfo=datetime.UTC))
 
     def __post_init__(self) -> None:
         self.address = node_ip()
@@ -149,6 +151,7 @@ class RealNode(cp.ControlPlane):
 
     def _start_kubelet(self, kubeconfig: Path, client_ca: Path) -> None:
         self.layout.kubelet_root.mkdir(parents=True, exist_ok=True)
+        self._kubelet_started = datetime.datetime.now(datetime.UTC)
         config = self.workdir / "kubelet.json"
         config.write_text(nc.kubelet_config(self.layout, cp.free_port(), cp.free_port(), client_ca))
         self._spawn(
@@ -175,9 +178,16 @@ class RealNode(cp.ControlPlane):
 
         from tests import kwait
 
+        # A node directory used before keeps its etcd, and so a Node object whose Ready condition is left over from
+        # the last run: only a heartbeat from this kubelet counts.
+        since = self._kubelet_started - datetime.timedelta(seconds=1)
+
         def ready(node: object) -> bool:
             conditions = getattr(getattr(node, "status", None), "conditions", None) or []
-            return any(c.type == "Ready" and c.status == "True" for c in conditions)
+            return any(
+                c.type == "Ready" and c.status == "True" and c.last_heartbeat_time and c.last_heartbeat_time >= since
+                for c in conditions
+            )
 
         core = client.CoreV1Api(config.new_client_from_config(str(self.kubeconfig)))
         self._wait_for(lambda: bool(core.list_node().items), "the kubelet to register its Node", READY_TIMEOUT_S)
