@@ -241,7 +241,9 @@ def cleanup(workdir: Path) -> None:
     """Unmount what the kubelet left mounted under the node directory, and release the machine."""
     kubelet_root = str(workdir / "kubelet")
     mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
-    for target in sorted((m for m in mounts if m.startswith(kubelet_root + "/")), key=len, reverse=True):
+    # The kubelet bind-mounts its root directory onto itself (to make it rshared): that one too, last.
+    ours = (m for m in mounts if m == kubelet_root or m.startswith(kubelet_root + "/"))
+    for target in sorted(ours, key=len, reverse=True):
         subprocess.run(["umount", "-l", target], check=False, capture_output=True)
     owner = RUN_DIR / "owner"
     with contextlib.suppress(OSError):
