@@ -97,5 +97,7 @@ def test_the_nfs_server_pod_runs_unprivileged_with_only_the_capabilities_its_man
     assert not container.security_context.privileged
     assert container.security_context.capabilities.drop == ["ALL"]
     assert "SYS_ADMIN" not in container.security_context.capabilities.add
+    # Ready means the export answers over NFSv4, not only that the port is open.
+    assert container.readiness_probe._exec.command[:2] == ["nfs-ls", "nfs://127.0.0.1/?version=4"]
     (status,) = pod.status.container_statuses
     assert status.ready and status.restart_count == 0
