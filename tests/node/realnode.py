@@ -238,13 +238,15 @@ def remove_pods(bin_dir: Path, socket_path: Path) -> None:
 
 
 def cleanup(workdir: Path) -> None:
-    """Unmount what the kubelet left mounted under the node directory, and release the machine."""
+    """Unmount what the kubelet left mounted under the node directory, remove node.env, and release the machine."""
     kubelet_root = str(workdir / "kubelet")
     mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
     # The kubelet bind-mounts its root directory onto itself (to make it rshared): that one too, last.
     ours = (m for m in mounts if m == kubelet_root or m.startswith(kubelet_root + "/"))
     for target in sorted(ours, key=len, reverse=True):
         subprocess.run(["umount", "-l", target], check=False, capture_output=True)
+    # node.env says a node runs here (scripts/node/image.sh imports into it when present).
+    (workdir / "node.env").unlink(missing_ok=True)
     owner = RUN_DIR / "owner"
     with contextlib.suppress(OSError):
         if Path(owner.read_text().strip()) == workdir:
@@ -261,7 +263,9 @@ def down(workdir: Path) -> int:
     for pid, name in [e for e in entries if e[1] in FIRST]:
         cp.stop_pid(pid)
         print(f"stopped {name} (pid {pid})")
-    env = dict(line.split("=", 1) for line in (workdir / "node.env").read_text().splitlines() if "=" in line)
+    env_file = workdir / "node.env"
+    lines = env_file.read_text().splitlines() if env_file.exists() else []
+    env = dict(line.split("=", 1) for line in lines if "=" in line)
     if env and Path(env["CONTAINERD_ADDRESS"]).exists():
         remove_pods(Path(env["BIN_DIR"]), Path(env["CONTAINERD_ADDRESS"]))
         print("removed every pod sandbox")

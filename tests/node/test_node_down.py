@@ -21,9 +21,11 @@ def test_cleanup_unmounts_the_kubelet_root_bind_mount_and_the_volumes_under_it(t
     subprocess.run(["mount", "--bind", str(root), str(root)], check=True)
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(volume)], check=True)
     assert len(_mounted_under(root)) == 2
+    (tmp_path / "node.env").write_text("CONTAINERD_ADDRESS=/run/sharedvol-node/containerd.sock\n")
 
     realnode.cleanup(tmp_path)
 
     assert _mounted_under(root) == []
+    assert not (tmp_path / "node.env").exists()  # make image imports only into a node that runs
     subprocess.run(["rm", "-rf", str(root)], check=True)
     assert not root.exists()
