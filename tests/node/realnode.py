@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tests import cluster as cp
 from tests.node import nodeconfig as nc
-from tests.node.teardown import FIRST, RUN_DIR, cleanup, down, remove_pods
+from tests.node.teardown import FIRST, RUN_DIR, claim_machine, cleanup, down, remove_pods
 
 CACHE = Path(os.environ.get("SHAREDVOL_CACHE", Path.home() / ".cache" / "sharedvol"))
 READY_TIMEOUT_S = 120.0
@@ -89,7 +89,7 @@ class RealNode(cp.ControlPlane):
         packages = subprocess.run([str(cp.REPO / "scripts" / "node" / "packages.sh")], check=False)
         if packages.returncode != 0:
             raise cp.ControlPlaneError("the node's Debian packages are missing and could not be installed (above)")
-        self._claim_machine()
+        claim_machine(self.workdir)
         say(f"control plane (etcd, kube-apiserver on {self.address}, controller-manager, scheduler)")
         ca, client_crt, client_key = nc.kubelet_client_certs(self.workdir / "certs")
         self.apiserver_args = [
@@ -119,18 +119,6 @@ class RealNode(cp.ControlPlane):
         self._wait_node_ready()
         if started_dockerd:
             self._wait_for(docker_engine_answers, "dockerd to answer", 60)
-
-    def _claim_machine(self) -> None:
-        owner = RUN_DIR / "owner"
-        if owner.exists():
-            other = Path(owner.read_text().strip())
-            if other != self.workdir and cp.alive_pids(other):
-                raise cp.ControlPlaneError(
-                    f"a real node is already running on this machine, from {other}: stop it first "
-                    f"(make node-down NODE_DIR={other}); there can be one per machine"
-                )
-        RUN_DIR.mkdir(parents=True, exist_ok=True)
-        owner.write_text(f"{self.workdir}\n")
 
     def _start_containerd(self) -> None:
         subprocess.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], check=False)

@@ -15,6 +15,38 @@ RUN_DIR = Path(os.environ.get("SHAREDVOL_NODE_RUN_DIR", "/run/sharedvol-node"))
 FIRST = ("kube-proxy", "kubelet")  # stopped before the pods are removed, so nothing restarts them
 
 
+def claim_machine(workdir: Path) -> None:
+    """Make ``workdir``'s node the machine's one node: ``RUN_DIR/owner`` holds its directory and the pid starting it.
+
+    The file is created atomically (two node-ups at once: one wins). An existing claim stands while the process that
+    made it or the processes of its ``pids`` file run (a node still starting has no pids file yet); else it is stale
+    and replaced.
+
+    Raises:
+        ControlPlaneError: another node runs, or is starting, on this machine.
+    """
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    owner = RUN_DIR / "owner"
+    for _ in range(2):
+        try:
+            fd = os.open(owner, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            lines = owner.read_text().splitlines() or [""]
+            other = Path(lines[0].strip())
+            starter = int(lines[1]) if len(lines) > 1 and lines[1].strip().isdigit() else 0
+            if other != workdir and (cp.alive_pids(other) or (starter and cp._alive(starter))):
+                raise cp.ControlPlaneError(
+                    f"a real node is already running on this machine, from {other}: stop it first "
+                    f"(make node-down NODE_DIR={other}); there can be one per machine"
+                ) from None
+            owner.unlink(missing_ok=True)  # stale, or ours from an earlier start
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{workdir}\n{os.getpid()}\n")
+        return
+    raise cp.ControlPlaneError(f"could not claim the machine for a node ({owner} keeps coming back)")
+
+
 def remove_pods(bin_dir: Path, socket_path: Path) -> None:
     """Stop and remove every pod sandbox (containers, network namespace, address) through the CRI."""
     crictl = [str(bin_dir / "crictl"), "--runtime-endpoint", f"unix://{socket_path}", "--timeout", "30s"]
@@ -35,7 +67,7 @@ def cleanup(workdir: Path) -> None:
     (workdir / "node.env").unlink(missing_ok=True)
     owner = RUN_DIR / "owner"
     with contextlib.suppress(OSError):
-        if Path(owner.read_text().strip()) == workdir:
+        if Path((owner.read_text().splitlines() or [""])[0].strip()) == workdir:
             owner.unlink()
 
 

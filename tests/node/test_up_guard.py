@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests import cluster as cp
-from tests.node import realnode
+from tests.node import realnode, teardown
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -60,3 +60,18 @@ def test_a_second_node_on_the_machine_refuses_to_start_and_names_the_running_one
         second.start()
     assert not (tmp_path / "second" / "pids").exists()
     assert node.kubectl("get", "node", "sharedvol-node").returncode == 0
+
+
+def test_a_node_still_starting_elsewhere_holds_the_machine_before_it_has_any_pid_file(tmp_path, monkeypatch) -> None:
+    run_dir = tmp_path / "run"
+    monkeypatch.setattr(teardown, "RUN_DIR", run_dir)
+    other = tmp_path / "starting"  # no pids file yet: its node-up process (alive: this one) is still starting it
+    run_dir.mkdir()
+    (run_dir / "owner").write_text(f"{other}\n{os.getpid()}\n")
+
+    with pytest.raises(cp.ControlPlaneError, match=f"already running on this machine, from {other}"):
+        teardown.claim_machine(tmp_path / "second")
+
+    (run_dir / "owner").write_text(f"{other}\n999999999\n")  # its starter is gone and it left no live pids: stale
+    teardown.claim_machine(tmp_path / "second")
+    assert (run_dir / "owner").read_text().splitlines() == [str(tmp_path / "second"), str(os.getpid())]
