@@ -12,7 +12,7 @@ IMAGE ?= sharedvol:$(IMAGE_TAG)
 NODE_DIR ?= $(CURDIR)/.node
 
 .PHONY: help venv controlplane test lint unit demo install compile bench bench-train bench-data bench-controlplane bench-storage bench-fallback bench-demo \
-        cluster-up cluster-down node-up node-down image test-node bench-node clean
+        cluster-up cluster-down node-up node-down image test-node bench-node need-root clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -29,13 +29,15 @@ lint: venv ## ruff, mypy and the Dockerfile linter
 	$(VENV)/bin/mypy
 	$(VENV)/bin/hadolint docker/Dockerfile
 
-test: venv ## every test, the real-node tier included (root; builds and starts all it needs; docs/tests.md)
-	@[ "$$(id -u)" = 0 ] || { echo "make test: the node tier (tests/node) runs real pods and needs root: run it as root (CI does), or run make unit" >&2; exit 1; }
+test: need-root venv ## every test, the real-node tier included (root; builds and starts all it needs; docs/tests.md)
 	@export SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) && \
 	  $(MAKE) --no-print-directory lint && \
 	  $(RUN) -m pytest
 
-test-node: venv ## only the real-node tier (root); SHAREDVOL_TEST_NODE_DIR=.node reuses a node from make node-up
+need-root:
+	@[ "$$(id -u)" = 0 ] || { echo "make: the real-node tier (tests/node) runs real pods and needs root: run it as root (CI does), or run make unit" >&2; exit 1; }
+
+test-node: need-root venv ## only the real-node tier (root); SHAREDVOL_TEST_NODE_DIR=.node reuses a node from make node-up
 	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) -m pytest -m node
 
 unit: venv ## the fast tests only (no control plane, no training)
