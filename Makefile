@@ -7,10 +7,12 @@ PY = $(VENV)/bin/python
 RUN = PYTHONPATH=$(CURDIR) $(PY)
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 DEMO_DIR ?= $(CURDIR)/demo
-IMAGE ?= sharedvol:0.1.0
+IMAGE_TAG ?= 0.1.0
+IMAGE ?= sharedvol:$(IMAGE_TAG)
+NODE_DIR ?= $(CURDIR)/.node
 
 .PHONY: help venv controlplane kfpcheck test lint unit demo install compile bench bench-train bench-data bench-loader bench-gpu bench-controlplane bench-storage bench-fallback bench-demo \
-        cluster-up cluster-down image clean
+        cluster-up cluster-down node-up node-down image test-node bench-node need-root clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -30,18 +32,24 @@ lint: venv ## ruff, mypy and the Dockerfile linter
 	$(VENV)/bin/mypy
 	$(VENV)/bin/hadolint docker/Dockerfile
 
-test: venv ## every test, with the real control plane (builds it once, about 30 min cold)
+test: need-root venv ## every test, the real-node tier included (root; builds and starts all it needs; docs/tests.md)
 	@export SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) && \
 	  export SHAREDVOL_KFPCHECK_BIN=$$(scripts/kfpcheck/build.sh) && \
 	  $(MAKE) --no-print-directory lint && \
 	  $(RUN) -m pytest -m "not kfp_real"
 
-test-kfp: venv kfp-build ## the real KFP backend tier (root; about 40 min of builds cold): the pipeline run by KFP 2.17.0 on the real node
+test-kfp: need-root venv kfp-build ## the real KFP backend tier (root; about 40 min of builds cold): the pipeline run by KFP 2.17.0 on the real node
 	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) SHAREDVOL_KFP_BIN=$$(scripts/kfp/build.sh) \
 	  $(RUN) -m pytest -m kfp_real
 
+need-root:
+	@[ "$$(id -u)" = 0 ] || { echo "make: the real-node tier (tests/node) runs real pods and needs root: run it as root (CI does), or run make unit" >&2; exit 1; }
+
+test-node: need-root venv ## only the real-node tier (root); SHAREDVOL_TEST_NODE_DIR=.node reuses a node from make node-up
+	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) -m pytest -m node
+
 unit: venv ## the fast tests only (no control plane, no training)
-	$(RUN) -m pytest -m "not controlplane and not ml and not e2e and not kfp_backend and not kfp_real"
+	$(RUN) -m pytest -m "not controlplane and not ml and not e2e and not kfp_backend and not kfp_real and not node"
 
 demo: venv ## the whole pipeline on this machine, on a small generated dataset
 	$(RUN) -m pipelines demo --output $(DEMO_DIR)
@@ -82,21 +90,30 @@ bench-fallback: venv ## fallback provisioner: claim created -> PV bound
 bench-demo: venv ## end-to-end time of the demo after set-up
 	$(RUN) benchmarks/bench_demo.py
 
+bench-node: venv ## the real node (root): node-up warm, a tiny pod create -> Succeeded, image build and import times
+	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) benchmarks/bench_node.py
+
 cluster-up: venv ## start the test control plane in the background, kubeconfig in .cluster/
 	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) -m tests.cluster up --dir $(CLUSTER_DIR)
 
 cluster-down: venv ## stop the control plane started by cluster-up
 	$(RUN) -m tests.cluster down --dir $(CLUSTER_DIR)
 
-image: ## build the step image (needs a Docker engine)
-	docker build -f docker/Dockerfile -t $(IMAGE) .
+node-up: venv ## a real one-node cluster (root): control plane, containerd, kubelet, kube-proxy; kubeconfig in .node/
+	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) -m tests.node.realnode up --dir $(NODE_DIR)
+
+node-down: venv ## stop the node started by node-up (its pods first), every process by pid
+	$(RUN) -m tests.node.realnode down --dir $(NODE_DIR)
+
+image: ## build the step, provisioner and NFS server images (Docker engine); IMAGE=NAME also tags the step image; after node-up, also into the node
+	NODE_DIR=$(NODE_DIR) scripts/node/image.sh $(IMAGE_TAG)
+	$(if $(filter-out sharedvol:$(IMAGE_TAG),$(IMAGE)),docker tag sharedvol:$(IMAGE_TAG) $(IMAGE))
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache runs .cluster .kfp
 
 # ----- the real KFP 2.17.0 backend (docs/kfp-backend.md)
 KFP_DIR ?= $(CURDIR)/.kfp
-NODE_DIR ?= $(CURDIR)/.node
 .PHONY: kfp-build kfp-up kfp-down test-kfp
 
 kfp-build: ## build or reuse the real KFP backend (KFP 2.17.0 from sources, Argo, MinIO) and the MLMD venv
