@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
+from sharedvol import errors as base
 
-class PipelineError(Exception):
+
+class PipelineError(base.Error):
     """An expected failure in compile, submit, run or demo; the message is one line for the user."""
-
-    def __init__(self, message: str, *, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return f"{self.message}: {self.hint}" if self.hint else self.message
 
 
 class BadParameterError(PipelineError):

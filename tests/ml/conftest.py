@@ -9,7 +9,7 @@ import pytest
 
 from steps import data, produce_metrics, test_resnet, train_resnet
 
-TRAIN_IMAGES, TEST_IMAGES, BATCH = 64, 32, 16
+TRAIN_IMAGES, TEST_IMAGES, BATCH, LR = 64, 32, 16, 0.05
 
 
 @dataclass
@@ -31,7 +31,13 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def train(run_dir: Path, dataset: Path, epochs: int) -> train_resnet.TrainSummary:
     return train_resnet.train(
         train_resnet.TrainConfig(
-            run_dir=str(run_dir), data_root=str(dataset), epochs=epochs, batch_size=BATCH, device="cpu", log_interval=5
+            run_dir=str(run_dir),
+            data_root=str(dataset),
+            epochs=epochs,
+            batch_size=BATCH,
+            lr=LR,
+            device="cpu",
+            log_interval=5,
         )
     )
 

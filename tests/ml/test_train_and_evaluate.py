@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from steps import checkpoint, dataplane, documents, errors, produce_metrics, safeload
-from tests.ml.conftest import BATCH, TEST_IMAGES, TRAIN_IMAGES, TrainedRun, evaluate, train
+from tests.ml.conftest import BATCH, LR, TEST_IMAGES, TRAIN_IMAGES, TrainedRun, evaluate, train
 
 pytestmark = pytest.mark.ml
 REPO = Path(__file__).resolve().parents[2]
@@ -33,7 +33,7 @@ def test_training_publishes_weights_and_state_behind_one_manifest_and_a_summary(
     assert summary["checkpoint_blake3"] == manifest.weights.blake3
     curves = summary["curves"]
     assert [p[0] for p in curves["loss_curve"]] == list(range(1, summary["iterations"] + 1))
-    assert curves["lr_per_epoch"] == pytest.approx([0.05, 0.005])  # milestone [1] for 2 epochs
+    assert curves["lr_per_epoch"] == pytest.approx([LR, LR / 10])  # milestone [1] for 2 epochs
     assert len(curves["train_top1_per_epoch"]) == 2 and all(0 <= a <= 1 for a in curves["train_top1_per_epoch"])
     weights, metadata = safeload.weights_from_buffer(checkpoint.read_verified(manifest, manifest.weights), "w")
     assert sum(t.numel() for k, t in weights.items() if "num_batches" not in k) > 11_000_000  # ResNet-18 CIFAR
