@@ -33,7 +33,8 @@ lint: venv ## ruff, mypy and the Dockerfile linter
 	$(VENV)/bin/hadolint docker/Dockerfile
 
 test: need-root venv ## every test, the real-node tier included (root; builds and starts all it needs; docs/tests.md)
-	@export SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) && \
+	@scripts/node/packages.sh && \
+	  export SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) && \
 	  export SHAREDVOL_KFPCHECK_BIN=$$(scripts/kfpcheck/build.sh) && \
 	  $(MAKE) --no-print-directory lint && \
 	  $(RUN) -m pytest -m "not kfp_real"
