@@ -7,8 +7,10 @@ it configures does not accept) or a value of the wrong type is refused naming th
 
 from __future__ import annotations
 
+
 import inspect
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -94,6 +96,10 @@ def build_config(
     d = device_defaults(cfg, device, bf16=bf16, cores=cores)
     c = Config.fromfile(str(stock_config_path()))
     c.work_dir = work_dir
+    # mmengine names a run's visualizer after the experiment, by default the config file and the second it started,
+    # and hands an existing visualizer of that name to a later runner: two runners in one process and one second
+    # (a train then a test, or two tests) would share the first one's save_dir, deleted by then.
+    c.experiment_name = f"sharedvol-{uuid.uuid4().hex[:12]}"
     c.launcher = "none"
     for loader in ("train_dataloader", "test_dataloader", "val_dataloader"):
         dl = c[loader]

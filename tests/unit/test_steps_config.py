@@ -89,3 +89,27 @@ def test_known_keys_with_values_of_their_type_are_merged(tmp_path: Path) -> None
         work_dir=str(tmp_path),
     )
     assert c.optim_wrapper.optimizer.weight_decay == 5e-4 and c.train_cfg.max_epochs == 3
+
+
+def test_two_runners_started_in_the_same_second_write_their_logs_into_their_own_work_dirs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # mmengine hands an existing visualizer of the same experiment name to a later runner; by default the name is
+    # the config file and the second: a train then a test in one second shared a deleted save_dir (seen in CI).
+    import time
+
+    from mmcls.utils import register_all_modules
+    from mmengine.runner import Runner
+
+    from steps import hooks, mmcls_ext  # noqa: F401  (they register sharedvol's modules)
+
+    register_all_modules(init_default_scope=True)
+    second = time.strftime("%Y%m%d_%H%M%S")
+    monkeypatch.setattr(time, "strftime", lambda fmt, *a: second)  # both runners start "in the same second"
+    save_dirs = []
+    for name in ("first", "second"):
+        work_dir = tmp_path / name
+        c = config.build_config(cfg(tmp_path), device="cpu", work_dir=str(work_dir))
+        runner = Runner.from_cfg(c)
+        save_dirs.append(Path(runner.visualizer._vis_backends["LocalVisBackend"]._save_dir))
+    assert [d.is_relative_to(tmp_path / n) for d, n in zip(save_dirs, ("first", "second"), strict=True)] == [True, True]
