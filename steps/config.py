@@ -7,7 +7,6 @@ it configures does not accept) or a value of the wrong type is refused naming th
 
 from __future__ import annotations
 
-
 import inspect
 import os
 import uuid
