@@ -7,10 +7,11 @@ PY = $(VENV)/bin/python
 RUN = PYTHONPATH=$(CURDIR) $(PY)
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 DEMO_DIR ?= $(CURDIR)/demo
-IMAGE ?= sharedvol:0.1.0
+IMAGE_TAG ?= 0.1.0
+NODE_DIR ?= $(CURDIR)/.node
 
 .PHONY: help venv controlplane kfpcheck test lint unit demo install compile bench bench-train bench-data bench-controlplane bench-storage bench-fallback bench-demo \
-        cluster-up cluster-down image clean
+        cluster-up cluster-down node-up node-down image test-node bench-node clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -30,14 +31,18 @@ lint: venv ## ruff, mypy and the Dockerfile linter
 	$(VENV)/bin/mypy
 	$(VENV)/bin/hadolint docker/Dockerfile
 
-test: venv ## every test, with the real control plane (builds it once, about 30 min cold)
+test: venv ## every test, the real-node tier included (root; builds and starts all it needs; docs/tests.md)
+	@[ "$$(id -u)" = 0 ] || { echo "make test: the node tier (tests/node) runs real pods and needs root: run it as root (CI does), or run make unit" >&2; exit 1; }
 	@export SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) && \
 	  export SHAREDVOL_KFPCHECK_BIN=$$(scripts/kfpcheck/build.sh) && \
 	  $(MAKE) --no-print-directory lint && \
 	  $(RUN) -m pytest
 
+test-node: venv ## only the real-node tier (root); SHAREDVOL_TEST_NODE_DIR=.node reuses a node from make node-up
+	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) -m pytest -m node
+
 unit: venv ## the fast tests only (no control plane, no training)
-	$(RUN) -m pytest -m "not controlplane and not ml and not e2e and not kfp_backend"
+	$(RUN) -m pytest -m "not controlplane and not ml and not e2e and not kfp_backend and not node"
 
 demo: venv ## the whole pipeline on this machine, on a small generated dataset
 	$(RUN) -m pipelines demo --output $(DEMO_DIR)
@@ -72,14 +77,23 @@ bench-fallback: venv ## fallback provisioner: claim created -> PV bound
 bench-demo: venv ## end-to-end time of the demo after set-up
 	$(RUN) benchmarks/bench_demo.py
 
+bench-node: venv ## the real node (root): node-up warm, a tiny pod create -> Succeeded, image build and import times
+	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) benchmarks/bench_node.py
+
 cluster-up: venv ## start the test control plane in the background, kubeconfig in .cluster/
 	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) -m tests.cluster up --dir $(CLUSTER_DIR)
 
 cluster-down: venv ## stop the control plane started by cluster-up
 	$(RUN) -m tests.cluster down --dir $(CLUSTER_DIR)
 
-image: ## build the step image (needs a Docker engine)
-	docker build -f docker/Dockerfile -t $(IMAGE) .
+node-up: venv ## a real one-node cluster (root): control plane, containerd, kubelet, kube-proxy; kubeconfig in .node/
+	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) -m tests.node.realnode up --dir $(NODE_DIR)
+
+node-down: venv ## stop the node started by node-up (its pods first), every process by pid
+	$(RUN) -m tests.node.realnode down --dir $(NODE_DIR)
+
+image: ## build the step, provisioner and NFS server images (Docker engine); after node-up, also into the node
+	NODE_DIR=$(NODE_DIR) scripts/node/image.sh $(IMAGE_TAG)
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache runs .cluster

@@ -92,11 +92,17 @@ class ControlPlane:
     Attributes:
         workdir: where certificates, tokens, etcd data, kubeconfigs and logs go.
         nodes: how many kwok-managed Nodes to create (named ``kwok-node-<i>``).
+        address: where the API server listens and what it advertises (a real node needs a non-loopback one).
+        kwok: run kwok and create its Nodes (False for a real node: tests/node/realnode.py).
+        apiserver_args: extra kube-apiserver flags.
     """
 
     workdir: Path
     nodes: int = 1
     bin_dir: Path = field(default_factory=binary_dir)
+    address: str = "127.0.0.1"
+    kwok: bool = True
+    apiserver_args: list[str] = field(default_factory=list)
     processes: list[Process] = field(default_factory=list)
     server: str = ""
     startup_seconds: float = 0.0
@@ -126,13 +132,27 @@ class ControlPlane:
             "system:kube-controller-manager": (uuid.uuid4().hex, ""),
             "system:kube-scheduler": (uuid.uuid4().hex, ""),
             "kwok": (uuid.uuid4().hex, "system:masters"),
+            # the real node's kubelet and kube-proxy (there is no Node authorizer here: a test cluster)
+            "node": (uuid.uuid4().hex, "system:masters"),
         }
         path.write_text(json.dumps(tokens))
         return tokens
 
     # ----- life cycle
     def start(self) -> ControlPlane:
-        """Start every process, wait for ``/readyz``, create the kwok nodes; stop all on any failure."""
+        """Start every process, wait for ``/readyz``, create the kwok nodes; stop all on any failure.
+
+        Raises:
+            ControlPlaneError: one is already running from this directory (its pids file names live processes),
+                or a process failed to start.
+        """
+        running = alive_pids(self.workdir)
+        if running:
+            names = ", ".join(f"{name} (pid {pid})" for pid, name in running)
+            raise ControlPlaneError(
+                f"a cluster is already running from {self.workdir}: {names}; "
+                f"stop it first (make cluster-down / make node-down), or use another directory"
+            )
         t0 = time.monotonic()
         try:
             self._start()
@@ -168,13 +188,13 @@ class ControlPlane:
                 "--unsafe-no-fsync", "--log-level", "warn",
             ],
         )  # fmt: skip
-        self.server = f"https://127.0.0.1:{api_port}"
+        self.server = f"https://{self.address}:{api_port}"
         self._spawn(
             "kube-apiserver",
             [
                 f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
                 f"--secure-port={api_port}",
                 f"--cert-dir={certs}",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
@@ -186,6 +206,7 @@ class ControlPlane:
                 "--allow-privileged=true",
                 "--storage-media-type=application/json",
                 "--v=1",
+                *self.apiserver_args,
             ],
         )
         self._wait_ready(tokens["admin"][0])
@@ -198,7 +219,6 @@ class ControlPlane:
             self.workdir / "scheduler.kubeconfig", self.server, tokens["system:kube-scheduler"][0],
             self.ca_file, "system:kube-scheduler",
         )  # fmt: skip
-        kwok = write_kubeconfig(self.workdir / "kwok.kubeconfig", self.server, tokens["kwok"][0], self.ca_file, "kwok")
         self._spawn(
             "kube-controller-manager",
             [
@@ -227,6 +247,9 @@ class ControlPlane:
                 "--v=1",
             ],
         )
+        if not self.kwok:
+            return
+        kwok = write_kubeconfig(self.workdir / "kwok.kubeconfig", self.server, tokens["kwok"][0], self.ca_file, "kwok")
         self._spawn(
             "kwok",
             [
@@ -246,22 +269,15 @@ class ControlPlane:
         """Stop every process this object started, by pid, newest first, each before the next."""
         for proc in reversed(self.processes):
             if proc.popen.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.popen.pid, signal.SIGTERM)
-                try:
-                    proc.popen.wait(timeout=STOP_GRACE_S)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.popen.pid, signal.SIGKILL)
-                    proc.popen.wait()
+                stop_pid(proc.popen.pid, proc.popen)
         self.processes.clear()
 
     # ----- helpers
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _spawn(self, name: str, args: list[str], exe: str | None = None) -> None:
         log = self.workdir / f"{name}.log"
         with log.open("ab") as out:
             popen = subprocess.Popen(
-                [str(self.bin_dir / name), *args],
+                [exe or str(self.bin_dir / name), *args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -401,10 +417,31 @@ def running(nodes: int = 1, workdir: Path | None = None) -> Iterator[ControlPlan
             plane.stop()
 
 
+def alive_pids(workdir: Path) -> list[tuple[int, str]]:
+    """The processes of ``workdir/pids`` that still run the program recorded there (a reused pid does not count)."""
+    pids = workdir / "pids"
+    if not pids.exists():
+        return []
+    found = []
+    for line in pids.read_text().splitlines():
+        pid_text, _, name = line.partition(" ")
+        if not pid_text.isdigit() or not _alive(int(pid_text)):
+            continue
+        with contextlib.suppress(OSError):
+            cmdline = Path(f"/proc/{pid_text}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            if Path(cmdline).name == Path(name).name or name in cmdline:
+                found.append((int(pid_text), name))
+    return found
+
+
 def _up(args: argparse.Namespace) -> int:
     workdir = Path(args.dir)
     plane = ControlPlane(workdir=workdir, nodes=args.nodes)
-    plane.start()
+    try:
+        plane.start()
+    except ControlPlaneError as e:
+        print(f"cluster-up: {e}", file=sys.stderr)
+        return 1
     print(f"control plane up in {plane.startup_seconds:.1f} s: {plane.server}")
     print(f"export KUBECONFIG={plane.kubeconfig}")
     print(f"stop it with: make cluster-down (pids in {workdir / 'pids'})")
@@ -418,17 +455,30 @@ def _down(args: argparse.Namespace) -> int:
         return 0
     for line in reversed(pids.read_text().splitlines()):
         pid, name = int(line.split()[0]), line.split(maxsplit=1)[1]
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)  # not our child: there is no wait() to block on
-        if _alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+        stop_pid(pid)
         print(f"stopped {name} (pid {pid})")
     pids.unlink()
     return 0
+
+
+def stop_pid(pid: int, popen: subprocess.Popen[bytes] | None = None) -> None:
+    """SIGTERM the process group of ``pid`` (each process leads its own session), SIGKILL after STOP_GRACE_S."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    if popen is not None:
+        try:
+            popen.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            popen.wait()
+        return
+    deadline = time.monotonic() + STOP_GRACE_S
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)  # not our child: there is no wait() to block on
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 def _alive(pid: int) -> bool:

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Make images from the local Docker engine available to the containerd of a real node (`make node-up`), so pods
+# that name them start without a registry (imagePullPolicy IfNotPresent or Never).
+#
+#   scripts/node/import.sh NODE_DIR IMAGE...
+#
+# An image the node already has under the same image id is skipped (a re-import streams every layer again: for the
+# multi-GB step image that is minutes).
+set -euo pipefail
+
+node_dir=$1
+shift
+log() { printf '[import] %s\n' "$*" >&2; }
+[[ -f "$node_dir/node.env" ]] || { log "no node in $node_dir (no node.env): start one with make node-up"; exit 1; }
+# shellcheck source=/dev/null
+source "$node_dir/node.env"
+: "${CONTAINERD_ADDRESS:?node.env lacks CONTAINERD_ADDRESS}" "${BIN_DIR:?node.env lacks BIN_DIR}"
+[[ -S "$CONTAINERD_ADDRESS" ]] || { log "the node's containerd is not running ($CONTAINERD_ADDRESS): make node-up"; exit 1; }
+
+for image in "$@"; do
+  want=$(docker image inspect -f '{{.Id}}' "$image") || { log "$image is not in the Docker engine: build it first"; exit 1; }
+  have=$("$BIN_DIR/crictl" --runtime-endpoint "unix://$CONTAINERD_ADDRESS" inspecti -o go-template \
+    --template '{{.status.id}}' "$image" 2>/dev/null || true)
+  if [[ "$have" == "$want" ]]; then
+    log "$image: the node has it already ($want)"
+    continue
+  fi
+  t0=$(date +%s)
+  log "$image: importing into the node's containerd ($want)"
+  docker save "$image" | ctr --address "$CONTAINERD_ADDRESS" -n k8s.io images import - >/dev/null
+  log "$image: imported in $(($(date +%s) - t0)) s"
+done

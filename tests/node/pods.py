@@ -1,0 +1,126 @@
+"""Pods on the real node for tests: specs like the pipeline's (the step image, uid 1000, the claim at /mnt/shared),
+run to completion with a watch and a deadline, their logs returned."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tests import kwait
+
+STEP_IMAGE = "sharedvol:0.1.0"
+MOUNT = "/mnt/shared"
+DONE = {"Succeeded", "Failed"}
+
+
+def step_pod(
+    name: str,
+    args: list[str],
+    claim: str | None = None,
+    image: str = STEP_IMAGE,
+    command: list[str] | None = None,
+    uid: int = 1000,
+) -> dict[str, Any]:
+    """A pod that runs ``args`` (after the image's entry point, or ``command``) as ``uid``, the claim at /mnt/shared."""
+    container: dict[str, Any] = {
+        "name": "step",
+        "image": image,
+        "imagePullPolicy": "Never",
+        "args": args,
+        "env": [{"name": "CUDA_VISIBLE_DEVICES", "value": ""}],
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    if command:
+        container["command"] = command
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": 5,
+        "securityContext": {"runAsUser": uid, "runAsGroup": uid, "runAsNonRoot": uid != 0},
+        "containers": [container],
+    }
+    if claim:
+        container["volumeMounts"] = [{"name": "shared", "mountPath": MOUNT}]
+        spec["volumes"] = [{"name": "shared", "persistentVolumeClaim": {"claimName": claim}}]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
+
+
+@dataclass
+class PodResult:
+    """How a pod ended."""
+
+    phase: str
+    logs: str
+    exit_code: int | None
+
+
+class PodRunner:
+    """Creates pods in one namespace and waits for them."""
+
+    def __init__(self, api: Any, namespace: str) -> None:
+        from kubernetes import client
+
+        self.core = client.CoreV1Api(api)
+        self.namespace = namespace
+
+    def create(self, body: dict[str, Any]) -> str:
+        """Create the pod; return its name."""
+        return str(self.core.create_namespaced_pod(self.namespace, body).metadata.name)
+
+    def wait(self, name: str, predicate: Any, timeout: float, what: str) -> Any:
+        """The pod once ``predicate(pod)`` holds (watched, with a deadline)."""
+        return kwait.until(
+            self.core.list_namespaced_pod, predicate, self.namespace, timeout=timeout, what=what, **kwait.named(name)
+        )
+
+    def run(self, body: dict[str, Any], timeout: float = 300.0) -> PodResult:
+        """Create the pod and wait until it Succeeded or Failed; its phase, logs and exit code."""
+        name = self.create(body)
+        pod = self.wait(name, lambda p: p.status.phase in DONE, timeout, f"pod {name} Succeeded or Failed")
+        return PodResult(pod.status.phase, self.logs(name), _exit_code(pod))
+
+    def logs(self, name: str) -> str:
+        """The pod's container log."""
+        return str(self.core.read_namespaced_pod_log(name, self.namespace, container="step"))
+
+    def follow_until(self, name: str, needle: str, timeout: float) -> str:
+        """Follow the pod's log (a stream, not polling) until a line contains ``needle``; that line."""
+        stream = self.core.read_namespaced_pod_log(
+            name, self.namespace, container="step", follow=True, _preload_content=False, _request_timeout=timeout
+        )
+        try:
+            for raw in stream.stream():
+                for line in raw.decode(errors="replace").splitlines():
+                    if needle in line:
+                        return line
+        finally:
+            stream.release_conn()
+        raise AssertionError(f"pod {name} ended its log without a line containing {needle!r}")
+
+    def wait_deleted(self, name: str, timeout: float) -> None:
+        """Return once the pod is gone (watched, with a deadline)."""
+        wait_gone(self.core.list_namespaced_pod, name, timeout, self.namespace)
+
+
+def wait_gone(list_func: Any, name: str, timeout: float, *args: Any) -> None:
+    """Return once the object ``name`` of ``list_func(*args)`` is gone (listed, then watched, with a deadline)."""
+    from kubernetes import watch
+
+    listing = list_func(*args, **kwait.named(name))
+    if not listing.items:
+        return
+    w = watch.Watch()
+    for event in w.stream(
+        list_func, *args, resource_version=listing.metadata.resource_version, timeout_seconds=int(timeout),
+        **kwait.named(name),
+    ):  # fmt: skip
+        if event["type"] == "DELETED":
+            w.stop()
+            return
+    raise AssertionError(f"{name} was not deleted within {timeout:.0f} s")
+
+
+def _exit_code(pod: Any) -> int | None:
+    for status in pod.status.container_statuses or []:
+        if status.state and status.state.terminated:
+            return int(status.state.terminated.exit_code)
+    return None

@@ -1,0 +1,302 @@
+"""A real single-node Kubernetes for the node tier: the control plane of tests/cluster.py (without kwok) plus
+containerd (CRI), runc, a CNI bridge, kubelet and kube-proxy on this machine, and dockerd when no Docker engine runs.
+
+``python -m tests.node.realnode up|down --dir DIR`` is ``make node-up`` / ``make node-down``. Needs root and the
+Debian packages of scripts/node/packages.sh (installed when missing). The directory holds ``kubeconfig``, ``pids``,
+``node.env`` (what scripts/node/import.sh needs) and every log. Every process is started in its own session and
+stopped by pid; before containerd stops, every pod sandbox is stopped and removed through the CRI (crictl), so no
+container, network namespace or address outlives the node. One node per machine: a second one says so and stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests import cluster as cp
+from tests.node import nodeconfig as nc
+
+RUN_DIR = Path(os.environ.get("SHAREDVOL_NODE_RUN_DIR", "/run/sharedvol-node"))
+CACHE = Path(os.environ.get("SHAREDVOL_CACHE", Path.home() / ".cache" / "sharedvol"))
+READY_TIMEOUT_S = 120.0
+FIRST = ("kube-proxy", "kubelet")  # stopped before the pods are removed, so nothing restarts them
+
+
+def node_ip() -> str:
+    """The machine's address on its default route (a UDP connect sends nothing; a unicast documentation address,
+    since connecting to a broadcast one is refused without SO_BROADCAST)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("198.51.100.1", 9))
+        return str(s.getsockname()[0])
+
+
+def _versions() -> dict[str, str]:
+    text = (cp.REPO / "scripts" / "controlplane" / "versions.env").read_text()
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+
+
+def say(text: str) -> None:
+    """A progress line on stderr."""
+    print(f"[node] {text}", file=sys.stderr, flush=True)
+
+
+def docker_engine_answers() -> bool:
+    """True when ``docker info`` reaches an engine."""
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
+
+
+@dataclass
+class RealNode(cp.ControlPlane):
+    """The control plane plus one real node named ``sharedvol-node``.
+
+    Attributes:
+        start_dockerd: start dockerd when no engine answers (images are built with it; stopped with the node).
+    """
+
+    nodes: int = 0
+    kwok: bool = False
+    start_dockerd: bool = True
+    layout: nc.NodeLayout = field(init=False)
+    _kubelet_started: datetime.datetime = field(init=False, default=datetime.datetime.min.replace(tzinfo=datetime.UTC))
+
+    def __post_init__(self) -> None:
+        self.address = node_ip()
+        self.layout = nc.NodeLayout(
+            workdir=self.workdir,
+            run_dir=RUN_DIR,
+            containerd_root=CACHE / "node" / "containerd",
+            node_ip=self.address,
+            pause_image=_versions()["PAUSE_IMAGE"],
+        )
+
+    @property
+    def node_names(self) -> list[str]:
+        """The one real node."""
+        return [nc.NODE_NAME]
+
+    def _start(self) -> None:
+        if os.geteuid() != 0:
+            raise cp.ControlPlaneError("a real node needs root (containerd, kubelet, iptables): run as root")
+        packages = subprocess.run([str(cp.REPO / "scripts" / "node" / "packages.sh")], check=False)
+        if packages.returncode != 0:
+            raise cp.ControlPlaneError("the node's Debian packages are missing and could not be installed (above)")
+        self._claim_machine()
+        say(f"control plane (etcd, kube-apiserver on {self.address}, controller-manager, scheduler)")
+        ca, client_crt, client_key = nc.kubelet_client_certs(self.workdir / "certs")
+        self.apiserver_args = [
+            f"--kubelet-client-certificate={client_crt}",
+            f"--kubelet-client-key={client_key}",
+            "--kubelet-preferred-address-types=InternalIP",
+            *self.apiserver_args,
+        ]
+        super()._start()
+        token = self._tokens()["node"][0]
+        node_kubeconfig = cp.write_kubeconfig(
+            self.workdir / "node.kubeconfig", self.server, token, self.ca_file, "node"
+        )
+        (self.workdir / "kubeconfig").unlink(missing_ok=True)
+        (self.workdir / "kubeconfig").symlink_to("admin.kubeconfig")
+        started_dockerd = self.start_dockerd and not docker_engine_answers()
+        if started_dockerd:
+            say("no Docker engine answers: starting dockerd (images are built with it; stopped with the node)")
+            self._spawn("dockerd", ["--storage-driver=overlay2"], exe=shutil.which("dockerd") or "dockerd")
+        say("containerd (CRI), CNI bridge, kubelet, kube-proxy")
+        self._start_containerd()
+        self._start_kubelet(node_kubeconfig, ca)
+        proxy_config = self.workdir / "kube-proxy.json"
+        proxy_config.write_text(nc.kube_proxy_config(node_kubeconfig, cp.free_port(), cp.free_port()))
+        self._spawn("kube-proxy", [f"--config={proxy_config}", "--v=1"])
+        self._write_env()
+        self._wait_node_ready()
+        if started_dockerd:
+            self._wait_for(docker_engine_answers, "dockerd to answer", 60)
+
+    def _claim_machine(self) -> None:
+        owner = RUN_DIR / "owner"
+        if owner.exists():
+            other = Path(owner.read_text().strip())
+            if other != self.workdir and cp.alive_pids(other):
+                raise cp.ControlPlaneError(
+                    f"a real node is already running on this machine, from {other}: stop it first "
+                    f"(make node-down NODE_DIR={other}); there can be one per machine"
+                )
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        owner.write_text(f"{self.workdir}\n")
+
+    def _start_containerd(self) -> None:
+        subprocess.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], check=False)
+        self.layout.cni_conf_dir.mkdir(parents=True, exist_ok=True)
+        (self.layout.cni_conf_dir / "10-sharedvol.conflist").write_text(nc.cni_conflist())
+        config = self.workdir / "containerd.toml"
+        config.write_text(nc.containerd_toml(self.layout))
+        self.layout.containerd_socket.unlink(missing_ok=True)
+        self._spawn("containerd", ["--config", str(config)], exe=shutil.which("containerd") or "containerd")
+        self._wait_for(self.layout.containerd_socket.exists, "containerd's socket", 30)
+        pause = self.bin_dir / "pause.tar"
+        have = self._ctr("images", "ls", "-q", f"name=={self.layout.pause_image}").stdout.split()
+        if self.layout.pause_image not in have:
+            with pause.open("rb") as tar:
+                subprocess.run(self._ctr_cmd("images", "import", "-"), stdin=tar, check=True, capture_output=True)
+
+    def _start_kubelet(self, kubeconfig: Path, client_ca: Path) -> None:
+        self.layout.kubelet_root.mkdir(parents=True, exist_ok=True)
+        self._kubelet_started = datetime.datetime.now(datetime.UTC)
+        config = self.workdir / "kubelet.json"
+        config.write_text(nc.kubelet_config(self.layout, cp.free_port(), cp.free_port(), client_ca))
+        self._spawn(
+            "kubelet",
+            [
+                f"--config={config}",
+                f"--kubeconfig={kubeconfig}",
+                f"--hostname-override={nc.NODE_NAME}",
+                f"--node-ip={self.address}",
+                f"--root-dir={self.layout.kubelet_root}",
+                f"--cert-dir={self.workdir / 'kubelet-pki'}",
+                "--v=1",
+            ],
+        )
+
+    def _write_env(self) -> None:
+        (self.workdir / "node.env").write_text(
+            f"CONTAINERD_ADDRESS={self.layout.containerd_socket}\nBIN_DIR={self.bin_dir}\n"
+            f"NODE_NAME={nc.NODE_NAME}\nKUBECONFIG={self.kubeconfig}\n"
+        )
+
+    def _wait_node_ready(self) -> None:
+        from kubernetes import client, config
+
+        from tests import kwait
+
+        # A node directory used before keeps its etcd, and so a Node object whose Ready condition is left over from
+        # the last run: only a heartbeat from this kubelet counts.
+        since = self._kubelet_started - datetime.timedelta(seconds=1)
+
+        def ready(node: object) -> bool:
+            conditions = getattr(getattr(node, "status", None), "conditions", None) or []
+            return any(
+                c.type == "Ready" and c.status == "True" and c.last_heartbeat_time and c.last_heartbeat_time >= since
+                for c in conditions
+            )
+
+        core = client.CoreV1Api(config.new_client_from_config(str(self.kubeconfig)))
+        self._wait_for(lambda: bool(core.list_node().items), "the kubelet to register its Node", READY_TIMEOUT_S)
+        kwait.until(core.list_node, ready, timeout=READY_TIMEOUT_S, what="Node Ready", **kwait.named(nc.NODE_NAME))
+        # Pods in "default" are admitted only once its ServiceAccount exists (made by a controller).
+        kwait.until(
+            core.list_namespaced_service_account,
+            lambda sa: True,
+            "default",
+            what="ServiceAccount default",
+            field_selector="metadata.name=default",
+        )
+
+    def _wait_for(self, check: object, what: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():  # type: ignore[operator]
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise cp.ControlPlaneError(
+                    f"timed out after {timeout:.0f} s waiting for {what}; logs in {self.workdir}"
+                )
+            # A file or a registration made by another process, with no event to watch: a short bounded back-off.
+            time.sleep(0.2)
+
+    def _ctr_cmd(self, *args: str) -> list[str]:
+        return ["ctr", "--address", str(self.layout.containerd_socket), "-n", "k8s.io", *args]
+
+    def _ctr(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self._ctr_cmd(*args), capture_output=True, text=True, check=False)
+
+    def stop(self) -> None:
+        """Stop kube-proxy and the kubelet, remove every pod through the CRI, then stop the rest by pid."""
+        for proc in [p for p in self.processes if p.name in FIRST]:
+            cp.stop_pid(proc.popen.pid, proc.popen)
+        if any(p.name == "containerd" and p.popen.poll() is None for p in self.processes):
+            remove_pods(self.bin_dir, self.layout.containerd_socket)
+        self.processes = [p for p in self.processes if p.name not in FIRST]
+        super().stop()
+        cleanup(self.workdir)
+
+
+def remove_pods(bin_dir: Path, socket_path: Path) -> None:
+    """Stop and remove every pod sandbox (containers, network namespace, address) through the CRI."""
+    crictl = [str(bin_dir / "crictl"), "--runtime-endpoint", f"unix://{socket_path}", "--timeout", "30s"]
+    out = subprocess.run([*crictl, "rmp", "--all", "--force"], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        print(f"[node] crictl rmp failed ({out.returncode}): {out.stderr.strip()}", file=sys.stderr)
+
+
+def cleanup(workdir: Path) -> None:
+    """Unmount what the kubelet left mounted under the node directory, remove node.env, and release the machine."""
+    kubelet_root = str(workdir / "kubelet")
+    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    # The kubelet bind-mounts its root directory onto itself (to make it rshared): that one too, last.
+    ours = (m for m in mounts if m == kubelet_root or m.startswith(kubelet_root + "/"))
+    for target in sorted(ours, key=len, reverse=True):
+        subprocess.run(["umount", "-l", target], check=False, capture_output=True)
+    # node.env says a node runs here (scripts/node/image.sh imports into it when present).
+    (workdir / "node.env").unlink(missing_ok=True)
+    owner = RUN_DIR / "owner"
+    with contextlib.suppress(OSError):
+        if Path(owner.read_text().strip()) == workdir:
+            owner.unlink()
+
+
+def down(workdir: Path) -> int:
+    """``make node-down``: stop the node recorded in ``workdir`` (pods first), by pid."""
+    pids_file = workdir / "pids"
+    if not pids_file.exists():
+        print(f"no node recorded in {pids_file}")
+        return 0
+    entries = [(int(line.split()[0]), line.split(maxsplit=1)[1]) for line in pids_file.read_text().splitlines()]
+    for pid, name in [e for e in entries if e[1] in FIRST]:
+        cp.stop_pid(pid)
+        print(f"stopped {name} (pid {pid})")
+    env_file = workdir / "node.env"
+    lines = env_file.read_text().splitlines() if env_file.exists() else []
+    env = dict(line.split("=", 1) for line in lines if "=" in line)
+    if env and Path(env["CONTAINERD_ADDRESS"]).exists():
+        remove_pods(Path(env["BIN_DIR"]), Path(env["CONTAINERD_ADDRESS"]))
+        print("removed every pod sandbox")
+    for pid, name in reversed([e for e in entries if e[1] not in FIRST]):
+        cp.stop_pid(pid)
+        print(f"stopped {name} (pid {pid})")
+    pids_file.unlink()
+    cleanup(workdir)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tests.node.realnode up|down --dir DIR``."""
+    parser = argparse.ArgumentParser(prog="python -m tests.node.realnode")
+    parser.add_argument("action", choices=["up", "down"])
+    parser.add_argument("--dir", default=str(cp.REPO / ".node"))
+    args = parser.parse_args(argv)
+    workdir = Path(args.dir).resolve()
+    if args.action == "down":
+        return down(workdir)
+    node = RealNode(workdir=workdir)
+    try:
+        node.start()
+    except cp.ControlPlaneError as e:
+        print(f"node-up: {e}", file=sys.stderr)
+        return 1
+    print(f"node {nc.NODE_NAME} Ready in {node.startup_seconds:.1f} s: {node.server}")
+    print(f"export KUBECONFIG={workdir / 'kubeconfig'}")
+    print(f"images: make image (or scripts/node/import.sh {workdir} IMAGE...); stop it with: make node-down")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""The fallback provisioner installed for real (``kubectl apply -k k8s/fallback``) on the real node, running the
+locally built provisioner image: its pod becomes Ready through its /healthz probe, claims shaped like KFP's own bind,
+two pods share a file through one, and deleting the claim archives its directory on the node as the class says."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from storage import specs
+from tests import cluster as cp
+from tests import kwait
+from tests.node import conftest, pods
+
+FALLBACK = cp.REPO / "k8s" / "fallback"
+NAMESPACE = "sharedvol-system"
+CLASS = "sharedvol-hostpath"
+
+
+def _ready(pod: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+@pytest.fixture(scope="module")
+def fallback(node: conftest.NodeHandle, node_api: Any) -> Iterator[Any]:
+    """k8s/fallback applied as users apply it; its provisioner pod once Ready; everything deleted after."""
+    from kubernetes import client
+
+    node.kubectl("apply", "-k", str(FALLBACK))
+    core = client.CoreV1Api(node_api)
+    try:
+        pod = kwait.until(
+            core.list_namespaced_pod,
+            _ready,
+            NAMESPACE,
+            timeout=180,
+            what="the sharedvol-provisioner pod Ready",
+            label_selector="app.kubernetes.io/name=sharedvol-provisioner",
+        )
+        yield pod
+    finally:
+        node.kubectl("delete", "-k", str(FALLBACK), "--ignore-not-found", "--wait=true", "--timeout=120s")
+
+
+def test_the_provisioner_pod_of_k8s_fallback_runs_the_local_image_as_uid_1000_and_is_ready_through_its_probe(
+    fallback: Any,
+) -> None:
+    deployment = yaml.safe_load((FALLBACK / "deployment.yaml").read_text())
+    (declared,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert declared["image"] == conftest.PROVISIONER_IMAGE
+    (container,) = fallback.spec.containers
+    assert container.image == conftest.PROVISIONER_IMAGE
+    assert container.readiness_probe.http_get.path == "/healthz"
+    (status,) = fallback.status.container_statuses
+    assert status.ready and status.restart_count == 0
+    assert fallback.spec.security_context.run_as_user in (None, 1000)
+    assert container.security_context.run_as_user == 1000 and container.security_context.run_as_non_root
+
+
+def _kfp_claim(name: str, namespace: str) -> dict[str, Any]:
+    body = specs.rwx_claim(name, namespace, "5Gi", CLASS)
+    body["metadata"].pop("labels")  # KFP's claims carry no sharedvol labels
+    return body
+
+
+def _share_pod(name: str, claim: str, script: str) -> dict[str, Any]:
+    return pods.step_pod(name, [script], claim=claim, command=["/bin/bash", "-ec"])
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [f"{uuid.uuid4()}-sharedvol", "resnet18-cifar10-x7k2p-kfp-workspace"],
+    ids=["kfp-createpvc", "kfp-workspace"],
+)
+def test_a_kfp_shaped_claim_binds_two_pods_share_a_file_through_it_and_deleting_it_archives_its_directory(
+    fallback: Any, node_api: Any, node_namespace: str, run_pod: pods.PodRunner, claim: str
+) -> None:
+    from kubernetes import client
+
+    core = client.CoreV1Api(node_api)
+    core.create_namespaced_persistent_volume_claim(node_namespace, _kfp_claim(claim, node_namespace))
+    token = uuid.uuid4().hex
+    write = f"echo {token} > {pods.MOUNT}/handoff.txt && id -u"
+    writer = run_pod.run(_share_pod("writer", claim, write), timeout=180)
+    assert (writer.phase, writer.exit_code) == ("Succeeded", 0), writer.logs
+    reader = run_pod.run(_share_pod("reader", claim, f"cat {pods.MOUNT}/handoff.txt"), timeout=180)
+    assert (reader.phase, reader.exit_code) == ("Succeeded", 0), reader.logs
+    assert reader.logs.strip() == token
+
+    bound = core.read_namespaced_persistent_volume_claim(claim, node_namespace)
+    assert bound.status.phase == "Bound" and bound.status.access_modes == ["ReadWriteMany"]
+    pv = core.read_persistent_volume(bound.spec.volume_name)
+    assert pv.metadata.annotations["pv.kubernetes.io/provisioned-by"] == "sharedvol.io/hostpath"
+    directory = Path(pv.spec.host_path.path)
+    assert directory.parent == Path("/var/lib/sharedvol")
+    archived = directory.with_name(f"archived-{directory.name}")
+    try:
+        assert (directory / "handoff.txt").read_text().strip() == token
+        assert (directory / "handoff.txt").stat().st_uid == 1000
+
+        for name in ("writer", "reader"):
+            core.delete_namespaced_pod(name, node_namespace, grace_period_seconds=0)
+            run_pod.wait_deleted(name, 60)
+        core.delete_namespaced_persistent_volume_claim(claim, node_namespace)
+        pods.wait_gone(core.list_persistent_volume, pv.metadata.name, 120)
+
+        assert not directory.exists()
+        assert (archived / "handoff.txt").read_text().strip() == token
+    finally:
+        shutil.rmtree(archived, ignore_errors=True)
+        shutil.rmtree(directory, ignore_errors=True)

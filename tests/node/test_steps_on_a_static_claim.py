@@ -1,0 +1,114 @@
+"""The mission on real pods: a claim from ``sharedvol provision --static``, pods from the built step image (uid 1000)
+that prepare data, train, evaluate and produce metrics on it, one after another; and a train pod killed mid-run whose
+successor on the same claim resumes. Assertions read what the pods wrote from the node's host directory."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests import cluster as cp
+from tests.node import nodeconfig, pods
+
+RUN = "/mnt/shared/runs/r1"
+DATA = "/mnt/shared/data"
+
+
+def provision_static(node, namespace: str, name: str, base: Path) -> Path:
+    """``sharedvol provision --static`` for real; the claim's directory on the node."""
+    out = subprocess.run(
+        [
+            sys.executable, "-m", "pipelines.cli", "provision", name, "-n", namespace, "--static",
+            "--host-path", str(base), "--node", nodeconfig.NODE_NAME, "--size", "1Gi",
+            "--kubeconfig", str(node.kubeconfig), "--timeout", "60",
+        ],
+        cwd=cp.REPO, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    return base / namespace / name
+
+
+def hand_volume_to_uid_1000(run_pod, claim: str) -> None:
+    """Run the one root pod (CHOWN only) that gives the claim's directory to uid 1000.
+
+    Needed today, and only because of a storage/ bug this tier found: ``sharedvol provision --static`` makes a hostPath
+    PV of type DirectoryOrCreate, so the kubelet creates the directory root:root 0755 and the uid-1000 step pods get
+    "Permission denied" (``sharedvol data: error: cannot create /mnt/shared/data/cifar-10-batches-py: Permission
+    denied``). Remove this step once storage/ makes the directory writable for uid 1000 itself.
+    """
+    body = pods.step_pod(
+        "prepare-volume", ["chown 1000:1000 " + pods.MOUNT], claim=claim, command=["/bin/sh", "-ec"], uid=0
+    )
+    body["spec"]["containers"][0]["securityContext"]["capabilities"] = {"drop": ["ALL"], "add": ["CHOWN"]}
+    prepared = run_pod.run(body, timeout=120)
+    assert (prepared.phase, prepared.exit_code) == ("Succeeded", 0), prepared.logs
+
+
+def shell_pod(name: str, script: str, claim: str) -> dict:
+    return pods.step_pod(name, [script], claim=claim, command=["/bin/bash", "-ec"])
+
+
+def train_script(epochs: int) -> str:
+    return (
+        f"sharedvol train --run-dir {RUN} --data-root {DATA} --epochs {epochs} --batch-size 8 --device cpu "
+        "--log-interval 1"
+    )
+
+
+def test_pods_on_a_static_claim_prepare_train_evaluate_and_report_and_leave_results_on_the_volume(
+    node, node_namespace, run_pod, tmp_path
+) -> None:
+    volume = provision_static(node, node_namespace, "shared", tmp_path / "volumes")
+    hand_volume_to_uid_1000(run_pod, "shared")
+    synth = f"sharedvol data synth {DATA} --train 64 --test 32 && {train_script(1)}"
+
+    trained = run_pod.run(shell_pod("train", synth, "shared"), timeout=600)
+    assert (trained.phase, trained.exit_code) == ("Succeeded", 0), trained.logs
+    tested = run_pod.run(pods.step_pod("test", ["test", "--run-dir", RUN, "--data-root", DATA], "shared"), 300)
+    assert (tested.phase, tested.exit_code) == ("Succeeded", 0), tested.logs
+    reported = run_pod.run(pods.step_pod("metrics", ["metrics", "--run-dir", RUN], "shared"), 300)
+    assert (reported.phase, reported.exit_code) == ("Succeeded", 0), reported.logs
+
+    run = volume / "runs" / "r1"
+    evaluation = json.loads((run / "eval" / "eval_result.json").read_text())
+    assert evaluation["schema"] == "sharedvol.eval_result"
+    assert evaluation["size"] == 32 and 0.0 <= evaluation["top1"] <= 1.0
+    assert sum(map(sum, evaluation["confusion_matrix"])) == 32
+    metrics = json.loads((run / "metrics" / "metrics.json").read_text())
+    assert metrics["schema"] == "sharedvol.metrics" and metrics["scalars"]
+    v1 = json.loads((run / "metrics" / "mlpipeline-metrics.json").read_text())
+    assert v1["metrics"]
+    assert (run / "metrics" / "report.html").stat().st_size > 0
+    digests = sorted(run.rglob("*.sha256"))
+    assert digests
+    for digest in digests:
+        target = digest.with_suffix("")
+        assert hashlib.sha256(target.read_bytes()).hexdigest() == digest.read_text().split()[0], target
+    assert all(p.stat().st_uid == 1000 for p in run.rglob("*"))
+
+
+def test_a_train_pod_killed_mid_run_is_resumed_by_a_new_pod_from_the_last_published_epoch(
+    node, node_namespace, run_pod, tmp_path
+) -> None:
+    volume = provision_static(node, node_namespace, "shared", tmp_path / "volumes")
+    hand_volume_to_uid_1000(run_pod, "shared")
+    prepared = run_pod.run(shell_pod("data", f"sharedvol data synth {DATA} --train 64 --test 32", "shared"), 120)
+    assert prepared.phase == "Succeeded", prepared.logs
+
+    first = run_pod.create(shell_pod("train-1", train_script(4), "shared"))
+    run_pod.wait(first, lambda p: p.status.phase == "Running", 120, "train-1 Running")
+    line = run_pod.follow_until(first, "epoch 1/4: ", timeout=300)
+    assert "published" in line
+    run_pod.core.delete_namespaced_pod(first, node_namespace, grace_period_seconds=0)
+    run_pod.wait_deleted(first, 60)
+
+    second = run_pod.run(shell_pod("train-2", train_script(4), "shared"), timeout=600)
+
+    assert (second.phase, second.exit_code) == ("Succeeded", 0), second.logs
+    summary = json.loads((volume / "runs" / "r1" / "train" / "summary.json").read_text())
+    assert summary["epochs"] == 4
+    assert summary["resumed_from_epoch"] >= 1
+    assert "resumed at epoch" in second.logs
