@@ -277,7 +277,12 @@ def _storage(
     if p.strategy == "dynamic":
         return options.StorageChoice.dynamic(p.storage_class), p, []
     try:
-        done = storage_apply.apply(api, p, timeout=settings.bind_timeout_s)
+        done = storage_apply.apply(
+            api,
+            p,
+            timeout=settings.bind_timeout_s,
+            prepare=storage_apply.PrepareSettings(image=settings.submit.compile.image),
+        )
     except storage_errors.StorageError as e:
         raise StorageUnavailableError(
             f"no RWX StorageClass and the one-shot static volume could not be made: {e.message}",
