@@ -8,6 +8,7 @@ RUN = PYTHONPATH=$(CURDIR) $(PY)
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 DEMO_DIR ?= $(CURDIR)/demo
 IMAGE_TAG ?= 0.1.0
+IMAGE ?= sharedvol:$(IMAGE_TAG)
 NODE_DIR ?= $(CURDIR)/.node
 
 .PHONY: help venv controlplane kfpcheck test lint unit demo install compile bench bench-train bench-data bench-controlplane bench-storage bench-fallback bench-demo \
@@ -92,8 +93,9 @@ node-up: venv ## a real one-node cluster (root): control plane, containerd, kube
 node-down: venv ## stop the node started by node-up (its pods first), every process by pid
 	$(RUN) -m tests.node.realnode down --dir $(NODE_DIR)
 
-image: ## build the step, provisioner and NFS server images (Docker engine); after node-up, also into the node
+image: ## build the step, provisioner and NFS server images (Docker engine); IMAGE=NAME also tags the step image; after node-up, also into the node
 	NODE_DIR=$(NODE_DIR) scripts/node/image.sh $(IMAGE_TAG)
+	$(if $(filter-out sharedvol:$(IMAGE_TAG),$(IMAGE)),docker tag sharedvol:$(IMAGE_TAG) $(IMAGE))
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache runs .cluster

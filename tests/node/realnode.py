@@ -11,7 +11,6 @@ container, network namespace or address outlives the node. One node per machine:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import os
 import shutil
@@ -24,11 +23,10 @@ from pathlib import Path
 
 from tests import cluster as cp
 from tests.node import nodeconfig as nc
+from tests.node.teardown import FIRST, RUN_DIR, cleanup, down, remove_pods
 
-RUN_DIR = Path(os.environ.get("SHAREDVOL_NODE_RUN_DIR", "/run/sharedvol-node"))
 CACHE = Path(os.environ.get("SHAREDVOL_CACHE", Path.home() / ".cache" / "sharedvol"))
 READY_TIMEOUT_S = 120.0
-FIRST = ("kube-proxy", "kubelet")  # stopped before the pods are removed, so nothing restarts them
 
 
 def node_ip() -> str:
@@ -227,54 +225,6 @@ class RealNode(cp.ControlPlane):
         self.processes = [p for p in self.processes if p.name not in FIRST]
         super().stop()
         cleanup(self.workdir)
-
-
-def remove_pods(bin_dir: Path, socket_path: Path) -> None:
-    """Stop and remove every pod sandbox (containers, network namespace, address) through the CRI."""
-    crictl = [str(bin_dir / "crictl"), "--runtime-endpoint", f"unix://{socket_path}", "--timeout", "30s"]
-    out = subprocess.run([*crictl, "rmp", "--all", "--force"], capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        print(f"[node] crictl rmp failed ({out.returncode}): {out.stderr.strip()}", file=sys.stderr)
-
-
-def cleanup(workdir: Path) -> None:
-    """Unmount what the kubelet left mounted under the node directory, remove node.env, and release the machine."""
-    kubelet_root = str(workdir / "kubelet")
-    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
-    # The kubelet bind-mounts its root directory onto itself (to make it rshared): that one too, last.
-    ours = (m for m in mounts if m == kubelet_root or m.startswith(kubelet_root + "/"))
-    for target in sorted(ours, key=len, reverse=True):
-        subprocess.run(["umount", "-l", target], check=False, capture_output=True)
-    # node.env says a node runs here (scripts/node/image.sh imports into it when present).
-    (workdir / "node.env").unlink(missing_ok=True)
-    owner = RUN_DIR / "owner"
-    with contextlib.suppress(OSError):
-        if Path(owner.read_text().strip()) == workdir:
-            owner.unlink()
-
-
-def down(workdir: Path) -> int:
-    """``make node-down``: stop the node recorded in ``workdir`` (pods first), by pid."""
-    pids_file = workdir / "pids"
-    if not pids_file.exists():
-        print(f"no node recorded in {pids_file}")
-        return 0
-    entries = [(int(line.split()[0]), line.split(maxsplit=1)[1]) for line in pids_file.read_text().splitlines()]
-    for pid, name in [e for e in entries if e[1] in FIRST]:
-        cp.stop_pid(pid)
-        print(f"stopped {name} (pid {pid})")
-    env_file = workdir / "node.env"
-    lines = env_file.read_text().splitlines() if env_file.exists() else []
-    env = dict(line.split("=", 1) for line in lines if "=" in line)
-    if env and Path(env["CONTAINERD_ADDRESS"]).exists():
-        remove_pods(Path(env["BIN_DIR"]), Path(env["CONTAINERD_ADDRESS"]))
-        print("removed every pod sandbox")
-    for pid, name in reversed([e for e in entries if e[1] not in FIRST]):
-        cp.stop_pid(pid)
-        print(f"stopped {name} (pid {pid})")
-    pids_file.unlink()
-    cleanup(workdir)
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

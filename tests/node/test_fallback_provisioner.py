@@ -98,7 +98,9 @@ def test_a_kfp_shaped_claim_binds_two_pods_share_a_file_through_it_and_deleting_
     pv = core.read_persistent_volume(bound.spec.volume_name)
     assert pv.metadata.annotations["pv.kubernetes.io/provisioned-by"] == "sharedvol.io/hostpath"
     directory = Path(pv.spec.host_path.path)
-    assert directory.parent == Path("/var/lib/sharedvol")
+    storage_class = yaml.safe_load((FALLBACK / "storageclass.yaml").read_text())
+    assert directory.parent == Path(storage_class["parameters"]["basePath"])
+    assert storage_class["parameters"]["onDelete"] == "archive"  # what the rest of this test checks happens
     archived = directory.with_name(f"archived-{directory.name}")
     try:
         assert (directory / "handoff.txt").read_text().strip() == token

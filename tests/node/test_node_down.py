@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.node import realnode
+from tests.node import teardown
 
 
 def _mounted_under(directory: Path) -> list[str]:
@@ -23,7 +23,7 @@ def test_cleanup_unmounts_the_kubelet_root_bind_mount_and_the_volumes_under_it(t
     assert len(_mounted_under(root)) == 2
     (tmp_path / "node.env").write_text("CONTAINERD_ADDRESS=/run/sharedvol-node/containerd.sock\n")
 
-    realnode.cleanup(tmp_path)
+    teardown.cleanup(tmp_path)
 
     assert _mounted_under(root) == []
     assert not (tmp_path / "node.env").exists()  # make image imports only into a node that runs

@@ -191,3 +191,13 @@ def test_the_build_context_holds_only_what_the_dockerfile_copies() -> None:
             sources.update(a for a in shlex.split(args)[:-1] if not a.startswith("--"))
     assert sources == allowed
     assert all((REPO / src).exists() for src in sources)
+
+
+def test_extra_ca_certificates_given_at_build_time_go_into_the_trust_store_before_any_pip_install() -> None:
+    steps = instructions(DOCKERFILE.read_text())
+    declared = next(i for i, (word, args) in enumerate(steps) if word == "ARG" and args.startswith("EXTRA_CA_CERTS"))
+    trusted = next(i for i, (word, args) in enumerate(steps) if word == "RUN" and "update-ca-certificates" in args)
+    first_pip = next(i for i, (word, args) in enumerate(steps) if word == "RUN" and "pip install" in args)
+    assert declared < trusted < first_pip
+    assert "$EXTRA_CA_CERTS" in steps[trusted][1] and "/usr/local/share/ca-certificates/" in steps[trusted][1]
+    assert "PIP_CERT=/etc/ssl/certs/ca-certificates.crt" in " ".join(a for w, a in steps if w == "ENV")
