@@ -96,21 +96,25 @@ def pull_failure_event(core: Any, pod: Any) -> None:
     )
 
 
-def back_off(core: Any, pod: Any) -> None:
-    """The kubelet gave up pulling for now: the container waits in ImagePullBackOff."""
-    container = pod.spec.containers[0]
-    waiting = {"reason": "ImagePullBackOff", "message": f'Back-off pulling image "{container.image}"'}
-    status = {
-        "name": container.name,
-        "image": container.image,
-        "imageID": "",
-        "ready": False,
-        "restartCount": 0,
-        "started": False,
-        "state": {"waiting": waiting},
-    }
-    body = {"status": {"containerStatuses": [status]}}  # the phase stays as kwok set it
-    core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, body)
+def waiting(reason: str) -> Act:
+    """The kubelet could not pull the image: the container waits with ``reason`` (ErrImagePull, ImagePullBackOff)."""
+
+    def act(core: Any, pod: Any) -> None:
+        container = pod.spec.containers[0]
+        message = f'Back-off pulling image "{container.image}"' if "BackOff" in reason else "pull access denied"
+        status = {
+            "name": container.name,
+            "image": container.image,
+            "imageID": "",
+            "ready": False,
+            "restartCount": 0,
+            "started": False,
+            "state": {"waiting": {"reason": reason, "message": message}},
+        }
+        body = {"status": {"containerStatuses": [status]}}  # the phase stays as kwok set it
+        core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, body)
+
+    return act
 
 
 @contextlib.contextmanager

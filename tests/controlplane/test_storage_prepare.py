@@ -116,18 +116,29 @@ def test_a_rerun_over_a_handed_volume_runs_no_pod_and_another_owner_runs_one_aga
     assert _pods(api, namespace) == []
 
 
-def test_no_prepare_runs_no_pod_and_an_nfs_volume_gets_none_either(
+def test_no_prepare_runs_no_pod_and_nfs_and_dynamic_volumes_get_none_either(
     api: Any, sharedvol: SharedvolCli, namespace: str, cluster_objects: ClusterObjects
 ) -> None:
     cluster_objects.track_pv(specs.static_pv_name(namespace, "mine"))
     cluster_objects.track_pv(specs.static_pv_name(namespace, "onnfs"))
+    nfs_class = f"nfs-{namespace}"
+    cluster_objects.storage_class({"metadata": {"name": nfs_class}, "provisioner": "nfs.csi.k8s.io"})
+    # a volume of that class, as its provisioner would have made it: the dynamic claim binds to it
+    made = specs.static_pv(
+        specs.StaticVolume(f"pv-{namespace}", namespace, "dyn", "1Gi", nfs_class, nfs_server="10.0.0.9", nfs_path="/d")
+    )
+    del made["spec"]["claimRef"]
+    cluster_objects.pv(made)
     with prepare_kubelet.playing_kubelet(api, namespace) as ran:
         out = sharedvol("provision", "mine", "-n", namespace, "--static", "--no-prepare")
         nfs = sharedvol("provision", "onnfs", "-n", namespace, "--nfs", "10.0.0.5:/exports/a")
+        dyn = sharedvol("provision", "dyn", "-n", namespace, "--class", nfs_class, "--size", "1Gi")
 
-    assert out.returncode == 0 and nfs.returncode == 0, out.stderr + nfs.stderr
+    printed = out.stdout + nfs.stdout + dyn.stdout
+    assert out.returncode == nfs.returncode == dyn.returncode == 0, out.stderr + nfs.stderr + dyn.stderr
+    assert f"claim {namespace}/dyn is Bound to pv-{namespace}" in dyn.stdout
     assert ran == []
-    assert "volume root" not in out.stdout + nfs.stdout and "then run pod" not in out.stdout + nfs.stdout
+    assert "volume root" not in printed and "then run pod" not in printed
     pv = client.CoreV1Api(api).read_persistent_volume(specs.static_pv_name(namespace, "mine"))
     assert "sharedvol.io/prepared" not in (pv.metadata.annotations or {})
 

@@ -53,20 +53,20 @@ def test_an_image_the_node_cannot_pull_fails_fast_with_one_line_naming_the_pod_a
     assert _bound(api, namespace, "shared")
 
 
-def test_a_container_waiting_in_image_pull_back_off_fails_fast(
-    api: Any, namespace: str, cluster_objects: ClusterObjects
+@pytest.mark.parametrize("reason", ["ErrImagePull", "ImagePullBackOff"])
+def test_a_container_waiting_in_a_pull_failure_fails_fast(
+    api: Any, namespace: str, cluster_objects: ClusterObjects, reason: str
 ) -> None:
     cluster_objects.track_pv(specs.static_pv_name(namespace, "backoff"))
     p = plan.make(api, plan.Request("backoff", namespace, "1Gi", static=True))
+    settings = prepare.Settings(image="private.example/sharedvol:9", timeout_s=600)
     with (
-        prepare_kubelet.playing_kubelet(api, namespace, prepare_kubelet.back_off),
+        prepare_kubelet.playing_kubelet(api, namespace, prepare_kubelet.waiting(reason)),
         pytest.raises(errors.PrepareError) as e,
     ):
-        apply.apply(api, p, timeout=60, prepare=prepare.Settings(image="private.example/sharedvol:9", timeout_s=600))
+        apply.apply(api, p, timeout=60, prepare=settings)
 
-    assert "cannot start: image private.example/sharedvol:9 cannot be pulled (ImagePullBackOff: Back-off" in str(
-        e.value
-    )
+    assert f"cannot start: image private.example/sharedvol:9 cannot be pulled ({reason}: " in str(e.value)
     assert _pods(api, namespace) == []
 
 
