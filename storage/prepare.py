@@ -77,8 +77,14 @@ class Settings:
 
     @property
     def stamp(self) -> str:
-        """The ``sharedvol.io/prepared`` value once done: ``UID:GID MODE`` (``1000:1000 0775``)."""
-        return f"{self.owner} {self.mode:04o}"
+        """The ``sharedvol.io/prepared`` value once done: ``UID:GID MODE`` (``1000:1000 0775``), numbers normalised."""
+        return f"{self.owner_ids} {self.mode:04o}"
+
+    @property
+    def owner_ids(self) -> str:
+        """``UID:GID`` as the pod's ``chown`` gets it (leading zeros dropped)."""
+        uid, gid = self.validate()
+        return f"{uid}:{gid}"
 
 
 @dataclass
@@ -112,7 +118,7 @@ def pod(namespace: str, claim: str, s: Settings) -> dict[str, Any]:
         "name": "prepare",
         "image": s.image,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["/bin/sh", "-c", SCRIPT, "sharedvol-prepare", s.owner, f"{s.mode:04o}", MOUNT],
+        "command": ["/bin/sh", "-c", SCRIPT, "sharedvol-prepare", s.owner_ids, f"{s.mode:04o}", MOUNT],
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "privileged": False,

@@ -104,7 +104,7 @@ def test_a_rerun_over_a_handed_volume_runs_no_pod_and_another_owner_runs_one_aga
     cluster_objects.track_pv(specs.static_pv_name(namespace, "again"))
     with prepare_kubelet.playing_kubelet(api, namespace) as ran:
         first = _static(api, namespace, "again")
-        second = _static(api, namespace, "again")
+        second = _static(api, namespace, "again", prepare.Settings(owner="001000:01000"))  # the same owner
         assert len(ran) == 1
         third = _static(api, namespace, "again", prepare.Settings(owner="2000:3000"))
 
