@@ -7,9 +7,11 @@ waited for and deleted, the stamp on the PV that makes a rerun cheap, and what h
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
+import pytest
 from kubernetes import client
 
 from storage import apply, plan, prepare, specs, wait
@@ -185,4 +187,19 @@ def test_release_deletes_the_prepare_pod_a_killed_call_left_so_the_claim_goes(
 
     assert out.returncode == 0, out.stderr
     assert wait.wait_gone(api, namespace, "gone", claim.metadata.uid, timeout=60)
+    assert _pods(api, namespace) == []
+
+
+def test_dry_run_prints_the_prepare_pod_with_the_image_sharedvol_image_names_and_creates_nothing(
+    api: Any, sharedvol: SharedvolCli, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHAREDVOL_IMAGE", "registry.example/steps:3")
+
+    out = sharedvol("provision", "dry", "-n", namespace, "--static", "--dry-run", "--owner", "2000:2000")
+
+    assert out.returncode == 0, out.stderr
+    objects = json.loads(out.stdout[out.stdout.index("[") :])
+    expected = prepare.pod(namespace, "dry", prepare.Settings(image="registry.example/steps:3", owner="2000:2000"))
+    assert objects[2] == expected
+    assert expected["spec"]["containers"][0]["image"] == "registry.example/steps:3"
     assert _pods(api, namespace) == []
