@@ -100,7 +100,7 @@ def test_provision_static_hands_the_volume_root_to_uid_1000_by_one_root_pod_that
     assert _pods(api, namespace) == []
 
 
-def test_a_rerun_over_a_handed_volume_runs_no_pod_and_another_owner_runs_one_again(
+def test_a_rerun_over_a_handed_volume_runs_no_pod_and_another_owner_or_a_removed_stamp_runs_one_again(
     api: Any, namespace: str, cluster_objects: ClusterObjects
 ) -> None:
     cluster_objects.track_pv(specs.static_pv_name(namespace, "again"))
@@ -109,12 +109,17 @@ def test_a_rerun_over_a_handed_volume_runs_no_pod_and_another_owner_runs_one_aga
         second = _static(api, namespace, "again", prepare.Settings(owner="001000:01000"))  # the same owner
         assert len(ran) == 1
         third = _static(api, namespace, "again", prepare.Settings(owner="2000:3000"))
+        client.CoreV1Api(api).patch_persistent_volume(
+            specs.static_pv_name(namespace, "again"), {"metadata": {"annotations": {"sharedvol.io/prepared": None}}}
+        )  # kubectl annotate pv PV sharedvol.io/prepared-
+        fourth = _static(api, namespace, "again", prepare.Settings(owner="2000:3000"))
 
     assert first.prepared is not None and first.prepared.ran
     assert second.prepared == prepare.Prepared("sharedvol-prepare-again", "1000:1000 0775", ran=False)
     assert second.prepared.describe() == "volume root: owned by 1000:1000, mode 0775 (done before; no pod ran)"
     assert third.prepared is not None and third.prepared.ran and third.prepared.stamp == "2000:3000 0775"
-    assert [p.spec.containers[0].command[4] for p in ran] == ["1000:1000", "2000:3000"]
+    assert fourth.prepared is not None and fourth.prepared.ran
+    assert [p.spec.containers[0].command[4] for p in ran] == ["1000:1000", "2000:3000", "2000:3000"]
     assert _pods(api, namespace) == []
 
 
