@@ -2,11 +2,10 @@
 
 With ``prepare`` settings, a static hostPath volume's root is then handed to the steps' user by one short
 pod (:mod:`storage.prepare`). A rerun finds what exists and checks that it matches (a PV on another export
-or path is a conflict). Two
-provisions of one name at once both succeed with one PV and one claim: a PV or claim that appears between
-a read and a create is checked like one that was there. A PV is deleted again only when this call made
-it (same UID) and no claim references it. A PV that ``release --keep-data`` (or a deleted claim) left
-Released is made Available for the claim of its name again.
+or path is a conflict). Two provisions of one name at once both succeed with one PV and one claim: a PV or
+claim that appears between a read and a create is checked like one that was there. A PV is deleted again
+only when this call made it (same UID) and no claim references it. A PV that ``release --keep-data`` (or a
+deleted claim) left Released is made Available for the claim of its name again.
 """
 
 from __future__ import annotations

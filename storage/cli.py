@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 
+from storage import prepare as prep
 from storage.provisioner import cli as provisioner_cli
 
 
@@ -38,14 +39,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--node", help="node for --static (default: the first Ready node)")
     p.add_argument(
         "--owner",
-        default="1000:1000",
-        help="UID:GID a --static volume's root is handed to, mode 0775 (default 1000:1000, the steps' user)",
+        default=prep.DEFAULT_OWNER,
+        help=f"UID:GID a --static volume's root is handed to, mode 0775 (default {prep.DEFAULT_OWNER}, the steps' "
+        "user)",
     )
     p.add_argument(
         "--prepare-image",
-        default=os.environ.get("SHAREDVOL_IMAGE", "sharedvol:0.1.0"),
-        help="image of the pod that hands it over; needs sh, chown, chmod (env SHAREDVOL_IMAGE; default "
-        "sharedvol:0.1.0)",
+        default=os.environ.get("SHAREDVOL_IMAGE", prep.DEFAULT_IMAGE),
+        help=f"image of the pod that hands it over; needs sh, chown, chmod (env SHAREDVOL_IMAGE; default "
+        f"{prep.DEFAULT_IMAGE})",
     )
     p.add_argument(
         "--no-prepare", action="store_true", help="leave a --static volume's root as the kubelet makes it (root, 0755)"
@@ -104,7 +106,6 @@ def _doctor(args: argparse.Namespace) -> int:
 
 def _provision(args: argparse.Namespace) -> int:
     from storage import apply, errors, plan
-    from storage import prepare as prep
 
     if not args.timeout > 0:
         raise errors.InvalidRequestError(f"--timeout {args.timeout:g} is not positive", hint="e.g. --timeout 120")

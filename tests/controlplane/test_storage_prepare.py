@@ -8,7 +8,9 @@ waited for and deleted, the stamp on the PV that makes a rerun cheap, and what h
 from __future__ import annotations
 
 import json
+import re
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -208,3 +210,11 @@ def test_dry_run_prints_the_prepare_pod_with_the_image_sharedvol_image_names_and
     assert objects[2] == expected
     assert expected["spec"]["containers"][0]["image"] == "registry.example/steps:3"
     assert _pods(api, namespace) == []
+
+
+def test_the_defaults_are_the_step_image_the_pipeline_runs_and_the_user_its_dockerfile_names() -> None:
+    from pipelines import options
+
+    dockerfile = (Path(__file__).resolve().parents[2] / "docker" / "Dockerfile").read_text()
+    assert prepare.DEFAULT_IMAGE == options.DEFAULT_IMAGE
+    assert re.findall(r"^USER (\S+)$", dockerfile, re.M)[-1] == prepare.DEFAULT_OWNER
