@@ -55,7 +55,12 @@ def volume(
     if p.strategy == "dynamic":  # the plan takes sharedvol-hostpath only when its provisioner runs
         return options.StorageChoice.dynamic(p.storage_class), p, []
     try:
-        done = storage_apply.apply(api, p, timeout=settings.bind_timeout_s)
+        done = storage_apply.apply(
+            api,
+            p,
+            timeout=settings.bind_timeout_s,
+            prepare=storage_apply.PrepareSettings(image=settings.submit.compile.image),
+        )
     except storage_errors.StorageError as e:
         raise errors.StorageUnavailableError(
             f"no RWX StorageClass and the one-shot static volume could not be made: {e.message}",

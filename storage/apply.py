@@ -1,10 +1,11 @@
 """Carry out a plan: create the PV and the claim idempotently, then watch until Bound or a clear failure.
 
-A rerun finds what exists and checks that it matches (a PV on another export or path is a conflict). Two
-provisions of one name at once both succeed with one PV and one claim: a PV or claim that appears between
-a read and a create is checked like one that was there. A PV is deleted again only when this call made
-it (same UID) and no claim references it. A PV that ``release --keep-data`` (or a deleted claim) left
-Released is made Available for the claim of its name again.
+With ``prepare`` settings, a static hostPath volume's root is then handed to the steps' user by one short
+pod (:mod:`storage.prepare`). A rerun finds what exists and checks that it matches (a PV on another export
+or path is a conflict). Two provisions of one name at once both succeed with one PV and one claim: a PV or
+claim that appears between a read and a create is checked like one that was there. A PV is deleted again
+only when this call made it (same UID) and no claim references it. A PV that ``release --keep-data`` (or a
+deleted claim) left Released is made Available for the claim of its name again.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from storage import errors, kube, plan, staticpv, wait
+from storage import prepare as prep
 
 log = logging.getLogger(__name__)
 
 # Kept for callers that imported them from here.
 FATAL_EVENT_REASONS = wait.FATAL_EVENT_REASONS
 wait_bound = wait.wait_bound
+# What callers pass as ``prepare`` (``sharedvol run`` names it here, so it needs no other storage import).
+PrepareSettings = prep.Settings
 
 
 @dataclass
@@ -34,6 +38,7 @@ class Result:
         created: ``kind/name`` of each object this call created (a rerun creates nothing).
         waited_s: seconds spent waiting.
         note: what the claim is waiting for, when it is not Bound.
+        prepared: how the static volume's root was handed to the steps' user (None: not asked, or not static).
     """
 
     plan: plan.Plan
@@ -42,13 +47,25 @@ class Result:
     created: list[str] = field(default_factory=list)
     waited_s: float = 0.0
     note: str = ""
+    prepared: prep.Prepared | None = None
 
 
-def apply(api: Any, p: plan.Plan, *, timeout: float = 120.0, wait: bool = True) -> Result:
+def apply(
+    api: Any, p: plan.Plan, *, timeout: float = 120.0, wait: bool = True, prepare: prep.Settings | None = None
+) -> Result:
     """Create what ``p`` says (or find it), then wait for the claim to bind.
 
+    Args:
+        api: a ``kubernetes.client.ApiClient``.
+        p: the plan (:func:`storage.plan.make`).
+        timeout: seconds to wait for Bound.
+        wait: wait for Bound (False: return once the objects exist).
+        prepare: hand a static hostPath volume's root to ``prepare.owner`` once Bound, with one short pod
+            (:func:`storage.prepare.ensure`); None: leave it as the kubelet makes it (root, 0755).
+
     Raises:
-        InvalidRequestError: a timeout that is not positive.
+        InvalidRequestError: a timeout that is not positive, bad ``prepare`` settings.
+        PrepareError: the pod that hands the volume over failed (the claim stays Bound; a rerun finishes).
         ConflictError: an object exists and does not match (a PV bound to another claim, another source...).
         ForbiddenError: RBAC denied a call.
         BindError: the claim did not bind; the message carries the reason from its events.
@@ -56,8 +73,23 @@ def apply(api: Any, p: plan.Plan, *, timeout: float = 120.0, wait: bool = True) 
     """
     if not timeout > 0:
         raise errors.InvalidRequestError(f"timeout {timeout:g} s is not positive", hint="e.g. --timeout 120")
+    if prepare is not None:
+        prepare.validate()
     with kube.reachable(f"provision claim {p.request.namespace}/{p.request.name}", api):
-        return _apply(api, p, timeout, wait)
+        result = _apply(api, p, timeout, wait)
+    static_host_path = p.strategy == "static" and p.volume is not None and bool(p.volume.host_path)
+    if prepare is not None and static_host_path and result.phase == "Bound":
+        result.prepared = _prepare(api, p, result.volume, prepare)
+    return result
+
+
+def _prepare(api: Any, p: plan.Plan, volume: str, settings: prep.Settings) -> prep.Prepared:
+    r = p.request
+    try:
+        return prep.ensure(api, r.namespace, r.name, volume, settings)
+    except errors.StorageError as e:
+        stays = f"claim {r.namespace}/{r.name} stays Bound to {volume}: run this again once fixed"
+        raise type(e)(e.message, hint=f"{e.hint}; {stays}" if e.hint else stays) from e
 
 
 def _apply(api: Any, p: plan.Plan, timeout: float, wait_for_bound: bool) -> Result:

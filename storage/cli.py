@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 
+from storage import prepare as prep
 from storage.provisioner import cli as provisioner_cli
 
 
@@ -35,8 +37,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--host-path", default="/var/lib/sharedvol", help="base directory for --static (default /var/lib/sharedvol)"
     )
     p.add_argument("--node", help="node for --static (default: the first Ready node)")
+    p.add_argument(
+        "--owner",
+        default=prep.DEFAULT_OWNER,
+        help=f"UID:GID a --static volume's root is handed to, mode 0775 (default {prep.DEFAULT_OWNER}, the steps' "
+        "user)",
+    )
+    p.add_argument(
+        "--prepare-image",
+        default=os.environ.get("SHAREDVOL_IMAGE", prep.DEFAULT_IMAGE),
+        help=f"image of the pod that hands it over; needs sh, chown, chmod (env SHAREDVOL_IMAGE; default "
+        f"{prep.DEFAULT_IMAGE})",
+    )
+    p.add_argument(
+        "--no-prepare", action="store_true", help="leave a --static volume's root as the kubelet makes it (root, 0755)"
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan and the objects; create nothing")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for Bound, > 0 (default 120)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for Bound, and for the prepare pod, > 0 (default 120)",
+    )
     p.set_defaults(func=_provision)
 
     p = sub.add_parser("release", help="delete a claim; delete or keep the PV sharedvol made for it")
@@ -85,6 +107,12 @@ def _doctor(args: argparse.Namespace) -> int:
 def _provision(args: argparse.Namespace) -> int:
     from storage import apply, errors, plan
 
+    if not args.timeout > 0:
+        raise errors.InvalidRequestError(f"--timeout {args.timeout:g} is not positive", hint="e.g. --timeout 120")
+    settings = None
+    if not args.no_prepare:
+        settings = prep.Settings(image=args.prepare_image, owner=args.owner, timeout_s=args.timeout)
+        settings.validate()
     api = _api(args)
     req = plan.Request(
         name=args.name,
@@ -97,22 +125,30 @@ def _provision(args: argparse.Namespace) -> int:
         nfs=args.nfs,
         existing=args.name if args.existing else None,
     )
-    if not args.timeout > 0:
-        raise errors.InvalidRequestError(f"--timeout {args.timeout:g} is not positive", hint="e.g. --timeout 120")
     with kube_reachable("plan the claim", api):
         p = plan.make(api, req)
+    handover = settings is not None and p.volume is not None and bool(p.volume.host_path)
     print(p.describe())
+    if handover and settings is not None:
+        print(
+            f"  then run pod {prep.pod_name(args.name)} ({settings.image}) to hand the volume's root to "
+            f"{settings.owner}, mode {settings.mode:04o}"
+        )
     if args.dry_run:
         objects = [o for o in (p.pv, p.claim) if o]
+        if handover and settings is not None:
+            objects.append(prep.pod(args.namespace, args.name, settings))
         print(json.dumps(objects, indent=2))
         return 0
-    result = apply.apply(api, p, timeout=args.timeout)
+    result = apply.apply(api, p, timeout=args.timeout, prepare=settings)
     made = ", ".join(result.created) or "nothing (all there already)"
     state = f"Bound to {result.volume}" if result.phase == "Bound" else f"{result.phase}: {result.note}"
     if p.strategy == "existing":
         print(f"using the existing claim {args.namespace}/{args.name}: {state}")
     else:
         print(f"created {made}; claim {args.namespace}/{args.name} is {state}")
+    if result.prepared is not None:
+        print(result.prepared.describe())
     return 0
 
 

@@ -29,6 +29,10 @@ class BindError(StorageError):
     """A claim did not become Bound, with the reason found in its events."""
 
 
+class PrepareError(StorageError):
+    """The pod that hands a static volume to the steps' user could not start, failed, or did not end in time."""
+
+
 class ApiError(StorageError):
     """The API server answered with an error sharedvol cannot handle."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from storage import errors, kube, specs, validate, wait
+from storage import errors, kube, prepare_pod, specs, validate, wait
 
 
 @dataclass
@@ -79,6 +79,7 @@ def _release(api: Any, name: str, namespace: str, keep_data: bool, timeout: floa
             if e.status != 404:
                 raise errors.from_api(e, f"read PersistentVolume {volume_name}") from e
     kube.call(core.delete_namespaced_persistent_volume_claim, f"delete claim {namespace}/{name}", name, namespace)
+    prepare_pod.remove_leftover(core, namespace, name)
     who = f"{namespace}/{name}"
     if pv is None:
         return Released(who, volume_name, "", "")

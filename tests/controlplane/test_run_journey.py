@@ -4,6 +4,7 @@ storage, then compiles, submits and follows, in that order, and fails clearly (c
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from storage import choice, specs
 from tests import kwait
 from tests.cluster import ClusterHandle
 from tests.conftest import ClusterObjects
+from tests.controlplane import prepare_kubelet
 from tests.kfp_fake import GOOD_TOKEN, FakeKfp
 
 METRICS = {"accuracy-top1": 0.912, "accuracy-top5": 0.995, "test-loss": 0.31, "test-samples": 10000.0}
@@ -225,7 +227,14 @@ def test_without_an_rwx_class_run_makes_a_static_volume_bound_before_submitting_
             phase_when_compiling.append(claim.status.phase)
 
     journey.progress = progress  # type: ignore[method-assign]
-    result = journey.run(settings(fake_kfp.url, namespace))
+    own_image = settings(fake_kfp.url, namespace)
+    compile_opts = dataclasses.replace(own_image.submit.compile, image="registry.example/sharedvol:7")
+    own_image = dataclasses.replace(own_image, submit=dataclasses.replace(own_image.submit, compile=compile_opts))
+    with prepare_kubelet.playing_kubelet(api, namespace) as prepared:
+        result = journey.run(own_image)
+
+    # the volume's root was handed to the steps' user by one pod of the run's own image
+    assert [p.spec.containers[0].image for p in prepared] == ["registry.example/sharedvol:7"]
 
     assert result.plan is not None and result.plan.strategy == "static"
     assert result.created == [f"PersistentVolume/{pv_name}", "PersistentVolumeClaim/sharedvol-runs"]
@@ -254,7 +263,7 @@ def test_without_an_rwx_class_run_makes_a_static_volume_bound_before_submitting_
     ]
 
     again = Journey(api, fake_kfp)
-    second = again.run(settings(fake_kfp.url, namespace))
+    second = again.run(own_image)  # the PV says it was handed over: no pod this time
     assert second.created == []
     assert f"storage: claim {namespace}/sharedvol-runs exists already and matches: reusing it" in again.lines
     assert any(line.startswith("pipeline version resnet18-cifar10-") and "reusing it" in line for line in again.lines)

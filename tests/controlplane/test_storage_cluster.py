@@ -31,7 +31,7 @@ def test_provision_static_on_a_local_path_cluster_gives_a_bound_rwx_claim(
     api: Any, cluster: cp.ClusterHandle, namespace: str, local_path_class: str, cluster_objects: ClusterObjects
 ) -> None:
     cluster_objects.track_pv(specs.static_pv_name(namespace, "shared"))
-    out = _sharedvol(cluster, "provision", "shared", "-n", namespace, "--size", "2Gi", "--static")
+    out = _sharedvol(cluster, "provision", "shared", "-n", namespace, "--size", "2Gi", "--static", "--no-prepare")
 
     assert out.returncode == 0, out.stderr
     assert "plan for claim" in out.stdout and ": static" in out.stdout

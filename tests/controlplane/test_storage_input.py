@@ -84,7 +84,7 @@ def test_sizes_are_read_by_the_kubernetes_parser_and_below_1mi_is_refused(
     ):
         assert message in _one_line(sharedvol("provision", "x", "-n", namespace, "--size", size), "provision")
     cluster_objects.track_pv(specs.static_pv_name(namespace, "big"))
-    out = sharedvol("provision", "big", "-n", namespace, "--size", "1e9", "--static")
+    out = sharedvol("provision", "big", "-n", namespace, "--size", "1e9", "--static", "--no-prepare")
     assert out.returncode == 0, out.stderr
     assert client.CoreV1Api(api).read_namespaced_persistent_volume_claim("big", namespace).status.phase == "Bound"
 
@@ -100,7 +100,7 @@ def test_existing_uses_a_bound_rwx_claim_and_refuses_a_pending_or_rwo_one(
     api: Any, sharedvol: SharedvolCli, namespace: str, cluster_objects: ClusterObjects
 ) -> None:
     cluster_objects.track_pv(specs.static_pv_name(namespace, "mine"))
-    assert sharedvol("provision", "mine", "-n", namespace, "--static").returncode == 0
+    assert sharedvol("provision", "mine", "-n", namespace, "--static", "--no-prepare").returncode == 0
     out = sharedvol("provision", "mine", "-n", namespace, "--existing")
     assert out.returncode == 0, out.stderr
     assert f"using the existing claim {namespace}/mine: Bound to sharedvol.{namespace}.mine" in out.stdout
@@ -127,8 +127,9 @@ def test_dry_run_prints_the_objects_and_creates_nothing(api: Any, sharedvol: Sha
     out = sharedvol("provision", "dry", "-n", namespace, "--static", "--dry-run")
     assert out.returncode == 0, out.stderr
     objects = json.loads(out.stdout[out.stdout.index("[") :])
-    assert [o["kind"] for o in objects] == ["PersistentVolume", "PersistentVolumeClaim"]
+    assert [o["kind"] for o in objects] == ["PersistentVolume", "PersistentVolumeClaim", "Pod"]
     assert _claims(api, namespace) == []
+    assert client.CoreV1Api(api).list_namespaced_pod(namespace).items == []
     with pytest.raises(client.ApiException) as e:
         client.CoreV1Api(api).read_persistent_volume(specs.static_pv_name(namespace, "dry"))
     assert e.value.status == 404
@@ -195,7 +196,7 @@ def test_doctor_json_lists_classes_strategy_pending_claims_and_finished_run_volu
         namespace, specs.rwx_claim("stuck", namespace, "3Gi", local_path_class)
     )
     cluster_objects.track_pv(specs.static_pv_name(namespace, "run-1"))
-    assert sharedvol("provision", "run-1", "-n", namespace, "--static").returncode == 0
+    assert sharedvol("provision", "run-1", "-n", namespace, "--static", "--no-prepare").returncode == 0
     core.patch_namespaced_persistent_volume_claim(
         "run-1", namespace, {"metadata": {"annotations": {"sharedvol.io/pipeline": "resnet18-cifar10"}}}
     )

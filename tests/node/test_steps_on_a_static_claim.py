@@ -1,6 +1,7 @@
-"""The mission on real pods: a claim from ``sharedvol provision --static``, pods from the built step image (uid 1000)
-that prepare data, train, evaluate and produce metrics on it, one after another; and a train pod killed mid-run whose
-successor on the same claim resumes. Assertions read what the pods wrote from the node's host directory."""
+"""The mission on real pods: a claim from ``sharedvol provision --static`` (which hands its directory to uid 1000),
+pods from the built step image (uid 1000) that prepare data, train, evaluate and produce metrics on it, one after
+another; and a train pod killed mid-run whose successor on the same claim resumes. Assertions read what the pods
+wrote from the node's host directory."""
 
 from __future__ import annotations
 
@@ -28,23 +29,9 @@ def provision_static(node, namespace: str, name: str, base: Path) -> Path:
         cwd=cp.REPO, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
+    # provision handed the directory (made root:root 0755 by the kubelet) to the steps' user, uid 1000
+    assert f"volume root: handed to 1000:1000, mode 0775, by pod sharedvol-prepare-{name} in " in out.stdout
     return base / namespace / name
-
-
-def hand_volume_to_uid_1000(run_pod, claim: str) -> None:
-    """Run the one root pod (CHOWN only) that gives the claim's directory to uid 1000.
-
-    Needed today, and only because of a storage/ bug this tier found: ``sharedvol provision --static`` makes a hostPath
-    PV of type DirectoryOrCreate, so the kubelet creates the directory root:root 0755 and the uid-1000 step pods get
-    "Permission denied" (``sharedvol data: error: cannot create /mnt/shared/data/cifar-10-batches-py: Permission
-    denied``). Remove this step once storage/ makes the directory writable for uid 1000 itself.
-    """
-    body = pods.step_pod(
-        "prepare-volume", ["chown 1000:1000 " + pods.MOUNT], claim=claim, command=["/bin/sh", "-ec"], uid=0
-    )
-    body["spec"]["containers"][0]["securityContext"]["capabilities"] = {"drop": ["ALL"], "add": ["CHOWN"]}
-    prepared = run_pod.run(body, timeout=120)
-    assert (prepared.phase, prepared.exit_code) == ("Succeeded", 0), prepared.logs
 
 
 def shell_pod(name: str, script: str, claim: str) -> dict:
@@ -62,7 +49,6 @@ def test_pods_on_a_static_claim_prepare_train_evaluate_and_report_and_leave_resu
     node, node_namespace, run_pod, tmp_path
 ) -> None:
     volume = provision_static(node, node_namespace, "shared", tmp_path / "volumes")
-    hand_volume_to_uid_1000(run_pod, "shared")
     synth = f"sharedvol data synth {DATA} --train 64 --test 32 && {train_script(1)}"
 
     trained = run_pod.run(shell_pod("train", synth, "shared"), timeout=600)
@@ -94,7 +80,6 @@ def test_a_train_pod_killed_mid_run_is_resumed_by_a_new_pod_from_the_last_publis
     node, node_namespace, run_pod, tmp_path
 ) -> None:
     volume = provision_static(node, node_namespace, "shared", tmp_path / "volumes")
-    hand_volume_to_uid_1000(run_pod, "shared")
     prepared = run_pod.run(shell_pod("data", f"sharedvol data synth {DATA} --train 64 --test 32", "shared"), 120)
     assert prepared.phase == "Succeeded", prepared.logs
 
