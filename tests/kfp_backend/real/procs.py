@@ -10,7 +10,6 @@ from pathlib import Path
 from tests import cluster as cp
 
 
-
 def machine_address() -> str:
     """The machine's address on its default route, as the node reports it (a UDP connect to a unicast
     documentation address sends nothing)."""
