@@ -113,7 +113,7 @@ def _apply(api: Any, p: plan.Plan, timeout: float, wait_for_bound: bool) -> Resu
         if claim is None and _create_claim(core, p):
             created.append(f"PersistentVolumeClaim/{r.name}")
         else:
-            claim = claim or _read_claim(core, r.namespace, r.name)  # None: made and deleted by others meanwhile
+            claim = claim or kube.read_claim(core, r.namespace, r.name)  # None: made and deleted by others meanwhile
             if claim is None:
                 raise errors.ConflictError(
                     f"claim {r.namespace}/{r.name} was created and deleted by someone else meanwhile",
@@ -126,7 +126,7 @@ def _apply(api: Any, p: plan.Plan, timeout: float, wait_for_bound: bool) -> Resu
             staticpv.delete_own(core, p.pv["metadata"]["name"], made_pv_uid, r.namespace, r.name)
         raise
     if not wait_for_bound:
-        claim = _read_claim(core, r.namespace, r.name)
+        claim = kube.read_claim(core, r.namespace, r.name)
         phase = claim.status.phase if claim else "Pending"
         return Result(p, phase or "Pending", (claim.spec.volume_name or "") if claim else "", created)
     started = time.monotonic()
@@ -147,7 +147,7 @@ def _apply(api: Any, p: plan.Plan, timeout: float, wait_for_bound: bool) -> Resu
 def _existing(core: Any, p: plan.Plan) -> Result:
     r = p.request
     name = r.existing or r.name
-    existing = _read_claim(core, r.namespace, name)
+    existing = kube.read_claim(core, r.namespace, name)
     if existing is None:
         raise errors.NotFoundError(
             f"claim {r.namespace}/{name} does not exist",
@@ -167,20 +167,9 @@ def _existing(core: Any, p: plan.Plan) -> Result:
     return Result(p, existing.status.phase, existing.spec.volume_name or "")
 
 
-def _read_claim(core: Any, namespace: str, name: str) -> Any:
-    from kubernetes import client
-
-    try:
-        return core.read_namespaced_persistent_volume_claim(name, namespace)
-    except client.ApiException as e:
-        if e.status == 404:
-            return None
-        raise errors.from_api(e, f"read claim {namespace}/{name}") from e
-
-
 def _settled_claim(api: Any, core: Any, namespace: str, name: str, deadline: float) -> Any:
     """The claim of that name, or None; a claim being deleted is waited for until it is gone."""
-    claim = _read_claim(core, namespace, name)
+    claim = kube.read_claim(core, namespace, name)
     if claim is None or not claim.metadata.deletion_timestamp:
         return claim
     log.info("claim %s/%s is being deleted; waiting until it is gone", namespace, name)

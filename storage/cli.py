@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import os
+from typing import Any
 
 from storage import prepare as prep
 from storage.provisioner import cli as provisioner_cli
@@ -25,6 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-n", "--namespace", default="default")
     p.add_argument("--size", default="20Gi", help="Kubernetes quantity (default 20Gi)")
     how = p.add_mutually_exclusive_group()
+    how.add_argument(
+        "--storage",
+        metavar="CHOICE",
+        help="where the volume comes from, in the grammar every sharedvol command takes: auto (default), nfs, "
+        "fallback, CLASS, class:CLASS, pvc:NAME (this claim, which you have), static, nfs:SERVER:/PATH",
+    )
     how.add_argument("--class", dest="storage_class", help="a StorageClass that serves RWX (dynamic)")
     how.add_argument("--static", action="store_true", help="a PV made by sharedvol: hostPath on one node")
     how.add_argument(
@@ -104,6 +111,19 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _storage_fields(text: str, name: str) -> dict[str, Any]:
+    """The :class:`storage.plan.Request` fields of a ``--storage`` value for ``provision NAME``."""
+    from storage import choice, errors
+
+    chosen = choice.parse(text)
+    if chosen.kind == "claim" and chosen.name != name:
+        raise errors.InvalidRequestError(
+            f"--storage {chosen} names another claim than {name!r}",
+            hint=f"name the claim you have: sharedvol provision {chosen.name} --storage pvc:{chosen.name}",
+        )
+    return chosen.plan_fields()
+
+
 def _provision(args: argparse.Namespace) -> int:
     from storage import apply, errors, plan
 
@@ -113,17 +133,22 @@ def _provision(args: argparse.Namespace) -> int:
     if not args.no_prepare:
         settings = prep.Settings(image=args.prepare_image, owner=args.owner, timeout_s=args.timeout)
         settings.validate()
+    how = {
+        "storage_class": args.storage_class,
+        "static": args.static,
+        "nfs": args.nfs,
+        "existing": args.name if args.existing else None,
+    }
+    if args.storage is not None:
+        how = _storage_fields(args.storage, args.name)
     api = _api(args)
     req = plan.Request(
         name=args.name,
         namespace=args.namespace,
         size=args.size,
-        storage_class=args.storage_class,
-        static=args.static,
         host_path_base=args.host_path,
         node=args.node,
-        nfs=args.nfs,
-        existing=args.name if args.existing else None,
+        **how,
     )
     with kube_reachable("plan the claim", api):
         p = plan.make(api, req)

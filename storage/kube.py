@@ -87,3 +87,36 @@ def call(fn: Callable[..., Any], action: str, *args: Any, **kwargs: Any) -> Any:
             log.warning("%s: attempt %d failed (HTTP %s); will retry in %.1f s", action, attempt, e.status, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+def read_claim(core: Any, namespace: str, name: str) -> Any:
+    """The claim ``namespace/name``, or None when there is none."""
+    from kubernetes import client
+
+    try:
+        return core.read_namespaced_persistent_volume_claim(name, namespace)
+    except client.ApiException as e:
+        if e.status == 404:
+            return None
+        raise errors.from_api(e, f"read claim {namespace}/{name}") from e
+
+
+def watch_volume(core: Any, name: str, ok: Callable[[Any], bool], *, timeout: float) -> bool:
+    """List, then watch PersistentVolume ``name`` until ``ok(pv)``; False when ``timeout`` seconds passed first."""
+    from kubernetes import watch
+
+    selector = f"metadata.name={name}"
+    listing = call(core.list_persistent_volume, "list PersistentVolumes", field_selector=selector)
+    if any(ok(pv) for pv in listing.items):
+        return True
+    w = watch.Watch()
+    for event in w.stream(
+        core.list_persistent_volume,
+        field_selector=selector,
+        resource_version=listing.metadata.resource_version,
+        timeout_seconds=max(1, int(timeout)),
+    ):
+        if ok(event["object"]):
+            w.stop()
+            return True
+    return False

@@ -138,7 +138,7 @@ def _free_for_claim(core: Any, pv: Any, p: plan.Plan) -> None:
     ref = pv.spec.claim_ref
     if ref is None or not ref.uid:
         return
-    live = _read_claim(core, p.request.namespace, p.request.name)
+    live = kube.read_claim(core, p.request.namespace, p.request.name)
     if live is not None and live.metadata.uid == ref.uid:
         return
     ops: list[dict[str, Any]] = [
@@ -165,7 +165,7 @@ def delete_own(core: Any, name: str, uid: str, namespace: str, claim: str) -> No
         pv = core.read_persistent_volume(name)
     except client.ApiException:
         return
-    live = _read_claim(core, namespace, claim)
+    live = kube.read_claim(core, namespace, claim)
     if pv.metadata.uid != uid or (pv.spec.claim_ref is not None and pv.spec.claim_ref.uid) or live is not None:
         log.info("PersistentVolume %s is in use by a claim; not deleting it", name)
         return
@@ -185,33 +185,8 @@ def wait_seen(core: Any, name: str, *, timeout: float) -> None:
     The controller binds a pre-bound claim when it syncs the claim; if the claim arrives before the
     controller has seen its volume, binding waits for the controller's 15-second resync.
     """
-    from kubernetes import watch
-
-    selector = f"metadata.name={name}"
-    listing = kube.call(core.list_persistent_volume, "list PersistentVolumes", field_selector=selector)
-    if any(pv.status.phase in ("Available", "Bound") for pv in listing.items):
+    if kube.watch_volume(core, name, lambda pv: pv.status.phase in ("Available", "Bound"), timeout=timeout):
         return
-    w = watch.Watch()
-    for event in w.stream(
-        core.list_persistent_volume,
-        field_selector=selector,
-        resource_version=listing.metadata.resource_version,
-        timeout_seconds=max(1, int(timeout)),
-    ):
-        if event["object"].status.phase in ("Available", "Bound"):
-            w.stop()
-            return
     log.warning(
         "PersistentVolume %s was not synced by the PV controller in %.0f s; creating the claim anyway", name, timeout
     )
-
-
-def _read_claim(core: Any, namespace: str, name: str) -> Any:
-    from kubernetes import client
-
-    try:
-        return core.read_namespaced_persistent_volume_claim(name, namespace)
-    except client.ApiException as e:
-        if e.status == 404:
-            return None
-        raise errors.from_api(e, f"read claim {namespace}/{name}") from e

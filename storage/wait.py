@@ -136,27 +136,12 @@ def _touch(core: Any, namespace: str, name: str) -> bool:
 
 def _volume_bound_to(core: Any, volume: str, uid: str, timeout: float) -> bool:
     """Watch PV ``volume`` until the PV controller bound it to the claim with UID ``uid`` (deadline ``timeout``)."""
-    from kubernetes import watch
 
     def bound(pv: Any) -> bool:
         ref = pv.spec.claim_ref
         return pv.status.phase == "Bound" and ref is not None and ref.uid == uid
 
-    selector = f"metadata.name={volume}"
-    listing = kube.call(core.list_persistent_volume, "list PersistentVolumes", field_selector=selector)
-    if any(bound(pv) for pv in listing.items):
-        return True
-    w = watch.Watch()
-    for event in w.stream(
-        core.list_persistent_volume,
-        field_selector=selector,
-        resource_version=listing.metadata.resource_version,
-        timeout_seconds=max(1, int(timeout)),
-    ):
-        if bound(event["object"]):
-            w.stop()
-            return True
-    return False
+    return kube.watch_volume(core, volume, bound, timeout=timeout)
 
 
 def wait_gone(api: Any, namespace: str, name: str, uid: str, *, timeout: float) -> bool:

@@ -449,16 +449,25 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
-    pids = Path(args.dir) / "pids"
+    stop_recorded(Path(args.dir) / "pids", "control plane")
+    return 0
+
+
+def stop_recorded(pids: Path, what: str) -> bool:
+    """Stop, newest first, every process a ``pid name`` line of ``pids`` records, then remove the file.
+
+    Returns:
+        False when nothing was recorded.
+    """
     if not pids.exists():
-        print(f"no control plane recorded in {pids}")
-        return 0
+        print(f"no {what} recorded in {pids}")
+        return False
     for line in reversed(pids.read_text().splitlines()):
         pid, name = int(line.split()[0]), line.split(maxsplit=1)[1]
         stop_pid(pid)
         print(f"stopped {name} (pid {pid})")
     pids.unlink()
-    return 0
+    return True
 
 
 def stop_pid(pid: int, popen: subprocess.Popen[bytes] | None = None) -> None:

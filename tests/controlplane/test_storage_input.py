@@ -245,3 +245,33 @@ def test_an_api_server_killed_while_provision_waits_is_one_line(tmp_path: Path) 
         out, err = proc.communicate(timeout=120)
     line = _one_line(subprocess.CompletedProcess(proc.args, proc.returncode, out, err), "provision")
     assert "no answer from https://127.0.0.1:" in line
+
+
+@pytest.mark.parametrize(
+    "storage,old",
+    [
+        ("static", ["--static"]),
+        ("nfs:10.0.0.5:/exports/kfp", ["--nfs", "10.0.0.5:/exports/kfp"]),
+        ("class:some-rwx-class", ["--class", "some-rwx-class"]),
+    ],
+)
+def test_provision_takes_the_storage_grammar_and_plans_what_the_old_flag_planned(
+    api: Any, sharedvol: SharedvolCli, namespace: str, storage: str, old: list[str]
+) -> None:
+    plans = []
+    for how in (["--storage", storage], old):
+        out = sharedvol("provision", "same", "-n", namespace, *how, "--no-prepare", "--dry-run")
+        plans.append((out.returncode, out.stdout, out.stderr))
+    assert plans[0] == plans[1]
+    assert _claims(api, namespace) == []
+
+
+def test_provision_refuses_a_storage_choice_naming_another_claim_in_one_line(
+    sharedvol: SharedvolCli, namespace: str
+) -> None:
+    out = sharedvol("provision", "mine", "-n", namespace, "--storage", "pvc:theirs")
+    assert out.returncode == 2
+    assert _one_line(out, "provision") == (
+        "sharedvol provision: error: --storage pvc:theirs names another claim than 'mine': "
+        "name the claim you have: sharedvol provision theirs --storage pvc:theirs"
+    )

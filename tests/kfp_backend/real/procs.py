@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 from tests import cluster as cp
-
-STOP_GRACE_S = 10.0
 
 
 def machine_address() -> str:
@@ -25,34 +19,14 @@ def machine_address() -> str:
 
 
 def stop_pid(pid: int, popen: subprocess.Popen[bytes] | None = None) -> None:
-    """SIGTERM the process group ``pid`` leads, then SIGKILL it after a grace period."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    while time.monotonic() < deadline:
-        if popen is not None and popen.poll() is not None:
-            return
-        if popen is None and not cp._alive(pid):
-            return
-        time.sleep(0.1)  # a process group has no wait() to block on
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-    if popen is not None:
-        popen.wait()
+    """SIGTERM the process group ``pid`` leads, then SIGKILL it after a grace period (as the control plane does)."""
+    cp.stop_pid(pid, popen)
 
 
 def down(workdir: Path) -> int:
     """Stop the processes recorded in ``workdir/pids`` (``make kfp-down``)."""
-    pids = workdir / "pids"
-    if not pids.exists():
-        print(f"no KFP backend recorded in {pids}")
-        return 0
-    for line in reversed(pids.read_text().splitlines()):
-        pid, name = int(line.split()[0]), line.split(maxsplit=1)[1]
-        stop_pid(pid)
-        print(f"stopped {name} (pid {pid})")
-    pids.unlink()
-    remove_database(workdir)
+    if cp.stop_recorded(workdir / "pids", "KFP backend"):
+        remove_database(workdir)
     return 0
 
 
