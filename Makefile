@@ -54,6 +54,7 @@ unit: venv ## the fast tests only (no control plane, no training)
 
 demo: venv ## the whole pipeline on this machine, on a small generated dataset
 	$(RUN) -m pipelines demo --output $(DEMO_DIR)
+	@echo "next: make install puts the sharedvol command on your PATH (sharedvol --help; README.md lists the jobs)"
 
 BIN_DIR ?= $(HOME)/.local/bin
 

@@ -114,3 +114,13 @@ def test_the_demo_directory_the_docs_name_is_the_one_make_demo_uses() -> None:
     demo_dir = re.search(r"^DEMO_DIR \?= \$\(CURDIR\)/(\S+)$", makefile, re.M)
     assert demo_dir, "the Makefile no longer sets DEMO_DIR under the checkout"
     assert f"make demo = --output ./{demo_dir.group(1)}" in (REPO / "docs" / "pipeline.md").read_text()
+
+
+def test_make_demo_ends_by_naming_the_target_that_installs_the_command() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    recipe = re.search(r"^demo:.*\n((?:\t.*\n)+)", makefile, re.M)
+    assert recipe, "no demo target"
+    last = recipe.group(1).strip().splitlines()[-1]
+    assert "make install" in last
+    install = re.search(r"^install:.*\n((?:\t.*\n)+)", makefile, re.M)
+    assert install and "bin/sharedvol" in install.group(1)
