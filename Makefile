@@ -61,7 +61,7 @@ BIN_DIR ?= $(HOME)/.local/bin
 install: venv ## put the `sharedvol` command on your PATH: this checkout, installed into the cached venv, linked into BIN_DIR
 	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	mkdir -p $(BIN_DIR) && ln -sf $(VENV)/bin/sharedvol $(BIN_DIR)/sharedvol
-	@echo "installed: $(BIN_DIR)/sharedvol ($$($(BIN_DIR)/sharedvol --version 2>/dev/null || echo sharedvol))"
+	@echo "installed: $(BIN_DIR)/sharedvol (try: sharedvol --help; $(BIN_DIR) must be on your PATH)"
 
 compile: venv ## write the pipeline YAML for upload in the KFP UI
 	$(RUN) -m pipelines compile -o resnet18_cifar10.yaml
