@@ -82,7 +82,7 @@ def _wait_bound(api: Any, namespace: str, name: str, timeout: float, nudge: bool
             return "Bound", claim.spec.volume_name or "", ""
         events = claim_events(core, namespace, name, uid)
         for event in events:
-            if event.reason in FATAL_EVENT_REASONS:
+            if event.reason in FATAL_EVENT_REASONS and not _stale_binding_refusal(core, claim, event):
                 raise errors.BindError(
                     f"claim {namespace}/{name} will not bind: {event.reason}: {event.message}",
                     hint=f"run `sharedvol doctor -n {namespace}` for the fix",
@@ -132,6 +132,25 @@ def _touch(core: Any, namespace: str, name: str) -> bool:
     except errors.NotFoundError:
         return False
     return True
+
+
+def _stale_binding_refusal(core: Any, claim: Any, event: Any) -> bool:
+    """Whether a FailedBinding event of a pre-bound claim is stale: the live volume is reserved for this claim.
+
+    After ``release --keep-data`` the PV controller may still hold the volume's old claimRef (the old claim's UID)
+    in its cache: it says "already bound to a different claim", then binds once it sees the update.
+    """
+    if event.reason != "FailedBinding" or not claim.spec.volume_name:
+        return False
+    try:
+        pv = kube.call(core.read_persistent_volume, "read PersistentVolume", claim.spec.volume_name)
+    except errors.NotFoundError:
+        return False
+    ref = pv.spec.claim_ref
+    if ref is None:
+        return True
+    mine = (ref.namespace, ref.name) == (claim.metadata.namespace, claim.metadata.name)
+    return mine and ref.uid in (None, "", claim.metadata.uid)
 
 
 def _volume_bound_to(core: Any, volume: str, uid: str, timeout: float) -> bool:

@@ -214,3 +214,70 @@ def test_provision_right_after_release_waits_for_the_old_pv_to_go_and_binds_a_ne
     again = _static(api, "again", namespace)
     pv = client.CoreV1Api(api).read_persistent_volume(again.volume)
     assert again.phase == "Bound" and pv.metadata.uid != old_uid and pv.metadata.deletion_timestamp is None
+
+
+def test_a_stale_failed_binding_on_a_claim_its_volume_is_reserved_for_does_not_end_the_wait(
+    api: Any, namespace: str, cluster_objects: ClusterObjects
+) -> None:
+    # Seen after `release --keep-data`: the PV controller, still holding the volume's old claimRef (the old claim's
+    # UID) in its cache, posts "already bound to a different claim" on the new claim, then binds it once it sees the
+    # volume's updated claimRef. The event is stale when the live volume is reserved for this very claim.
+    core = client.CoreV1Api(api)
+    pv_name = f"stale-{uuid.uuid4().hex[:8]}"
+    claim = specs.rwx_claim("kept", namespace, "1Gi", "")
+    claim["spec"]["volumeName"] = pv_name
+    made = core.create_namespaced_persistent_volume_claim(namespace, claim)
+    core.create_namespaced_event(
+        namespace,
+        {
+            "metadata": {"generateName": "kept."},
+            "involvedObject": {
+                "kind": "PersistentVolumeClaim",
+                "namespace": namespace,
+                "name": "kept",
+                "uid": made.metadata.uid,
+            },
+            "reason": "FailedBinding",
+            "message": f'volume "{pv_name}" already bound to a different claim.',
+            "type": "Warning",
+            "source": {"component": "persistentvolume-controller"},
+        },
+    )
+    cluster_objects.pv(
+        {
+            "metadata": {"name": pv_name},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "",
+                "persistentVolumeReclaimPolicy": "Retain",
+                "hostPath": {"path": f"/var/lib/sharedvol/{pv_name}", "type": "DirectoryOrCreate"},
+                "claimRef": {"namespace": namespace, "name": "kept"},
+            },
+        }
+    )
+    assert wait.wait_bound(api, namespace, "kept", timeout=60, nudge=True)[:2] == ("Bound", pv_name)
+
+
+def test_a_failed_binding_on_a_claim_whose_volume_is_reserved_for_another_still_ends_the_wait_at_once(
+    api: Any, namespace: str, cluster_objects: ClusterObjects
+) -> None:
+    core = client.CoreV1Api(api)
+    pv_name = f"taken-{uuid.uuid4().hex[:8]}"
+    cluster_objects.pv(
+        {
+            "metadata": {"name": pv_name},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "",
+                "hostPath": {"path": f"/var/lib/sharedvol/{pv_name}", "type": "DirectoryOrCreate"},
+                "claimRef": {"namespace": namespace, "name": "someone-else"},
+            },
+        }
+    )
+    claim = specs.rwx_claim("mine", namespace, "1Gi", "")
+    claim["spec"]["volumeName"] = pv_name
+    core.create_namespaced_persistent_volume_claim(namespace, claim)
+    with pytest.raises(errors.BindError, match="will not bind: FailedBinding"):
+        wait.wait_bound(api, namespace, "mine", timeout=60, nudge=True)
