@@ -48,14 +48,31 @@ def nfs_server(node: conftest.NodeHandle, node_api: Any) -> Iterator[str]:
             what="the nfs-server pod Ready",
             label_selector="app.kubernetes.io/name=nfs-server",
         )
+        # the Service routes to it once its EndpointSlice names the pod ready (kube-proxy programs it from there)
+        kwait.until(
+            client.DiscoveryV1Api(node_api).list_namespaced_endpoint_slice,
+            lambda s: any(e.conditions and e.conditions.ready for e in s.endpoints or []),
+            NAMESPACE,
+            timeout=60,
+            what="a ready endpoint of Service nfs-server",
+            label_selector="kubernetes.io/service-name=nfs-server",
+        )
         yield str(core.read_namespaced_service("nfs-server", NAMESPACE).spec.cluster_ip)
     finally:
         node.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=120s", check=False)
 
 
 def _client(name: str, script: str) -> dict[str, Any]:
-    """A pod of the server's image (it carries libnfs-utils) running ``script`` as uid 1000."""
-    return pods.step_pod(name, [script], image=conftest.NFS_IMAGE, command=["/bin/bash", "-ec"])
+    """A pod of the server's image (it carries libnfs-utils) running ``script`` as uid 1000.
+
+    Like any NFS client, it tries the first connection a few times: the Service's rules reach kube-proxy's
+    iptables shortly after the endpoint turns ready.
+    """
+    retried = (
+        f"for i in 1 2 3 4 5 6 7 8 9 10; do if {{ {script}; }} 2>/tmp/err; then exit 0; fi; sleep 1; done; "
+        "cat /tmp/err >&2; exit 1"
+    )
+    return pods.step_pod(name, [retried], image=conftest.NFS_IMAGE, command=["/bin/bash", "-c"])
 
 
 def test_client_pods_write_and_read_the_in_cluster_nfs_export_over_nfsv4_at_the_share_root(
