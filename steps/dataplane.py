@@ -58,11 +58,6 @@ class RunLayout:
         return self.path("checkpoints", "latest.json")
 
     @property
-    def checkpoint_digest(self) -> str:
-        """Where the checkpoint's digests live: the manifest itself (kept for callers of the old layout)."""
-        return self.checkpoint
-
-    @property
     def summary(self) -> str:
         """``train/summary.json``: what training did."""
         return self.path("train", "summary.json")
