@@ -32,12 +32,13 @@ lint: venv ## ruff, mypy and the Dockerfile linter
 	$(VENV)/bin/mypy
 	$(VENV)/bin/hadolint docker/Dockerfile
 
-test: need-root venv ## every test, the real-node tier included (root; builds and starts all it needs; docs/tests.md)
+test: need-root venv ## every test, every tier: real node and real KFP included (root; builds and starts all it needs; docs/tests.md)
 	@scripts/node/packages.sh && \
 	  export SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) && \
 	  export SHAREDVOL_KFPCHECK_BIN=$$(scripts/kfpcheck/build.sh) && \
+	  export SHAREDVOL_KFP_BIN=$$(scripts/kfp/build.sh) && scripts/kfp/mlmd-venv.sh >/dev/null && \
 	  $(MAKE) --no-print-directory lint && \
-	  $(RUN) -m pytest -m "not kfp_real"
+	  $(RUN) -m pytest
 
 test-kfp: need-root venv kfp-build ## the real KFP backend tier (root; about 40 min of builds cold): the pipeline run by KFP 2.17.0 on the real node
 	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) SHAREDVOL_KFP_BIN=$$(scripts/kfp/build.sh) \

@@ -18,7 +18,8 @@ root=$(cd "$here/../.." && pwd)
 source "$here/versions.env"
 
 cache_root=${SHAREDVOL_CACHE:-$HOME/.cache/sharedvol}
-key="kfp-${KFP_VERSION}_argo-${ARGO_VERSION}_minio-${MINIO_VERSION##*-}"
+flags_hash=$(echo "$KFP_GO_ENV $KFP_GO_BUILD_FLAGS" | sha256sum | cut -c1-8)
+key="kfp-${KFP_VERSION}_argo-${ARGO_VERSION}_minio-${MINIO_VERSION##*-}_go-$flags_hash"
 dest="$cache_root/kfp/$key"
 bin="$dest/bin"
 kfp_bins=(apiserver persistence_agent driver launcher-v2)
@@ -111,13 +112,18 @@ GO
   log "resolved in $(($(date +%s) - t0)) s; building KFP (cold: several minutes on 2 cores)"
   t0=$(date +%s)
   kfp=github.com/kubeflow/pipelines/backend/src
-  # As KFP's Dockerfiles build them: the api-server and persistence agent with cgo (the api-server links
-  # go-sqlite3: CGO_ENABLED=0 does not compile), the driver and launcher static (they go into images).
-  (cd "$mod" && CGO_ENABLED=1 nice -n 19 go build -mod=mod -ldflags "-s -w" -o "$dest/out/" \
-    "$kfp/apiserver" "$kfp/agent/persistence")
-  log "built the api-server and persistence agent after $(($(date +%s) - t0)) s"
-  (cd "$mod" && nice -n 19 go build -mod=mod -tags netgo -ldflags "-s -w" -o "$dest/out/" \
-    "$kfp/v2/cmd/driver" "$kfp/v2/cmd/launcher-v2")
+  # One go build of the four (they share most packages), with the flags tests/kfpcheck uses too
+  # (versions.env): cgo for the api-server's go-sqlite3, netgo and osusergo so the driver and launcher,
+  # which need no C, link statically for their FROM-scratch images.
+  # shellcheck disable=SC2086 # KFP_GO_BUILD_FLAGS is a list of flags
+  (cd "$mod" && env "$KFP_GO_ENV" nice -n 19 go build -mod=mod $KFP_GO_BUILD_FLAGS -ldflags "-s -w" -o "$dest/out/" \
+    "$kfp/apiserver" "$kfp/agent/persistence" "$kfp/v2/cmd/driver" "$kfp/v2/cmd/launcher-v2")
+  for b in driver launcher-v2; do
+    if readelf -l "$dest/out/$b" | grep -q 'program interpreter'; then
+      log "$b is dynamically linked; its image has no C library: check KFP_GO_BUILD_FLAGS in versions.env"
+      exit 1
+    fi
+  done
   mv "$dest/out/persistence" "$dest/out/persistence_agent"
   for b in "${kfp_bins[@]}"; do mv "$dest/out/$b" "$bin/$b" && touch "$bin/.$b.ok"; done
   log "built KFP in $(($(date +%s) - t0)) s"

@@ -11,15 +11,15 @@
 # checkout when this is a git worktree). Every other module comes from the proxy.
 set -euo pipefail
 
-KFP_VERSION=2.17.0
-KFP_COMMIT=4a3592cb2dd0a91a4652ab93893ec8beda1f3158
 KFP=github.com/kubeflow/pipelines
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../kfp/versions.env
+source "$here/../kfp/versions.env" # KFP_VERSION, KFP_COMMIT and the Go flags the backend build uses too
 repo=$(cd "$here/../.." && pwd)
 src_dir="$repo/tests/kfpcheck"
 cache_root=${SHAREDVOL_CACHE:-$HOME/.cache/sharedvol}
-key=$(cd "$repo" && { echo "kfp=$KFP_VERSION@$KFP_COMMIT"; cat scripts/kfpcheck/build.sh;
+key=$(cd "$repo" && { echo "kfp=$KFP_VERSION@$KFP_COMMIT"; cat scripts/kfpcheck/build.sh scripts/kfp/versions.env;
   find tests/kfpcheck -name '*.go' -print0 | sort -z | xargs -0 cat; } | sha256sum | cut -c1-16)
 dest="$cache_root/kfpcheck/$key"
 bin="$dest/kfpcheck"
@@ -40,7 +40,7 @@ start=$(date +%s)
 mkdir -p "$cache_root/kfpcheck"
 work=$(mktemp -d "$cache_root/kfpcheck/build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
+export GOFLAGS=-buildvcs=false "${KFP_GO_ENV?}"
 
 # --- KFP's sources: the proxy first (the module and its nested modules at the release commit).
 probe="$work/probe"
@@ -113,7 +113,8 @@ cp "$kfp_dir/go.sum" "$mod/go.sum" && chmod u+w "$mod/go.sum"
 log "resolving modules"
 (cd "$mod" && go mod tidy -e >&2)
 log "building (cold: a few minutes on 2 cores)"
-(cd "$mod" && go build -trimpath -ldflags "-s -w" -o "$work/kfpcheck" .)
+# shellcheck disable=SC2086 # KFP_GO_BUILD_FLAGS is a list of flags
+(cd "$mod" && go build $KFP_GO_BUILD_FLAGS -ldflags "-s -w" -o "$work/kfpcheck" .)
 mkdir -p "$dest"
 mv "$work/kfpcheck" "$bin.tmp" && mv "$bin.tmp" "$bin"
 cp "$mod/go.mod" "$mod/go.sum" "$dest/"

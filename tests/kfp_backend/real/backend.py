@@ -86,6 +86,12 @@ class KfpBackend:
         assert self.ports is not None
         return f"http://127.0.0.1:{self.ports.api_http}"
 
+    @property
+    def ui_url(self) -> str:
+        """Where ML Metadata answers gRPC-web below ``/ml_metadata``, as the KFP UI does (``submit --ui-url``)."""
+        assert self.ports is not None
+        return f"http://127.0.0.1:{self.ports.mlmd_web}"
+
     def start(self) -> KfpBackend:
         """Start everything and wait until the API answers; stop all on any failure."""
         try:
@@ -97,11 +103,13 @@ class KfpBackend:
 
     def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.ports = ports = kc.Ports(*(cp.free_port() for _ in range(6)))
+        self.ports = ports = kc.Ports(*(cp.free_port() for _ in range(7)))
         self._start_database(ports.database)
         self._spawn_minio(ports)
         self._spawn(
-            "mlmd", [str(MLMD_SERVER), "--db", str(self.workdir / "mlmd.sqlite"), "--port", str(ports.mlmd)],
+            "mlmd",
+            [str(MLMD_SERVER), "--db", str(self.workdir / "mlmd.sqlite"), "--port", str(ports.mlmd),
+             "--web-port", str(ports.mlmd_web)],
             exe=str(self.mlmd_py),
         )  # fmt: skip
         aliases = self._apply_cluster_objects(ports)
@@ -272,7 +280,8 @@ class KfpBackend:
 
     def _write_env(self) -> None:
         assert self.ports is not None
-        lines = [f"KFP_HOST={self.api_url}", f"KUBECONFIG={self.kubeconfig}", f"MLMD_PORT={self.ports.mlmd}"]
+        lines = [f"KFP_HOST={self.api_url}", f"KFP_UI={self.ui_url}", f"KUBECONFIG={self.kubeconfig}"]
+        lines += [f"MLMD_PORT={self.ports.mlmd}"]
         lines += [f"MINIO_PORT={self.ports.minio}", f"KFP_WORKDIR={self.workdir}"]
         (self.workdir / "kfp.env").write_text("\n".join(lines) + "\n")
 

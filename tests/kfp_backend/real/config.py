@@ -43,6 +43,7 @@ class Ports:
     minio: int
     minio_console: int
     database: int
+    mlmd_web: int  # ML Metadata's gRPC-web, what a KFP UI serves at /ml_metadata
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,6 +7,10 @@ module whose functions take and return serialized protos. This server hands each
 the function of the same name and returns its bytes: no message is parsed or rebuilt here, so the store's
 own behaviour (types, lineage, queries, errors) is what clients see.
 
+With ``--web-port`` it also answers gRPC-web (``application/grpc-web+proto``) at
+``/ml_metadata/ml_metadata.MetadataStoreService/METHOD``, as a KFP deployment's UI server does through its
+``metadata-envoy`` proxy: the same store functions, the request and answer framed as gRPC-web frames.
+
 Runs in the separate venv made by ``scripts/kfp/mlmd-venv.sh`` (ml-metadata needs protobuf<5)::
 
     $(scripts/kfp/mlmd-venv.sh)/bin/python tests/kfp_backend/real/mlmd_server.py --db DIR/mlmd.sqlite --port 8080
@@ -16,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import http.server
 import logging
 import signal
+import struct
 import sys
 import threading
 from collections.abc import Callable
@@ -41,6 +47,7 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 8080
     workers: int = 8
+    web_port: int | None = None
 
 
 class Forwarder:
@@ -55,21 +62,52 @@ class Forwarder:
         self._store = metadata_store.MetadataStore(config)
         self._lock = threading.Lock()  # one SQLite connection: serialize the calls
 
-    def handler(self, method: str) -> Callable[[bytes, grpc.ServicerContext], bytes]:
-        """The unary handler that forwards ``method``, or one answering UNIMPLEMENTED if the store lacks it."""
+    def call(self, method: str, request: bytes) -> tuple[bytes, int, str]:
+        """``method`` of the store on the serialized ``request``: (answer, absl status code, message)."""
         function: Callable[[Any, bytes], tuple[bytes, bytes, int]] | None = getattr(store_ext, method, None)
+        if function is None:
+            return b"", grpc.StatusCode.UNIMPLEMENTED.value[0], f"{method} is not offered by ml-metadata's store"
+        with self._lock:
+            response, message, code = function(self._store._metadata_store, request)
+        return bytes(response), code, message.decode("utf-8", "replace")
+
+    def handler(self, method: str) -> Callable[[bytes, grpc.ServicerContext], bytes]:
+        """The unary handler that forwards ``method`` (UNIMPLEMENTED where the store lacks it)."""
 
         def forward(request: bytes, context: grpc.ServicerContext) -> bytes:
-            if function is None:
-                context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not offered by ml-metadata's store")
-                raise AssertionError("abort raises")  # for the type checker: abort never returns
-            with self._lock:
-                response, message, code = function(self._store._metadata_store, request)
+            response, code, message = self.call(method, request)
             if code != 0:
-                context.abort(_status(code), message.decode("utf-8", "replace"))
-            return bytes(response)
+                context.abort(_status(code), message)
+            return response
 
         return forward
+
+    def web_server(self, host: str, port: int) -> http.server.ThreadingHTTPServer:
+        """A gRPC-web endpoint over the same store (what a KFP UI serves at ``/ml_metadata``)."""
+        forwarder = self
+        prefix = f"/ml_metadata/{SERVICE}/"
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if not self.path.startswith(prefix) or len(body) < 5 or body[0] != 0:
+                    self.send_error(404 if not self.path.startswith(prefix) else 400)
+                    return
+                size = struct.unpack(">I", body[1:5])[0]
+                response, code, message = forwarder.call(self.path[len(prefix) :], body[5 : 5 + size])
+                trailer = f"grpc-status:{code}\r\ngrpc-message:{message}\r\n".encode()
+                data = b"" if code else b"\0" + struct.pack(">I", len(response)) + response
+                out = data + b"\x80" + struct.pack(">I", len(trailer)) + trailer
+                self.send_response(200)
+                self.send_header("Content-Type", "application/grpc-web+proto")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, fmt: str, *args: Any) -> None:
+                log.info("grpc-web %s", fmt % args)
+
+        return http.server.ThreadingHTTPServer((host, port), Handler)
 
 
 def _status(code: int) -> grpc.StatusCode:
@@ -89,6 +127,10 @@ def methods() -> list[str]:
 def serve(settings: Settings) -> grpc.Server:
     """Start the server (bytes in, bytes out: no (de)serializers) and return it once it listens."""
     forwarder = Forwarder(settings.db)
+    if settings.web_port is not None:
+        web = forwarder.web_server(settings.host, settings.web_port)
+        threading.Thread(target=web.serve_forever, name="grpc-web", daemon=True).start()
+        log.info("gRPC-web on %s:%d/ml_metadata", settings.host, settings.web_port)
     handlers: dict[str, Any] = {m: grpc.unary_unary_rpc_method_handler(forwarder.handler(m)) for m in methods()}
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.workers))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
@@ -109,10 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", required=True, help="the SQLite file of the store (created if missing)")
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--web-port", type=int, help="also answer gRPC-web there, below /ml_metadata")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        server = serve(Settings(db=args.db, host=args.host, port=args.port))
+        server = serve(Settings(db=args.db, host=args.host, port=args.port, web_port=args.web_port))
     except OSError as e:
         print(f"mlmd-server: error: {e}", file=sys.stderr)
         return 2
