@@ -40,7 +40,7 @@ test: need-root venv ## every test, every tier: real node and real KFP included 
 	  $(MAKE) --no-print-directory lint && \
 	  $(RUN) -m pytest
 
-test-kfp: need-root venv kfp-build ## the real KFP backend tier (root; about 40 min of builds cold): the pipeline run by KFP 2.17.0 on the real node
+test-kfp: need-root venv kfp-build ## only the real KFP backend tier (root; about 16 min of builds cold): the pipeline run by KFP 2.17.0 on the real node
 	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) SHAREDVOL_KFP_BIN=$$(scripts/kfp/build.sh) \
 	  $(RUN) -m pytest -m kfp_real
 
