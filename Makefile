@@ -122,9 +122,9 @@ KFP_DIR ?= $(CURDIR)/.kfp
 kfp-build: ## build or reuse the real KFP backend (KFP 2.17.0 from sources, Argo, MinIO) and the MLMD venv
 	@scripts/kfp/build.sh && scripts/kfp/mlmd-venv.sh
 
-kfp-up: venv kfp-build ## the real KFP backend on the node of make node-up (KFP_KWOK=1: on the kwok control plane)
-	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) SHAREDVOL_KFP_BIN=$$(scripts/kfp/build.sh) \
+kfp-up: need-root venv kfp-build ## the real node (started with the images when none runs in NODE_DIR) plus the real KFP backend on it (KFP_KWOK=1: on the kwok control plane)
+	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) SHAREDVOL_KFP_BIN=$$(scripts/kfp/build.sh) IMAGE_TAG=$(IMAGE_TAG) \
 	  $(RUN) -m tests.kfp_backend.real up --dir $(KFP_DIR) --node-dir $(NODE_DIR) $(if $(KFP_KWOK),--kwok)
 
-kfp-down: venv ## stop the backend started by kfp-up
+kfp-down: venv ## stop the backend started by kfp-up, and the node if kfp-up started it
 	$(RUN) -m tests.kfp_backend.real down --dir $(KFP_DIR)

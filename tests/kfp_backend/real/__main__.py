@@ -1,18 +1,24 @@
 """``python -m tests.kfp_backend.real up|down --dir DIR``: the real KFP backend (``make kfp-up``/``kfp-down``).
 
-``up`` uses the real node of ``make node-up`` (its ``node.env`` in ``--node-dir``); with ``--kwok`` it starts the
-test control plane of tests/cluster.py instead (pods never run there: that checks the backend's wiring only).
+``up`` uses the real node in ``--node-dir`` (``make node-up``); where none runs there it starts one, builds the
+project's images and imports them (``scripts/node/image.sh``), and ``down`` then stops that node again. With
+``--kwok`` it starts the test control plane of tests/cluster.py instead (pods never run there: that checks the
+backend's wiring only).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 from tests import cluster as cp
 from tests.kfp_backend.real import backend as kb
 from tests.kfp_backend.real import images, procs
+
+NODE_STARTED = "node-started"  # in the backend's directory: up started the node, down stops it
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -29,12 +35,9 @@ def _up(args: argparse.Namespace) -> int:
         print(f"control plane (kwok: pods do not run) up: export KUBECONFIG={plane.kubeconfig}")
         kubeconfig, kubectl_bin, address = plane.kubeconfig, plane.bin_dir, kb.machine_address()
     else:
-        node_env = Path(args.node_dir).resolve() / "node.env"
-        if not node_env.exists():
-            print(
-                f"kfp-up: no real node in {node_env.parent}: start it with make node-up (or pass --kwok)",
-                file=sys.stderr,
-            )
+        node_dir = Path(args.node_dir).resolve()
+        node_env = node_dir / "node.env"
+        if not cp.alive_pids(node_dir) and _start_node(node_dir, workdir) != 0:
             return 2
         env = read_env(node_env)
         kubeconfig, kubectl_bin, address = Path(env["KUBECONFIG"]), Path(env["BIN_DIR"]), kb.machine_address()
@@ -56,6 +59,41 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _start_node(node_dir: Path, workdir: Path) -> int:
+    """The real node in ``node_dir``, with the project's images built and imported into it; non-zero on failure."""
+    from tests.node import realnode
+
+    print(f"kfp-up: no node runs in {node_dir}: starting one (make node-up), then the images (make image)")
+    if realnode.main(["up", "--dir", str(node_dir)]) != 0:
+        return 1
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / NODE_STARTED).write_text(f"{node_dir}\n")
+    tag = os.environ.get("IMAGE_TAG", "0.1.0")
+    built = subprocess.run(
+        [str(cp.REPO / "scripts" / "node" / "image.sh"), tag], env={**os.environ, "NODE_DIR": str(node_dir)}
+    )
+    if built.returncode != 0:
+        print(
+            f"kfp-up: the images did not build (log: {node_dir / 'images.log'}); make kfp-down stops the node",
+            file=sys.stderr,
+        )
+    return built.returncode
+
+
+def _down(workdir: Path) -> int:
+    """Stop the backend, its kwok control plane if any, and the node ``up`` started if it did."""
+    from tests.node import realnode
+
+    code = procs.down(workdir)
+    if (workdir / "cluster" / "pids").exists():
+        cp.main(["down", "--dir", str(workdir / "cluster")])
+    started = workdir / NODE_STARTED
+    if started.exists():
+        code = realnode.down(Path(started.read_text().strip())) or code
+        started.unlink()
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse and run ``up`` or ``down``."""
     parser = argparse.ArgumentParser(prog="python -m tests.kfp_backend.real")
@@ -66,10 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.action == "up":
         return _up(args)
-    code = procs.down(Path(args.dir))
-    if (Path(args.dir) / "cluster" / "pids").exists():
-        cp.main(["down", "--dir", str(Path(args.dir) / "cluster")])
-    return code
+    return _down(Path(args.dir).resolve())
 
 
 if __name__ == "__main__":
