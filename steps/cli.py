@@ -103,46 +103,17 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from steps import devices
+    from steps import launch
 
-    devices.apply_env(args.device)
-    from steps import train_resnet
-
-    cfg = train_resnet.TrainConfig(
-        run_dir=args.run_dir,
-        data_root=args.data_root,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        device=args.device,
-        amp=params.amp_setting(args.amp),
-        augment=args.augment,
-        num_workers=params.workers_setting(args.num_workers),
-        log_interval=args.log_interval,
-        keep_checkpoints=args.keep_checkpoints,
-        cfg_options=dict(args.cfg_options),
-    )
-    s = train_resnet.train(cfg)
+    s = launch.train({**vars(args), "cfg_options": dict(args.cfg_options)})
     print(f"trained {s.epochs} epochs, final loss {s.final_loss:.4f}, {s.images_per_s:.1f} images/s -> {s.checkpoint}")
     return 0
 
 
 def _test(args: argparse.Namespace) -> int:
-    from steps import devices
+    from steps import launch
 
-    devices.apply_env(args.device)
-    from steps import test_resnet
-
-    cfg = test_resnet.TestConfig(
-        run_dir=args.run_dir,
-        data_root=args.data_root,
-        batch_size=args.batch_size,
-        device=args.device,
-        num_workers=params.workers_setting(args.num_workers),
-        checkpoint=args.checkpoint,
-    )
-    r = test_resnet.evaluate(cfg)
+    r = launch.evaluate(vars(args))
     print(f"top-1 {100 * r.top1:.2f} %, top-5 {100 * r.top5:.2f} % on {r.size} test images")
     return 0
 
