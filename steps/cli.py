@@ -31,9 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     prep.set_defaults(func=_prepare)
 
-    train = sub.add_parser("train", help="train-resnet: ResNet-18 on CIFAR-10 (mmcls + mmengine)")
-    _run_args(train)
-    params.add_arguments(train, params.DEFAULTS, [n for n in params.TRAINING if n not in _RUN_PARAMETERS])
+    train_help = "train-resnet: ResNet-18 on CIFAR-10 (mmcls + mmengine)"
+    train = _step_parser(sub, "train", params.TRAINING, _train, train_help)
     train.add_argument("--log-interval", type=int, default=10, help="iterations between progress lines")
     train.add_argument(
         "--keep-checkpoints", type=int, default=1, help="epochs whose checkpoint files stay on the volume (default 1)"
@@ -46,13 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="mmengine config overrides (mmengine's DictAction), e.g. model.head.topk=(1,)",
     )
-    train.set_defaults(func=_train)
 
-    test = sub.add_parser("test", help="test-resnet: evaluate the published checkpoint, write eval/eval_result.json")
-    _run_args(test)
-    params.add_arguments(test, params.DEFAULTS, [n for n in params.TESTING if n not in _RUN_PARAMETERS])
+    test_help = "test-resnet: evaluate the published checkpoint, write eval/eval_result.json"
+    test = _step_parser(sub, "test", params.TESTING, _test, test_help)
     test.add_argument("--checkpoint", help="another checkpoint manifest URL (.../checkpoints/latest.json)")
-    test.set_defaults(func=_test)
 
     metrics = sub.add_parser("metrics", help="produce-metrics: the KFP metrics and the report from eval_result.json")
     metrics.add_argument("--run-dir", required=True, help="the run directory (path or fsspec URL)")
@@ -62,10 +58,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 _RUN_PARAMETERS = ("device", "num_workers")  # the table's parameters that train and test share
 
 
-def _run_args(p: argparse.ArgumentParser) -> None:
+def _step_parser(
+    sub: argparse._SubParsersAction, name: str, table: tuple[str, ...], func: Any, text: str
+) -> argparse.ArgumentParser:
+    """The ``name`` step's parser: the run's directories, then the parameters of ``table`` (shared ones first)."""
+    p: argparse.ArgumentParser = sub.add_parser(name, help=text)
     p.add_argument("--run-dir", required=True, help="the run directory (path or fsspec URL), e.g. /mnt/shared/runs/r1")
     p.add_argument("--data-root", required=True, help="the directory holding cifar-10-batches-py")
     params.add_arguments(p, params.DEFAULTS, _RUN_PARAMETERS)
+    params.add_arguments(p, params.DEFAULTS, [n for n in table if n not in _RUN_PARAMETERS])
+    p.set_defaults(func=func)
+    return p
 
 
 class CfgOptions(argparse.Action):
