@@ -26,15 +26,6 @@ METRICS = {"accuracy-top1": 0.912, "accuracy-top5": 0.995, "test-loss": 0.31, "t
 FAST = submit.PollSettings(initial_s=0.01, factor=1.0, max_s=0.01, timeout_s=60)
 
 
-@pytest.fixture
-def fake_kfp() -> Iterator[FakeKfp]:
-    server = FakeKfp().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def settings(
     host: str,
     namespace: str,
