@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -31,8 +30,7 @@ def main() -> int:
         times.append(elapsed)
         print(f"start {i + 1}/{args.runs}: {elapsed:.2f} s", flush=True)
     print(f"machine: {machine.describe()}")
-    median, worst = statistics.median(times), max(times)
-    print(f"control plane warm start-up: median {median:.2f} s, max {worst:.2f} s (target < 20 s)")
+    print(f"control plane warm start-up: {machine.spread(times)} (target < 20 s)")
     return 0
 
 

@@ -47,10 +47,14 @@ def main() -> int:
     print(f"machine: {machine.describe()}; GPU {torch.cuda.get_device_name(0)}; torch {torch.__version__}")
     print(f"{args.images} images, batch {args.batch_size}, {args.epochs} epochs (first is warm-up); settings:")
     print(f"  {summary.config}")
-    print("| what | measured | goal (one H100) |\n|---|---|---|")
-    print(f"| seconds per epoch (median after warm-up; includes publishing the checkpoint) | {epoch:.2f} | <= 3 |")
-    print(f"| images/s | {args.images / epoch:,.0f} | |")
-    print(f"| 200 epochs, projected | {200 * epoch / 60:.1f} min | <= 10 min |")
+    machine.table(
+        ("what", "measured", "goal (one H100)"),
+        [
+            ("seconds per epoch (median after warm-up; includes publishing the checkpoint)", f"{epoch:.2f}", "<= 3"),
+            ("images/s", f"{args.images / epoch:,.0f}", ""),
+            ("200 epochs, projected", f"{200 * epoch / 60:.1f} min", "<= 10 min"),
+        ],
+    )
     return 0
 
 

@@ -11,7 +11,6 @@ import argparse
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -116,7 +115,7 @@ def main() -> int:
         print(line, flush=True)
 
     up = node_up_warm(args.runs, bin_dir)
-    report(f"make node-up warm: median {statistics.median(up):.1f} s, max {max(up):.1f} s (goal <= 30 s)")
+    report(f"make node-up warm: {machine.spread(up, 1)} (goal <= 30 s)")
 
     with tempfile.TemporaryDirectory(prefix="sharedvol-bench-node-") as tmp:
         node = realnode.RealNode(workdir=Path(tmp), bin_dir=bin_dir)
@@ -149,10 +148,7 @@ def main() -> int:
             again = timed([str(cp.REPO / "scripts" / "node" / "import.sh"), tmp, STEP, PROVISIONER, NFS])
             report(f"import again, the node has them (skipped by image id): {again:.1f} s")
             tiny = tiny_pods(node, max(args.runs, 3))
-            report(
-                f"tiny step pod create -> Succeeded: median {statistics.median(tiny):.1f} s, "
-                f"max {max(tiny):.1f} s (goal <= 10 s)"
-            )
+            report(f"tiny step pod create -> Succeeded: {machine.spread(tiny, 1)} (goal <= 10 s)")
         finally:
             node.stop()
     print(f"machine: {machine.describe()}")

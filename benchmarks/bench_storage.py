@@ -74,10 +74,7 @@ def main() -> int:
     times = bind_times(args.runs)
     startup, heavy = doctor_help()
     print(f"machine: {machine.describe()}")
-    print(
-        f"static claim create -> Bound: median {statistics.median(times):.3f} s, max {max(times):.3f} s "
-        "(target <= 0.5 s)"
-    )
+    print(f"static claim create -> Bound: {machine.spread(times, 3)} (target <= 0.5 s)")
     print(f"sharedvol doctor --help: median {startup:.3f} s (target <= 1 s); heavy modules imported: {heavy or 'none'}")
     return 0
 

@@ -97,9 +97,10 @@ def main() -> int:
         ours = summary.epoch_seconds[1] / iters
     print(f"machine: {machine.describe()}; torch {torch.__version__}, {threads} threads")
     print(f"batch {args.batch_size}, {iters} iterations per epoch, second epoch timed")
-    print("| loop | s / iteration | ratio |\n|---|---|---|")
-    print(f"| bare PyTorch | {bare:.3f} | 1.00 |")
-    print(f"| train-resnet (mmengine) | {ours:.3f} | {ours / bare:.2f} |")
+    machine.table(
+        ("loop", "s / iteration", "ratio"),
+        [("bare PyTorch", f"{bare:.3f}", "1.00"), ("train-resnet (mmengine)", f"{ours:.3f}", f"{ours / bare:.2f}")],
+    )
     print(f"target <= 1.10x: {'met' if ours / bare <= 1.10 else 'NOT met'}")
     return 0
 

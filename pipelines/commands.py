@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import flags, local, params
+from sharedvol import fromargs
 from steps import params as steps_params
 
 
@@ -68,19 +69,15 @@ def submit_settings(args: argparse.Namespace, host: str, volume: Any) -> Any:
     from pipelines import kfp_api, submit
 
     opts = flags.compile_options(args, volume)
-    return submit.SubmitSettings(
+    return fromargs.build(
+        submit.SubmitSettings,
+        args,
         api=kfp_api.ApiSettings(host=host, token=args.token or kfp_api.read_token_file(), namespace=args.namespace),
         # the flags are this run's values; the uploaded YAML keeps the standard defaults, so runs with other
         # values reuse the same pipeline version
         compile=dataclasses.replace(opts, defaults=params.RunParameters()),
         params=opts.defaults,
-        experiment=args.experiment,
-        pipeline_name=args.pipeline_name,
-        run_name=args.run_name,
-        service_account=args.service_account,
-        wait=args.wait,
         poll=submit.PollSettings(timeout_s=args.timeout),
-        ui_url=args.ui_url,
     )
 
 

@@ -52,24 +52,12 @@ def train_resnet(
 
     ``amp``/``augment`` ``auto`` and ``num_workers`` -1 leave the choice to the device (``steps.params``).
     """
+    inputs = dict(locals())  # the parameters, named as steps.params names them
     from pipelines import runtime
-    from steps import devices, params, train_resnet
+    from steps import launch
 
     runtime.setup_logging()
-    devices.apply_env(device)
-    cfg = train_resnet.TrainConfig(
-        run_dir=run_dir,
-        data_root=data_root,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        device=device,
-        amp=params.amp_setting(amp),
-        augment=augment,
-        num_workers=params.workers_setting(num_workers),
-    )
-    summary = train_resnet.train(cfg)
+    summary = launch.train(inputs)
     train_metrics.log_metric("final-loss", summary.final_loss)
     train_metrics.log_metric("epochs", summary.epochs)
     train_metrics.log_metric("images-per-s", summary.images_per_s)
@@ -82,19 +70,12 @@ def test_resnet(run_dir: str, data_root: str, batch_size: int, device: str, num_
 
     ``num_workers`` -1 leaves the choice to the device (``steps.params``).
     """
+    inputs = dict(locals())  # the parameters, named as steps.params names them
     from pipelines import runtime
-    from steps import devices, params, test_resnet
+    from steps import launch
 
     runtime.setup_logging()
-    devices.apply_env(device)
-    cfg = test_resnet.TestConfig(
-        run_dir=run_dir,
-        data_root=data_root,
-        batch_size=batch_size,
-        device=device,
-        num_workers=params.workers_setting(num_workers),
-    )
-    result = test_resnet.evaluate(cfg)
+    result = launch.evaluate(inputs)
     print(f"test-resnet: top-1 {result.top1:.4f}, top-5 {result.top5:.4f} on {result.size} images")
 
 

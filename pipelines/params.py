@@ -41,9 +41,7 @@ class RunParameters(steps_params.StepParams):
         run_dir_name: the run directory's name under ``<volume>/runs/``; empty: the KFP run id. Default empty.
     """
 
-    volume_size: str = param(
-        "10Gi", flag="--volume-size", help="the claim's size, a Kubernetes quantity", metavar="SIZE"
-    )
+    volume_size: str = param("10Gi", help="the claim's size, a Kubernetes quantity", metavar="SIZE")
     gpu_count: int = param(
         1,
         flag="--gpus",
@@ -52,10 +50,8 @@ class RunParameters(steps_params.StepParams):
         minimum=0,
         as_string=True,
     )
-    keep_volume: bool = param(False, flag="--keep-volume", help="keep the claim after the run (no delete-volume)")
-    run_dir_name: str = param(
-        "", flag="--run-dir-name", help="run directory under /mnt/shared/runs; empty: the KFP run id", metavar="NAME"
-    )
+    keep_volume: bool = param(False, help="keep the claim after the run (no delete-volume)")
+    run_dir_name: str = param("", help="run directory under /mnt/shared/runs; empty: the KFP run id", metavar="NAME")
 
     def validate(self) -> "RunParameters":
         """Refuse values that cannot work, naming the flag; return self.

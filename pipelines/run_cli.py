@@ -9,6 +9,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from pipelines import commands, flags
+from sharedvol import fromargs
 
 if TYPE_CHECKING:
     from pipelines import run
@@ -56,14 +57,12 @@ def settings_from(args: argparse.Namespace) -> run.RunSettings:
     host = flags.kfp_host(args)
     spec = flags.storage_choice(args)
     # the volume is the plan's (run_lib.run); until then, the class that compile would use
-    return run_lib.RunSettings(
+    return fromargs.build(
+        run_lib.RunSettings,
+        args,
         submit=commands.submit_settings(args, host, options.StorageChoice()),
         storage=spec,
-        kubeconfig=args.kubeconfig,
-        context=args.context,
-        claim_name=args.claim_name,
         host_path_base=args.host_path,
-        node=args.node,
         bind_timeout_s=args.bind_timeout,
     )
 

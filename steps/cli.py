@@ -31,9 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     prep.set_defaults(func=_prepare)
 
-    train = sub.add_parser("train", help="train-resnet: ResNet-18 on CIFAR-10 (mmcls + mmengine)")
-    _run_args(train)
-    params.add_arguments(train, params.DEFAULTS, [n for n in params.TRAINING if n not in _RUN_PARAMETERS])
+    train_help = "train-resnet: ResNet-18 on CIFAR-10 (mmcls + mmengine)"
+    train = _step_parser(sub, "train", params.TRAINING, _train, train_help)
     train.add_argument("--log-interval", type=int, default=10, help="iterations between progress lines")
     train.add_argument(
         "--keep-checkpoints", type=int, default=1, help="epochs whose checkpoint files stay on the volume (default 1)"
@@ -46,13 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="mmengine config overrides (mmengine's DictAction), e.g. model.head.topk=(1,)",
     )
-    train.set_defaults(func=_train)
 
-    test = sub.add_parser("test", help="test-resnet: evaluate the published checkpoint, write eval/eval_result.json")
-    _run_args(test)
-    params.add_arguments(test, params.DEFAULTS, [n for n in params.TESTING if n not in _RUN_PARAMETERS])
+    test_help = "test-resnet: evaluate the published checkpoint, write eval/eval_result.json"
+    test = _step_parser(sub, "test", params.TESTING, _test, test_help)
     test.add_argument("--checkpoint", help="another checkpoint manifest URL (.../checkpoints/latest.json)")
-    test.set_defaults(func=_test)
 
     metrics = sub.add_parser("metrics", help="produce-metrics: the KFP metrics and the report from eval_result.json")
     metrics.add_argument("--run-dir", required=True, help="the run directory (path or fsspec URL)")
@@ -62,10 +58,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 _RUN_PARAMETERS = ("device", "num_workers")  # the table's parameters that train and test share
 
 
-def _run_args(p: argparse.ArgumentParser) -> None:
+def _step_parser(
+    sub: argparse._SubParsersAction, name: str, table: tuple[str, ...], func: Any, text: str
+) -> argparse.ArgumentParser:
+    """The ``name`` step's parser: the run's directories, then the parameters of ``table`` (shared ones first)."""
+    p: argparse.ArgumentParser = sub.add_parser(name, help=text)
     p.add_argument("--run-dir", required=True, help="the run directory (path or fsspec URL), e.g. /mnt/shared/runs/r1")
     p.add_argument("--data-root", required=True, help="the directory holding cifar-10-batches-py")
     params.add_arguments(p, params.DEFAULTS, _RUN_PARAMETERS)
+    params.add_arguments(p, params.DEFAULTS, [n for n in table if n not in _RUN_PARAMETERS])
+    p.set_defaults(func=func)
+    return p
 
 
 class CfgOptions(argparse.Action):
@@ -103,46 +106,17 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from steps import devices
+    from steps import launch
 
-    devices.apply_env(args.device)
-    from steps import train_resnet
-
-    cfg = train_resnet.TrainConfig(
-        run_dir=args.run_dir,
-        data_root=args.data_root,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        device=args.device,
-        amp=params.amp_setting(args.amp),
-        augment=args.augment,
-        num_workers=params.workers_setting(args.num_workers),
-        log_interval=args.log_interval,
-        keep_checkpoints=args.keep_checkpoints,
-        cfg_options=dict(args.cfg_options),
-    )
-    s = train_resnet.train(cfg)
+    s = launch.train({**vars(args), "cfg_options": dict(args.cfg_options)})
     print(f"trained {s.epochs} epochs, final loss {s.final_loss:.4f}, {s.images_per_s:.1f} images/s -> {s.checkpoint}")
     return 0
 
 
 def _test(args: argparse.Namespace) -> int:
-    from steps import devices
+    from steps import launch
 
-    devices.apply_env(args.device)
-    from steps import test_resnet
-
-    cfg = test_resnet.TestConfig(
-        run_dir=args.run_dir,
-        data_root=args.data_root,
-        batch_size=args.batch_size,
-        device=args.device,
-        num_workers=params.workers_setting(args.num_workers),
-        checkpoint=args.checkpoint,
-    )
-    r = test_resnet.evaluate(cfg)
+    r = launch.evaluate(vars(args))
     print(f"top-1 {100 * r.top1:.2f} %, top-5 {100 * r.top5:.2f} % on {r.size} test images")
     return 0
 

@@ -29,8 +29,9 @@ class Param:
     """What one parameter means to people and to command lines (a dataclass field's ``metadata["param"]``).
 
     Attributes:
-        flag: the command-line flag (``--batch-size``).
         help: one line for ``--help`` and the docs, without the default.
+        flag: the command-line flag; empty (default): the field's name as a flag (``batch_size``: ``--batch-size``),
+            which :func:`meta` fills in.
         unit: the unit of the value (``images``), or ``""``.
         metavar: the value's placeholder in ``--help``; ``""``: argparse's default.
         choices: the allowed values; empty: any value of the type.
@@ -41,8 +42,8 @@ class Param:
         as_string: sent to KFP as a string of digits (an accelerator count; the SDK's rule).
     """
 
-    flag: str
     help: str
+    flag: str = ""
     unit: str = ""
     metavar: str = ""
     choices: tuple[str, ...] = ()
@@ -78,35 +79,29 @@ class StepParams:
             directory holding ``cifar-10-batches-py``. Default ``download``.
     """
 
-    epochs: int = param(20, flag="--epochs", help="training epochs", unit="epochs", metavar="N", minimum=1)
-    batch_size: int = param(
-        128, flag="--batch-size", help="images per iteration (train and test)", unit="images", metavar="N", minimum=1
-    )
-    lr: float = param(0.1, flag="--lr", help="SGD learning rate", positive=True)
-    seed: int = param(0, flag="--seed", help="random seed", metavar="N", minimum=0, maximum=2**32 - 1)
-    device: str = param("auto", flag="--device", help="auto (CUDA when visible), cpu or cuda", choices=DEVICES)
+    epochs: int = param(20, help="training epochs", unit="epochs", metavar="N", minimum=1)
+    batch_size: int = param(128, help="images per iteration (train and test)", unit="images", metavar="N", minimum=1)
+    lr: float = param(0.1, help="SGD learning rate", positive=True)
+    seed: int = param(0, help="random seed", metavar="N", minimum=0, maximum=2**32 - 1)
+    device: str = param("auto", help="auto (CUDA when visible), cpu or cuda", choices=DEVICES)
     amp: str = param(
         "auto",
-        flag="--amp",
         help="mixed precision: auto (on with CUDA: bf16 where supported, else fp16), on (CUDA only) or off",
         choices=AMP,
     )
     augment: str = param(
         "auto",
-        flag="--augment",
         help="stock: per-image in the loader; batched: on the device; auto: batched with CUDA, stock on the CPU",
         choices=AUGMENT,
     )
     num_workers: int = param(
         AUTO_WORKERS,
-        flag="--num-workers",
         help="data-loader worker processes; -1: min(8, cores) with CUDA, 0 on the CPU",
         metavar="N",
         minimum=AUTO_WORKERS,
     )
     data_source: str = param(
         "download",
-        flag="--data-source",
         help="download | synthetic[:TRAIN:TEST] | a directory holding cifar-10-batches-py",
         metavar="SOURCE",
         nonempty=True,
@@ -138,9 +133,9 @@ def fields(params: Any, only: Iterable[str] | None = None) -> list[dataclasses.F
 
 
 def meta(f: dataclasses.Field[Any]) -> Param:
-    """The :class:`Param` of a field."""
+    """The :class:`Param` of a field, its flag filled in."""
     m: Param = f.metadata["param"]
-    return m
+    return m if m.flag else dataclasses.replace(m, flag="--" + f.name.replace("_", "-"))
 
 
 def check(params: Any) -> None:

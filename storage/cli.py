@@ -8,6 +8,7 @@ import json
 import os
 from typing import Any
 
+from sharedvol import fromargs
 from storage import prepare as prep
 from storage.provisioner import cli as provisioner_cli
 
@@ -133,23 +134,12 @@ def _provision(args: argparse.Namespace) -> int:
     if not args.no_prepare:
         settings = prep.Settings(image=args.prepare_image, owner=args.owner, timeout_s=args.timeout)
         settings.validate()
-    how = {
-        "storage_class": args.storage_class,
-        "static": args.static,
-        "nfs": args.nfs,
-        "existing": args.name if args.existing else None,
-    }
+    # --storage, or the flags of the same choice (--class, --static, --nfs, --existing), which the Request's fields name
+    how = {"existing": args.name if args.existing else None}
     if args.storage is not None:
-        how = _storage_fields(args.storage, args.name)
+        how = {"existing": None, **_storage_fields(args.storage, args.name)}
     api = _api(args)
-    req = plan.Request(
-        name=args.name,
-        namespace=args.namespace,
-        size=args.size,
-        host_path_base=args.host_path,
-        node=args.node,
-        **how,
-    )
+    req = fromargs.build(plan.Request, args, host_path_base=args.host_path, **how)
     with kube_reachable("plan the claim", api):
         p = plan.make(api, req)
     handover = settings is not None and p.volume is not None and bool(p.volume.host_path)

@@ -9,11 +9,32 @@ from __future__ import annotations
 import ipaddress
 import re
 from decimal import Decimal
+from typing import NamedTuple
 
 from storage import errors
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+class NameRule(NamedTuple):
+    """A DNS-1123 naming rule: the pattern, the longest name, and how to write a name that follows it."""
+
+    pattern: re.Pattern[str]
+    longest: int
+    hint: str
+
+    def matches(self, value: str) -> bool:
+        """Whether ``value`` follows the rule."""
+        return bool(value) and len(value) <= self.longest and bool(self.pattern.match(value))
+
+
+SUBDOMAIN = NameRule(
+    DNS1123_SUBDOMAIN,
+    253,
+    "use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit (at most 253)",
+)
+LABEL = NameRule(DNS1123_LABEL, 63, "use lowercase letters, digits and '-', at most 63 characters")
 MIN_SIZE_BYTES = 2**20  # 1Mi
 MIN_SIZE = "1Mi"
 # Directories a volume must never live in (nor under): the node's system, its runtimes and its secrets.
@@ -79,22 +100,17 @@ def name(value: str, what: str) -> str:
     Raises:
         InvalidRequestError: naming ``what`` and the rule.
     """
-    if not is_subdomain(value):
-        raise errors.InvalidRequestError(
-            f"{what} {value!r} is not a valid Kubernetes name",
-            hint="use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit (at most 253)",
-        )
-    return value
+    return _follows(SUBDOMAIN, value, f"{what} {value!r} is not a valid Kubernetes name")
 
 
 def is_subdomain(value: str) -> bool:
     """Whether ``value`` is a DNS-1123 subdomain (the rule for most object names)."""
-    return bool(value) and len(value) <= 253 and bool(DNS1123_SUBDOMAIN.match(value))
+    return SUBDOMAIN.matches(value)
 
 
 def is_label(value: str) -> bool:
     """Whether ``value`` is a DNS-1123 label (the rule for namespace names)."""
-    return bool(value) and len(value) <= 63 and bool(DNS1123_LABEL.match(value))
+    return LABEL.matches(value)
 
 
 def namespace(value: str) -> str:
@@ -103,11 +119,12 @@ def namespace(value: str) -> str:
     Raises:
         InvalidRequestError: not a DNS-1123 label.
     """
-    if not is_label(value):
-        raise errors.InvalidRequestError(
-            f"namespace {value!r} is not a valid namespace name",
-            hint="use lowercase letters, digits and '-', at most 63 characters",
-        )
+    return _follows(LABEL, value, f"namespace {value!r} is not a valid namespace name")
+
+
+def _follows(rule: NameRule, value: str, message: str) -> str:
+    if not rule.matches(value):
+        raise errors.InvalidRequestError(message, hint=rule.hint)
     return value
 
 

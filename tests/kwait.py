@@ -57,3 +57,35 @@ def _brief(obj: Any) -> str:
 def named(name: str) -> dict[str, str]:
     """The field selector for one object by name, for ``until(..., **named(n))``."""
     return {"field_selector": f"metadata.name={name}"}
+
+
+def claim_phase(core: Any, namespace: str, name: str, phase: str = "Bound", *, timeout: float = 30.0) -> Any:
+    """Claim ``namespace/name`` once it is in ``phase`` (``core``: a ``CoreV1Api``).
+
+    Raises:
+        AssertionError: the deadline passed.
+    """
+    return until(
+        core.list_namespaced_persistent_volume_claim,
+        lambda c: c.status.phase == phase,
+        namespace,
+        timeout=timeout,
+        what=f"claim {name}",
+        **named(name),
+    )
+
+
+def event(core: Any, namespace: str, reason: str, about: str, *, timeout: float = 30.0) -> Any:
+    """The first event with ``reason`` about the object named ``about`` in ``namespace`` (``core``: a ``CoreV1Api``).
+
+    Raises:
+        AssertionError: the deadline passed.
+    """
+    return until(
+        core.list_namespaced_event,
+        lambda e: e.reason == reason,
+        namespace,
+        timeout=timeout,
+        what=f"{reason} event about {about}",
+        field_selector=f"involvedObject.name={about}",
+    )

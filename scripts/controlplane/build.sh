@@ -14,18 +14,14 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.env
 source "$here/versions.env"
+# shellcheck source=../build-cache.sh
+source "$here/../build-cache.sh"
+log_name=controlplane
 
-cache_root=${SHAREDVOL_CACHE:-$HOME/.cache/sharedvol}
 key="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}"
 dest="$cache_root/controlplane/$key"
 bin="$dest/bin"
-
-if [[ "${1:-}" == "--print-dir" ]]; then
-  echo "$bin"
-  exit 0
-fi
-
-log() { printf '[controlplane] %s\n' "$*" >&2; }
+only_print --print-dir "$bin" "$@"
 
 version_ok() {
   # $1 binary, $2 expected version text; the output is captured first so that grep -q
@@ -56,7 +52,7 @@ if cached; then
   exit 0
 fi
 
-command -v go >/dev/null || { log "go is not installed: install Go 1.26 or newer"; exit 1; }
+require_go
 start=$(date +%s)
 mkdir -p "$bin" "$dest/src"
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false

@@ -16,8 +16,10 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 # shellcheck source=versions.env
 source "$here/versions.env"
+# shellcheck source=../build-cache.sh
+source "$here/../build-cache.sh"
+log_name=kfp-build
 
-cache_root=${SHAREDVOL_CACHE:-$HOME/.cache/sharedvol}
 flags_hash=$(echo "$KFP_GO_ENV $KFP_GO_BUILD_FLAGS" | sha256sum | cut -c1-8)
 key="kfp-${KFP_VERSION}_argo-${ARGO_VERSION}_minio-${MINIO_VERSION##*-}_go-$flags_hash"
 dest="$cache_root/kfp/$key"
@@ -25,15 +27,11 @@ bin="$dest/bin"
 kfp_bins=(apiserver persistence_agent driver launcher-v2)
 argo_bins=(workflow-controller argoexec)
 
-if [[ "${1:-}" == "--print-dir" ]]; then
-  echo "$bin"
-  exit 0
-fi
+only_print --print-dir "$bin" "$@"
 
-log() { printf '[kfp-build] %s\n' "$*" >&2; }
 have() { for b in "$@"; do [[ -x "$bin/$b" && -f "$bin/.$b.ok" ]] || return 1; done; }
 
-command -v go >/dev/null || { log "go is not installed: install Go 1.26 or newer"; exit 1; }
+require_go
 mkdir -p "$bin" "$dest/src"
 exec 9>"$dest/.lock"
 flock 9 # one builder at a time; the others wait and reuse its result

@@ -14,27 +14,24 @@ set -euo pipefail
 KFP=github.com/kubeflow/pipelines
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../build-cache.sh
+source "$here/../build-cache.sh"
 # shellcheck source=../kfp/versions.env
 source "$here/../kfp/versions.env" # KFP_VERSION, KFP_COMMIT and the Go flags the backend build uses too
+log_name=kfpcheck
 repo=$(cd "$here/../.." && pwd)
 src_dir="$repo/tests/kfpcheck"
-cache_root=${SHAREDVOL_CACHE:-$HOME/.cache/sharedvol}
 key=$(cd "$repo" && { echo "kfp=$KFP_VERSION@$KFP_COMMIT"; cat scripts/kfpcheck/build.sh scripts/kfp/versions.env;
   find tests/kfpcheck -name '*.go' -print0 | sort -z | xargs -0 cat; } | sha256sum | cut -c1-16)
 dest="$cache_root/kfpcheck/$key"
 bin="$dest/kfpcheck"
-
-if [[ "${1:-}" == "--print-path" ]]; then
-  echo "$bin"
-  exit 0
-fi
-log() { printf '[kfpcheck] %s\n' "$*" >&2; }
+only_print --print-path "$bin" "$@"
 if [[ -x "$bin" ]]; then
   log "reusing $bin"
   echo "$bin"
   exit 0
 fi
-command -v go >/dev/null || { log "go is not installed: install Go 1.26 or newer"; exit 1; }
+require_go
 
 start=$(date +%s)
 mkdir -p "$cache_root/kfpcheck"

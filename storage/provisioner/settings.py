@@ -52,25 +52,13 @@ class Settings:
             InvalidRequestError: a malformed value, naming the variable.
         """
         env = os.environ
-        try:
-            port = int(env.get("SHAREDVOL_HEALTH_PORT", "8080"))
-        except ValueError as e:
-            raise errors.InvalidRequestError(
-                f"SHAREDVOL_HEALTH_PORT={env['SHAREDVOL_HEALTH_PORT']!r} is not a port number", hint="e.g. 8080"
-            ) from e
-        try:
-            recheck = float(env.get("SHAREDVOL_RECHECK_SECONDS", "10"))
-        except ValueError as e:
-            raise errors.InvalidRequestError(
-                f"SHAREDVOL_RECHECK_SECONDS={env['SHAREDVOL_RECHECK_SECONDS']!r} is not a number", hint="e.g. 10"
-            ) from e
         values: dict[str, object] = {
-            "recheck_s": recheck,
+            "health_port": _env_number("SHAREDVOL_HEALTH_PORT", int, "8080", "a port number"),
+            "recheck_s": _env_number("SHAREDVOL_RECHECK_SECONDS", float, "10", "a number"),
             "crash_at": env.get("SHAREDVOL_CRASH_AT", ""),
             "provisioner": env.get("SHAREDVOL_PROVISIONER", PROVISIONER),
             "kubeconfig": env.get("SHAREDVOL_KUBECONFIG", ""),
             "base_path_root": env.get("SHAREDVOL_BASE_PATH_ROOT", ""),
-            "health_port": port,
             "log_json": env.get("SHAREDVOL_LOG_JSON", "1") != "0",
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -86,3 +74,16 @@ class Settings:
                 f"re-check period {settings.recheck_s:g} s is not positive", hint="e.g. --recheck-seconds 10"
             )
         return settings
+
+
+def _env_number(name: str, kind: type[int] | type[float], default: str, what: str) -> int | float:
+    """The environment variable ``name`` (``default`` when unset) as ``kind``.
+
+    Raises:
+        InvalidRequestError: not ``kind``, naming the variable and its value.
+    """
+    text = os.environ.get(name, default)
+    try:
+        return kind(text)
+    except ValueError as e:
+        raise errors.InvalidRequestError(f"{name}={text!r} is not {what}", hint=f"e.g. {default}") from e

@@ -1,4 +1,7 @@
-"""Fixtures for the storage and provisioner tests: the CLI as a user runs it, classes, and `sharedvol serve`."""
+"""Fixtures for the storage, provisioner and run tests: the CLI as a user runs it, classes, `sharedvol serve`, a KFP.
+
+The KFP is the fake API server of tests/kfp_fake.py.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +18,19 @@ import pytest
 
 from tests import cluster as cp
 from tests.conftest import ClusterObjects
+from tests.kfp_fake import FakeKfp, running
 
 REPO = Path(__file__).resolve().parents[2]
 PROVISIONER = "sharedvol.io/hostpath"
 
 SharedvolCli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def fake_kfp() -> Iterator[FakeKfp]:
+    """A started fake KFP API server (tests/kfp_fake.py), stopped after the test."""
+    with running() as server:
+        yield server
 
 
 @pytest.fixture
@@ -102,7 +113,12 @@ def serve(cluster: cp.ClusterHandle, tmp_path: Path) -> Iterator[Callable[..., S
 
 
 def fallback_class(
-    objects: ClusterObjects, *, mode: str = "Immediate", on_delete: str = "delete", **params: str
+    objects: ClusterObjects,
+    *,
+    mode: str = "Immediate",
+    on_delete: str = "delete",
+    reclaim: str = "Delete",
+    **params: str,
 ) -> str:
     """A StorageClass of the fallback provisioner (deleted after the test); ``params`` override its parameters."""
     name = f"hostpath-{uuid.uuid4().hex[:6]}"
@@ -111,7 +127,7 @@ def fallback_class(
             "metadata": {"name": name},
             "provisioner": PROVISIONER,
             "volumeBindingMode": mode,
-            "reclaimPolicy": "Delete",
+            "reclaimPolicy": reclaim,
             "parameters": {"basePath": "/var/lib/sharedvol", "onDelete": on_delete, **params},
         }
     )

@@ -34,18 +34,21 @@ def finished_status(pod: Any, exit_code: int = 0, message: str = "") -> dict[str
         "status": {
             "phase": "Succeeded" if exit_code == 0 else "Failed",
             "conditions": [{"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now}],
-            "containerStatuses": [
-                {
-                    "name": container.name,
-                    "image": container.image,
-                    "imageID": "",
-                    "ready": False,
-                    "restartCount": 0,
-                    "started": False,
-                    "state": {"terminated": terminated},
-                }
-            ],
+            "containerStatuses": [container_status(container, {"terminated": terminated})],
         }
+    }
+
+
+def container_status(container: Any, state: dict[str, Any]) -> dict[str, Any]:
+    """The status of a pod's ``container`` that is not running, in ``state`` (``{"terminated": ...}``...)."""
+    return {
+        "name": container.name,
+        "image": container.image,
+        "imageID": "",
+        "ready": False,
+        "restartCount": 0,
+        "started": False,
+        "state": state,
     }
 
 
@@ -102,15 +105,7 @@ def waiting(reason: str) -> Act:
     def act(core: Any, pod: Any) -> None:
         container = pod.spec.containers[0]
         message = f'Back-off pulling image "{container.image}"' if "BackOff" in reason else "pull access denied"
-        status = {
-            "name": container.name,
-            "image": container.image,
-            "imageID": "",
-            "ready": False,
-            "restartCount": 0,
-            "started": False,
-            "state": {"waiting": {"reason": reason, "message": message}},
-        }
+        status = container_status(container, {"waiting": {"reason": reason, "message": message}})
         body = {"status": {"containerStatuses": [status]}}  # the phase stays as kwok set it
         core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, body)
 

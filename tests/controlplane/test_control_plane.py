@@ -61,13 +61,7 @@ def test_a_claim_against_a_pre_bound_static_pv_becomes_bound(
     cluster_objects.pv(_host_pv(pv_name, "", claim_ref={"namespace": namespace, "name": "data"}))
     core.create_namespaced_persistent_volume_claim(namespace, _claim("data", "", volume_name=pv_name))
 
-    claim = kwait.until(
-        core.list_namespaced_persistent_volume_claim,
-        lambda c: c.status.phase == "Bound",
-        namespace,
-        what="claim data",
-        **kwait.named("data"),
-    )
+    claim = kwait.claim_phase(core, namespace, "data")
     assert claim.spec.volume_name == pv_name
     assert claim.status.access_modes == ["ReadWriteMany"]
 
@@ -82,13 +76,7 @@ def test_a_claim_of_an_external_provisioner_class_waits_with_an_external_provisi
     )
     core.create_namespaced_persistent_volume_claim(namespace, _claim("shared", sc))
 
-    event = kwait.until(
-        core.list_namespaced_event,
-        lambda e: e.reason == "ExternalProvisioning",
-        namespace,
-        what="ExternalProvisioning event",
-        field_selector="involvedObject.name=shared",
-    )
+    event = kwait.event(core, namespace, "ExternalProvisioning", "shared")
     assert "nfs.csi.k8s.io" in event.message
     claim = core.read_namespaced_persistent_volume_claim("shared", namespace)
     assert claim.status.phase == "Pending"
@@ -112,23 +100,11 @@ def test_a_wait_for_first_consumer_claim_binds_only_after_its_pod_is_scheduled_o
     cluster_objects.pv(_host_pv(pv_name, sc, node=node))
     core.create_namespaced_persistent_volume_claim(namespace, _claim("late", sc))
 
-    kwait.until(
-        core.list_namespaced_event,
-        lambda e: e.reason == "WaitForFirstConsumer",
-        namespace,
-        what="WaitForFirstConsumer event",
-        field_selector="involvedObject.name=late",
-    )
+    kwait.event(core, namespace, "WaitForFirstConsumer", "late")
     assert core.read_namespaced_persistent_volume_claim("late", namespace).status.phase == "Pending"
 
     core.create_namespaced_pod(namespace, _pod("consumer", claim="late"))
-    claim = kwait.until(
-        core.list_namespaced_persistent_volume_claim,
-        lambda c: c.status.phase == "Bound",
-        namespace,
-        what="claim late",
-        **kwait.named("late"),
-    )
+    claim = kwait.claim_phase(core, namespace, "late")
     assert claim.spec.volume_name == pv_name
     pod = kwait.until(
         core.list_namespaced_pod,

@@ -224,13 +224,7 @@ def test_applied_the_nfs_pods_are_placed_on_every_node_and_the_check_claim_waits
     assert chosen.claim is not None and chosen.claim["spec"]["accessModes"] == ["ReadWriteMany"]
 
     pv = act_as_the_csi_provisioner(api, ns, "nfs-check")
-    bound = kwait.until(
-        core.list_namespaced_persistent_volume_claim,
-        lambda c: c.status.phase == "Bound",
-        ns,
-        **kwait.named("nfs-check"),
-        what="claim nfs-check",
-    )
+    bound = kwait.claim_phase(core, ns, "nfs-check")
     assert bound.spec.volume_name == pv and bound.status.access_modes == ["ReadWriteMany"]
     for job in ("nfs-check-write", "nfs-check-read"):
         kwait.until(

@@ -23,25 +23,11 @@ from tests.controlplane.conftest import PROVISIONER, REPO, Service, fallback_cla
 
 
 def _bound(api: Any, namespace: str, name: str, timeout: float = 90) -> Any:
-    return kwait.until(
-        client.CoreV1Api(api).list_namespaced_persistent_volume_claim,
-        lambda c: c.status.phase == "Bound",
-        namespace,
-        timeout=timeout,
-        what=f"claim {name}",
-        **kwait.named(name),
-    )
+    return kwait.claim_phase(client.CoreV1Api(api), namespace, name, timeout=timeout)
 
 
 def _event(api: Any, namespace: str, name: str, reason: str, timeout: float = 90) -> Any:
-    return kwait.until(
-        client.CoreV1Api(api).list_namespaced_event,
-        lambda e: e.reason == reason,
-        namespace,
-        field_selector=f"involvedObject.name={name}",
-        timeout=timeout,
-        what=f"{reason} event on {name}",
-    )
+    return kwait.event(client.CoreV1Api(api), namespace, reason, name, timeout=timeout)
 
 
 def _free_port() -> int:
@@ -127,14 +113,7 @@ def test_a_released_pv_the_service_did_not_make_is_never_reclaimed_and_its_data_
     _released_pv(cluster_objects, planted, path, uid2, namespace)
     core = client.CoreV1Api(api)
     for pv in (hand_made, planted):
-        refused = kwait.until(
-            core.list_namespaced_event,
-            lambda e: e.reason == "ReclaimRefused",
-            "default",
-            field_selector=f"involvedObject.name={pv}",
-            timeout=90,
-            what=f"ReclaimRefused on {pv}",
-        )
+        refused = kwait.event(core, "default", "ReclaimRefused", pv, timeout=90)
         assert "sharedvol serve leaves it alone" in refused.message
         assert core.read_persistent_volume(pv).metadata.deletion_timestamp is None
     assert (important / "keep.txt").read_text() == "precious"

@@ -17,9 +17,7 @@ from storage import specs
 from tests import cluster as cp
 from tests import kwait
 from tests.conftest import ClusterObjects
-from tests.controlplane.conftest import REPO, Service
-
-PROVISIONER = "sharedvol.io/hostpath"
+from tests.controlplane.conftest import PROVISIONER, REPO, Service, fallback_class
 
 
 @pytest.fixture
@@ -28,32 +26,9 @@ def service(serve: Callable[..., Service]) -> Service:
     return serve()
 
 
-def _class(
-    objects: ClusterObjects, *, mode: str = "Immediate", on_delete: str = "delete", reclaim: str = "Delete"
-) -> str:
-    name = f"hostpath-{uuid.uuid4().hex[:6]}"
-    objects.storage_class(
-        {
-            "metadata": {"name": name},
-            "provisioner": PROVISIONER,
-            "volumeBindingMode": mode,
-            "reclaimPolicy": reclaim,
-            "parameters": {"basePath": "/var/lib/sharedvol", "onDelete": on_delete},
-        }
-    )
-    return name
-
-
 def _bound(api: Any, namespace: str, name: str, timeout: float = 60) -> Any:
     core = client.CoreV1Api(api)
-    return kwait.until(
-        core.list_namespaced_persistent_volume_claim,
-        lambda c: c.status.phase == "Bound",
-        namespace,
-        timeout=timeout,
-        what=f"claim {name}",
-        **kwait.named(name),
-    )
+    return kwait.claim_phase(core, namespace, name, timeout=timeout)
 
 
 def _claim(api: Any, namespace: str, name: str, storage_class: str, size: str = "1Gi") -> Any:
@@ -65,7 +40,7 @@ def _claim(api: Any, namespace: str, name: str, storage_class: str, size: str = 
 def test_an_immediate_claim_of_the_fallback_class_binds_to_a_writable_hostpath_volume(
     api: Any, namespace: str, cluster_objects: ClusterObjects, service: Service
 ) -> None:
-    sc = _class(cluster_objects)
+    sc = fallback_class(cluster_objects)
     made = _claim(api, namespace, "shared", sc, "3Gi")
     claim = _bound(api, namespace, "shared")
     cluster_objects.track_pv(claim.spec.volume_name)
@@ -85,16 +60,10 @@ def test_an_immediate_claim_of_the_fallback_class_binds_to_a_writable_hostpath_v
 def test_a_wait_for_first_consumer_claim_binds_on_the_node_its_pod_is_scheduled_to(
     api: Any, cluster: cp.ClusterHandle, namespace: str, cluster_objects: ClusterObjects, service: Service
 ) -> None:
-    sc = _class(cluster_objects, mode="WaitForFirstConsumer")
+    sc = fallback_class(cluster_objects, mode="WaitForFirstConsumer")
     _claim(api, namespace, "late", sc)
     core = client.CoreV1Api(api)
-    kwait.until(
-        core.list_namespaced_event,
-        lambda e: e.reason == "WaitForFirstConsumer",
-        namespace,
-        field_selector="involvedObject.name=late",
-        what="WaitForFirstConsumer event",
-    )
+    kwait.event(core, namespace, "WaitForFirstConsumer", "late")
     assert core.read_namespaced_persistent_volume_claim("late", namespace).spec.volume_name is None
 
     pod = {
@@ -126,7 +95,7 @@ def test_a_wait_for_first_consumer_claim_binds_on_the_node_its_pod_is_scheduled_
 def test_claims_shaped_like_kfps_own_bind(
     api: Any, namespace: str, cluster_objects: ClusterObjects, service: Service, name: str
 ) -> None:
-    sc = _class(cluster_objects)
+    sc = fallback_class(cluster_objects)
     body = specs.rwx_claim(name, namespace, "20Gi", sc)
     body["metadata"].pop("labels")  # KFP's claims carry no sharedvol labels
     client.CoreV1Api(api).create_namespaced_persistent_volume_claim(namespace, body)
@@ -141,7 +110,7 @@ def test_deleting_a_claim_deletes_archives_or_keeps_its_directory_as_the_class_s
     core = client.CoreV1Api(api)
     dirs = {}
     for on_delete in ("delete", "archive", "retain"):
-        sc = _class(cluster_objects, on_delete=on_delete)
+        sc = fallback_class(cluster_objects, on_delete=on_delete)
         _claim(api, namespace, on_delete, sc)
         claim = _bound(api, namespace, on_delete)
         path = service.node_dir(core.read_persistent_volume(claim.spec.volume_name).spec.host_path.path)
@@ -186,7 +155,7 @@ def test_a_retain_class_keeps_the_volume_and_its_data(
     api: Any, namespace: str, cluster_objects: ClusterObjects, service: Service
 ) -> None:
     core = client.CoreV1Api(api)
-    sc = _class(cluster_objects, reclaim="Retain")
+    sc = fallback_class(cluster_objects, reclaim="Retain")
     _claim(api, namespace, "keep", sc)
     volume = _bound(api, namespace, "keep").spec.volume_name
     cluster_objects.track_pv(volume)
@@ -203,7 +172,7 @@ def test_a_service_killed_after_each_step_of_provisioning_and_restarted_leaves_e
     api: Any, namespace: str, cluster_objects: ClusterObjects, serve: Callable[..., Service], step: str
 ) -> None:
     core = client.CoreV1Api(api)
-    sc = _class(cluster_objects)
+    sc = fallback_class(cluster_objects)
     first = serve(env={"SHAREDVOL_CRASH_AT": step})
     made = _claim(api, namespace, "crash", sc)
     assert first.proc is not None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
 
 import pytest
 
@@ -64,15 +63,6 @@ def test_without_a_host_run_says_how_to_reach_kfp() -> None:
 
 def test_no_wait_starts_the_run_and_returns() -> None:
     assert run_cli.settings_from(parse("--host", "http://kfp:8080", "--no-wait")).submit.wait is False
-
-
-@pytest.fixture
-def fake_kfp() -> Iterator[FakeKfp]:
-    server = FakeKfp().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_the_run_command_prints_each_step_and_the_run_link(

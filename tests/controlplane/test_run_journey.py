@@ -19,20 +19,11 @@ from storage import choice, specs
 from tests import kwait
 from tests.cluster import ClusterHandle
 from tests.conftest import ClusterObjects
-from tests.controlplane import prepare_kubelet
+from tests.controlplane import prepare_kubelet, rbac
 from tests.kfp_fake import GOOD_TOKEN, FakeKfp
 
 METRICS = {"accuracy-top1": 0.912, "accuracy-top5": 0.995, "test-loss": 0.31, "test-samples": 10000.0}
 FAST = submit.PollSettings(initial_s=0.01, factor=1.0, max_s=0.01, timeout_s=60)
-
-
-@pytest.fixture
-def fake_kfp() -> Iterator[FakeKfp]:
-    server = FakeKfp().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def settings(
@@ -311,50 +302,24 @@ def test_storage_nfs_without_the_class_installed_fails_naming_the_install_comman
     assert fake_kfp.calls("POST", "/apis/v2beta1/pipelines/upload_version") == []
 
 
-def grant(api: Any, name: str, namespace: str, rules: list[dict[str, Any]]) -> None:
-    rbac = client.RbacAuthorizationV1Api(api)
-    rbac.create_cluster_role({"metadata": {"name": name}, "rules": rules})
-    rbac.create_cluster_role_binding(
-        {
-            "metadata": {"name": name},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": "engineer", "namespace": namespace}],
-        }
-    )
-
-
-def revoke(api: Any, name: str) -> None:
-    rbac = client.RbacAuthorizationV1Api(api)
-    rbac.delete_cluster_role_binding(name)
-    rbac.delete_cluster_role(name)
-
-
 def test_without_rwx_storage_or_permission_to_create_pvs_run_fails_clearly_and_leaves_nothing(
     api: Any, namespace: str, cluster: ClusterHandle, fake_kfp: FakeKfp, tmp_path: Path
 ) -> None:
     name = f"engineer-{namespace}"
     read = ["get", "list", "watch"]
-    grant(
-        api,
-        name,
-        namespace,
-        [
-            {"apiGroups": [""], "resources": ["persistentvolumeclaims", "persistentvolumes", "events"], "verbs": read},
-            {"apiGroups": [""], "resources": ["namespaces", "nodes", "pods", "configmaps"], "verbs": read},
-            {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["create", "delete"]},
-            {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": read},
-            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": read},
-        ],
-    )
-    try:
-        kubeconfig = cluster.service_account_kubeconfig(namespace, "engineer")
+    rules = [
+        {"apiGroups": [""], "resources": ["persistentvolumeclaims", "persistentvolumes", "events"], "verbs": read},
+        {"apiGroups": [""], "resources": ["namespaces", "nodes", "pods", "configmaps"], "verbs": read},
+        {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["create", "delete"]},
+        {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": read},
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": read},
+    ]
+    with rbac.acting_as(cluster, api, namespace, name, rules) as kubeconfig:
         s = settings(fake_kfp.url, namespace)
         s = run_lib.RunSettings(**{**s.__dict__, "kubeconfig": str(kubeconfig)})
         journey = Journey(api, fake_kfp)
         with pytest.raises(run_lib.StorageUnavailableError) as e:
             run_lib.run(s, progress=journey.progress, kfp=kfp_api.KfpApi(s.submit.api), sleep=lambda _: None)
-    finally:
-        revoke(api, name)
     assert e.value.message.startswith(
         "no RWX StorageClass and the one-shot static volume could not be made: not allowed to create PersistentVolume"
     )

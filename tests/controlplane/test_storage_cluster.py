@@ -16,6 +16,7 @@ from storage import apply, doctor, errors, plan, release, specs
 from tests import cluster as cp
 from tests import kwait
 from tests.conftest import ClusterObjects
+from tests.controlplane import rbac
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -188,35 +189,18 @@ def test_a_claim_that_exists_with_other_access_modes_is_a_conflict(
 def test_without_permission_to_create_pvs_provision_fails_clearly_and_leaves_nothing(
     api: Any, cluster: cp.ClusterHandle, namespace: str, local_path_class: str
 ) -> None:
-    rbac = client.RbacAuthorizationV1Api(api)
     name = f"claims-only-{namespace}"
-    rbac.create_cluster_role(
+    rules = [
         {
-            "metadata": {"name": name},
-            "rules": [
-                {
-                    "apiGroups": [""],
-                    "resources": ["persistentvolumeclaims", "events", "namespaces", "nodes", "persistentvolumes"],
-                    "verbs": ["get", "list", "watch"],
-                },
-                {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["create", "delete"]},
-                {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": ["get", "list"]},
-            ],
-        }
-    )
-    try:
-        rbac.create_cluster_role_binding(
-            {
-                "metadata": {"name": name},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-                "subjects": [{"kind": "ServiceAccount", "name": "engineer", "namespace": namespace}],
-            }
-        )
-        kubeconfig = cluster.service_account_kubeconfig(namespace, "engineer")
+            "apiGroups": [""],
+            "resources": ["persistentvolumeclaims", "events", "namespaces", "nodes", "persistentvolumes"],
+            "verbs": ["get", "list", "watch"],
+        },
+        {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["create", "delete"]},
+        {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": ["get", "list"]},
+    ]
+    with rbac.acting_as(cluster, api, namespace, name, rules) as kubeconfig:
         out = _sharedvol(cluster, "provision", "shared", "-n", namespace, "--static", kubeconfig=kubeconfig)
-    finally:
-        rbac.delete_cluster_role_binding(name)
-        rbac.delete_cluster_role(name)
     assert out.returncode == 2
     assert "error: not allowed to create PersistentVolume" in out.stderr
     assert "ask a cluster admin" in out.stderr
@@ -230,27 +214,14 @@ def test_without_permission_to_create_pvs_provision_fails_clearly_and_leaves_not
 def test_a_pv_made_for_a_claim_that_could_not_be_created_is_deleted_again(
     api: Any, cluster: cp.ClusterHandle, namespace: str, local_path_class: str
 ) -> None:
-    rbac = client.RbacAuthorizationV1Api(api)
     name = f"pvs-only-{namespace}"
     rules = [
         {"apiGroups": [""], "resources": ["persistentvolumeclaims", "namespaces", "nodes"], "verbs": ["get", "list"]},
         {"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["get", "list", "watch", "create", "delete"]},
         {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": ["get", "list"]},
     ]
-    rbac.create_cluster_role({"metadata": {"name": name}, "rules": rules})
-    try:
-        rbac.create_cluster_role_binding(
-            {
-                "metadata": {"name": name},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-                "subjects": [{"kind": "ServiceAccount", "name": "admin-ish", "namespace": namespace}],
-            }
-        )
-        kubeconfig = cluster.service_account_kubeconfig(namespace, "admin-ish")
+    with rbac.acting_as(cluster, api, namespace, name, rules, account="admin-ish") as kubeconfig:
         out = _sharedvol(cluster, "provision", "half", "-n", namespace, "--static", kubeconfig=kubeconfig)
-    finally:
-        rbac.delete_cluster_role_binding(name)
-        rbac.delete_cluster_role(name)
     assert out.returncode == 2
     assert "error: not allowed to create claim" in out.stderr
     core = client.CoreV1Api(api)

@@ -166,12 +166,7 @@ def test_release_leaves_a_pv_sharedvol_did_not_make_alone(
     core.create_namespaced_persistent_volume_claim(
         namespace, specs.rwx_claim("theirs", namespace, "1Gi", "", volume_name=f"theirs-{namespace}")
     )
-    kwait.until(
-        core.list_namespaced_persistent_volume_claim,
-        lambda c: c.status.phase == "Bound",
-        namespace,
-        **kwait.named("theirs"),
-    )
+    kwait.claim_phase(core, namespace, "theirs")
     out = sharedvol("release", "theirs", "-n", namespace)
     assert out.returncode == 0, out.stderr
     assert f"PersistentVolume theirs-{namespace}: left alone (not made by sharedvol)" in out.stdout

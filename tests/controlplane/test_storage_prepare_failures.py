@@ -11,7 +11,7 @@ from kubernetes import client
 from storage import apply, errors, plan, prepare, specs
 from tests.cluster import ClusterHandle
 from tests.conftest import ClusterObjects
-from tests.controlplane import prepare_kubelet
+from tests.controlplane import prepare_kubelet, rbac
 from tests.controlplane.conftest import SharedvolCli
 
 
@@ -109,7 +109,6 @@ def test_a_pod_that_never_ends_fails_at_the_deadline_and_is_deleted(
 def test_without_rights_on_pods_the_line_names_the_rights_and_no_prepare_and_the_claim_stays_bound(
     api: Any, sharedvol: SharedvolCli, cluster: ClusterHandle, namespace: str, cluster_objects: ClusterObjects
 ) -> None:
-    rbac = client.RbacAuthorizationV1Api(api)
     name = f"no-pods-{namespace}"
     rules = [
         {"apiGroups": [""], "resources": ["namespaces", "nodes", "events"], "verbs": ["get", "list", "watch"]},
@@ -120,21 +119,9 @@ def test_without_rights_on_pods_the_line_names_the_rights_and_no_prepare_and_the
         },
         {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": ["get", "list"]},
     ]
-    rbac.create_cluster_role({"metadata": {"name": name}, "rules": rules})
     cluster_objects.track_pv(specs.static_pv_name(namespace, "shared"))
-    try:
-        rbac.create_cluster_role_binding(
-            {
-                "metadata": {"name": name},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-                "subjects": [{"kind": "ServiceAccount", "name": "engineer", "namespace": namespace}],
-            }
-        )
-        kubeconfig = cluster.service_account_kubeconfig(namespace, "engineer")
+    with rbac.acting_as(cluster, api, namespace, name, rules) as kubeconfig:
         out = sharedvol("provision", "shared", "-n", namespace, "--static", kubeconfig=kubeconfig)
-    finally:
-        rbac.delete_cluster_role_binding(name)
-        rbac.delete_cluster_role(name)
 
     line = _one_line(out)
     assert f"not allowed to create pod {namespace}/sharedvol-prepare-shared" in line

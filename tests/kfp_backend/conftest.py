@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipelines import options, pipeline
-from tests import kfpcheck
+from tests import kfpcheck, markers
 
 # The variants `sharedvol compile` writes: claim per run, existing claim, static PV, KFP's workspace.
 SELECTOR = {"nvidia.com/gpu.present": "true"}
@@ -32,10 +32,8 @@ VARIANTS = {
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if Path(str(item.fspath)).parent == here:
-            item.add_marker(pytest.mark.kfp_backend)
+    """Mark the tests of this folder (not of real/, which has its own tier) ``kfp_backend``."""
+    markers.mark_folder(items, __file__, pytest.mark.kfp_backend, nested=False)
 
 
 @pytest.fixture(scope="session")

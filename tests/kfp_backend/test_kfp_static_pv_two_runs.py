@@ -56,13 +56,7 @@ def test_a_second_run_on_the_same_static_pv_waits_with_a_failed_binding_event_an
     )
     first, second = "run-a-sharedvol", "run-b-sharedvol"
     core.create_namespaced_persistent_volume_claim(namespace, _claim_as_kfp_creates_it(first, pv))
-    kwait.until(
-        core.list_namespaced_persistent_volume_claim,
-        lambda c: c.status.phase == "Bound",
-        namespace,
-        what=f"claim {first}",
-        **kwait.named(first),
-    )
+    kwait.claim_phase(core, namespace, first)
     core.create_namespaced_persistent_volume_claim(namespace, _claim_as_kfp_creates_it(second, pv))
 
     event = kwait.until(

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests import cluster as cp
-from tests import kwait
+from tests import kwait, markers
 from tests.node import pods, realnode
 
 IMAGE_TAG = "0.1.0"
@@ -32,10 +32,7 @@ NFS_IMAGE = f"sharedvol-nfs-server:{IMAGE_TAG}"
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test of this directory ``node``."""
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.node)
+    markers.mark_folder(items, __file__, pytest.mark.node)
 
 
 @dataclass

@@ -146,7 +146,7 @@ def test_the_images_install_only_pins_of_requirements_txt_and_the_project_withou
     assert sorted(found.constrained) == ["kopf", "kubernetes"]
     assert set(found.constrained) <= pinned_names
     assert found.pinned == []
-    assert found.local == ["/tmp/sharedvol/src", "/tmp/sharedvol/src"]
+    assert found.local == ["/tmp/sharedvol/dist/*.whl", "/tmp/sharedvol/dist/*.whl"]
 
 
 def test_an_extra_unpinned_install_would_be_caught() -> None:
@@ -169,7 +169,7 @@ def test_every_stage_starts_from_debian_bookworm_slim_or_an_earlier_stage() -> N
     for base, _, name in froms[1:]:
         assert base in stages
         stages.add(name)
-    assert [f[2] for f in froms] == ["base", "provisioner", "step"]
+    assert [f[2] for f in froms] == ["base", "project", "provisioner", "step"]
 
 
 def test_the_image_runs_as_a_non_root_user_with_the_sharedvol_entry_point() -> None:
@@ -187,7 +187,7 @@ def test_the_build_context_holds_only_what_the_dockerfile_copies() -> None:
     allowed = {rule.removeprefix("!").rstrip("/") for rule in rules if rule.startswith("!")}
     sources = set()
     for word, args in instructions(DOCKERFILE.read_text()):
-        if word == "COPY":
+        if word == "COPY" and not args.startswith("--from="):  # --from: a file of an earlier stage
             sources.update(a for a in shlex.split(args)[:-1] if not a.startswith("--"))
     assert sources == allowed
     assert all((REPO / src).exists() for src in sources)
@@ -201,3 +201,30 @@ def test_extra_ca_certificates_given_at_build_time_go_into_the_trust_store_befor
     assert declared < trusted < first_pip
     assert "$EXTRA_CA_CERTS" in steps[trusted][1] and "/usr/local/share/ca-certificates/" in steps[trusted][1]
     assert "PIP_CERT=/etc/ssl/certs/ca-certificates.crt" in " ".join(a for w, a in steps if w == "ENV")
+
+
+def stages(text: str) -> dict[str, list[tuple[str, str]]]:
+    """The instructions of each stage of a Dockerfile, by stage name."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for word, args in instructions(text):
+        if word == "FROM":
+            current = out.setdefault(args.split()[-1], [])
+        current.append((word, args))
+    return out
+
+
+def test_the_project_is_built_once_and_both_images_install_that_wheel_last() -> None:
+    built = stages(DOCKERFILE.read_text())
+    packages = {"sharedvol", "storage", "steps", "pipelines"}
+    copied = {a.split()[0] for w, a in built["project"] if w == "COPY"}
+    assert packages <= copied
+    assert any(w == "RUN" and "pip wheel" in a and "--wheel-dir /tmp/sharedvol/dist" in a for w, a in built["project"])
+    for image in ("provisioner", "step"):
+        steps = built[image]
+        assert not packages & {a.split()[0] for w, a in steps if w == "COPY"}, f"{image} copies the sources"
+        wheel = steps.index(("COPY", "--from=project /tmp/sharedvol/dist /tmp/sharedvol/dist"))
+        later_runs = [a for w, a in steps[wheel + 1 :] if w == "RUN"]
+        assert [a.split("&&")[0].strip() for a in later_runs] == [
+            "python3 -m pip install --no-cache-dir --no-deps /tmp/sharedvol/dist/*.whl"
+        ]

@@ -199,3 +199,11 @@ def test_a_default_written_in_a_flags_help_is_argparses_default() -> None:
             if not m.group(1).startswith(text):
                 wrong.append(f"{command} {action.option_strings[0]}: help says {m.group(1)!r}, default {text!r}")
     assert wrong == []
+
+
+def test_a_parameters_flag_is_its_name_with_dashes_unless_the_table_names_another() -> None:
+    flags = {f.name: steps_params.meta(f).flag for f in FIELDS}
+    assert flags["batch_size"] == "--batch-size"
+    assert flags["run_dir_name"] == "--run-dir-name"
+    assert flags["gpu_count"] == "--gpus"
+    assert all(flag.startswith("--") and "_" not in flag for flag in flags.values())

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests import cluster as cp
+from tests import markers
 from tests.kfp_backend.real import backend as kb
 from tests.kfp_backend.real import config as kc
 from tests.kfp_backend.real import images
@@ -27,10 +28,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test in this folder carries the marker."""
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.kfp_real)
+    markers.mark_folder(items, __file__, pytest.mark.kfp_real)
 
 
 @dataclass
