@@ -43,7 +43,11 @@ def kfp_args(p: argparse.ArgumentParser, *, namespace: str) -> None:
     p.add_argument(
         "--timeout", type=float, default=6 * 3600.0, metavar="SECONDS", help="seconds to follow the run (default 21600)"
     )
-    p.add_argument("--ui-url", default="", help="KFP UI base URL: the run link, and the metrics from its /ml_metadata (default --host)")
+    p.add_argument(
+        "--ui-url",
+        default="",
+        help="KFP UI base URL: the run link, and the metrics from its /ml_metadata (default --host)",
+    )
 
 
 def kfp_host(args: argparse.Namespace) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipelines import errors, kfp_api, logscan, mlmd
+from pipelines import errors, kfp_api, logscan, mlmd, tasklogs
 
 if TYPE_CHECKING:
     from pipelines.submit import SubmitResult, SubmitSettings
@@ -99,7 +99,7 @@ def failure_message(run: dict[str, Any], result: SubmitResult, api: kfp_api.KfpA
     if not failed:
         return f"run {result.run_id} {result.state}" + (f": {run_error}" if run_error else "")
     task = failed[0]
-    text = api.pod_log(task.pod_name) if api is not None and task.pod_name else None
+    text = task_log(api, result, task) if api is not None else None
     why = task.error or logscan.last_error_line((text or "").splitlines()) or run_error or "no reason reported"
     return f"run {result.run_id} {result.state}: task {task.name} failed: {why}"
 
@@ -118,15 +118,27 @@ def read_metrics(api: kfp_api.KfpApi, settings: SubmitSettings, result: SubmitRe
         why = str(e)
     task = next((t for t in result.tasks if t.name == METRICS_TASK), None)
     note = f"open {result.run_url} (Visualizations) or compare runs in the KFP UI"
-    if task is None or not task.pod_name:
-        result.metrics_note = f"{why}, and the KFP API names no {METRICS_TASK} pod; {note}"
+    if task is None:
+        result.metrics_note = f"{why}, and the KFP API names no {METRICS_TASK} task; {note}"
         return
-    result.metrics = parse_metrics_line(api.pod_log(task.pod_name) or "")
+    result.metrics = parse_metrics_line(task_log(api, result, task) or "")
     if result.metrics:
         result.metrics_source = "pod log"
         progress(f"metrics read from the {METRICS_TASK} pod's log ({why})")
     else:
         result.metrics_note = f"{why}, and the {METRICS_TASK} pod's log was not available; {note}"
+
+
+def task_log(api: kfp_api.KfpApi, result: SubmitResult, task: TaskState) -> str | None:
+    """The task's pod log, or None.
+
+    Through the KFP UI server where the API names the pod, else from Kubernetes where ``api.kube`` is set
+    (``sharedvol run``).
+    """
+    text = api.pod_log(task.pod_name) if task.pod_name else None
+    if text is None and api.kube is not None:
+        text = tasklogs.read(api.kube, api.settings.namespace or "kubeflow", result.run_id, task.name)
+    return text
 
 
 def parse_metrics_line(log_text: str) -> dict[str, float]:

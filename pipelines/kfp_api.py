@@ -105,6 +105,7 @@ class KfpApi:
         self.settings = settings.validate()
         self._sleep = sleep
         self._client: kfp.Client | None = None
+        self.kube: Any = None  # a Kubernetes ApiClient, where the caller has one: task logs straight from the pods
 
     @property
     def client(self) -> kfp.Client:

@@ -143,6 +143,7 @@ def run(
     ns = settings.namespace
     cluster = api if api is not None else kube.load_api_client(settings.kubeconfig, settings.context)
     client = kfp or kfp_api.KfpApi(settings.submit.api, sleep=sleep)
+    client.kube = cluster  # a failed task's reason from its pod's log: the KFP API names no pod
     notes: list[str] = []
 
     strategy = _doctor(cluster, ns, progress, notes)

@@ -31,6 +31,7 @@ from tests.kfp_backend.real.conftest import STEP_IMAGE, Mlmd
 
 RUN_TIMEOUT_S = 900
 RETRY_CLAIM = f"kfp-retried-{uuid.uuid4().hex[:6]}"  # a node kept by make node-up may hold older ones
+FAILING_CLAIM = f"kfp-failing-{uuid.uuid4().hex[:6]}"
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +80,9 @@ TINY = ["--image", STEP_IMAGE, "--gpus", "0", "--device", "cpu", "--batch-size",
 def journeys(
     kfp_on_node: Any, static_volume: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
-    """Two runs at once, each to its end: ``submit --wait`` on the static PV (1 epoch), and ``sharedvol run
-    --storage static`` (2 epochs) whose train-resnet is killed once, after it published epoch 1."""
+    """Three runs at once, each to its end: ``submit --wait`` on the static PV (1 epoch); ``sharedvol run
+    --storage static`` (2 epochs) whose train-resnet is killed once, after it published epoch 1; and a ``sharedvol
+    run`` whose prepare-data fails (a data directory that does not exist)."""
     backend = kfp_on_node
     pv, _ = static_volume
     base = tmp_path_factory.mktemp("run-static")
@@ -94,11 +96,16 @@ def journeys(
         "--host-path", str(base), "--claim-name", RETRY_CLAIM, "--epochs", "2", "--train-retries", "1",
         "--run-name", "retried", "--data-source", "synthetic:256:32", *TINY,  # 16 iterations an epoch: time to kill
     ])  # fmt: skip
+    failing = Journey([
+        "run", *api, "--kubeconfig", str(backend.kubeconfig), "--namespace", kc.NAMESPACE, "--storage", "static",
+        "--host-path", str(base), "--claim-name", FAILING_CLAIM, "--epochs", "1", "--run-name", "failing",
+        "--data-source", "/no/such/directory", *TINY,
+    ])  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(kb.REPO)}
     started = {
         j: subprocess.Popen([sys.executable, "-m", "pipelines", *j.argv], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
-        for j in (submit, run)
+        for j in (submit, run, failing)
     }  # fmt: skip
     killed: dict[str, Any] = {}
     killer = threading.Thread(target=_kill_train_after_epoch_1, args=(backend, base, killed), daemon=True)
@@ -107,10 +114,10 @@ def journeys(
         stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT_S + 300)
         j.out = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     killer.join(timeout=5)
-    yield {"submit": submit, "run": run, "base": base, "killed": killed}
-    # The static PV sharedvol made (Retain): the claim goes with the namespace, the PV with this.
-    pv_made = specs.static_pv_name(kc.NAMESPACE, RETRY_CLAIM)
-    backend.kubectl("delete", "pv", pv_made, "--ignore-not-found", "--wait=false")
+    yield {"submit": submit, "run": run, "failing": failing, "base": base, "killed": killed}
+    # The static PVs sharedvol made (Retain): the claims go with the namespace, the PVs with this.
+    made = [specs.static_pv_name(kc.NAMESPACE, claim) for claim in (RETRY_CLAIM, FAILING_CLAIM)]
+    backend.kubectl("delete", "pv", *made, "--ignore-not-found", "--wait=false")
 
 
 def _kill_train_after_epoch_1(backend: Any, base: Path, killed: dict[str, Any]) -> None:
@@ -253,3 +260,15 @@ def test_mlmd_holds_the_metrics_and_the_confusion_matrix_as_the_kfp_ui_reads_the
     assert size == len(matrix["rows"]) == 10
     assert all(len(r["row"]) == size for r in matrix["rows"])
     assert sum(sum(r["row"]) for r in matrix["rows"]) == evaluation["size"]
+
+
+def test_a_failed_run_names_the_failed_task_and_the_reason_from_its_pod_log(journeys: dict[str, Any]) -> None:
+    # KFP's API names no pod and serves no logs: sharedvol run reads the failed task's pod log through Kubernetes.
+    out = journeys["failing"].out
+    lines = out.stderr.strip().splitlines()
+
+    assert out.returncode != 0
+    assert " FAILED" in out.stdout
+    assert "task prepare-data failed: " in lines[-1]
+    assert "unknown data source '/no/such/directory'" in lines[-1]
+    assert "Traceback" not in out.stderr
