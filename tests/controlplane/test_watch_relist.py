@@ -45,7 +45,8 @@ def _relisted(proxy: FaultProxy, resource: str, future: Future[Any], run: list[s
     """Wait until ``resource``'s requests hold ``run``; fail with the wait's own error when it ended first."""
     if not proxy.wait_for_run(resource, run, timeout=120, give_up=future.done):
         error = future.exception() if future.done() else None
-        pytest.fail(f"no {run} in the {resource} requests {proxy.verbs(resource)}; the wait: {error!r}")
+        said = f"{type(error).__name__}: {' '.join(str(error).split())[:200]}" if error else "still waiting"
+        pytest.fail(f"no {run} in the {resource} requests {proxy.verbs(resource)}; the wait: {said}")
 
 
 @pytest.mark.parametrize("how", HOW)
