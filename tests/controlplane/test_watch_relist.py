@@ -93,7 +93,12 @@ def test_release_keep_data_lists_again_after_its_watch_is_answered_410_and_still
         try:
             _relisted(proxy, "persistentvolumeclaims", future)
         finally:
-            _let_go(core, namespace, "held")
+            _let_go(
+                core.read_namespaced_persistent_volume_claim,
+                core.patch_namespaced_persistent_volume_claim,
+                "held",
+                namespace,
+            )
         released = future.result(timeout=120)
     assert released.volume_action == "kept"  # not "kept (the claim is still in use ...)": the wait saw it gone
     with pytest.raises(client.ApiException) as gone:
@@ -139,6 +144,31 @@ def test_watch_volume_lists_again_after_its_watch_is_answered_410_and_still_sees
         assert future.result(timeout=120) is True
 
 
+@pytest.mark.parametrize("how", HOW)
+def test_apply_waits_for_a_pv_being_deleted_lists_again_after_410_and_then_makes_it_anew(
+    api: Any, proxy: FaultProxy, namespace: str, cluster_objects: ClusterObjects, how: str
+) -> None:
+    core = client.CoreV1Api(api)
+    p = plan.make(api, plan.Request("again", namespace, "1Gi", static=True))
+    pv_name = specs.static_pv_name(namespace, "again")
+    old = _volume(pv_name, "", "")
+    old["metadata"]["finalizers"] = [HOLD]  # deleting it leaves it Terminating until the test lets go
+    old_uid = cluster_objects.pv(old).metadata.uid
+    core.delete_persistent_volume(pv_name)
+    proxy.fail_watches("persistentvolumes", how)
+
+    pool, future = _in_background(proxy, lambda: apply.apply(proxy.client(), p, timeout=60))
+    with pool:
+        try:
+            _relisted(proxy, "persistentvolumes", future)
+        finally:
+            _let_go(core.read_persistent_volume, core.patch_persistent_volume, pv_name)
+        made = future.result(timeout=120)
+    assert made.phase == "Bound"
+    assert f"PersistentVolume/{pv_name}" in made.created
+    assert core.read_persistent_volume(pv_name).metadata.uid != old_uid
+
+
 def _volume(name: str, namespace: str, claim: str) -> dict[str, Any]:
     """A 1Gi RWX hostPath PV of no class, reserved for claim ``namespace/claim`` when one is named."""
     spec: dict[str, Any] = {
@@ -158,12 +188,10 @@ def _pod(name: str, node: str) -> dict[str, Any]:
     return {"metadata": {"name": name}, "spec": {"nodeName": node, "restartPolicy": "Never", "containers": [container]}}
 
 
-def _let_go(core: Any, namespace: str, name: str) -> None:
-    """Remove the test's finalizer from the claim (a JSON patch that tests its position first)."""
-    finalizers = core.read_namespaced_persistent_volume_claim(name, namespace).metadata.finalizers or []
-    at = finalizers.index(HOLD)
-    ops = [
-        {"op": "test", "path": f"/metadata/finalizers/{at}", "value": HOLD},
-        {"op": "remove", "path": f"/metadata/finalizers/{at}"},
-    ]
-    core.patch_namespaced_persistent_volume_claim(name, namespace, ops)
+def _let_go(read: Callable[..., Any], patch: Callable[..., Any], *names: str) -> None:
+    """Remove the test's finalizer from the object ``read(*names)`` (a JSON patch that tests its position first)."""
+    finalizers = read(*names).metadata.finalizers or []
+    if HOLD in finalizers:
+        at = finalizers.index(HOLD)
+        path = f"/metadata/finalizers/{at}"
+        patch(*names, [{"op": "test", "path": path, "value": HOLD}, {"op": "remove", "path": path}])
