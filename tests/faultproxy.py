@@ -8,7 +8,9 @@ watched resourceVersion is too old: an HTTP 410, or a 200 stream that holds one 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,6 +73,7 @@ class FaultProxy:
         self.upstream = upstream
         self.seen: list[Seen] = []
         self._faults: list[tuple[str, str]] = []
+        self._open: set[Any] = set()  # upstream responses being streamed
         self._cond = threading.Condition()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
@@ -89,6 +92,10 @@ class FaultProxy:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+        with self._cond:  # end the watches still streaming: their handlers return at once
+            for resp in self._open:
+                with contextlib.suppress(OSError, AttributeError):
+                    resp.connection.sock.shutdown(socket.SHUT_RDWR)
 
     def client(self) -> Any:
         """A ``kubernetes.client.ApiClient`` that talks to the API server through the proxy."""
@@ -181,6 +188,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(502, f"upstream: {e}")
             return
         chunked = resp.headers.get("Transfer-Encoding", "").lower() == "chunked"
+        with proxy._cond:
+            proxy._open.add(resp)
         try:
             self.send_response(resp.status)
             for k, v in resp.headers.items():
@@ -193,9 +202,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
             if chunked:
                 self.wfile.write(b"0\r\n\r\n")
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client stopped reading (a watch it stopped)
+        except (OSError, urllib3.exceptions.HTTPError):
+            self.close_connection = True  # the client stopped reading (a watch it stopped), or the proxy stops
         finally:
+            with proxy._cond:
+                proxy._open.discard(resp)
             resp.close()  # a watch stream may be unfinished: never hand its connection to another request
             resp.release_conn()
 
