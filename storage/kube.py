@@ -18,6 +18,8 @@ from storage import errors
 log = logging.getLogger(__name__)
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
+LISTED = "LISTED"  # follow(): the object as a list (or read) found it; None when there is none
+QUIET = "QUIET"  # follow(): a watch window ended
 
 
 def load_api_client(kubeconfig: str | None = None, context: str | None = None) -> Any:
@@ -101,22 +103,97 @@ def read_claim(core: Any, namespace: str, name: str) -> Any:
         raise errors.from_api(e, f"read claim {namespace}/{name}") from e
 
 
-def watch_volume(core: Any, name: str, ok: Callable[[Any], bool], *, timeout: float) -> bool:
-    """List, then watch PersistentVolume ``name`` until ``ok(pv)``; False when ``timeout`` seconds passed first."""
-    from kubernetes import watch
+def follow(
+    list_fn: Callable[..., Any],
+    *args: Any,
+    name: str,
+    what: str,
+    kind: str,
+    deadline: float,
+    window: float | None = None,
+    read: Callable[[], Any] | None = None,
+) -> Iterator[tuple[str, Any]]:
+    """List object ``name``, then watch it from that resourceVersion until the time.monotonic() ``deadline``.
+
+    The one list-and-watch loop of the waits: the caller decides, the loop only reports. A watch whose
+    resourceVersion expired (410 Gone: an HTTP 410, or an ERROR event with code 410, which the Kubernetes
+    client raises as the same ``ApiException``) lists again and goes on watching from the new resourceVersion.
+
+    Args:
+        list_fn: the list call of the object's kind (``core.list_namespaced_pod``); it is watched by name.
+        *args: its positional arguments (the namespace).
+        name: the object's name (a ``metadata.name`` field selector).
+        what: the object for messages (``claim ns/name``: "cannot watch claim ns/name").
+        kind: its kind for messages, plural (``claims``: "cannot list claims").
+        deadline: when to stop, in ``time.monotonic()`` seconds.
+        window: at most this many seconds per watch request (the caller rechecks between windows); default:
+            up to the deadline.
+        read: how to read the object instead of listing (it returns the object or None); its own
+            resourceVersion then starts the watch.
+
+    Yields:
+        (type, object): (``LISTED``, the object or None) after each list or read; (``ADDED``, ``MODIFIED`` or
+        ``DELETED``, the object) for each watch event; (``QUIET``, None) when a watch window ended. The caller
+        stops by leaving the loop; the iteration ends when the deadline passed.
+
+    Raises:
+        StorageError: the mapped error of a list or a watch (403 ForbiddenError, ...), except 410.
+    """
+    from kubernetes import client, watch
 
     selector = f"metadata.name={name}"
-    listing = call(core.list_persistent_volume, "list PersistentVolumes", field_selector=selector)
-    if any(ok(pv) for pv in listing.items):
-        return True
-    w = watch.Watch()
-    for event in w.stream(
-        core.list_persistent_volume,
-        field_selector=selector,
-        resource_version=listing.metadata.resource_version,
-        timeout_seconds=max(1, int(timeout)),
-    ):
-        if ok(event["object"]):
-            w.stop()
+
+    def again() -> tuple[Any, str]:
+        if read is not None:
+            obj = read()
+            return obj, obj.metadata.resource_version if obj is not None else ""
+        listing = call(list_fn, f"list {kind}", *args, field_selector=selector)
+        return (listing.items[0] if listing.items else None), listing.metadata.resource_version
+
+    obj, rv = again()
+    yield LISTED, obj
+    while (left := deadline - time.monotonic()) > 0:
+        seconds = max(1, int(min(window or left, left)))
+        stream = watch.Watch().stream(
+            list_fn, *args, field_selector=selector, resource_version=rv, timeout_seconds=seconds
+        )
+        try:
+            for event in stream:
+                rv = event["object"].metadata.resource_version
+                yield event["type"], event["object"]
+        except client.ApiException as e:
+            if e.status != 410:
+                raise errors.from_api(e, f"watch {what}") from e
+            log.info("watch %s: resourceVersion %s expired (410 Gone); listing again", what, rv)
+            obj, rv = again()
+            yield LISTED, obj
+        else:
+            yield QUIET, None
+        finally:
+            stream.close()
+
+
+def wait_gone(
+    list_fn: Callable[..., Any], *args: Any, name: str, uid: str, what: str, kind: str, timeout: float
+) -> bool:
+    """Watch until object ``name`` with UID ``uid`` no longer exists; False when ``timeout`` seconds passed first.
+
+    ``list_fn``, ``args``, ``what`` and ``kind`` are as :func:`follow` takes them.
+    """
+    deadline = time.monotonic() + timeout
+    for seen, obj in follow(list_fn, *args, name=name, what=what, kind=kind, deadline=deadline):
+        if (seen == LISTED and (obj is None or obj.metadata.uid != uid)) or (
+            seen == "DELETED" and obj.metadata.uid == uid
+        ):
+            return True
+    return False
+
+
+def watch_volume(core: Any, name: str, ok: Callable[[Any], bool], *, timeout: float) -> bool:
+    """List, then watch PersistentVolume ``name`` until ``ok(pv)``; False when ``timeout`` seconds passed first."""
+    deadline = time.monotonic() + timeout
+    what = f"PersistentVolume {name}"
+    for _, pv in follow(core.list_persistent_volume, name=name, what=what, kind="PersistentVolumes", deadline=deadline):
+        if pv is not None and ok(pv):
             return True
     return False

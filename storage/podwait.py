@@ -4,7 +4,7 @@ The pod is watched by name and matched by UID (a newer pod of that name never sp
 end is seen in the pod's own status (phase Succeeded or Failed; a container waiting for a reason that does
 not heal, such as ``ErrImagePull``) and in the Events the kubelet posts about it (``Failed``, ``BackOff``
 while pulling), which are read again between short watch windows. A watch whose resourceVersion expired
-(410 Gone) reads the pod again.
+(410 Gone) reads the pod again (:func:`storage.kube.follow`).
 """
 
 from __future__ import annotations
@@ -60,45 +60,34 @@ def wait_ended(core: Any, namespace: str, name: str, uid: str, *, timeout: float
         ForbiddenError: not allowed to get or watch the pod.
         ApiError: the API server stopped answering.
     """
-    from kubernetes import client, watch
-
     deadline = time.monotonic() + timeout
-    selector = f"metadata.name={name}"
-    pod = _read(core, namespace, name)
-    rv = pod.metadata.resource_version if pod is not None else ""
-    while True:
+    pod: Any = None
+    for seen, obj in kube.follow(
+        core.list_namespaced_pod,
+        namespace,
+        name=name,
+        what=f"pod {namespace}/{name}",
+        kind="pods",
+        deadline=deadline,
+        window=WINDOW_S,
+        read=lambda: _read(core, namespace, name),
+    ):
+        if seen == kube.LISTED:
+            pod = obj
+        elif seen != kube.QUIET:  # a watch event: decide now only when this pod is gone or ended
+            if obj.metadata.uid != uid:
+                continue
+            pod = None if seen == "DELETED" else obj
+            if pod is not None and _ended(pod) is None:
+                continue
         if pod is None or pod.metadata.uid != uid:
             return Ended("Deleted")
         ended = _ended(pod) or _stuck_by_event(core, pod)
         if ended is not None:
             return ended
-        left = deadline - time.monotonic()
-        if left <= 0:
-            events = pod_events(core, pod)
-            last = f"{events[-1].reason}: {one_line(events[-1].message or '')}" if events else ""
-            return Ended("Timeout", "", last, pod.status.phase or "", pod.spec.node_name or "")
-        w = watch.Watch()
-        try:
-            for event in w.stream(
-                core.list_namespaced_pod,
-                namespace,
-                field_selector=selector,
-                resource_version=rv,
-                timeout_seconds=max(1, min(WINDOW_S, int(left))),
-            ):
-                obj = event["object"]
-                rv = obj.metadata.resource_version
-                if obj.metadata.uid != uid:
-                    continue
-                pod = None if event["type"] == "DELETED" else obj
-                if pod is None or _ended(pod) is not None:
-                    w.stop()
-                    break
-        except client.ApiException as e:
-            if e.status != 410:  # 410 Gone: the resourceVersion expired; read the pod again
-                raise errors.from_api(e, f"watch pod {namespace}/{name}") from e
-            pod = _read(core, namespace, name)
-            rv = pod.metadata.resource_version if pod is not None else ""
+    events = pod_events(core, pod)
+    last = f"{events[-1].reason}: {one_line(events[-1].message or '')}" if events else ""
+    return Ended("Timeout", "", last, pod.status.phase or "", pod.spec.node_name or "")
 
 
 def _read(core: Any, namespace: str, name: str) -> Any:

@@ -55,26 +55,10 @@ def ensure(core: Any, p: plan.Plan, *, timeout: float = 60.0) -> str:
 
 def _wait_gone(core: Any, name: str, uid: str, *, timeout: float) -> bool:
     """Watch until PV ``name`` with UID ``uid`` is gone; False when the deadline passed."""
-    import time
-
-    from kubernetes import watch
-
-    deadline = time.monotonic() + timeout
-    selector = f"metadata.name={name}"
-    listing = kube.call(core.list_persistent_volume, "list PersistentVolumes", field_selector=selector)
-    if not any(pv.metadata.uid == uid for pv in listing.items):
-        return True
-    rv = listing.metadata.resource_version
-    while (left := deadline - time.monotonic()) > 0:
-        w = watch.Watch()
-        for event in w.stream(
-            core.list_persistent_volume, field_selector=selector, resource_version=rv, timeout_seconds=max(1, int(left))
-        ):
-            rv = event["object"].metadata.resource_version
-            if event["type"] == "DELETED" and event["object"].metadata.uid == uid:
-                w.stop()
-                return True
-    return False
+    what = f"PersistentVolume {name}"
+    return kube.wait_gone(
+        core.list_persistent_volume, name=name, uid=uid, what=what, kind="PersistentVolumes", timeout=timeout
+    )
 
 
 def _check_pv(pv: Any, p: plan.Plan) -> None:

@@ -55,73 +55,71 @@ def wait_bound(
 
 
 def _wait_bound(api: Any, namespace: str, name: str, timeout: float, nudge: bool) -> tuple[str, str, str]:
-    from kubernetes import client, watch
+    from kubernetes import client
 
     core = client.CoreV1Api(api)
     deadline = time.monotonic() + timeout
-    selector = f"metadata.name={name}"
-    listing = kube.call(core.list_namespaced_persistent_volume_claim, "list claims", namespace, field_selector=selector)
-    rv = listing.metadata.resource_version
-    claim = listing.items[0] if listing.items else None
-    uid = claim.metadata.uid if claim is not None else None
     log.info("waiting up to %.0f s for claim %s/%s to bind", timeout, namespace, name)
-    # The PV controller binds the volume side first; when the claim side then does not follow (seen about
-    # half the time), only the next sync of the claim finishes it. Touch the claim as soon as the volume is
-    # Bound to it, instead of after a quiet watch window.
-    volume = claim.spec.volume_name if claim is not None and claim.status.phase != "Bound" else None
-    if nudge and volume and _volume_bound_to(core, volume, uid or "", min(30.0, timeout)):
-        _touch(core, namespace, name)
-    while True:
-        if claim is None or (uid and claim.metadata.uid != uid):
+    claim: Any = None
+    uid: str | None = None
+    first, claims, what = True, core.list_namespaced_persistent_volume_claim, f"claim {namespace}/{name}"
+    # Short watch windows: between them the claim's events are read again (and a pre-bound claim nudged).
+    window = 1 if nudge else 5
+    for seen, obj in kube.follow(
+        claims, namespace, name=name, what=what, kind="claims", deadline=deadline, window=window
+    ):
+        if seen not in (kube.LISTED, kube.QUIET):  # a watch event: decide now only when it is Bound or gone
+            claim = None if seen == "DELETED" else obj
+            if claim is not None and claim.status.phase != "Bound":
+                continue
+        elif first:
+            first, claim = False, obj
+            uid = claim.metadata.uid if claim is not None else None
+            # The PV controller binds the volume side first; when the claim side then does not follow (seen
+            # about half the time), only the next sync of the claim finishes it. Touch the claim as soon as the
+            # volume is Bound to it, instead of after a quiet watch window.
+            volume = claim.spec.volume_name if claim is not None and claim.status.phase != "Bound" else None
+            if nudge and volume and _volume_bound_to(core, volume, uid or "", min(30.0, timeout)):
+                _touch(core, namespace, name)
+        else:
+            claim = obj if seen == kube.LISTED else claim
+            if nudge and claim is not None and claim.status.phase != "Bound" and not _touch(core, namespace, name):
+                claim = None
+        settled = _settled(core, namespace, name, claim, uid)
+        if settled is not None:
+            return settled
+    events = claim_events(core, namespace, name, uid)
+    last = f"{events[-1].reason}: {events[-1].message}" if events else "no events"
+    raise errors.BindError(
+        f"claim {namespace}/{name} was not Bound after {timeout:.0f} s ({last})",
+        hint=f"run `sharedvol doctor -n {namespace}` to see why",
+    )
+
+
+def _settled(core: Any, namespace: str, name: str, claim: Any, uid: str | None) -> tuple[str, str, str] | None:
+    """How the wait ends as the claim stands: Bound, or Pending for its first consumer; None while it may bind.
+
+    Raises:
+        BindError: the claim was deleted, or one of its events says it will not bind.
+    """
+    if claim is None or (uid and claim.metadata.uid != uid):
+        raise errors.BindError(
+            f"claim {namespace}/{name} was deleted while waiting for it to bind",
+            hint=f"someone or something deleted it: provision it again (sharedvol provision {name} -n {namespace})",
+        )
+    if claim.status.phase == "Bound":
+        log.info("claim %s/%s is Bound to %s", namespace, name, claim.spec.volume_name)
+        return "Bound", claim.spec.volume_name or "", ""
+    events = claim_events(core, namespace, name, uid)
+    for event in events:
+        if event.reason in FATAL_EVENT_REASONS and not _stale_binding_refusal(core, claim, event):
             raise errors.BindError(
-                f"claim {namespace}/{name} was deleted while waiting for it to bind",
-                hint=f"someone or something deleted it: provision it again (sharedvol provision {name} -n {namespace})",
+                f"claim {namespace}/{name} will not bind: {event.reason}: {event.message}",
+                hint=f"run `sharedvol doctor -n {namespace}` for the fix",
             )
-        if claim.status.phase == "Bound":
-            log.info("claim %s/%s is Bound to %s", namespace, name, claim.spec.volume_name)
-            return "Bound", claim.spec.volume_name or "", ""
-        events = claim_events(core, namespace, name, uid)
-        for event in events:
-            if event.reason in FATAL_EVENT_REASONS and not _stale_binding_refusal(core, claim, event):
-                raise errors.BindError(
-                    f"claim {namespace}/{name} will not bind: {event.reason}: {event.message}",
-                    hint=f"run `sharedvol doctor -n {namespace}` for the fix",
-                )
-        if events and events[-1].reason == WAIT_FIRST_CONSUMER:
-            return "Pending", "", "waits for the first pod that uses it (WaitForFirstConsumer)"
-        left = deadline - time.monotonic()
-        if left <= 0:
-            last = f"{events[-1].reason}: {events[-1].message}" if events else "no events"
-            raise errors.BindError(
-                f"claim {namespace}/{name} was not Bound after {timeout:.0f} s ({last})",
-                hint=f"run `sharedvol doctor -n {namespace}` to see why",
-            )
-        w = watch.Watch()
-        try:
-            # Short windows: between them the claim's events are read again (and a pre-bound claim nudged).
-            for event in w.stream(
-                core.list_namespaced_persistent_volume_claim,
-                namespace,
-                field_selector=selector,
-                resource_version=rv,
-                timeout_seconds=max(1, min(1 if nudge else 5, int(left))),
-            ):
-                obj = event["object"]
-                rv = obj.metadata.resource_version
-                claim = None if event["type"] == "DELETED" else obj
-                if claim is None or claim.status.phase == "Bound":
-                    w.stop()
-                    break
-        except client.ApiException as e:
-            if e.status != 410:  # 410 Gone: our resourceVersion expired; list again and go on watching
-                raise errors.from_api(e, f"watch claim {namespace}/{name}") from e
-            listing = kube.call(
-                core.list_namespaced_persistent_volume_claim, "list claims", namespace, field_selector=selector
-            )
-            rv = listing.metadata.resource_version
-            claim = listing.items[0] if listing.items else None
-        if nudge and claim is not None and claim.status.phase != "Bound" and not _touch(core, namespace, name):
-            claim = None
+    if events and events[-1].reason == WAIT_FIRST_CONSUMER:
+        return "Pending", "", "waits for the first pod that uses it (WaitForFirstConsumer)"
+    return None
 
 
 def _touch(core: Any, namespace: str, name: str) -> bool:
@@ -165,35 +163,10 @@ def _volume_bound_to(core: Any, volume: str, uid: str, timeout: float) -> bool:
 
 def wait_gone(api: Any, namespace: str, name: str, uid: str, *, timeout: float) -> bool:
     """Watch until claim ``namespace/name`` with UID ``uid`` no longer exists; False when the deadline passed."""
-    from kubernetes import client, watch
+    from kubernetes import client
 
     core = client.CoreV1Api(api)
-    selector = f"metadata.name={name}"
-    deadline = time.monotonic() + timeout
-    with kube.reachable(f"watch claim {namespace}/{name}", api):
-        listing = kube.call(
-            core.list_namespaced_persistent_volume_claim, "list claims", namespace, field_selector=selector
-        )
-        if not any(c.metadata.uid == uid for c in listing.items):
-            return True
-        rv = listing.metadata.resource_version
-        while (left := deadline - time.monotonic()) > 0:
-            w = watch.Watch()
-            try:
-                for event in w.stream(
-                    core.list_namespaced_persistent_volume_claim,
-                    namespace,
-                    field_selector=selector,
-                    resource_version=rv,
-                    timeout_seconds=max(1, int(left)),
-                ):
-                    obj = event["object"]
-                    rv = obj.metadata.resource_version
-                    if obj.metadata.uid == uid and event["type"] == "DELETED":
-                        w.stop()
-                        return True
-            except client.ApiException as e:
-                if e.status != 410:
-                    raise errors.from_api(e, f"watch claim {namespace}/{name}") from e
-                return wait_gone(api, namespace, name, uid, timeout=max(0.0, deadline - time.monotonic()))
-    return False
+    what = f"claim {namespace}/{name}"
+    with kube.reachable(f"watch {what}", api):
+        list_claims = core.list_namespaced_persistent_volume_claim
+        return kube.wait_gone(list_claims, namespace, name=name, uid=uid, what=what, kind="claims", timeout=timeout)
