@@ -79,7 +79,7 @@ def _wait_bound(api: Any, namespace: str, name: str, timeout: float, nudge: bool
             # about half the time), only the next sync of the claim finishes it. Touch the claim as soon as the
             # volume is Bound to it, instead of after a quiet watch window.
             volume = claim.spec.volume_name if claim is not None and claim.status.phase != "Bound" else None
-            if nudge and volume and _volume_bound_to(core, volume, uid or "", min(30.0, timeout)):
+            if nudge and volume and _volume_bound_to(core, volume, uid or "", (namespace, name), min(30.0, timeout)):
                 _touch(core, namespace, name)
         else:
             claim = obj if seen == kube.LISTED else claim
@@ -151,14 +151,22 @@ def _stale_binding_refusal(core: Any, claim: Any, event: Any) -> bool:
     return mine and ref.uid in (None, "", claim.metadata.uid)
 
 
-def _volume_bound_to(core: Any, volume: str, uid: str, timeout: float) -> bool:
-    """Watch PV ``volume`` until the PV controller bound it to the claim with UID ``uid`` (deadline ``timeout``)."""
+def _volume_bound_to(core: Any, volume: str, uid: str, claim: tuple[str, str], timeout: float) -> bool:
+    """Watch PV ``volume`` until the PV controller bound it to the claim with UID ``uid`` (deadline ``timeout``).
 
-    def bound(pv: Any) -> bool:
+    False at once when the volume is reserved for another claim (``claim`` is (namespace, name)): it will not bind
+    to this one, and the claim's own FailedBinding event says so.
+    """
+    bound_here = False
+
+    def decided(pv: Any) -> bool:
+        nonlocal bound_here
         ref = pv.spec.claim_ref
-        return pv.status.phase == "Bound" and ref is not None and ref.uid == uid
+        bound_here = pv.status.phase == "Bound" and ref is not None and ref.uid == uid
+        other = ref is not None and ((ref.namespace, ref.name) != claim or bool(ref.uid and ref.uid != uid))
+        return bound_here or other
 
-    return kube.watch_volume(core, volume, bound, timeout=timeout)
+    return kube.watch_volume(core, volume, decided, timeout=timeout) and bound_here
 
 
 def wait_gone(api: Any, namespace: str, name: str, uid: str, *, timeout: float) -> bool:
