@@ -30,7 +30,7 @@ from steps import dataplane, documents, errors, localpublish
 MANIFEST_SCHEMA = "sharedvol.checkpoint"
 MANIFEST_NAME = "latest.json"
 WEIGHTS_FORMAT = "sharedvol.weights"
-_CONTENT = re.compile(r"^epoch-(\d{4,})-([0-9a-f]{16})\.(safetensors|resume\.pth)$")
+_CONTENT = re.compile(r"^epoch-(\d{4,})-([0-9a-f]{16})\.(safetensors|resume\.safetensors|resume\.pth)$")
 
 
 @dataclass(frozen=True)
@@ -199,7 +199,7 @@ def _publish_pair(dir_url: str, epoch: int, weights: Payload, resume: Payload) -
     Locally they are written, hashed and fsynced on two threads at once; every step a kill can land on (creating
     a temporary file, renaming it) happens on this thread, in a fixed order.
     """
-    kinds = ("safetensors", "resume.pth")
+    kinds = ("safetensors", "resume.safetensors")
     if not dataplane.is_local(dir_url):
         return publish_file(dir_url, epoch, kinds[0], weights), publish_file(dir_url, epoch, kinds[1], resume)
     staged = [localpublish.stage(f"{dir_url.rstrip('/')}/epoch-{epoch:04d}.{kind}") for kind in kinds]

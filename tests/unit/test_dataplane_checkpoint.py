@@ -38,7 +38,7 @@ def test_a_published_epoch_reads_back_through_its_manifest(tmp_path: Path) -> No
 
     assert read_back(tmp_path) == (3, b"weights of epoch 3" * 500, b"state of epoch 3" * 900)
     assert manifest.weights.name.startswith("epoch-0003-") and manifest.weights.name.endswith(".safetensors")
-    assert manifest.resume.name.startswith("epoch-0003-") and manifest.resume.name.endswith(".resume.pth")
+    assert manifest.resume.name.startswith("epoch-0003-") and manifest.resume.name.endswith(".resume.safetensors")
     assert manifest.weights.size == len(b"weights of epoch 3") * 500
     on_disk = json.loads((tmp_path / "latest.json").read_text())
     assert on_disk["schema"] == "sharedvol.checkpoint" and on_disk["epoch"] == 3
@@ -64,7 +64,7 @@ def test_a_changed_file_is_refused_before_anything_is_loaded(tmp_path: Path) -> 
     data[100] ^= 1
     target.write_bytes(bytes(data))
 
-    with pytest.raises(errors.IntegrityError, match=r"\.resume\.pth does not match its digest"):
+    with pytest.raises(errors.IntegrityError, match=r"\.resume\.safetensors does not match its digest"):
         read_back(tmp_path)
 
 
