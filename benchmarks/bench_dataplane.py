@@ -101,7 +101,7 @@ def main() -> int:
             m = checkpoint.publish(ckpt_dir, epoch=1, weights=safeload.weights_writer(ckpt["state_dict"], {}),
                                    resume=safeload.state_writer(dict(ckpt, state_dict={})), loss_per_epoch=[1.0],
                                    keep=1)  # fmt: skip
-            r, w = checkpoint.read_verified(m, m.resume), checkpoint.read_verified(m, m.weights)
+            w, r = checkpoint.read_both(m)  # as train-resnet's resume reads them
             loaded = safeload.resume_from_buffer(r, m.resume.name)
             loaded["state_dict"], _ = safeload.weights_from_buffer(w, m.weights.name)
 

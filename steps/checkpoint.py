@@ -164,6 +164,17 @@ def read_verified(manifest: Manifest, ref: FileRef) -> memoryview:
     return view
 
 
+def read_both(manifest: Manifest) -> tuple[memoryview, memoryview]:
+    """The weights and the resume file of ``manifest``, each read by :func:`read_verified`, on two threads at once.
+
+    Raises:
+        IntegrityError: as :func:`read_verified`, for either file (the weights' error first).
+    """
+    return dataplane.both(
+        lambda: read_verified(manifest, manifest.weights), lambda: read_verified(manifest, manifest.resume)
+    )
+
+
 def content_name(epoch: int, digest: str, *, kind: str) -> str:
     """``epoch-NNNN-<first 16 hex of the digest>.<kind>``."""
     return f"epoch-{epoch:04d}-{digest[:16]}.{kind}"
@@ -204,7 +215,7 @@ def _publish_pair(dir_url: str, epoch: int, weights: Payload, resume: Payload) -
         return publish_file(dir_url, epoch, kinds[0], weights), publish_file(dir_url, epoch, kinds[1], resume)
     staged = [localpublish.stage(f"{dir_url.rstrip('/')}/epoch-{epoch:04d}.{kind}") for kind in kinds]
     try:
-        both(lambda: localpublish.fill(staged[0], weights), lambda: localpublish.fill(staged[1], resume))
+        dataplane.both(lambda: localpublish.fill(staged[0], weights), lambda: localpublish.fill(staged[1], resume))
     except BaseException:
         for s in staged:
             localpublish.discard_local(s.tmp)
@@ -250,19 +261,6 @@ def publish(
         raise
     prune(dir_url, keep=keep)
     return manifest
-
-
-def both(first: Callable[[], Any], second: Callable[[], Any]) -> tuple[Any, Any]:
-    """Run two functions on two threads; return both results once both are done, or raise the first error."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sharedvol-io") as pool:
-        futures = [pool.submit(first), pool.submit(second)]
-        errors_seen = [f.exception() for f in futures]  # waits for both: no write is left running
-    for error in errors_seen:
-        if error is not None:
-            raise error
-    return futures[0].result(), futures[1].result()
 
 
 def prune(dir_url: str, *, keep: int) -> list[str]:

@@ -221,6 +221,19 @@ def publish_bytes(
     return publish(url, write, content_name=content_name)
 
 
+def both(first: Callable[[], Any], second: Callable[[], Any]) -> tuple[Any, Any]:
+    """Run two functions on two threads; return both results once both are done, or raise the first error."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sharedvol-io") as pool:
+        futures = [pool.submit(first), pool.submit(second)]
+        errors_seen = [f.exception() for f in futures]  # waits for both: no write is left running
+    for error in errors_seen:
+        if error is not None:
+            raise error
+    return futures[0].result(), futures[1].result()
+
+
 def discard(fs: Any, path: str) -> None:
     """Remove ``path`` if it exists; a failure to remove is not an error (the next start cleans up)."""
     with contextlib.suppress(OSError):
