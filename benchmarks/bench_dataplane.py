@@ -7,8 +7,9 @@ Measured side by side in one run, interleaved (each repeat runs every case once)
   over the page cache), fsynced and renamed to their content address, then read once while hashing, checked and
   turned into tensor views;
 - resume: what a resumed run needs: the weights (as above) and mmengine's training state without the weights
-  (``torch.save`` to its file), both published, read while hashing, and loaded: the state with
-  ``weights_only=True`` and the allow-list;
+  (its tensors as safetensors, the small rest pickled into the same file), both published (manifest included),
+  read at once while hashing, as train-resnet's resume reads them, and loaded: the tensors as views, the rest
+  with ``weights_only=True`` and the allow-list;
 - the whole publish of one epoch (both files + manifest), and a raw copy + read of the same bytes (the disk's limit).
 
 Goal: handoff and resume each <= 1.0x plain.
@@ -76,7 +77,7 @@ def interleaved_medians(fns: list[Callable[[], object]], repeats: int) -> list[f
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--dir", default=None, help="directory on the disk to measure (default: a temp dir)")
     args = parser.parse_args()
     import torch
@@ -124,13 +125,15 @@ def main() -> int:
             "publish one epoch (weights + state + manifest), no read",
             "raw copy + read of the plain file (the disk's limit)",
         ]
+        load_before = os.getloadavg()[0]
         medians = interleaved_medians([plain, handoff, resume, publish_epoch, raw_copy], args.repeats)
+        load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
         rows = list(zip(names, medians, strict=True))
         size_mb = plain_path.stat().st_size / 1e6
         weights_mb = len(safeload.serialize_weights(ckpt["state_dict"], {})) / 1e6
     base = rows[0][1]
     print(f"machine: {machine.describe()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"training state {size_mb:.1f} MB, weights {weights_mb:.1f} MB; median of {args.repeats}")
+    print(f"training state {size_mb:.1f} MB, weights {weights_mb:.1f} MB; median of {args.repeats}; {load}")
     print("| what | seconds | ratio to plain |\n|---|---|---|")
     for name, seconds in rows:
         print(f"| {name} | {seconds:.3f} | {seconds / base:.2f} |")

@@ -121,11 +121,11 @@ def require_manifest(url: str) -> Manifest:
     return manifest
 
 
-def read_verified(manifest: Manifest, ref: FileRef) -> memoryview:
+def read_verified(manifest: Manifest, ref: FileRef, *, hash_threads: int | None = None) -> memoryview:
     """The bytes of ``ref`` in one buffer, hashed in the same pass as they are read, checked against the manifest.
 
     The buffer is allocated uninitialized (no zero-filling pass) and filled by ``readinto`` in chunks, each
-    hashed right after it lands.
+    hashed (on ``hash_threads`` threads, default every core) right after it lands.
 
     Raises:
         IntegrityError: the file is missing, of another size, or does not match its digest.
@@ -135,7 +135,7 @@ def read_verified(manifest: Manifest, ref: FileRef) -> memoryview:
     import numpy as np
 
     view = memoryview(np.empty(ref.size, dtype=np.uint8)).cast("B")
-    hasher = dataplane.new_hasher()
+    hasher = dataplane.new_hasher(hash_threads)
     try:
         with fs.open(path, "rb") as f:
             done = 0
@@ -170,9 +170,8 @@ def read_both(manifest: Manifest) -> tuple[memoryview, memoryview]:
     Raises:
         IntegrityError: as :func:`read_verified`, for either file (the weights' error first).
     """
-    return dataplane.both(
-        lambda: read_verified(manifest, manifest.weights), lambda: read_verified(manifest, manifest.resume)
-    )
+    read = partial(read_verified, manifest, hash_threads=dataplane.pair_threads())
+    return dataplane.both(lambda: read(manifest.weights), lambda: read(manifest.resume))
 
 
 def content_name(epoch: int, digest: str, *, kind: str) -> str:
@@ -189,7 +188,7 @@ def publish_file(dir_url: str, epoch: int, kind: str, data: Payload) -> FileRef:
     Args:
         dir_url: the directory.
         epoch: the epoch in the name.
-        kind: the name's ending (``safetensors``, ``resume.pth``).
+        kind: the name's ending (``safetensors``, ``resume.safetensors``).
         data: the bytes, or a function that writes the file at the local path it is given.
     """
     url = f"{dir_url.rstrip('/')}/epoch-{epoch:04d}.{kind}"
@@ -215,7 +214,8 @@ def _publish_pair(dir_url: str, epoch: int, weights: Payload, resume: Payload) -
         return publish_file(dir_url, epoch, kinds[0], weights), publish_file(dir_url, epoch, kinds[1], resume)
     staged = [localpublish.stage(f"{dir_url.rstrip('/')}/epoch-{epoch:04d}.{kind}") for kind in kinds]
     try:
-        dataplane.both(lambda: localpublish.fill(staged[0], weights), lambda: localpublish.fill(staged[1], resume))
+        fill = partial(localpublish.fill, hash_threads=dataplane.pair_threads())
+        dataplane.both(lambda: fill(staged[0], weights), lambda: fill(staged[1], resume))
     except BaseException:
         for s in staged:
             localpublish.discard_local(s.tmp)
