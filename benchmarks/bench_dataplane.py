@@ -8,8 +8,8 @@ Measured side by side in one run, interleaved (each repeat runs every case once)
   turned into tensor views;
 - resume: what a resumed run needs: the weights (as above) and mmengine's training state without the weights
   (its tensors as safetensors, the small rest pickled into the same file), both published (manifest included),
-  read at once while hashing, as train-resnet's resume reads them, and loaded: the tensors as views, the rest
-  with ``weights_only=True`` and the allow-list;
+  read while hashing, one after the other as train-resnet's resume reads them, and loaded: the tensors as views,
+  the rest with ``weights_only=True`` and the allow-list;
 - the whole publish of one epoch (both files + manifest), and a raw copy + read of the same bytes (the disk's limit).
 
 Goal: handoff and resume each <= 1.0x plain.
@@ -102,7 +102,7 @@ def main() -> int:
             m = checkpoint.publish(ckpt_dir, epoch=1, weights=safeload.weights_writer(ckpt["state_dict"], {}),
                                    resume=safeload.state_writer(dict(ckpt, state_dict={})), loss_per_epoch=[1.0],
                                    keep=1)  # fmt: skip
-            w, r = checkpoint.read_both(m)  # as train-resnet's resume reads them
+            r, w = checkpoint.read_verified(m, m.resume), checkpoint.read_verified(m, m.weights)  # as train-resnet
             loaded = safeload.resume_from_buffer(r, m.resume.name)
             loaded["state_dict"], _ = safeload.weights_from_buffer(w, m.weights.name)
 

@@ -164,16 +164,6 @@ def read_verified(manifest: Manifest, ref: FileRef, *, hash_threads: int | None 
     return view
 
 
-def read_both(manifest: Manifest) -> tuple[memoryview, memoryview]:
-    """The weights and the resume file of ``manifest``, each read by :func:`read_verified`, on two threads at once.
-
-    Raises:
-        IntegrityError: as :func:`read_verified`, for either file (the weights' error first).
-    """
-    read = partial(read_verified, manifest, hash_threads=dataplane.pair_threads())
-    return dataplane.both(lambda: read(manifest.weights), lambda: read(manifest.resume))
-
-
 def content_name(epoch: int, digest: str, *, kind: str) -> str:
     """``epoch-NNNN-<first 16 hex of the digest>.<kind>``."""
     return f"epoch-{epoch:04d}-{digest[:16]}.{kind}"

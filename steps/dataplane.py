@@ -123,7 +123,7 @@ def new_hasher(threads: int | None = None) -> Any:
 def pair_threads() -> int:
     """Hashing threads for each of two files hashed at once: half the usable cores (at least one).
 
-    Two hashers asking for every core at once oversubscribe them, and idle BLAKE3 worker threads spin.
+    Two hashers asking for every core at once oversubscribe them.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, cores // 2)

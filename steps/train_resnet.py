@@ -164,7 +164,8 @@ def _offer_resume(manifest: checkpoint.Manifest) -> str:
     """The verified, safely loaded training state of ``manifest``, as a URL mmengine's resume loads."""
     from steps import hooks, safeload
 
-    weights_buf, state_buf = checkpoint.read_both(manifest)
+    state_buf = checkpoint.read_verified(manifest, manifest.resume)
+    weights_buf = checkpoint.read_verified(manifest, manifest.weights)
     state = safeload.resume_from_buffer(state_buf, manifest.file_url(manifest.resume))
     weights, _ = safeload.weights_from_buffer(weights_buf, manifest.file_url(manifest.weights))
     state["state_dict"] = weights  # the training state is saved without them: they live in one file only

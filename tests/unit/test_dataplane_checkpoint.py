@@ -68,17 +68,6 @@ def test_a_changed_file_is_refused_before_anything_is_loaded(tmp_path: Path) -> 
         read_back(tmp_path)
 
 
-def test_reading_both_files_at_once_gives_each_verified_and_refuses_a_changed_one(tmp_path: Path) -> None:
-    manifest = publish(tmp_path, 2)
-
-    weights, resume = checkpoint.read_both(manifest)
-
-    assert (bytes(weights), bytes(resume)) == (b"weights of epoch 2" * 500, b"state of epoch 2" * 900)
-    (tmp_path / manifest.resume.name).write_bytes(b"S" * manifest.resume.size)  # same size, other bytes
-    with pytest.raises(errors.IntegrityError, match=r"\.resume\.safetensors does not match its digest"):
-        checkpoint.read_both(manifest)
-
-
 @pytest.mark.parametrize("change", [b"", b"x"], ids=["truncated", "grown"])
 def test_a_file_of_another_size_is_refused(tmp_path: Path, change: bytes) -> None:
     manifest = publish(tmp_path, 1)
