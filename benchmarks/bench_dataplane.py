@@ -18,6 +18,7 @@ Goal: handoff and resume each <= 1.0x plain.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import statistics
@@ -82,34 +83,41 @@ def main() -> int:
     args = parser.parse_args()
     import torch
 
-    from steps import checkpoint, safeload
+    from steps import background, checkpoint, safeload
 
     ckpt = training_state()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         plain_path, ckpt_dir = Path(tmp) / "plain.pth", str(Path(tmp) / "checkpoints")
-        manifest_url = ckpt_dir + "/latest.json"
+        handoff_dir = str(Path(tmp) / "handoff")
+        manifest_url = handoff_dir + "/latest.json"
+        epochs = itertools.count(1)  # a new epoch each publish, as in training: the previous one is pruned
 
         def plain() -> None:
             torch.save(ckpt, plain_path)
             torch.load(plain_path, weights_only=False)
 
         def handoff() -> None:
-            ref = checkpoint.publish_file(ckpt_dir, 1, "safetensors", safeload.weights_writer(ckpt["state_dict"], {}))
+            weights = safeload.weights_writer(ckpt["state_dict"], {})
+            ref = checkpoint.publish_file(handoff_dir, 1, "safetensors", weights)
             m = checkpoint.Manifest(1, ref, ref, [], manifest_url)
             safeload.weights_from_buffer(checkpoint.read_verified(m, ref), ref.name)
 
+        def publish_epoch() -> checkpoint.Manifest:  # as the training hook does (the old epoch pruned on a thread)
+            weights = safeload.weights_writer(ckpt["state_dict"], {})
+            state = safeload.state_writer(dict(ckpt, state_dict={}))
+            return checkpoint.publish(ckpt_dir, epoch=next(epochs), weights=weights, resume=state,
+                                      loss_per_epoch=[1.0], keep=1, prune_later=True)  # fmt: skip
+
         def resume() -> None:  # everything a resumed run needs: publish the epoch, then read and load it
-            m = checkpoint.publish(ckpt_dir, epoch=1, weights=safeload.weights_writer(ckpt["state_dict"], {}),
-                                   resume=safeload.state_writer(dict(ckpt, state_dict={})), loss_per_epoch=[1.0],
-                                   keep=1)  # fmt: skip
+            m = publish_epoch()
             r, w = checkpoint.read_verified(m, m.resume), checkpoint.read_verified(m, m.weights)  # as train-resnet
             loaded = safeload.resume_from_buffer(r, m.resume.name)
             loaded["state_dict"], _ = safeload.weights_from_buffer(w, m.weights.name)
+            background.wait()  # the old epoch's deletion is part of this case's cost
 
-        def publish_epoch() -> None:
-            weights = safeload.weights_writer(ckpt["state_dict"], {})
-            state = safeload.state_writer(dict(ckpt, state_dict={}))
-            checkpoint.publish(ckpt_dir, epoch=1, weights=weights, resume=state, loss_per_epoch=[1.0], keep=1)
+        def publish_alone() -> None:
+            publish_epoch()
+            background.wait()
 
         def raw_copy() -> None:
             shutil.copyfile(plain_path, Path(tmp) / "copy.pth")
@@ -122,11 +130,11 @@ def main() -> int:
             "plain: torch.save + torch.load (weights_only=False)",
             "handoff train -> test: publish weights, verified read, tensor views",
             "resume: publish weights + state + manifest, verified reads, weights_only load",
-            "publish one epoch (weights + state + manifest), no read",
+            "publish one epoch (weights + state + manifest, the previous epoch deleted), no read",
             "raw copy + read of the plain file (the disk's limit)",
         ]
         load_before = os.getloadavg()[0]
-        medians = interleaved_medians([plain, handoff, resume, publish_epoch, raw_copy], args.repeats)
+        medians = interleaved_medians([plain, handoff, resume, publish_alone, raw_copy], args.repeats)
         load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
         rows = list(zip(names, medians, strict=True))
         size_mb = plain_path.stat().st_size / 1e6

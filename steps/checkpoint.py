@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
 
-from steps import dataplane, documents, errors, localpublish
+from steps import background, dataplane, documents, errors, localpublish
 
 MANIFEST_SCHEMA = "sharedvol.checkpoint"
 MANIFEST_NAME = "latest.json"
@@ -226,6 +226,7 @@ def publish(
     loss_per_epoch: list[float],
     keep: int,
     curves: dict[str, list[Any]] | None = None,
+    prune_later: bool = False,
 ) -> Manifest:
     """Publish one epoch: both content-addressed files, then the manifest (the commit point), then prune.
 
@@ -237,10 +238,12 @@ def publish(
         loss_per_epoch: the loss history to commit with it.
         keep: how many epochs' files to keep (at least 1: the one the manifest names).
         curves: the report's curves (:attr:`Manifest.curves`).
+        prune_later: prune on a thread after the commit point (:mod:`steps.background`; training goes on meanwhile).
 
     Raises:
         RunDirError: a write failed (full disk included); the previous manifest still stands.
     """
+    background.wait()  # the previous publish's pruning: never while this one writes
     url = f"{dir_url.rstrip('/')}/{MANIFEST_NAME}"
     try:
         weights_ref, resume_ref = _publish_pair(dir_url, epoch, weights, resume)
@@ -249,7 +252,10 @@ def publish(
     except errors.RunDirError:
         prune(dir_url, keep=keep)  # what this publish wrote before it failed: no manifest names it
         raise
-    prune(dir_url, keep=keep)
+    if prune_later:
+        background.start(prune, dir_url, keep=keep)
+    else:
+        prune(dir_url, keep=keep)
     return manifest
 
 
