@@ -4,13 +4,15 @@ After each epoch train-resnet publishes, in ``checkpoints/``:
 
 - ``epoch-NNNN-<blake3>.safetensors``: the model's weights (state dict + metadata) for test-resnet. safetensors
   holds tensors and strings only: loading it cannot run code.
-- ``epoch-NNNN-<blake3>.resume.pth``: mmengine's training state (optimizer, schedulers, message hub) for a
-  resumed run, without the weights (a resume takes them from the safetensors file: every byte is stored once).
-  It is loaded with ``torch.load(weights_only=True)`` and the allow-list :data:`steps.safeload.RESUME_ALLOWED`:
-  anything else in it is refused, and no class's code runs.
+- ``epoch-NNNN-<blake3>.resume.safetensors``: mmengine's training state (optimizer, schedulers, message hub)
+  for a resumed run, without the weights (a resume takes them from the safetensors file: every byte is stored
+  once). Its tensors are safetensors tensors; only the small rest is unpickled, with
+  ``torch.load(weights_only=True)`` and the allow-list :data:`steps.safeload.RESUME_ALLOWED`: anything else in
+  it is refused, and no class's code runs (:func:`steps.safeload.resume_from_buffer`).
 - ``latest.json``: the manifest naming both files with their size and BLAKE3 digest, plus the epoch and the loss
   history. Its atomic rename is the only commit point: a writer killed before it leaves the previous manifest
-  and the files it names; files no manifest names are deleted at the next start (:func:`prune`).
+  and the files it names; files no manifest names are deleted after the commit point (on a thread while
+  training goes on) and at the next start (:func:`prune`).
 
 Readers follow the manifest, read each file once into one buffer while hashing it, and refuse a size or
 digest mismatch before anything is deserialized.

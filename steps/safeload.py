@@ -3,8 +3,10 @@
 - Weights: safetensors (written with the ``safetensors`` library). They are read from the verified buffer as
   tensor views (:func:`weights_from_buffer`), so the bytes that were hashed are the bytes that are used and
   nothing is copied; the header is checked against the buffer first.
-- Resume state: mmengine's checkpoint dict, loaded with ``torch.load(weights_only=True)`` (passed explicitly,
-  so ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` cannot turn it off) and only the globals in :data:`RESUME_ALLOWED`.
+- Resume state: mmengine's checkpoint dict as a safetensors file (:func:`state_writer`): its tensors are read
+  as views like the weights, and only the small rest is unpickled, with ``torch.load(weights_only=True)``
+  (passed explicitly, so ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` cannot turn it off) and only the globals in
+  :data:`RESUME_ALLOWED`.
   mmengine pickles each ``HistoryBuffer`` with references to its statistics functions (``builtins.getattr``),
   which would let a planted file choose functions mmengine later calls; :func:`encode_message_hub` stores
   those buffers as plain arrays instead, so ``getattr`` stays off the list.
