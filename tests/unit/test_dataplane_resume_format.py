@@ -56,13 +56,14 @@ def test_the_resume_file_is_a_safetensors_file_whose_only_pickle_is_the_small_re
     assert tensors[safeload.SKELETON].numel() < 2000  # the momentum is not in the pickle
 
 
-def test_a_tensor_held_twice_loads_as_one_and_views_and_unusual_dtypes_round_trip(tmp_path: Path) -> None:
+def test_a_tensor_held_twice_loads_as_one_and_views_empty_and_unusual_tensors_round_trip(tmp_path: Path) -> None:
     shared, base = torch.arange(6.0), torch.arange(12.0).reshape(3, 4)
     state = {
         "state_dict": {},
         "a": shared,
         "b": [shared, (base[1], base.t())],  # views of one storage: each is stored alone
         "c": torch.tensor([1 + 2j]),  # a dtype safetensors lacks: stays in the pickled rest
+        "d": torch.zeros(0, 3, dtype=torch.bfloat16),
     }
 
     loaded = safeload.resume_from_buffer(written(state, tmp_path), "r")
@@ -70,6 +71,7 @@ def test_a_tensor_held_twice_loads_as_one_and_views_and_unusual_dtypes_round_tri
     assert loaded["a"] is loaded["b"][0] and torch.equal(loaded["a"], shared)
     assert torch.equal(loaded["b"][1][0], base[1]) and torch.equal(loaded["b"][1][1], base.t())
     assert torch.equal(loaded["c"], state["c"])
+    assert loaded["d"].shape == (0, 3) and loaded["d"].dtype == torch.bfloat16
 
 
 def planted_resume_file(path: Path, rest: bytes, tensors: dict[str, Any] | None = None) -> None:
