@@ -10,7 +10,11 @@ Measured side by side in one run, interleaved (each repeat runs every case once)
   (its tensors as safetensors, the small rest pickled into the same file), both published (manifest included),
   read while hashing, one after the other as train-resnet's resume reads them, and loaded: the tensors as views,
   the rest with ``weights_only=True`` and the allow-list;
-- the whole publish of one epoch (both files + manifest), and a raw copy + read of the same bytes (the disk's limit).
+- the whole publish of one epoch (both files + manifest, the previous epoch's files deleted), and a raw copy +
+  read of the same bytes (the disk's limit).
+
+Each publish is of a new epoch, as in training, so the previous epoch's files are deleted (on a thread, as the
+training hook has it); each case waits for that deletion before it ends, so its cost stays in the case.
 
 Goal: handoff and resume each <= 1.0x plain.
 """
