@@ -7,9 +7,14 @@ Measured side by side in one run, interleaved (each repeat runs every case once)
   over the page cache), fsynced and renamed to their content address, then read once while hashing, checked and
   turned into tensor views;
 - resume: what a resumed run needs: the weights (as above) and mmengine's training state without the weights
-  (``torch.save`` to its file), both published, read while hashing, and loaded: the state with
-  ``weights_only=True`` and the allow-list;
-- the whole publish of one epoch (both files + manifest), and a raw copy + read of the same bytes (the disk's limit).
+  (its tensors as safetensors, the small rest pickled into the same file), both published (manifest included),
+  read while hashing, one after the other as train-resnet's resume reads them, and loaded: the tensors as views,
+  the rest with ``weights_only=True`` and the allow-list;
+- the whole publish of one epoch (both files + manifest, the previous epoch's files deleted), and a raw copy +
+  read of the same bytes (the disk's limit).
+
+Each publish is of a new epoch, as in training, so the previous epoch's files are deleted (on a thread, as the
+training hook has it); each case waits for that deletion before it ends, so its cost stays in the case.
 
 Goal: handoff and resume each <= 1.0x plain.
 """
@@ -17,6 +22,7 @@ Goal: handoff and resume each <= 1.0x plain.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import statistics
@@ -76,39 +82,46 @@ def interleaved_medians(fns: list[Callable[[], object]], repeats: int) -> list[f
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--dir", default=None, help="directory on the disk to measure (default: a temp dir)")
     args = parser.parse_args()
     import torch
 
-    from steps import checkpoint, safeload
+    from steps import background, checkpoint, safeload
 
     ckpt = training_state()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         plain_path, ckpt_dir = Path(tmp) / "plain.pth", str(Path(tmp) / "checkpoints")
-        manifest_url = ckpt_dir + "/latest.json"
+        handoff_dir = str(Path(tmp) / "handoff")
+        manifest_url = handoff_dir + "/latest.json"
+        epochs = itertools.count(1)  # a new epoch each publish, as in training: the previous one is pruned
 
         def plain() -> None:
             torch.save(ckpt, plain_path)
             torch.load(plain_path, weights_only=False)
 
         def handoff() -> None:
-            ref = checkpoint.publish_file(ckpt_dir, 1, "safetensors", safeload.weights_writer(ckpt["state_dict"], {}))
+            weights = safeload.weights_writer(ckpt["state_dict"], {})
+            ref = checkpoint.publish_file(handoff_dir, 1, "safetensors", weights)
             m = checkpoint.Manifest(1, ref, ref, [], manifest_url)
             safeload.weights_from_buffer(checkpoint.read_verified(m, ref), ref.name)
 
-        def resume() -> None:  # everything a resumed run needs: publish the epoch, then read and load it
-            m = checkpoint.publish(ckpt_dir, epoch=1, weights=safeload.weights_writer(ckpt["state_dict"], {}),
-                                   resume=safeload.state_writer(dict(ckpt, state_dict={})), loss_per_epoch=[1.0],
-                                   keep=1)  # fmt: skip
-            r, w = checkpoint.read_verified(m, m.resume), checkpoint.read_verified(m, m.weights)
-            loaded = safeload.resume_from_buffer(r, m.resume.name)
-            loaded["state_dict"], _ = safeload.weights_from_buffer(w, m.weights.name)
-
-        def publish_epoch() -> None:
+        def publish_epoch() -> checkpoint.Manifest:  # as the training hook does (the old epoch pruned on a thread)
             weights = safeload.weights_writer(ckpt["state_dict"], {})
             state = safeload.state_writer(dict(ckpt, state_dict={}))
-            checkpoint.publish(ckpt_dir, epoch=1, weights=weights, resume=state, loss_per_epoch=[1.0], keep=1)
+            return checkpoint.publish(ckpt_dir, epoch=next(epochs), weights=weights, resume=state,
+                                      loss_per_epoch=[1.0], keep=1, prune_later=True)  # fmt: skip
+
+        def resume() -> None:  # everything a resumed run needs: publish the epoch, then read and load it
+            m = publish_epoch()
+            r, w = checkpoint.read_verified(m, m.resume), checkpoint.read_verified(m, m.weights)  # as train-resnet
+            loaded = safeload.resume_from_buffer(r, m.resume.name)
+            loaded["state_dict"], _ = safeload.weights_from_buffer(w, m.weights.name)
+            background.wait()  # the old epoch's deletion is part of this case's cost
+
+        def publish_alone() -> None:
+            publish_epoch()
+            background.wait()
 
         def raw_copy() -> None:
             shutil.copyfile(plain_path, Path(tmp) / "copy.pth")
@@ -121,16 +134,18 @@ def main() -> int:
             "plain: torch.save + torch.load (weights_only=False)",
             "handoff train -> test: publish weights, verified read, tensor views",
             "resume: publish weights + state + manifest, verified reads, weights_only load",
-            "publish one epoch (weights + state + manifest), no read",
+            "publish one epoch (weights + state + manifest, the previous epoch deleted), no read",
             "raw copy + read of the plain file (the disk's limit)",
         ]
-        medians = interleaved_medians([plain, handoff, resume, publish_epoch, raw_copy], args.repeats)
+        load_before = os.getloadavg()[0]
+        medians = interleaved_medians([plain, handoff, resume, publish_alone, raw_copy], args.repeats)
+        load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
         rows = list(zip(names, medians, strict=True))
         size_mb = plain_path.stat().st_size / 1e6
         weights_mb = len(safeload.serialize_weights(ckpt["state_dict"], {})) / 1e6
     base = rows[0][1]
     print(f"machine: {machine.describe()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"training state {size_mb:.1f} MB, weights {weights_mb:.1f} MB; median of {args.repeats}")
+    print(f"training state {size_mb:.1f} MB, weights {weights_mb:.1f} MB; median of {args.repeats}; {load}")
     print("| what | seconds | ratio to plain |\n|---|---|---|")
     for name, seconds in rows:
         print(f"| {name} | {seconds:.3f} | {seconds / base:.2f} |")

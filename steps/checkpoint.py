@@ -4,13 +4,15 @@ After each epoch train-resnet publishes, in ``checkpoints/``:
 
 - ``epoch-NNNN-<blake3>.safetensors``: the model's weights (state dict + metadata) for test-resnet. safetensors
   holds tensors and strings only: loading it cannot run code.
-- ``epoch-NNNN-<blake3>.resume.pth``: mmengine's training state (optimizer, schedulers, message hub) for a
-  resumed run, without the weights (a resume takes them from the safetensors file: every byte is stored once).
-  It is loaded with ``torch.load(weights_only=True)`` and the allow-list :data:`steps.safeload.RESUME_ALLOWED`:
-  anything else in it is refused, and no class's code runs.
+- ``epoch-NNNN-<blake3>.resume.safetensors``: mmengine's training state (optimizer, schedulers, message hub)
+  for a resumed run, without the weights (a resume takes them from the safetensors file: every byte is stored
+  once). Its tensors are safetensors tensors; only the small rest is unpickled, with
+  ``torch.load(weights_only=True)`` and the allow-list :data:`steps.safeload.RESUME_ALLOWED`: anything else in
+  it is refused, and no class's code runs (:func:`steps.safeload.resume_from_buffer`).
 - ``latest.json``: the manifest naming both files with their size and BLAKE3 digest, plus the epoch and the loss
   history. Its atomic rename is the only commit point: a writer killed before it leaves the previous manifest
-  and the files it names; files no manifest names are deleted at the next start (:func:`prune`).
+  and the files it names; files no manifest names are deleted after the commit point (on a thread while
+  training goes on) and at the next start (:func:`prune`).
 
 Readers follow the manifest, read each file once into one buffer while hashing it, and refuse a size or
 digest mismatch before anything is deserialized.
@@ -25,12 +27,12 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
 
-from steps import dataplane, documents, errors, localpublish
+from steps import background, dataplane, documents, errors, localpublish
 
 MANIFEST_SCHEMA = "sharedvol.checkpoint"
 MANIFEST_NAME = "latest.json"
 WEIGHTS_FORMAT = "sharedvol.weights"
-_CONTENT = re.compile(r"^epoch-(\d{4,})-([0-9a-f]{16})\.(safetensors|resume\.pth)$")
+_CONTENT = re.compile(r"^epoch-(\d{4,})-([0-9a-f]{16})\.(safetensors|resume\.safetensors|resume\.pth)$")
 
 
 @dataclass(frozen=True)
@@ -121,11 +123,11 @@ def require_manifest(url: str) -> Manifest:
     return manifest
 
 
-def read_verified(manifest: Manifest, ref: FileRef) -> memoryview:
+def read_verified(manifest: Manifest, ref: FileRef, *, hash_threads: int | None = None) -> memoryview:
     """The bytes of ``ref`` in one buffer, hashed in the same pass as they are read, checked against the manifest.
 
     The buffer is allocated uninitialized (no zero-filling pass) and filled by ``readinto`` in chunks, each
-    hashed right after it lands.
+    hashed (on ``hash_threads`` threads, default every core) right after it lands.
 
     Raises:
         IntegrityError: the file is missing, of another size, or does not match its digest.
@@ -135,7 +137,7 @@ def read_verified(manifest: Manifest, ref: FileRef) -> memoryview:
     import numpy as np
 
     view = memoryview(np.empty(ref.size, dtype=np.uint8)).cast("B")
-    hasher = dataplane.new_hasher()
+    hasher = dataplane.new_hasher(hash_threads)
     try:
         with fs.open(path, "rb") as f:
             done = 0
@@ -178,7 +180,7 @@ def publish_file(dir_url: str, epoch: int, kind: str, data: Payload) -> FileRef:
     Args:
         dir_url: the directory.
         epoch: the epoch in the name.
-        kind: the name's ending (``safetensors``, ``resume.pth``).
+        kind: the name's ending (``safetensors``, ``resume.safetensors``).
         data: the bytes, or a function that writes the file at the local path it is given.
     """
     url = f"{dir_url.rstrip('/')}/epoch-{epoch:04d}.{kind}"
@@ -199,12 +201,13 @@ def _publish_pair(dir_url: str, epoch: int, weights: Payload, resume: Payload) -
     Locally they are written, hashed and fsynced on two threads at once; every step a kill can land on (creating
     a temporary file, renaming it) happens on this thread, in a fixed order.
     """
-    kinds = ("safetensors", "resume.pth")
+    kinds = ("safetensors", "resume.safetensors")
     if not dataplane.is_local(dir_url):
         return publish_file(dir_url, epoch, kinds[0], weights), publish_file(dir_url, epoch, kinds[1], resume)
     staged = [localpublish.stage(f"{dir_url.rstrip('/')}/epoch-{epoch:04d}.{kind}") for kind in kinds]
     try:
-        both(lambda: localpublish.fill(staged[0], weights), lambda: localpublish.fill(staged[1], resume))
+        fill = partial(localpublish.fill, hash_threads=dataplane.pair_threads())
+        dataplane.both(lambda: fill(staged[0], weights), lambda: fill(staged[1], resume))
     except BaseException:
         for s in staged:
             localpublish.discard_local(s.tmp)
@@ -225,6 +228,7 @@ def publish(
     loss_per_epoch: list[float],
     keep: int,
     curves: dict[str, list[Any]] | None = None,
+    prune_later: bool = False,
 ) -> Manifest:
     """Publish one epoch: both content-addressed files, then the manifest (the commit point), then prune.
 
@@ -236,10 +240,12 @@ def publish(
         loss_per_epoch: the loss history to commit with it.
         keep: how many epochs' files to keep (at least 1: the one the manifest names).
         curves: the report's curves (:attr:`Manifest.curves`).
+        prune_later: prune on a thread after the commit point (:mod:`steps.background`; training goes on meanwhile).
 
     Raises:
         RunDirError: a write failed (full disk included); the previous manifest still stands.
     """
+    background.wait()  # the previous publish's pruning: never while this one writes
     url = f"{dir_url.rstrip('/')}/{MANIFEST_NAME}"
     try:
         weights_ref, resume_ref = _publish_pair(dir_url, epoch, weights, resume)
@@ -248,21 +254,11 @@ def publish(
     except errors.RunDirError:
         prune(dir_url, keep=keep)  # what this publish wrote before it failed: no manifest names it
         raise
-    prune(dir_url, keep=keep)
+    if prune_later:
+        background.start(prune, dir_url, keep=keep)
+    else:
+        prune(dir_url, keep=keep)
     return manifest
-
-
-def both(first: Callable[[], Any], second: Callable[[], Any]) -> tuple[Any, Any]:
-    """Run two functions on two threads; return both results once both are done, or raise the first error."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sharedvol-io") as pool:
-        futures = [pool.submit(first), pool.submit(second)]
-        errors_seen = [f.exception() for f in futures]  # waits for both: no write is left running
-    for error in errors_seen:
-        if error is not None:
-            raise error
-    return futures[0].result(), futures[1].result()
 
 
 def prune(dir_url: str, *, keep: int) -> list[str]:

@@ -115,9 +115,18 @@ def refuse_file_on_the_way(url: str) -> None:
         raise errors.RunDirError(f"{path} is a file, not a directory", hint="point --run-dir at a run directory")
 
 
-def new_hasher() -> Any:
-    """A BLAKE3 hasher using every core for large updates."""
-    return blake3.blake3(max_threads=blake3.blake3.AUTO)
+def new_hasher(threads: int | None = None) -> Any:
+    """A BLAKE3 hasher using ``threads`` threads for large updates (default: every core)."""
+    return blake3.blake3(max_threads=blake3.blake3.AUTO if threads is None else threads)
+
+
+def pair_threads() -> int:
+    """Hashing threads for each of two files hashed at once: half the usable cores (at least one).
+
+    Two hashers asking for every core at once oversubscribe them.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // 2)
 
 
 def write_error(url: str, e: OSError) -> errors.RunDirError:
@@ -219,6 +228,19 @@ def publish_bytes(
             f.write(view[start : start + CHUNK])
 
     return publish(url, write, content_name=content_name)
+
+
+def both(first: Callable[[], Any], second: Callable[[], Any]) -> tuple[Any, Any]:
+    """Run two functions on two threads; return both results once both are done, or raise the first error."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sharedvol-io") as pool:
+        futures = [pool.submit(first), pool.submit(second)]
+        errors_seen = [f.exception() for f in futures]  # waits for both: no write is left running
+    for error in errors_seen:
+        if error is not None:
+            raise error
+    return futures[0].result(), futures[1].result()
 
 
 def discard(fs: Any, path: str) -> None:

@@ -20,7 +20,7 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from mmengine.runner import CheckpointLoader
 
-from steps import checkpoint, dataplane, safeload
+from steps import background, checkpoint, dataplane, safeload
 
 log = logging.getLogger(__name__)
 
@@ -184,8 +184,13 @@ class SharedvolTrainHook(Hook):
             loss_per_epoch=self.loss_per_epoch,
             keep=self.keep,
             curves=self.curves,
+            prune_later=True,  # the old epoch's files go while the next epoch trains
         )
         log.info(
             "epoch %d/%d: mean loss %.4f; published %s -> %s",
             epoch, runner.max_epochs, mean, self.layout.checkpoint, checkpoint.describe(self.published),
         )  # fmt: skip
+
+    def after_train(self, runner: Any) -> None:
+        """Wait for the last publish's pruning: train-resnet ends with only the kept epochs on the volume."""
+        background.wait()

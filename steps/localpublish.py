@@ -48,11 +48,14 @@ def stage(url: str) -> Staged:
         raise write_error(url, e) from e
 
 
-def fill(staged: Staged, data: bytes | bytearray | memoryview | Callable[[str], object]) -> Staged:
+def fill(
+    staged: Staged, data: bytes | bytearray | memoryview | Callable[[str], object], hash_threads: int | None = None
+) -> Staged:
     """Write ``data`` into the staged file, hash it (BLAKE3 over a memory map of the page cache) and fsync it.
 
     ``data`` is the bytes, or a function that writes the file at the path it is given with its own native writer
-    (``torch.save``, ``safetensors.save_file``): no copy through Python. On failure the temporary file is removed.
+    (``torch.save``, ``safetensors.save_file``): no copy through Python. ``hash_threads``: as
+    :func:`steps.dataplane.new_hasher`. On failure the temporary file is removed.
 
     Raises:
         RunDirError: the write failed (full disk included).
@@ -64,7 +67,7 @@ def fill(staged: Staged, data: bytes | bytearray | memoryview | Callable[[str], 
         if callable(data):
             data(staged.tmp)
         staged.size = os.path.getsize(staged.tmp)
-        hasher = new_hasher()
+        hasher = new_hasher(hash_threads)
         if staged.size:
             hasher.update_mmap(staged.tmp)
         staged.blake3 = hasher.hexdigest()

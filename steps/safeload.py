@@ -3,8 +3,10 @@
 - Weights: safetensors (written with the ``safetensors`` library). They are read from the verified buffer as
   tensor views (:func:`weights_from_buffer`), so the bytes that were hashed are the bytes that are used and
   nothing is copied; the header is checked against the buffer first.
-- Resume state: mmengine's checkpoint dict, loaded with ``torch.load(weights_only=True)`` (passed explicitly,
-  so ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` cannot turn it off) and only the globals in :data:`RESUME_ALLOWED`.
+- Resume state: mmengine's checkpoint dict as a safetensors file (:func:`state_writer`): its tensors are read
+  as views like the weights, and only the small rest is unpickled, with ``torch.load(weights_only=True)``
+  (passed explicitly, so ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` cannot turn it off) and only the globals in
+  :data:`RESUME_ALLOWED`.
   mmengine pickles each ``HistoryBuffer`` with references to its statistics functions (``builtins.getattr``),
   which would let a planted file choose functions mmengine later calls; :func:`encode_message_hub` stores
   those buffers as plain arrays instead, so ``getattr`` stays off the list.
@@ -12,6 +14,7 @@
 
 from __future__ import annotations
 
+import collections
 import io
 import json
 import struct
@@ -30,6 +33,9 @@ RESUME_ALLOWED = (
     "numpy.dtypes.Int64DType",
 )
 _HISTORY = "__sharedvol_history_buffer__"
+_TENSOR = "__sharedvol_tensor__"
+SKELETON = "__sharedvol_state__"  # the resume file's pickled rest (everything but its tensors)
+RESUME_FORMAT = "sharedvol.resume"
 _DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
            "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}  # fmt: skip
 
@@ -62,10 +68,64 @@ def weights_writer(state_dict: dict[str, Any], metadata: dict[str, str]) -> Call
 
 
 def state_writer(state: dict[str, Any]) -> Callable[[str], None]:
-    """A function writing ``state`` with ``torch.save`` at a path (torch's native zip writer)."""
+    """A function writing mmengine's training state ``state`` at a path as a safetensors resume file.
+
+    Every tensor in it (SGD momentum, ...) is stored as a safetensors tensor, written by the library's native
+    writer straight from the tensor's memory; what is left (param groups, schedulers, message hub, with a
+    ``{"__sharedvol_tensor__": name}`` marker in place of each tensor) goes through ``torch.save`` into one small uint8
+    tensor, :data:`SKELETON`. A reader takes the tensors as views of the verified buffer and unpickles only the
+    small rest, with the allow-list (:func:`resume_from_buffer`).
+    """
+    import safetensors.torch
+
+    tensors: dict[str, Any] = {}
+    skeleton = _split_tensors(state, tensors, {})
+    tensors[SKELETON] = _pickled(skeleton)
+    return lambda path: safetensors.torch.save_file(tensors, path, metadata={"format": RESUME_FORMAT})
+
+
+def _pickled(obj: Any) -> Any:
+    """``torch.save(obj)`` as a uint8 tensor."""
     import torch
 
-    return lambda path: torch.save(state, path)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return torch.frombuffer(bytearray(buf.getbuffer()), dtype=torch.uint8)
+
+
+def _split_tensors(obj: Any, tensors: dict[str, Any], seen: dict[int, str]) -> Any:
+    """``obj`` with each tensor safetensors can store moved to ``tensors`` and replaced by a marker naming it."""
+    import torch
+
+    if type(obj) in (dict, collections.OrderedDict):
+        return type(obj)((k, _split_tensors(v, tensors, seen)) for k, v in obj.items())
+    if type(obj) in (list, tuple):
+        return type(obj)(_split_tensors(v, tensors, seen) for v in obj)
+    storable = type(obj) is torch.Tensor and obj.layout == torch.strided and not obj.is_quantized
+    if not storable or str(obj.dtype).removeprefix("torch.") not in _DTYPES.values():
+        return obj  # anything else stays in the pickled rest (tensor subclasses, sparse, other dtypes)
+    if id(obj) not in seen:
+        t = obj.detach().to("cpu")
+        whole = t.untyped_storage()
+        if not t.is_contiguous() or t.data_ptr() != whole.data_ptr() or t.nbytes != whole.nbytes():
+            t = t.clone(memory_format=torch.contiguous_format)  # a view: stored alone (safetensors refuses overlaps)
+        seen[id(obj)] = name = str(len(tensors))
+        tensors[name] = t
+    return {_TENSOR: seen[id(obj)]}
+
+
+def _join_tensors(obj: Any, tensors: dict[str, Any], source: str) -> Any:
+    """The inverse of :func:`_split_tensors`."""
+    if type(obj) in (dict, collections.OrderedDict):
+        if len(obj) == 1 and _TENSOR in obj:
+            name = obj[_TENSOR]
+            if not isinstance(name, str) or name not in tensors or name == SKELETON:
+                raise errors.IntegrityError(f"{source} names a tensor it does not hold", hint="rerun train-resnet")
+            return tensors[name]
+        return type(obj)((k, _join_tensors(v, tensors, source)) for k, v in obj.items())
+    if type(obj) in (list, tuple):
+        return type(obj)(_join_tensors(v, tensors, source) for v in obj)
+    return obj
 
 
 def weights_from_buffer(buf: memoryview | bytearray, source: str) -> tuple[dict[str, Any], dict[str, str]]:
@@ -141,10 +201,34 @@ class _BufferReader(io.RawIOBase):
 
 
 def resume_from_buffer(buf: memoryview | bytearray, source: str) -> dict[str, Any]:
-    """Mmengine's checkpoint dict from ``buf``: ``weights_only=True`` with :data:`RESUME_ALLOWED` only.
+    """Mmengine's checkpoint dict from the resume file in ``buf`` (:func:`state_writer`), running no code.
+
+    Its tensors are views of ``buf`` (no copy); the pickled rest is loaded with ``weights_only=True`` and
+    :data:`RESUME_ALLOWED` only. A ``torch.save`` file (what sharedvol wrote before) is loaded the same way.
 
     Raises:
-        IntegrityError: the file needs anything else (a planted or foreign pickle), or is not a torch file.
+        IntegrityError: the file needs anything else (a planted or foreign pickle), or is not a resume file.
+    """
+    import torch
+
+    if bytes(buf[:4]) == b"PK\x03\x04":  # a torch.save zip file: what sharedvol wrote before the safetensors format
+        checkpoint = _unpickle(buf, source)
+    else:
+        tensors, metadata = weights_from_buffer(buf, source)
+        rest = tensors.pop(SKELETON, None)
+        if metadata.get("format") != RESUME_FORMAT or rest is None or rest.dtype != torch.uint8 or rest.dim() != 1:
+            raise errors.IntegrityError(f"{source} is not a sharedvol resume file", hint="rerun train-resnet")
+        checkpoint = _join_tensors(_unpickle(memoryview(rest.numpy()), source), tensors, source)
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise errors.IntegrityError(f"{source} is not an mmengine checkpoint", hint="rerun train-resnet")
+    return decode_message_hub(checkpoint)
+
+
+def _unpickle(buf: memoryview | bytearray, source: str) -> Any:
+    """``torch.load(weights_only=True)`` of ``buf`` with :data:`RESUME_ALLOWED` only.
+
+    Raises:
+        IntegrityError: it needs anything else.
     """
     import pickle
 
@@ -152,7 +236,7 @@ def resume_from_buffer(buf: memoryview | bytearray, source: str) -> dict[str, An
 
     try:
         with torch.serialization.safe_globals(allowed_globals()):
-            checkpoint = torch.load(_BufferReader(buf), map_location="cpu", weights_only=True)
+            return torch.load(_BufferReader(buf), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError) as e:
         first = str(e).strip().splitlines()
         detail = next(
@@ -162,9 +246,6 @@ def resume_from_buffer(buf: memoryview | bytearray, source: str) -> dict[str, An
             f"{source} holds more than mmengine's training state and was refused unread ({detail.strip()[:160]})",
             hint="only files train-resnet wrote load; rerun training on a new run directory",
         ) from e
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise errors.IntegrityError(f"{source} is not an mmengine checkpoint", hint="rerun train-resnet")
-    return decode_message_hub(checkpoint)
 
 
 def encode_message_hub(checkpoint: dict[str, Any]) -> None:

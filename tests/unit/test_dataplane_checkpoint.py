@@ -6,16 +6,17 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
-from steps import checkpoint, dataplane, documents, errors
+from steps import background, checkpoint, dataplane, documents, errors
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def publish(ckpt_dir: Path, epoch: int, *, keep: int = 1) -> checkpoint.Manifest:
+def publish(ckpt_dir: Path, epoch: int, *, keep: int = 1, later: bool = False) -> checkpoint.Manifest:
     return checkpoint.publish(
         str(ckpt_dir),
         epoch=epoch,
@@ -23,6 +24,7 @@ def publish(ckpt_dir: Path, epoch: int, *, keep: int = 1) -> checkpoint.Manifest
         resume=f"state of epoch {epoch}".encode() * 900,
         loss_per_epoch=[1.0 / (e + 1) for e in range(epoch)],
         keep=keep,
+        prune_later=later,
     )
 
 
@@ -38,7 +40,7 @@ def test_a_published_epoch_reads_back_through_its_manifest(tmp_path: Path) -> No
 
     assert read_back(tmp_path) == (3, b"weights of epoch 3" * 500, b"state of epoch 3" * 900)
     assert manifest.weights.name.startswith("epoch-0003-") and manifest.weights.name.endswith(".safetensors")
-    assert manifest.resume.name.startswith("epoch-0003-") and manifest.resume.name.endswith(".resume.pth")
+    assert manifest.resume.name.startswith("epoch-0003-") and manifest.resume.name.endswith(".resume.safetensors")
     assert manifest.weights.size == len(b"weights of epoch 3") * 500
     on_disk = json.loads((tmp_path / "latest.json").read_text())
     assert on_disk["schema"] == "sharedvol.checkpoint" and on_disk["epoch"] == 3
@@ -64,7 +66,7 @@ def test_a_changed_file_is_refused_before_anything_is_loaded(tmp_path: Path) -> 
     data[100] ^= 1
     target.write_bytes(bytes(data))
 
-    with pytest.raises(errors.IntegrityError, match=r"\.resume\.pth does not match its digest"):
+    with pytest.raises(errors.IntegrityError, match=r"\.resume\.safetensors does not match its digest"):
         read_back(tmp_path)
 
 
@@ -77,6 +79,32 @@ def test_a_file_of_another_size_is_refused(tmp_path: Path, change: bytes) -> Non
 
     with pytest.raises(errors.IntegrityError, match="is not the size its manifest says"):
         read_back(tmp_path)
+
+
+def test_a_publish_waits_for_the_previous_publishs_pruning_before_it_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release, seen = threading.Event(), []
+    real_prune = checkpoint.prune
+
+    def slow_prune(dir_url: str, *, keep: int) -> list[str]:
+        release.wait(timeout=30)
+        return real_prune(dir_url, keep=keep)
+
+    monkeypatch.setattr(checkpoint, "prune", slow_prune)
+    publish(tmp_path, 1, later=True)  # its pruning is held back
+    second = threading.Thread(target=lambda: seen.append(publish(tmp_path, 2, later=True)))
+    second.start()
+    second.join(timeout=0.5)
+    assert second.is_alive() and not list(tmp_path.glob("*epoch-0002*"))  # still waiting, nothing written
+    release.set()
+    second.join(timeout=30)
+    background.wait()
+
+    assert seen[0].epoch == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["latest.json", seen[0].weights.name, seen[0].resume.name]
+    )
 
 
 def test_an_edited_manifest_is_refused(tmp_path: Path) -> None:
@@ -94,10 +122,12 @@ def test_nothing_published_says_to_train_first(tmp_path: Path) -> None:
         checkpoint.require_manifest(str(tmp_path / "latest.json"))
 
 
+@pytest.mark.parametrize("later", [False, True], ids=["pruned at once", "pruned on a thread"])
 @pytest.mark.parametrize("keep", [1, 2, 3])
-def test_at_most_keep_epochs_stay_on_the_volume(tmp_path: Path, keep: int) -> None:
+def test_at_most_keep_epochs_stay_on_the_volume(tmp_path: Path, keep: int, later: bool) -> None:
     for epoch in range(1, 6):
-        publish(tmp_path, epoch, keep=keep)
+        publish(tmp_path, epoch, keep=keep, later=later)
+    background.wait()  # what training does when it ends
 
     epochs = sorted({int(p.name.split("-")[1]) for p in tmp_path.iterdir() if p.name.startswith("epoch-")})
     assert epochs == list(range(6 - keep, 6))
