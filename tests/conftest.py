@@ -14,6 +14,7 @@ import pytest
 
 from tests import cluster as cp
 from tests import kwait
+from tests.node.session import node  # noqa: F401 (one real node per session, for the node and real KFP tiers)
 
 CONTROLPLANE_FIXTURES = {"cluster", "api", "namespace", "cluster_objects"}
 

@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.node.conftest import NodeHandle
+from tests.node.session import NodeHandle
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "sharedvol-import-check:0.1.0"

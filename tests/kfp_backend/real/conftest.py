@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -83,41 +82,11 @@ def mlmd_server(mlmd_python: Path, tmp_path: Path) -> Iterator[tuple[Mlmd, subpr
         log.close()
 
 
-@dataclass
-class _NodeHandle:
-    workdir: Path
-    kubeconfig: Path
-    bin_dir: Path
-
-
 @pytest.fixture(scope="session")
-def real_node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The real node: the one SHAREDVOL_TEST_NODE_DIR names (``make node-up``), else the node tier's session
-    fixture ``node`` where it is visible here, else one started for this session (tests/node/realnode.py).
-    There can be one node per machine: when the node tier runs in the same session, its ``node`` fixture must be
-    visible here (tests/conftest.py) so both tiers share it."""
-    existing = os.environ.get("SHAREDVOL_TEST_NODE_DIR")
-    if existing:
-        workdir = Path(existing).resolve()
-        env = _read_env(workdir / "node.env")
-        yield _NodeHandle(workdir, Path(env["KUBECONFIG"]), Path(env["BIN_DIR"]))
-        return
-    try:
-        yield request.getfixturevalue("node")
-        return
-    except pytest.FixtureLookupError:
-        pass
-    try:
-        from tests.node import realnode
-    except ModuleNotFoundError:
-        pytest.fail("the journey needs the real node (tests/node): make node-up, then SHAREDVOL_TEST_NODE_DIR=<dir>")
-    workdir = tmp_path_factory.mktemp("node")
-    plane = realnode.RealNode(workdir=workdir)
-    plane.start()
-    try:
-        yield _NodeHandle(workdir, plane.kubeconfig, plane.bin_dir)
-    finally:
-        plane.stop()
+def real_node(node: Any) -> Any:
+    """The real node with the project's images: the session's one (tests/node/session.py; SHAREDVOL_TEST_NODE_DIR
+    names one started by ``make node-up``), shared with the node tier."""
+    return node
 
 
 def _read_env(path: Path) -> dict[str, str]:
