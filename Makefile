@@ -34,9 +34,10 @@ lint: venv ## ruff, mypy and the Dockerfile linter
 
 test: need-root venv ## every test, every tier: real node and real KFP included (root; builds and starts all it needs; docs/tests.md)
 	@scripts/node/packages.sh && \
-	  export SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) && \
-	  export SHAREDVOL_KFPCHECK_BIN=$$(scripts/kfpcheck/build.sh) && \
-	  export SHAREDVOL_KFP_BIN=$$(scripts/kfp/build.sh) && scripts/kfp/mlmd-venv.sh >/dev/null && \
+	  SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) && \
+	  SHAREDVOL_KFPCHECK_BIN=$$(scripts/kfpcheck/build.sh) && \
+	  SHAREDVOL_KFP_BIN=$$(scripts/kfp/build.sh) && scripts/kfp/mlmd-venv.sh >/dev/null && \
+	  export SHAREDVOL_CONTROLPLANE_BIN SHAREDVOL_KFPCHECK_BIN SHAREDVOL_KFP_BIN && \
 	  $(MAKE) --no-print-directory lint && \
 	  $(RUN) -m pytest
 
