@@ -12,7 +12,9 @@ REPO = Path(__file__).resolve().parents[2]
 NAME = "sharedvol-import-check:0.1.0"
 
 
-def _build(version: int) -> str:
+def _build(version: int, bin_dir: Path) -> str:
+    # The base: the node's pause image, which the Docker engine of a fresh machine does not have yet.
+    subprocess.run(["docker", "load", "-q", "-i", str(bin_dir / "pause.tar")], check=True, capture_output=True)
     dockerfile = f"FROM sharedvol.local/pause:v1.35.4\nLABEL sharedvol.import-check={version}\n"
     subprocess.run(["docker", "build", "-q", "-t", NAME, "-"], input=dockerfile, text=True, check=True,
                    capture_output=True)  # fmt: skip
@@ -39,12 +41,12 @@ def _import(node: NodeHandle) -> subprocess.CompletedProcess[str]:
 def test_a_rebuilt_image_replaces_its_older_version_on_the_node_and_an_unchanged_one_is_skipped(
     node: NodeHandle,
 ) -> None:
-    first = _build(1)
+    first = _build(1, node.bin_dir)
     assert _import(node).returncode == 0
     assert _node_ids(node) == {first}
     again = _import(node)
     assert again.returncode == 0 and "the node has it already" in again.stderr
-    second = _build(2)
+    second = _build(2, node.bin_dir)
     assert second != first
     replaced = _import(node)
     assert replaced.returncode == 0, replaced.stderr
