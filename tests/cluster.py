@@ -49,6 +49,12 @@ def binary_dir() -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
+def read_env(path: Path) -> dict[str, str]:
+    """The ``KEY=VALUE`` lines of ``path`` (``node.env``, ``versions.env``...); ``#`` lines are comments."""
+    lines = path.read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:

@@ -15,6 +15,23 @@ from tests import kwait
 from tests.conftest import ClusterObjects
 
 
+def _reserve_pv(cluster_objects: ClusterObjects, pv_name: str, namespace: str, claim: str) -> None:
+    """A 1Gi RWX hostPath PV (Retain, no class) reserved for claim ``namespace/claim`` by its claimRef."""
+    cluster_objects.pv(
+        {
+            "metadata": {"name": pv_name},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "",
+                "persistentVolumeReclaimPolicy": "Retain",
+                "hostPath": {"path": f"/var/lib/sharedvol/{pv_name}", "type": "DirectoryOrCreate"},
+                "claimRef": {"namespace": namespace, "name": claim},
+            },
+        }
+    )
+
+
 def _static(api: Any, name: str, namespace: str, **kw: Any) -> apply.Result:
     return apply.apply(api, plan.make(api, plan.Request(name, namespace, "1Gi", static=True, **kw)), timeout=60)
 
@@ -244,19 +261,7 @@ def test_a_stale_failed_binding_on_a_claim_its_volume_is_reserved_for_does_not_e
             "source": {"component": "persistentvolume-controller"},
         },
     )
-    cluster_objects.pv(
-        {
-            "metadata": {"name": pv_name},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteMany"],
-                "storageClassName": "",
-                "persistentVolumeReclaimPolicy": "Retain",
-                "hostPath": {"path": f"/var/lib/sharedvol/{pv_name}", "type": "DirectoryOrCreate"},
-                "claimRef": {"namespace": namespace, "name": "kept"},
-            },
-        }
-    )
+    _reserve_pv(cluster_objects, pv_name, namespace, "kept")
     assert wait.wait_bound(api, namespace, "kept", timeout=60, nudge=True)[:2] == ("Bound", pv_name)
 
 
@@ -265,18 +270,7 @@ def test_a_failed_binding_on_a_claim_whose_volume_is_reserved_for_another_still_
 ) -> None:
     core = client.CoreV1Api(api)
     pv_name = f"taken-{uuid.uuid4().hex[:8]}"
-    cluster_objects.pv(
-        {
-            "metadata": {"name": pv_name},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteMany"],
-                "storageClassName": "",
-                "hostPath": {"path": f"/var/lib/sharedvol/{pv_name}", "type": "DirectoryOrCreate"},
-                "claimRef": {"namespace": namespace, "name": "someone-else"},
-            },
-        }
-    )
+    _reserve_pv(cluster_objects, pv_name, namespace, "someone-else")
     claim = specs.rwx_claim("mine", namespace, "1Gi", "")
     claim["spec"]["volumeName"] = pv_name
     core.create_namespaced_persistent_volume_claim(namespace, claim)

@@ -38,8 +38,7 @@ def node_ip() -> str:
 
 
 def _versions() -> dict[str, str]:
-    text = (cp.REPO / "scripts" / "controlplane" / "versions.env").read_text()
-    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+    return cp.read_env(cp.REPO / "scripts" / "controlplane" / "versions.env")
 
 
 def say(text: str) -> None:

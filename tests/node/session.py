@@ -56,7 +56,7 @@ def node(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) 
     existing = os.environ.get("SHAREDVOL_TEST_NODE_DIR")
     if existing:
         workdir = Path(existing).resolve()
-        env = dict(line.split("=", 1) for line in (workdir / "node.env").read_text().splitlines() if "=" in line)
+        env = cp.read_env(workdir / "node.env")
         handle = NodeHandle(workdir, workdir / "kubeconfig", Path(env["BIN_DIR"]))
         with _visible(pytestconfig):
             _build_images(handle)

@@ -82,8 +82,7 @@ def down(workdir: Path) -> int:
         cp.stop_pid(pid)
         print(f"stopped {name} (pid {pid})")
     env_file = workdir / "node.env"
-    lines = env_file.read_text().splitlines() if env_file.exists() else []
-    env = dict(line.split("=", 1) for line in lines if "=" in line)
+    env = cp.read_env(env_file) if env_file.exists() else {}
     if env and Path(env["CONTAINERD_ADDRESS"]).exists():
         remove_pods(Path(env["BIN_DIR"]), Path(env["CONTAINERD_ADDRESS"]))
         print("removed every pod sandbox")

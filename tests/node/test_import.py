@@ -6,6 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
+from tests import cluster as cp
 from tests.node.session import NodeHandle
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,7 +24,7 @@ def _build(version: int, bin_dir: Path) -> str:
 
 
 def _node_ids(node: NodeHandle) -> set[str]:
-    env = dict(line.split("=", 1) for line in (node.workdir / "node.env").read_text().splitlines() if "=" in line)
+    env = cp.read_env(node.workdir / "node.env")
     endpoint = f"unix://{env['CONTAINERD_ADDRESS']}"
     crictl = [str(node.bin_dir / "crictl"), "--runtime-endpoint", endpoint, "images", "-o", "json"]
     out = subprocess.run(crictl, capture_output=True, text=True, check=True)

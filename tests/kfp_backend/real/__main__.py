@@ -21,11 +21,6 @@ from tests.kfp_backend.real import images, procs
 NODE_STARTED = "node-started"  # in the backend's directory: up started the node, down stops it
 
 
-def read_env(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines."""
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-
-
 def _up(args: argparse.Namespace) -> int:
     workdir = Path(args.dir).resolve()
     plane = None
@@ -39,7 +34,7 @@ def _up(args: argparse.Namespace) -> int:
         node_env = node_dir / "node.env"
         if not cp.alive_pids(node_dir) and _start_node(node_dir, workdir) != 0:
             return 2
-        env = read_env(node_env)
+        env = cp.read_env(node_env)
         kubeconfig, kubectl_bin, address = Path(env["KUBECONFIG"]), Path(env["BIN_DIR"]), kb.machine_address()
         imported = images.import_all(kb.kfp_bin_dir(), Path(env["CONTAINERD_ADDRESS"]), Path(env["BIN_DIR"]) / "crictl")
         print(f"images imported into the node: {', '.join(imported) or 'none needed'}")

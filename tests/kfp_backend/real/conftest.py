@@ -89,14 +89,10 @@ def real_node(node: Any) -> Any:
     return node
 
 
-def _read_env(path: Path) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-
-
 @pytest.fixture(scope="module")
 def kfp_on_node(real_node: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[kb.KfpBackend]:
     """The real backend on the real node, its images imported into the node's containerd; removed afterwards."""
-    env = _read_env(Path(real_node.workdir) / "node.env")
+    env = cp.read_env(Path(real_node.workdir) / "node.env")
     crictl = [str(Path(env["BIN_DIR"]) / "crictl"), "--runtime-endpoint", f"unix://{env['CONTAINERD_ADDRESS']}"]
     if subprocess.run([*crictl, "inspecti", STEP_IMAGE], capture_output=True, check=False).returncode != 0:
         pytest.fail(f"the node has no {STEP_IMAGE}: build it and import it (make image with the node up)")
