@@ -3,6 +3,7 @@
 #   sharedvol:TAG              docker/Dockerfile, default target: every pipeline step
 #   sharedvol-provisioner:TAG  docker/Dockerfile --target provisioner: the fallback provisioner, no torch
 #   sharedvol-nfs-server:TAG   k8s/nfs/server/Dockerfile: the in-cluster NFS server (nfs-ganesha, userspace)
+# on the base debian:bookworm-slim (scripts/node/base-image.sh makes it where the engine lacks it)
 # and, when a real node from `make node-up` runs in NODE_DIR, make them available to its containerd
 # (scripts/node/import.sh: skipped for an image the node already has, by image id).
 #
@@ -22,6 +23,8 @@ log() { printf '[image] %s\n' "$*" >&2; }
 
 command -v docker >/dev/null || { log "docker is not installed: the images are built with a Docker engine"; exit 1; }
 docker info >/dev/null 2>&1 || { log "no Docker engine answers (docker info failed): start one (make node-up starts dockerd)"; exit 1; }
+# The step image's base: made with debootstrap where the engine lacks it (no registry here; needs root then).
+"$repo/scripts/node/base-image.sh"
 
 args=()
 if [[ -n "$ca_dir" ]] && compgen -G "$ca_dir/*.crt" >/dev/null; then

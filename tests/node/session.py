@@ -79,6 +79,5 @@ def node(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) 
 
 def _build_images(handle: NodeHandle) -> None:
     print("[node] base image, the project's images, and their import into the node", flush=True)
-    subprocess.run([str(cp.REPO / "scripts" / "node" / "base-image.sh")], check=True)
     env = {**os.environ, "NODE_DIR": str(handle.workdir), "IMAGE_BUILD_LOG": str(handle.workdir / "images.log")}
     subprocess.run([str(cp.REPO / "scripts" / "node" / "image.sh"), IMAGE_TAG], check=True, env=env)
