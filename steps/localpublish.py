@@ -15,9 +15,21 @@ import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
-from steps.dataplane import TMP_MARK, Published, fsync_dir, is_local, local_path, new_hasher, publish_bytes, write_error
+from steps.dataplane import (
+    TMP_MARK,
+    Published,
+    fsync_dir,
+    is_local,
+    local_path,
+    new_hasher,
+    publish,
+    publish_bytes,
+    write_error,
+)
+
+Data = bytes | bytearray | memoryview | Callable[[IO[bytes]], object]
 
 
 @dataclass
@@ -48,24 +60,23 @@ def stage(url: str) -> Staged:
         raise write_error(url, e) from e
 
 
-def fill(
-    staged: Staged, data: bytes | bytearray | memoryview | Callable[[str], object], hash_threads: int | None = None
-) -> Staged:
+def fill(staged: Staged, data: Data, hash_threads: int | None = None) -> Staged:
     """Write ``data`` into the staged file, hash it (BLAKE3 over a memory map of the page cache) and fsync it.
 
-    ``data`` is the bytes, or a function that writes the file at the path it is given with its own native writer
-    (``torch.save``, ``safetensors.save_file``): no copy through Python. ``hash_threads``: as
-    :func:`steps.dataplane.new_hasher`. On failure the temporary file is removed.
+    ``data`` is the bytes, or a function that writes the file into the open stream it is given
+    (:func:`steps.safeload.write_safetensors`): straight from the tensors' memory, and into this file only, so a
+    killed writer leaves nothing but the temporary file :func:`steps.dataplane.remove_temporaries` knows.
+    ``hash_threads``: as :func:`steps.dataplane.new_hasher`. On failure the temporary file is removed.
 
     Raises:
         RunDirError: the write failed (full disk included).
     """
     try:
         with staged.file as f:
-            if not callable(data):
+            if callable(data):
+                data(f)
+            else:
                 f.write(data)
-        if callable(data):
-            data(staged.tmp)
         staged.size = os.path.getsize(staged.tmp)
         hasher = new_hasher(hash_threads)
         if staged.size:
@@ -120,29 +131,18 @@ def commit(staged: Staged, content_name: Callable[[str], str] | None = None) -> 
     return Published(path, staged.blake3, staged.size)
 
 
-def publish_local(
-    url: str,
-    data: bytes | bytearray | memoryview | Callable[[str], object],
-    *,
-    content_name: Callable[[str], str] | None = None,
-) -> Published:
-    """Like :func:`publish`, for a file on the local filesystem: :func:`stage`, :func:`fill`, :func:`commit`.
+def publish_local(url: str, data: Data, *, content_name: Callable[[str], str] | None = None) -> Published:
+    """Like :func:`steps.dataplane.publish`, for a local file: :func:`stage`, :func:`fill`, :func:`commit`.
 
-    On a filesystem that is not local a path writer writes to local scratch space first and the bytes are
-    published with :func:`publish_bytes`.
+    On a filesystem that is not local it is :func:`steps.dataplane.publish`.
 
     Raises:
-        RunDirError: as :func:`publish`.
+        RunDirError: as :func:`steps.dataplane.publish`.
     """
     if is_local(url):
         return commit(fill(stage(url), data), content_name)
     if callable(data):
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="sharedvol-") as scratch:
-            data(f"{scratch}/data")
-            with open(f"{scratch}/data", "rb") as f:
-                data = f.read()
+        return publish(url, data, content_name=content_name)
     return publish_bytes(url, data, content_name=content_name)
 
 

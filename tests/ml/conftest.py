@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from steps import data, produce_metrics, test_resnet, train_resnet
+from steps import config, data, produce_metrics, schemas, test_resnet, train_resnet
 
 TRAIN_IMAGES, TEST_IMAGES, BATCH, LR = 64, 32, 16, 0.05
 
@@ -16,8 +16,8 @@ TRAIN_IMAGES, TEST_IMAGES, BATCH, LR = 64, 32, 16, 0.05
 class TrainedRun:
     run_dir: Path
     data_root: Path
-    summary: train_resnet.TrainSummary
-    result: test_resnet.EvalResult
+    summary: schemas.TrainSummary
+    result: schemas.EvalResult
     bundle: produce_metrics.MetricsBundle
 
 
@@ -28,9 +28,9 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def train(run_dir: Path, dataset: Path, epochs: int) -> train_resnet.TrainSummary:
+def train(run_dir: Path, dataset: Path, epochs: int) -> schemas.TrainSummary:
     return train_resnet.train(
-        train_resnet.TrainConfig(
+        config.TrainConfig(
             run_dir=str(run_dir),
             data_root=str(dataset),
             epochs=epochs,
@@ -42,7 +42,7 @@ def train(run_dir: Path, dataset: Path, epochs: int) -> train_resnet.TrainSummar
     )
 
 
-def evaluate(run_dir: Path, dataset: Path) -> test_resnet.EvalResult:
+def evaluate(run_dir: Path, dataset: Path) -> schemas.EvalResult:
     return test_resnet.evaluate(test_resnet.TestConfig(run_dir=str(run_dir), data_root=str(dataset), device="cpu"))
 
 

@@ -135,11 +135,11 @@ def plant(run_dir: Path, part: str, marker: Path) -> None:
 
     layout = dataplane.RunLayout(str(run_dir))
     m = checkpoint.require_manifest(layout.checkpoint)
-    ref = checkpoint.publish_file(layout.checkpoint_dir, m.epoch, "safetensors" if part == "weights" else "resume.pth",
+    ref = checkpoint.publish_file(layout.checkpoint_dir, m.epoch, "safetensors" if part == "weights" else "resume.safetensors",
                                   planted_pickle(marker))  # fmt: skip
     refs = {"weights": m.weights, "resume": m.resume, part: ref}
-    forged = checkpoint.Manifest(m.epoch, refs["weights"], refs["resume"], m.loss_per_epoch, layout.checkpoint)
-    documents.write_json(layout.checkpoint, forged.to_json())
+    forged = m.doc.model_copy(update={"weights": refs["weights"], "resume": refs["resume"]})
+    documents.write(layout.checkpoint, forged)
 
 
 def test_test_resnet_refuses_planted_weights_with_a_matching_digest_and_nothing_runs(

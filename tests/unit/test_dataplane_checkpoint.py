@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from steps import background, checkpoint, dataplane, documents, errors
+from tests.stepdocs import SETTINGS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,6 +25,7 @@ def publish(ckpt_dir: Path, epoch: int, *, keep: int = 1, later: bool = False) -
         resume=f"state of epoch {epoch}".encode() * 900,
         loss_per_epoch=[1.0 / (e + 1) for e in range(epoch)],
         keep=keep,
+        settings=SETTINGS,
         prune_later=later,
     )
 
@@ -157,10 +159,11 @@ def test_a_damaged_manifest_makes_prune_delete_nothing_it_might_name(tmp_path: P
 PUBLISH_EPOCH_2 = """
 import sys
 from steps import checkpoint
+from tests.stepdocs import SETTINGS
 d = sys.argv[1]
 checkpoint.prune(d, keep=1)
 checkpoint.publish(d, epoch=2, weights=b"weights of epoch 2" * 500, resume=b"state of epoch 2" * 900,
-                   loss_per_epoch=[1.0, 0.5], keep=1)
+                   loss_per_epoch=[1.0, 0.5], keep=1, settings=SETTINGS)
 """
 
 

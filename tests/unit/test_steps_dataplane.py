@@ -10,6 +10,7 @@ import fsspec
 import pytest
 
 from steps import checkpoint, dataplane, documents, errors
+from tests.stepdocs import SETTINGS
 
 
 @pytest.fixture(params=["path", "file", "memory"])
@@ -24,7 +25,13 @@ def root(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def test_a_published_checkpoint_reads_back_verified_on_every_filesystem(root: str) -> None:
     layout = dataplane.RunLayout(root)
     checkpoint.publish(
-        layout.checkpoint_dir, epoch=1, weights=b"w" * 7000, resume=b"r" * 9000, loss_per_epoch=[1.0], keep=1
+        layout.checkpoint_dir,
+        epoch=1,
+        weights=b"w" * 7000,
+        resume=b"r" * 9000,
+        loss_per_epoch=[1.0],
+        keep=1,
+        settings=SETTINGS,
     )
 
     manifest = checkpoint.require_manifest(layout.checkpoint)
