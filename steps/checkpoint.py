@@ -143,7 +143,7 @@ def read_verified(manifest: Manifest, ref: FileRef, *, hash_threads: int | None 
     hint = "the file was changed or replaced after publishing; rerun train-resnet, and never load it as is"
     try:
         with volread.open_regular(
-            url, cap=ref.size, hint=hint, missing_hint="rerun train-resnet for this run directory"
+            url, cap=volread.CHECKPOINT_CAP, hint=hint, missing_hint="rerun train-resnet for this run directory"
         ) as (
             f,
             size,

@@ -39,8 +39,12 @@ _ARRAY_GLOBALS = {
 def _latin1(text: str, encoding: str = "utf-8") -> bytes:
     """``_codecs.encode`` as Python 3's pickles of bytes call it, for the Latin-1 codec only."""
     if codecs.lookup(encoding).name != "iso8859-1":
-        raise pickle.UnpicklingError(f"_codecs.encode with codec {encoding!r} is not allowed")
+        raise _Refused(f"it asks for _codecs.encode with codec {encoding[:40]!r}, which a CIFAR-10 batch never holds")
     return codecs.encode(text, "latin1")
+
+
+class _Refused(pickle.UnpicklingError):
+    """The pickle asks for something outside the allow-list."""
 
 
 class _Restricted(pickle.Unpickler):
@@ -51,11 +55,11 @@ class _Restricted(pickle.Unpickler):
             return _latin1
         found = _ARRAY_GLOBALS.get((module, name))
         if found is None:
-            raise pickle.UnpicklingError(f"it asks for {module}.{name}, which a CIFAR-10 batch never holds")
+            raise _Refused(f"it asks for {module}.{name}, which a CIFAR-10 batch never holds")
         return found
 
     def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError("it holds a persistent reference, which a CIFAR-10 batch never holds")
+        raise _Refused("it holds a persistent reference, which a CIFAR-10 batch never holds")
 
 
 class _Model(BaseModel):
@@ -75,8 +79,10 @@ class CifarBatch(_Model):
 
     @model_validator(mode="after")
     def _shape(self) -> CifarBatch:
-        if self.data.dtype != np.uint8 or self.data.ndim != 2 or self.data.shape[1] != PIXELS:
-            raise ValueError(f"data is {self.data.dtype} {self.data.shape}, not N x {PIXELS} uint8 pixels")
+        if self.data.dtype != np.uint8:
+            raise ValueError(f"it holds {self.data.dtype} pixels, not uint8 (0-255) like CIFAR-10")
+        if self.data.ndim != 2 or self.data.shape[1] != PIXELS:
+            raise ValueError(f"its data is {self.data.shape}, not N x {PIXELS} (32 x 32 pixels, R then G then B)")
         if len(self.labels) != self.data.shape[0]:
             raise ValueError(f"labels has {len(self.labels)} entries for {self.data.shape[0]} images")
         if self.filenames and len(self.filenames) != len(self.labels):
@@ -100,9 +106,9 @@ def unpickle(raw: bytes, source: str) -> Any:
     """
     try:
         return _Restricted(io.BytesIO(raw), encoding="latin1").load()
-    except pickle.UnpicklingError as e:
+    except _Refused as e:
         raise errors.DatasetError(f"{source} was refused unread: {e}", hint=_REMAKE) from e
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError, RecursionError) as e:
+    except Exception as e:  # hostile bytes: the unpickler may fail in any way, and each way is a refusal
         raise errors.DatasetError(f"{source} is not a CIFAR-10 batch file ({type(e).__name__})", hint=_REMAKE) from e
 
 
@@ -120,6 +126,8 @@ def read_file(path: Path, expect: schemas.DataFile | None, *, cap: int) -> tuple
         raw = volread.read(str(path), cap=expect.size if expect else cap, hint=_REMAKE, missing_hint=missing)
     except errors.RunDirError as e:
         raise errors.DatasetError(e.message, hint=e.hint) from e
+    if not raw:
+        raise errors.DatasetError(f"{path} is empty", hint=_REMAKE)
     digest = blake3.blake3(raw).hexdigest()
     if expect is not None and (len(raw) != expect.size or digest != expect.blake3):
         raise errors.DatasetError(
@@ -156,7 +164,6 @@ def _validate(model: type[pydantic.BaseModel], obj: Any, path: Path) -> Any:
         return model.model_validate(obj)
     except pydantic.ValidationError as e:
         first = e.errors(include_url=False)[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(the file)"
-        raise errors.DatasetError(
-            f"{path}: field {field}: {first['msg'].removeprefix('Value error, ')}", hint=_REMAKE
-        ) from e
+        rule = schemas.printable(first["msg"].removeprefix("Value error, "), 300)
+        where = f"field {'.'.join(schemas.printable(str(p), 60) for p in first['loc'])}: " if first["loc"] else ""
+        raise errors.DatasetError(f"{path}: {where}{rule}", hint=_REMAKE) from e

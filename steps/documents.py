@@ -34,6 +34,15 @@ def write_json(url: str, doc: dict[str, Any]) -> dataplane.Published:
         IntegrityError: ``doc`` holds NaN or an infinity (nothing is written).
         RunDirError: the write failed.
     """
+    return dataplane.publish_bytes(url, seal(doc, url))
+
+
+def seal(doc: dict[str, Any], url: str = "the document") -> bytes:
+    """The bytes of ``doc`` as indented JSON, sealed with the BLAKE3 of its other fields (field ``blake3``, last).
+
+    Raises:
+        IntegrityError: ``doc`` holds NaN or an infinity.
+    """
     body = {k: v for k, v in doc.items() if k != DIGEST_FIELD}
     try:
         encoded = _body(body)
@@ -43,7 +52,7 @@ def write_json(url: str, doc: dict[str, Any]) -> dataplane.Published:
             hint="a result that is not a number is not a result; see the step's log for where it came from",
         ) from e
     sealed = {**body, DIGEST_FIELD: blake3.blake3(encoded).hexdigest()}
-    return dataplane.publish_bytes(url, _body(sealed) + b"\n")
+    return _body(sealed) + b"\n"
 
 
 def write(url: str, doc: schemas.Document) -> dataplane.Published:

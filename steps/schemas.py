@@ -52,13 +52,19 @@ class Document(Strict):
 def error(url: str, e: pydantic.ValidationError) -> errors.SchemaError:
     """One line naming the file, the first field that breaks the schema and the rule it breaks."""
     first = e.errors(include_url=False)[0]
-    field = ".".join(str(p) for p in first["loc"]) or "(the document)"
-    rule = first["msg"].removeprefix("Value error, ")
+    field = ".".join(printable(str(p), 60) for p in first["loc"]) or "(the document)"
+    rule = printable(first["msg"].removeprefix("Value error, "), 300)
     more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
     return errors.SchemaError(
         f"{url}: field {field}: {rule}{more}",
         hint="the file is not what sharedvol wrote; rerun the step that writes it",
     )
+
+
+def printable(text: str, limit: int) -> str:
+    """``text`` on one line: control characters escaped, at most ``limit`` characters (a name from a hostile file)."""
+    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 def _near(a: float, b: float) -> bool:

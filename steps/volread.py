@@ -76,8 +76,11 @@ def open_regular(
         except FileNotFoundError as e:
             raise errors.RunDirError(f"{url} does not exist", hint=missing_hint) from e
         except OSError as e:
-            if e.errno in (errno.ENOTDIR, errno.EISDIR, errno.ELOOP):
-                raise _not_regular(url, "not reachable as a file", hint) from e
+            if e.errno in (errno.ENOTDIR, errno.EISDIR):
+                raise errors.RunDirError(
+                    f"{url} is not a file (a path on the way is a file, or it is a directory)",
+                    hint="point --run-dir at a run directory",
+                ) from e
             raise errors.RunDirError(f"cannot read {url}: {e.strerror or e}", hint="check the run directory") from e
         try:
             st = os.fstat(fd)

@@ -135,8 +135,8 @@ def plant(run_dir: Path, part: str, marker: Path) -> None:
 
     layout = dataplane.RunLayout(str(run_dir))
     m = checkpoint.require_manifest(layout.checkpoint)
-    ref = checkpoint.publish_file(layout.checkpoint_dir, m.epoch, "safetensors" if part == "weights" else "resume.safetensors",
-                                  planted_pickle(marker))  # fmt: skip
+    kind = "safetensors" if part == "weights" else "resume.safetensors"
+    ref = checkpoint.publish_file(layout.checkpoint_dir, m.epoch, kind, planted_pickle(marker))
     refs = {"weights": m.weights, "resume": m.resume, part: ref}
     forged = m.doc.model_copy(update={"weights": refs["weights"], "resume": refs["resume"]})
     documents.write(layout.checkpoint, forged)

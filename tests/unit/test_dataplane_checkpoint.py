@@ -13,6 +13,7 @@ import pytest
 
 from steps import background, checkpoint, dataplane, documents, errors
 from tests.stepdocs import SETTINGS
+from tests.unit.test_steps_dataplane import Probe
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -208,8 +209,8 @@ def test_a_publish_killed_at_any_write_rename_or_removal_leaves_a_whole_epoch_an
 
 def test_dataplane_publish_killed_mid_file_leaves_the_previous_file(tmp_path: Path) -> None:
     target = tmp_path / "eval" / "eval_result.json"
-    documents.write_json(str(target), {"schema": "x", "schema_version": 1, "n": 1})
-    doc = {"schema": "x", "schema_version": 1, "n": 2}
+    documents.write_json(str(target), {"schema": "sharedvol.probe", "schema_version": 1, "top1": 0.25})
+    doc = {"schema": "sharedvol.probe", "schema_version": 1, "top1": 0.5}
     code = f"from steps import documents\ndocuments.write_json({str(target)!r}, {doc!r})"
     for at in (1, 2):
         env = {**os.environ, "PYTHONPATH": str(REPO), "KILLPOINT_ROOT": str(tmp_path), "KILLPOINT_AT": str(at)}
@@ -217,7 +218,6 @@ def test_dataplane_publish_killed_mid_file_leaves_the_previous_file(tmp_path: Pa
         cmd = [sys.executable, "-m", "tests.ml.killpoints", "-c", code]
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False)
         assert proc.returncode == 137
-        doc = documents.read_json(str(target), schema="x", versions=(1,), required={"n": int})
-        assert doc["n"] == 1
+        assert documents.read(str(target), Probe).top1 == 0.25
     assert dataplane.remove_temporaries(str(target.parent))
     assert [p.name for p in target.parent.iterdir()] == ["eval_result.json"]

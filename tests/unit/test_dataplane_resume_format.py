@@ -60,7 +60,7 @@ def test_the_resume_file_is_a_safetensors_file_whose_only_pickle_is_the_small_re
 def test_a_tensor_held_twice_loads_as_one_and_views_empty_and_unusual_tensors_round_trip(tmp_path: Path) -> None:
     shared, base = torch.arange(6.0), torch.arange(12.0).reshape(3, 4)
     state = {
-        **{k: ckpt[k] for k in ("meta", "optimizer")},
+        **{k: v for k, v in mmengine_shaped_checkpoint().items() if k in ("meta", "optimizer")},
         "state_dict": {},
         "a": shared,
         "b": [shared, (base[1], base.t())],  # views of one storage: each is stored alone
