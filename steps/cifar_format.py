@@ -21,7 +21,7 @@ from typing import Annotated, Any
 import blake3
 import numpy as np
 import pydantic
-from numpy._core.multiarray import _reconstruct  # type: ignore[attr-defined]
+from numpy._core.multiarray import _reconstruct
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from steps import errors, schemas, volread

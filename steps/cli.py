@@ -38,6 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--keep-checkpoints", type=int, default=1, help="epochs whose checkpoint files stay on the volume (default 1)"
     )
     train.add_argument(
+        "--allow-changed-settings",
+        action="store_true",
+        help="resume although the settings that shape training differ from the checkpoint's; the new ones take effect",
+    )
+    train.add_argument(
         "--cfg-options",
         nargs="+",
         action=CfgOptions,

@@ -21,7 +21,7 @@ import errno
 import os
 import stat
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import Any
 
 from steps import dataplane, errors
 
@@ -61,8 +61,8 @@ def _too_big(url: str, size: int, cap: int, hint: str) -> errors.RunDirError:
 @contextlib.contextmanager
 def open_regular(
     url: str, *, cap: int, hint: str = "rerun the step that writes it", missing_hint: str = ""
-) -> Iterator[tuple[IO[bytes], int]]:
-    """Open ``url`` for reading as a regular file of at most ``cap`` bytes; yields the stream and its size.
+) -> Iterator[tuple[Any, int]]:
+    """Open ``url`` for reading as a regular file of at most ``cap`` bytes; yields the binary stream and its size.
 
     Raises:
         RunDirError: missing, not a regular file (checked on the descriptor, without blocking), larger than
