@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import importlib.util
 import io
-import json
 import os
 import re
 import sys
@@ -146,7 +145,7 @@ def collect(volume: Path, run_name: str, data_source: str, wall_time_s: float = 
     Raises:
         DemoFailedError: a file is missing.
     """
-    from steps import dataplane
+    from steps import dataplane, documents, schemas
 
     run_dir = Path(runtime.run_dir(str(volume), "", run_name))
     layout = dataplane.RunLayout(str(run_dir))
@@ -162,8 +161,7 @@ def collect(volume: Path, run_name: str, data_source: str, wall_time_s: float = 
         raise errors.DemoFailedError(
             f"the run finished but left no {', '.join(missing)}", hint="rerun with -v and read the task logs"
         )
-    doc = json.loads((Path(layout.metrics_dir) / "metrics.json").read_text())
-    metrics = {str(k): float(v) for k, v in doc.get("scalars", {}).items()}
+    metrics = dict(documents.read(str(Path(layout.metrics_dir) / "metrics.json"), schemas.MetricsDoc).scalars)
     data_root = Path(runtime.data_dir(str(volume), data_source))
     return DemoResult(run_dir=run_dir, data_root=data_root, metrics=metrics, files=files, wall_time_s=wall_time_s)
 

@@ -84,8 +84,7 @@ class Manifest:
 
     def to_json(self) -> dict[str, Any]:
         """The manifest as a schema-versioned JSON document."""
-        doc = self.doc
-        return {"schema": doc.SCHEMA, "schema_version": doc.VERSION, **doc.model_dump(mode="json")}
+        return documents.document(self.doc)
 
     def file_url(self, ref: FileRef) -> str:
         """The URL of a file the manifest names (beside the manifest)."""

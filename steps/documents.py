@@ -57,7 +57,12 @@ def seal(doc: dict[str, Any], url: str = "the document") -> bytes:
 
 def write(url: str, doc: schemas.Document) -> dataplane.Published:
     """Publish the document ``doc`` at ``url`` (:func:`write_json`), with its schema name and version."""
-    return write_json(url, {"schema": doc.SCHEMA, "schema_version": doc.VERSION, **doc.model_dump(mode="json")})
+    return write_json(url, document(doc))
+
+
+def document(doc: schemas.Document) -> dict[str, Any]:
+    """``doc`` as the JSON object written to its file: its schema name and version, then its fields."""
+    return {"schema": doc.SCHEMA, "schema_version": doc.VERSION, **doc.model_dump(mode="json")}
 
 
 def parse(raw: bytes, url: str) -> Any:

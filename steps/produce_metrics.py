@@ -115,7 +115,7 @@ def produce(run_dir: str) -> MetricsBundle:
     outputs: dict[str, bytes] = {
         "mlpipeline-metrics.json": _kfp_json(v1),  # KFP's own formats, as KFP reads them
         "mlpipeline-ui-metadata.json": _kfp_json(ui_metadata),
-        "metrics.json": documents.seal({"schema": "sharedvol.metrics", "schema_version": 1, "scalars": scalars}),
+        "metrics.json": documents.seal(documents.document(schemas.MetricsDoc(scalars=scalars))),
         "report.md": markdown.encode(),
         "report.html": page.encode(),
         "confusion_matrix.png": matrix_png,

@@ -233,6 +233,18 @@ class TrainSummary(Document):
         return self
 
 
+# ---------------------------------------------------------------- metrics/metrics.json
+
+
+class MetricsDoc(Document):
+    """``metrics/metrics.json`` (schema ``sharedvol.metrics`` v1): the scalars produce-metrics handed to KFP."""
+
+    SCHEMA: ClassVar[str] = "sharedvol.metrics"
+    VERSION: ClassVar[int] = 1
+
+    scalars: Annotated[dict[Annotated[str, StringConstraints(max_length=64)], Finite], Field(max_length=50)]
+
+
 # ---------------------------------------------------------------- sharedvol-dataset.json
 
 

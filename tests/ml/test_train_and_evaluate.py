@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from steps import checkpoint, dataplane, documents, errors, produce_metrics, safeload
+from steps import checkpoint, dataplane, documents, errors, produce_metrics, safeload, schemas
 from tests.ml.conftest import BATCH, LR, TEST_IMAGES, TRAIN_IMAGES, TrainedRun, evaluate, train
 
 pytestmark = pytest.mark.ml
@@ -47,12 +47,7 @@ def test_training_publishes_weights_and_state_behind_one_manifest_and_a_summary(
 
 
 def test_the_evaluation_result_is_consistent_with_itself(trained_run: TrainedRun) -> None:
-    doc = documents.read_json(
-        dataplane.RunLayout(str(trained_run.run_dir)).eval_result,
-        schema="sharedvol.eval_result",
-        versions=(2,),
-        required={},
-    )
+    doc = documents.read(dataplane.RunLayout(str(trained_run.run_dir)).eval_result, schemas.EvalResult).model_dump()
     matrix = doc["confusion_matrix"]
 
     assert doc["split"] == "test" and doc["size"] == TEST_IMAGES == sum(map(sum, matrix))
