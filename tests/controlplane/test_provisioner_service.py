@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from storage import specs
+from storage import ownership, specs
+from storage.provisioner import volumes
 from tests import cluster as cp
 from tests import kwait
 from tests.conftest import ClusterObjects
@@ -50,7 +51,10 @@ def test_an_immediate_claim_of_the_fallback_class_binds_to_a_writable_hostpath_v
     assert pv.metadata.annotations["pv.kubernetes.io/provisioned-by"] == PROVISIONER
     assert pv.spec.claim_ref.uid == made.metadata.uid
     assert pv.spec.access_modes == ["ReadWriteMany"] and pv.spec.capacity["storage"] == "3Gi"
-    assert pv.spec.host_path.path == f"/var/lib/sharedvol/{namespace}-shared-{made.metadata.uid[:8]}"
+    assert (
+        pv.spec.host_path.path == f"/var/lib/sharedvol/{volumes.directory_name(namespace, 'shared', made.metadata.uid)}"
+    )
+    assert pv.metadata.annotations[ownership.VOLUME_UID] == pv.metadata.uid
     directory = service.node_dir(pv.spec.host_path.path)
     assert directory.is_dir() and directory.stat().st_mode & 0o777 == 0o777
     events = client.CoreV1Api(api).list_namespaced_event(namespace, field_selector="involvedObject.name=shared").items
