@@ -102,6 +102,8 @@ def _apply(api: Any, p: plan.Plan, timeout: float, wait_for_bound: bool) -> Resu
         return _existing(core, p)
     assert p.claim is not None
     claim = _settled_claim(api, core, r.namespace, r.name, deadline)
+    if claim is not None:
+        _check_matches(claim, p)  # a claim that does not fit is refused before anything is made
     created: list[str] = []
     made_pv_uid = ""
     if p.pv is not None:

@@ -142,7 +142,11 @@ def _free_for_claim(core: Any, pv: Any, p: plan.Plan) -> None:
 
 
 def delete_own(core: Any, name: str, uid: str, namespace: str, claim: str) -> None:
-    """Delete the PV this call made, unless a claim now references it (then it belongs to that claim)."""
+    """Delete the PV this call made, unless a claim is now bound to it (then it belongs to that claim).
+
+    A claim of that name that is not bound to it (the ReadWriteOnce claim that made the command fail)
+    does not keep it.
+    """
     from kubernetes import client
 
     try:
@@ -150,7 +154,8 @@ def delete_own(core: Any, name: str, uid: str, namespace: str, claim: str) -> No
     except client.ApiException:
         return
     live = kube.read_claim(core, namespace, claim)
-    if pv.metadata.uid != uid or (pv.spec.claim_ref is not None and pv.spec.claim_ref.uid) or live is not None:
+    bound = live is not None and live.spec.volume_name == name
+    if pv.metadata.uid != uid or (pv.spec.claim_ref is not None and pv.spec.claim_ref.uid) or bound:
         log.info("PersistentVolume %s is in use by a claim; not deleting it", name)
         return
     body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from kubernetes.client import CoreV1Api
 
+from storage import heartbeat
 from storage.provisioner import provision, reclaim
 from storage.provisioner import settings as settings_mod
 
@@ -31,12 +32,14 @@ class Recheck:
         last_ok: ``time.monotonic()`` of the last successful list of claims (None: never).
         last_error: why the last list failed ("" when it worked).
         failures: claim UID (or ``pv/<PV UID>``) -> (failed attempts, monotonic time of the next try).
+        heartbeat_error: why the last heartbeat failed ("" when it worked; None before the first).
     """
 
     settings: settings_mod.Settings
     last_ok: float | None = None
     last_error: str = "claims not listed yet"
     failures: dict[str, tuple[int, float]] = field(default_factory=dict)
+    heartbeat_error: str | None = None
 
     def failed(self, uid: str) -> None:
         """Count a failed attempt for object ``uid`` and schedule the next one."""
@@ -63,6 +66,11 @@ class Recheck:
         self.claims(core)
         self.volumes(core)
         reclaim.sweep(core, self.settings)
+        duration = int(3 * self.settings.recheck_s + 30)
+        why = heartbeat.beat(core.api_client, self.settings.namespace, self.settings.provisioner, duration)
+        if why != self.heartbeat_error:
+            (log.warning if why else log.info)("heartbeat: %s", why or "Lease renewed")
+        self.heartbeat_error = why
 
     def claims(self, core: CoreV1Api) -> None:
         """List every claim; provision those that want us and are due."""

@@ -21,7 +21,7 @@ import kopf
 from aiohttp import web
 from kubernetes import client
 
-from storage import errors, kube
+from storage import errors, heartbeat, kube
 from storage.provisioner import handlers, recheck, settings
 
 HANDLERS = handlers  # importing the module registers its kopf handlers
@@ -84,6 +84,7 @@ async def _serve(config: settings.Settings, core: Any, state: recheck.Recheck, m
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await asyncio.to_thread(heartbeat.stop, core.api_client, config.namespace)
         if runner is not None:
             await runner.cleanup()
 

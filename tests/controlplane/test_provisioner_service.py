@@ -223,7 +223,7 @@ def test_the_rbac_of_k8s_fallback_lets_the_service_work_and_denies_secrets(
             as_service.list_namespaced_secret("sharedvol-system")
         assert denied_ns.value.status == 403
 
-        svc = Service(kubeconfig, tmp_path / "node").start()
+        svc = Service(kubeconfig, tmp_path / "node", env={"SHAREDVOL_NAMESPACE": "sharedvol-system"}).start()
         try:
             _claim(api, namespace, "kfp-run", "sharedvol-hostpath")
             pod = {
@@ -236,6 +236,14 @@ def test_the_rbac_of_k8s_fallback_lets_the_service_work_and_denies_secrets(
             client.CoreV1Api(api).create_namespaced_pod(namespace, pod)
             claim = _bound(api, namespace, "kfp-run")
             volume = claim.spec.volume_name
+            lease = kwait.until(
+                client.CoordinationV1Api(api).list_namespaced_lease,
+                lambda lease: lease.spec.renew_time is not None,
+                "sharedvol-system",
+                what="the heartbeat Lease",
+                **kwait.named("sharedvol-provisioner"),
+            )
+            assert lease.metadata.annotations["sharedvol.io/provisioner"] == PROVISIONER
         finally:
             svc.kill(signal.SIGTERM)
         assert claim.spec.storage_class_name == "sharedvol-hostpath"
