@@ -91,6 +91,8 @@ def volume(
         done = provide.provide(api, ask)
     except storage_errors.NoNodeError as e:
         raise errors.NoTrainingNodeError(e.message, hint=e.hint) from e
+    except storage_errors.ApiError:
+        raise  # no answer from the API server: its own line says so
     except storage_errors.StorageError as e:
         hint = e.hint or hints.NO_RWX
         if wanted.storage.kind == "auto" and hints.NO_RWX not in hint:

@@ -84,13 +84,8 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
 
 
 def _api(args: argparse.Namespace) -> object:
-    import logging
-
     from storage import kube
 
-    # urllib3's retry warnings are noise: the error line says it all. A filter, because every kubernetes
-    # Configuration (one per model object) sets urllib3's level back to WARNING.
-    logging.getLogger("urllib3.connectionpool").addFilter(lambda record: record.levelno >= logging.ERROR)
     return kube.load_api_client(args.kubeconfig, args.context)
 
 
