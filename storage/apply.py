@@ -15,16 +15,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubernetes import client
+
 from storage import errors, kube, plan, staticpv, wait
 from storage import prepare as prep
 
 log = logging.getLogger(__name__)
-
-# Kept for callers that imported them from here.
-FATAL_EVENT_REASONS = wait.FATAL_EVENT_REASONS
-wait_bound = wait.wait_bound
-# What callers pass as ``prepare`` (``sharedvol run`` names it here, so it needs no other storage import).
-PrepareSettings = prep.Settings
 
 
 @dataclass
@@ -93,8 +89,6 @@ def _prepare(api: Any, p: plan.Plan, volume: str, settings: prep.Settings) -> pr
 
 
 def _apply(api: Any, p: plan.Plan, timeout: float, wait_for_bound: bool) -> Result:
-    from kubernetes import client
-
     core = client.CoreV1Api(api)
     r = p.request
     deadline = time.monotonic() + timeout

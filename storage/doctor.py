@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from kubernetes import client
+
 from storage import classes, errors, heartbeat, hints, plan, runs, validate
 
 
@@ -215,8 +217,6 @@ def diagnose(api: Any, namespace: str | None = None) -> Report:
     Raises:
         ForbiddenError: the caller may not list what doctor needs.
     """
-    from kubernetes import client
-
     core = client.CoreV1Api(api)
     if namespace is not None:
         _check_namespace(core, namespace)
@@ -262,8 +262,6 @@ def diagnose(api: Any, namespace: str | None = None) -> Report:
 
 
 def _check_namespace(core: Any, namespace: str) -> None:
-    from kubernetes import client
-
     validate.namespace(namespace)
     try:
         core.read_namespace(namespace)

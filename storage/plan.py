@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubernetes import client
+
 from storage import classes, errors, heartbeat, hints, kube, specs, validate
 from storage import nodes as nodes_mod
 
@@ -235,8 +237,6 @@ def make(api: Any, req: Request) -> Plan:
     Raises:
         InvalidRequestError, NotFoundError, ForbiddenError: see :func:`choose`; also a namespace that does not exist.
     """
-    from kubernetes import client
-
     req.validate()
     try:
         client.CoreV1Api(api).read_namespace(req.namespace)

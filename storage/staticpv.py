@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from kubernetes import client
+
 from storage import errors, kube, plan, validate
 
 log = logging.getLogger(__name__)
@@ -21,8 +23,6 @@ def ensure(core: Any, p: plan.Plan, *, timeout: float = 60.0) -> str:
     A PV of that name that is being deleted (a release a moment ago) is waited for, up to ``timeout``
     seconds, and then made again.
     """
-    from kubernetes import client
-
     assert p.pv is not None
     name = p.pv["metadata"]["name"]
     try:
@@ -147,8 +147,6 @@ def delete_own(core: Any, name: str, uid: str, namespace: str, claim: str) -> No
     A claim of that name that is not bound to it (the ReadWriteOnce claim that made the command fail)
     does not keep it.
     """
-    from kubernetes import client
-
     try:
         pv = core.read_persistent_volume(name)
     except client.ApiException:

@@ -11,6 +11,8 @@ import logging
 import time
 from typing import Any
 
+from kubernetes import client
+
 from storage import errors, kube
 
 log = logging.getLogger(__name__)
@@ -22,8 +24,6 @@ NUDGE_ANNOTATION = "sharedvol.io/resync"
 
 def claim_events(core: Any, namespace: str, name: str, uid: str | None) -> list[Any]:
     """The Events of claim ``namespace/name`` with UID ``uid`` (all of that name when ``uid`` is None), oldest first."""
-    from kubernetes import client
-
     selector = f"involvedObject.name={name},involvedObject.kind=PersistentVolumeClaim"
     if uid:
         selector += f",involvedObject.uid={uid}"
@@ -55,8 +55,6 @@ def wait_bound(
 
 
 def _wait_bound(api: Any, namespace: str, name: str, timeout: float, nudge: bool) -> tuple[str, str, str]:
-    from kubernetes import client
-
     core = client.CoreV1Api(api)
     deadline = time.monotonic() + timeout
     log.info("waiting up to %.0f s for claim %s/%s to bind", timeout, namespace, name)
@@ -171,8 +169,6 @@ def _volume_bound_to(core: Any, volume: str, uid: str, claim: tuple[str, str], t
 
 def wait_gone(api: Any, namespace: str, name: str, uid: str, *, timeout: float) -> bool:
     """Watch until claim ``namespace/name`` with UID ``uid`` no longer exists; False when the deadline passed."""
-    from kubernetes import client
-
     core = client.CoreV1Api(api)
     what = f"claim {namespace}/{name}"
     with kube.reachable(f"watch {what}", api):
