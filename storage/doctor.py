@@ -119,10 +119,10 @@ def _provision_fix(ns: str, name: str, size: str) -> str:
 
 
 def diagnose_claim(
-    claim: Any,
+    claim: client.V1PersistentVolumeClaim,
     infos: dict[str, classes.ClassInfo],
-    events: list[Any],
-    pvs: dict[str, Any],
+    events: list[client.CoreV1Event],
+    pvs: dict[str, client.V1PersistentVolume],
     has_consumer: bool,
 ) -> Diagnosis:
     """Why ``claim`` (a V1PersistentVolumeClaim) is Pending, from its spec, its class, its events and the PVs (pure)."""
@@ -211,7 +211,7 @@ def diagnose_claim(
     )
 
 
-def diagnose(api: Any, namespace: str | None = None) -> Report:
+def diagnose(api: client.ApiClient, namespace: str | None = None) -> Report:
     """Inspect classes, the strategy a run would get, and every Pending claim (in ``namespace`` or all).
 
     Raises:
@@ -261,7 +261,7 @@ def diagnose(api: Any, namespace: str | None = None) -> Report:
     return report
 
 
-def _check_namespace(core: Any, namespace: str) -> None:
+def _check_namespace(core: client.CoreV1Api, namespace: str) -> None:
     validate.namespace(namespace)
     try:
         core.read_namespace(namespace)

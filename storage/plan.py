@@ -226,12 +226,12 @@ def _static(req: Request, vol: specs.StaticVolume, reasons: list[str]) -> Plan:
     return Plan("static", req, vol.storage_class, claim=claim, pv=specs.static_pv(vol), volume=vol, reasons=reasons)
 
 
-def ready_nodes(api: Any) -> list[str]:
+def ready_nodes(api: client.ApiClient) -> list[str]:
     """Names of the Ready nodes, sorted (see :func:`storage.nodes.ready_nodes`)."""
     return nodes_mod.ready_nodes(api)
 
 
-def make(api: Any, req: Request) -> Plan:
+def make(api: client.ApiClient, req: Request) -> Plan:
     """The plan for ``req`` on the cluster behind ``api``.
 
     Raises:
@@ -255,7 +255,7 @@ def make(api: Any, req: Request) -> Plan:
     return choose(req, infos, ready_nodes(api) if needs_nodes else [])
 
 
-def auto_class(api: Any) -> tuple[str | None, list[str]]:
+def auto_class(api: client.ApiClient) -> tuple[str | None, list[str]]:
     """The RWX StorageClass ``--storage auto`` gives a pipeline, with the reasons; None when no class serves RWX.
 
     The same choice as :func:`make` (``sharedvol-nfs``, any RWX class, ``sharedvol-hostpath`` when its

@@ -45,7 +45,7 @@ class Released:
 
 
 def release(
-    api: Any, name: str, namespace: str = "default", *, keep_data: bool = False, timeout: float = 60.0
+    api: client.ApiClient, name: str, namespace: str = "default", *, keep_data: bool = False, timeout: float = 60.0
 ) -> Released:
     """Delete claim ``namespace/name``; delete its sharedvol-made PV unless ``keep_data``.
 
