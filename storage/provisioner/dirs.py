@@ -87,6 +87,12 @@ class Base:
             return f"{where} does not exist: nothing to {on_delete}"
         if on_delete == "retain":
             return f"kept {where}"
+        try:
+            return self._remove(name, where, on_delete, stat.S_ISDIR(st.st_mode))
+        except FileNotFoundError:  # another service, or a person, removed it meanwhile
+            return f"{where} went away meanwhile: nothing to {on_delete}"
+
+    def _remove(self, name: str, where: str, on_delete: str, is_dir: bool) -> str:
         if on_delete == "archive":
             target = f"archived-{name}"
             with contextlib.suppress(FileNotFoundError):
@@ -94,7 +100,7 @@ class Base:
                 target = f"{target}-{int(time.time())}"
             os.rename(name, target, src_dir_fd=self.fd, dst_dir_fd=self.fd)  # renames a link, never its target
             return f"archived {where} as {self.node_path}/{target}"
-        if stat.S_ISDIR(st.st_mode):
+        if is_dir:
             shutil.rmtree(name, dir_fd=self.fd)  # the fd-based walk: it never follows a link inside
             return f"deleted {where}"
         os.unlink(name, dir_fd=self.fd)

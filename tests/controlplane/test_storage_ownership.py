@@ -15,6 +15,20 @@ from tests.conftest import ClusterObjects
 from tests.controlplane.conftest import PROVISIONER, Service, SharedvolCli, fallback_class
 
 
+def _running(serve: Callable[..., Service], api: Any, namespace: str) -> Service:
+    """A service whose heartbeat Lease (in the test's namespace) is up: commands see it running."""
+    svc = serve(env={"SHAREDVOL_NAMESPACE": namespace})
+    kwait.until(
+        client.CoordinationV1Api(api).list_namespaced_lease,
+        lambda lease: lease.spec.renew_time is not None,
+        namespace,
+        what="the heartbeat Lease",
+        timeout=60,
+        **kwait.named("sharedvol-provisioner"),
+    )
+    return svc
+
+
 def _volume_path(api: Any, svc: Service, namespace: str, name: str) -> tuple[str, Any]:
     claim = kwait.claim_phase(client.CoreV1Api(api), namespace, name, timeout=90)
     pv = client.CoreV1Api(api).read_persistent_volume(claim.spec.volume_name)
@@ -47,7 +61,7 @@ def test_release_keep_data_of_a_claim_the_service_made_keeps_the_data_whatever_t
     sharedvol: SharedvolCli,
     on_delete: str,
 ) -> None:
-    svc = serve()
+    svc = _running(serve, api, namespace)
     sc = fallback_class(cluster_objects, on_delete=on_delete)
     made = sharedvol("provision", "data", "-n", namespace, "--class", sc, "--size", "1Gi")
     assert made.returncode == 0, made.stderr
@@ -68,7 +82,7 @@ def test_release_keep_data_of_a_claim_the_service_made_keeps_the_data_whatever_t
 def test_a_plain_release_of_a_claim_the_service_made_lets_the_service_reclaim_it_as_its_class_says(
     api: Any, namespace: str, cluster_objects: ClusterObjects, serve: Callable[..., Service], sharedvol: SharedvolCli
 ) -> None:
-    svc = serve()
+    svc = _running(serve, api, namespace)
     sc = fallback_class(cluster_objects, on_delete="archive")
     assert sharedvol("provision", "data", "-n", namespace, "--class", sc, "--size", "1Gi").returncode == 0
     volume, path = _volume_path(api, svc, namespace, "data")
@@ -80,6 +94,17 @@ def test_a_plain_release_of_a_claim_the_service_made_lets_the_service_reclaim_it
     assert f"handed to sharedvol serve (StorageClass {sc})" in released.stdout
     _wait_deleted(client.CoreV1Api(api), volume)
     assert (path.with_name(f"archived-{path.name}") / "epoch_1.pth").read_bytes() == b"weights"
+
+
+def test_provision_of_a_class_whose_provisioner_is_not_running_is_refused_before_anything_is_made(
+    api: Any, namespace: str, cluster_objects: ClusterObjects, sharedvol: SharedvolCli
+) -> None:
+    sc = fallback_class(cluster_objects)  # sharedvol.io/hostpath, and no service runs
+
+    out = sharedvol("provision", "data", "-n", namespace, "--class", sc, "--size", "1Gi")
+
+    assert out.returncode == 2 and "its provisioner (`sharedvol serve`) is not running" in out.stderr
+    assert client.CoreV1Api(api).list_namespaced_persistent_volume_claim(namespace).items == []
 
 
 def test_a_static_provision_refused_for_a_read_write_once_claim_of_that_name_leaves_no_pv(
@@ -107,15 +132,7 @@ def test_doctor_says_a_running_service_runs_and_its_headline_agrees_with_the_cla
             "parameters": {"basePath": "/var/lib/sharedvol"},
         }
     )
-    serve(env={"SHAREDVOL_NAMESPACE": namespace})  # its heartbeat Lease goes where the test cleans up
-    kwait.until(
-        client.CoordinationV1Api(api).list_namespaced_lease,
-        lambda lease: lease.spec.renew_time is not None,
-        namespace,
-        what="the heartbeat Lease",
-        timeout=60,
-        **kwait.named("sharedvol-provisioner"),
-    )
+    _running(serve, api, namespace)  # its heartbeat Lease goes where the test cleans up
 
     report = sharedvol("doctor", "--json")
     text = sharedvol("doctor")

@@ -32,8 +32,9 @@ def silent_kubeconfig(tmp_path: Path) -> Path:
         ("doctor",),
         ("provision", "data", "--static"),
         ("release", "data"),
+        ("serve", "--health-port", "0", "--text-logs"),
     ],
-    ids=["run", "compile-auto", "doctor", "provision", "release"],
+    ids=["run", "compile-auto", "doctor", "provision", "release", "serve"],
 )
 def test_a_command_against_an_api_server_that_does_not_answer_says_so_in_one_line(
     silent_kubeconfig: Path, tmp_path: Path, argv: tuple[str, ...]
