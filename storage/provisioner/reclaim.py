@@ -118,18 +118,21 @@ def sweep(core: CoreV1Api, config: settings_mod.Settings) -> None:
 
 
 def _settle(core: CoreV1Api, base: dirs.Base, record: dirs.Pending, config: settings_mod.Settings) -> None:
-    try:
-        claim = core.read_namespaced_persistent_volume_claim(record.name, record.namespace)
-        if claim.metadata.uid == record.uid:
-            return  # provisioning goes on (the claim's handler or the re-check finishes it)
-    except client.ApiException as e:
-        if e.status != 404:
-            raise
+    """One pending record: its PV exists (finish: mark it, drop the record), or its claim is gone (undo)."""
     try:
         pv = core.read_persistent_volume(f"pvc-{record.uid}")
     except client.ApiException as e:
         if e.status != 404:
             raise
+        pv = None
+    if pv is None:
+        try:
+            claim = core.read_namespaced_persistent_volume_claim(record.name, record.namespace)
+            if claim.metadata.uid == record.uid:
+                return  # provisioning goes on (the claim's handler or the re-check finishes it)
+        except client.ApiException as e:
+            if e.status != 404:
+                raise
         done = base.reclaim(record.directory, "delete")
         log.info("orphan sweep: claim %s/%s is gone and has no PV: %s", record.namespace, record.name, done)
         base.done(record.uid)

@@ -5,6 +5,7 @@ claims are reclaimed as the class says, a killed service leaves one PV, and k8s/
 from __future__ import annotations
 
 import signal
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -194,6 +195,12 @@ def test_a_service_killed_after_each_step_of_provisioning_and_restarted_leaves_e
     assert ours[0].status.phase == "Bound" and ours[0].metadata.deletion_timestamp is None
     dirs = sorted(p.name for p in (first.root / "var" / "lib" / "sharedvol").iterdir() if "crash" in p.name)
     assert dirs == [Path(ours[0].spec.host_path.path).name]
+    records = first.root / "var" / "lib" / "sharedvol" / ".sharedvol"
+    # the pending record goes too (the PV exists): a file-system condition, no API object to watch
+    deadline = time.monotonic() + 60
+    while records.exists() and any(records.iterdir()):
+        assert time.monotonic() < deadline, sorted(p.name for p in records.iterdir())
+        time.sleep(0.2)
 
 
 def test_kubectl_apply_k_fallback_passes_a_server_side_dry_run(cluster: cp.ClusterHandle) -> None:
