@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k
 
-from storage import errors, ownership
+from storage import errors, ownership, validate
 from storage.provisioner import features, settings, volumes
 
 UID = "3f2a9c1e-0000-4000-8000-000000000001"
@@ -179,3 +179,9 @@ def test_settings_map_node_paths_under_the_base_path_root_and_refuse_a_bad_port(
     monkeypatch.setenv("SHAREDVOL_HEALTH_PORT", "http")
     with pytest.raises(errors.InvalidRequestError, match="SHAREDVOL_HEALTH_PORT='http' is not a port number"):
         settings.Settings.from_env()
+
+
+def test_a_name_with_a_trailing_newline_is_not_a_dns_name() -> None:
+    assert not validate.SUBDOMAIN.matches("claim\n") and not validate.LABEL.matches("ns\n")
+    with pytest.raises(errors.InvalidRequestError):
+        validate.name("claim\n", "claim name")
