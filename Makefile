@@ -26,10 +26,11 @@ controlplane: ## build or reuse the cached Kubernetes control-plane binaries
 kfpcheck: ## build or reuse the cached KFP 2.17 backend checker (tests/kfpcheck)
 	@scripts/kfpcheck/build.sh
 
-lint: venv ## ruff, mypy and the Dockerfile linter
+lint: venv ## ruff, mypy, the import floors (lint-imports: pyproject.toml) and the Dockerfile linter
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/hadolint docker/Dockerfile
 
 test: need-root venv ## every test, every tier: real node and real KFP included (root; builds and starts all it needs; docs/tests.md)

@@ -15,10 +15,6 @@ from pipelines import errors, params
 from storage import classes as storage_classes
 from storage import validate as storage_validate
 
-# The run parameters live in pipelines.params (one table with steps.params); these names stay for callers.
-RunParameters = params.RunParameters
-gpu_count_parameter = params.gpu_count_parameter
-
 DEFAULT_IMAGE = "sharedvol:0.1.0"
 DEFAULT_STORAGE_CLASS = storage_classes.NFS_CLASS
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -220,7 +216,7 @@ class CompileOptions:
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: tuple[Toleration, ...] = (Toleration(key=GPU_RESOURCE, operator="Exists", effect="NoSchedule"),)
     train_retries: int = 2
-    defaults: RunParameters = field(default_factory=RunParameters)
+    defaults: params.RunParameters = field(default_factory=params.RunParameters)
     mount_path: str = "/mnt/shared"
     workspace: bool = False
 

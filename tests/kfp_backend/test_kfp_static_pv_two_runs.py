@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pipelines import options, pipeline
+from pipelines import params, pipeline
 from tests import kwait
 
 pytestmark = pytest.mark.controlplane
@@ -26,7 +26,7 @@ def _claim_as_kfp_creates_it(name: str, pv: str) -> dict[str, Any]:
         "metadata": {"name": name, "annotations": dict(pipeline.PVC_ANNOTATIONS)},
         "spec": {
             "accessModes": ["ReadWriteMany"],
-            "resources": {"requests": {"storage": options.RunParameters().volume_size}},
+            "resources": {"requests": {"storage": params.RunParameters().volume_size}},
             "storageClassName": "",
             "volumeName": pv,
         },
