@@ -7,7 +7,7 @@ PY = $(VENV)/bin/python
 RUN = PYTHONPATH=$(CURDIR) $(PY)
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 DEMO_DIR ?= $(CURDIR)/demo
-IMAGE_TAG ?= 0.1.0
+IMAGE_TAG ?= $(shell scripts/version.sh)
 IMAGE ?= sharedvol:$(IMAGE_TAG)
 NODE_DIR ?= $(CURDIR)/.node
 
@@ -52,19 +52,15 @@ need-root:
 test-node: need-root venv ## only the real-node tier (root); SHAREDVOL_TEST_NODE_DIR=.node reuses a node from make node-up
 	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) -m pytest -m node
 
-unit: venv ## the fast tests only (no control plane, no training)
-	$(RUN) -m pytest -m "not controlplane and not ml and not e2e and not kfp_backend and not kfp_real and not node"
+unit: venv ## the unit tier only (tests/unit): needs nothing but the venv (no control plane, no training, no browser)
+	$(RUN) -m pytest -m unit tests/unit
 
 demo: venv ## the whole pipeline on this machine, on a small generated dataset
 	$(RUN) -m pipelines demo --output $(DEMO_DIR)
 	@echo "next: make install puts the sharedvol command on your PATH (sharedvol --help; README.md lists the jobs)"
 
-BIN_DIR ?= $(HOME)/.local/bin
-
-install: venv ## put the `sharedvol` command on your PATH: this checkout, installed into the cached venv, linked into BIN_DIR
-	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
-	mkdir -p $(BIN_DIR) && ln -sf $(VENV)/bin/sharedvol $(BIN_DIR)/sharedvol
-	@echo "installed: $(BIN_DIR)/sharedvol (try: sharedvol --help; $(BIN_DIR) must be on your PATH)"
+install: ## install the `sharedvol` command: this checkout as a package (pip, not editable) into ~/.local/share/sharedvol/venv, linked into /usr/local/bin (root) or ~/.local/bin
+	@scripts/install.sh
 
 compile: venv ## write the pipeline YAML for upload in the KFP UI
 	$(RUN) -m pipelines compile -o resnet18_cifar10.yaml

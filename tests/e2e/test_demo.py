@@ -3,37 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import blake3
 import pytest
 
+from tests import cli
+
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
 TINY = ["--train-images", "64", "--test-images", "32", "--batch-size", "16"]
 
 
-def demo(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines", "demo", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-
-
-def test_the_demo_runs_the_pipeline_and_leaves_its_results_in_the_run_directory(tmp_path: Path) -> None:
+def test_the_demo_runs_the_pipeline_and_leaves_its_results_in_the_run_directory(
+    sharedvol: cli.Run, tmp_path: Path
+) -> None:
     volume = tmp_path / "volume"
-    proc = demo("--output", str(volume), "--run-name", "e2e", "--epochs", "1", *TINY)
+    proc = sharedvol("demo", "--output", str(volume), "--run-name", "e2e", "--epochs", "1", *TINY)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
 
     run = volume / "runs" / "e2e"
@@ -58,11 +45,11 @@ def test_the_demo_runs_the_pipeline_and_leaves_its_results_in_the_run_directory(
     assert proc.stderr.count("Traceback") == 0
 
 
-def test_a_second_demo_in_the_same_run_directory_resumes_training(tmp_path: Path) -> None:
+def test_a_second_demo_in_the_same_run_directory_resumes_training(sharedvol: cli.Run, tmp_path: Path) -> None:
     volume = tmp_path / "volume"
-    first = demo("--output", str(volume), "--run-name", "again", "--epochs", "1", *TINY)
+    first = sharedvol("demo", "--output", str(volume), "--run-name", "again", "--epochs", "1", *TINY)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
-    second = demo("--output", str(volume), "--run-name", "again", "--epochs", "2", *TINY)
+    second = sharedvol("demo", "--output", str(volume), "--run-name", "again", "--epochs", "2", *TINY)
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
 
     summary = json.loads((volume / "runs" / "again" / "train" / "summary.json").read_text())
@@ -70,12 +57,12 @@ def test_a_second_demo_in_the_same_run_directory_resumes_training(tmp_path: Path
     assert "dataset already prepared" in second.stdout + second.stderr
 
 
-def test_a_failing_task_stops_the_demo_with_one_line_naming_it(tmp_path: Path) -> None:
+def test_a_failing_task_stops_the_demo_with_one_line_naming_it(sharedvol: cli.Run, tmp_path: Path) -> None:
     data = tmp_path / "not-cifar"
     (data / "cifar-10-batches-py").mkdir(parents=True)
     (data / "cifar-10-batches-py" / "data_batch_1").write_bytes(pickle.dumps({"nonsense": True}))
 
-    proc = demo("--output", str(tmp_path / "volume"), "--data", str(data), "--epochs", "1")
+    proc = sharedvol("demo", "--output", str(tmp_path / "volume"), "--data", str(data), "--epochs", "1")
 
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()[-1:]

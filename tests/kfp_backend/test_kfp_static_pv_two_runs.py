@@ -11,12 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from pipelines import params, pipeline
 from tests import kwait
-
-pytestmark = pytest.mark.controlplane
 
 
 def _claim_as_kfp_creates_it(name: str, pv: str) -> dict[str, Any]:

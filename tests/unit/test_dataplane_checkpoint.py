@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from steps import background, checkpoint, dataplane, documents, errors
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.paths import REPO
 
 
 def publish(ckpt_dir: Path, epoch: int, *, keep: int = 1, later: bool = False) -> checkpoint.Manifest:
