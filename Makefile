@@ -11,7 +11,7 @@ IMAGE_TAG ?= $(shell scripts/version.sh)
 IMAGE ?= sharedvol:$(IMAGE_TAG)
 NODE_DIR ?= $(CURDIR)/.node
 
-.PHONY: help venv controlplane kfpcheck test lint unit demo install compile bench bench-train bench-data bench-loader bench-gpu bench-controlplane bench-storage bench-fallback bench-demo \
+.PHONY: help preflight venv controlplane kfpcheck test lint unit demo install compile bench bench-train bench-data bench-loader bench-gpu bench-controlplane bench-storage bench-fallback bench-demo \
         cluster-up cluster-down node-up node-down image test-node bench-node need-root clean
 
 help: ## list the targets
@@ -33,14 +33,16 @@ lint: venv ## ruff, mypy, the import floors (lint-imports: pyproject.toml) and t
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/hadolint docker/Dockerfile
 
-test: need-root venv ## every test, every tier: real node and real KFP included (root; builds and starts all it needs; docs/tests.md)
+test: preflight venv lint ## every test, every tier: real node and real KFP included (root; checks what it needs first, lints, then builds and starts all it needs; docs/tests.md)
 	@scripts/node/packages.sh && \
 	  SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) && \
 	  SHAREDVOL_KFPCHECK_BIN=$$(scripts/kfpcheck/build.sh) && \
 	  SHAREDVOL_KFP_BIN=$$(scripts/kfp/build.sh) && scripts/kfp/mlmd-venv.sh >/dev/null && \
 	  export SHAREDVOL_CONTROLPLANE_BIN SHAREDVOL_KFPCHECK_BIN SHAREDVOL_KFP_BIN && \
-	  $(MAKE) --no-print-directory lint && \
 	  $(RUN) -m pytest
+
+preflight: ## what make test needs before it builds anything (root, python3-venv, Go 1.26, apt-get), all named at once
+	@scripts/preflight.sh
 
 test-kfp: need-root venv kfp-build ## only the real KFP backend tier (root; about 16 min of builds cold): the pipeline run by KFP 2.17.0 on the real node
 	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) SHAREDVOL_KFP_BIN=$$(scripts/kfp/build.sh) \

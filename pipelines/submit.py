@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from pipelines import errors, follow, kfp_api, options, params
+import kfp_server_api
+
+from pipelines import errors, follow, kfp_api, options, params, pipeline
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +164,6 @@ def submit(
 
 def compile_package(opts: options.CompileOptions, path: Path) -> tuple[Path, str]:
     """Compile the pipeline of ``opts`` to ``path``: the file and its sha256."""
-    from pipelines import pipeline
-
     compiled = pipeline.compile_to(opts, path)
     return compiled.path, compiled.sha256
 
@@ -177,8 +176,6 @@ def run_url(settings: SubmitSettings, run_id: str) -> str:
 
 def _pipeline(api: kfp_api.KfpApi, settings: SubmitSettings, progress: Progress) -> str:
     """The id of the pipeline named ``pipeline_name`` in the namespace, created (without versions) when missing."""
-    import kfp_server_api
-
     name, ns = settings.pipeline_name, settings.api.namespace
     found = api.find(
         f"GET /pipelines/names/{name}",
@@ -199,7 +196,7 @@ def _pipeline(api: kfp_api.KfpApi, settings: SubmitSettings, progress: Progress)
 
 def _version(
     api: kfp_api.KfpApi, settings: SubmitSettings, pipeline_id: str, package: Path, digest: str, progress: Progress
-) -> tuple[Any, bool]:
+) -> tuple[kfp_server_api.V2beta1PipelineVersion, bool]:
     """The version named after ``digest``: found among the pipeline's versions (newest first), else uploaded."""
     name = f"{settings.pipeline_name}-{digest[:12]}"
     token = ""

@@ -25,8 +25,13 @@ fi
 start=$(date +%s)
 log "installing $root into $venv (its pinned dependencies too; torch is large the first time)"
 "$venv/bin/pip" install --quiet --upgrade "pip==25.3"
-# A regular (not editable) install: the environment keeps working when the checkout moves or changes.
-"$venv/bin/pip" install --quiet --progress-bar off "$root"
+# A regular (not editable) install: the environment keeps working when the checkout moves or changes. It is built
+# from a copy of what the package is made of, so the build leaves nothing in the checkout.
+src=$(mktemp -d)
+trap 'rm -rf "$src"' EXIT
+cp -r "$root"/{pyproject.toml,requirements.txt,README.md,sharedvol,storage,steps,pipelines} "$src"/
+find "$src" -name __pycache__ -prune -exec rm -rf {} +
+"$venv/bin/pip" install --quiet --progress-bar off "$src"
 "$venv/bin/pip" check >/dev/null
 mkdir -p "$bin_dir"
 ln -sfn "$venv/bin/sharedvol" "$bin_dir/sharedvol"

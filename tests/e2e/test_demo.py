@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from pathlib import Path
 
 import blake3
@@ -37,12 +38,32 @@ def test_the_demo_runs_the_pipeline_and_leaves_its_results_in_the_run_directory(
     assert (volume / "data" / "synthetic-64-32" / "cifar-10-batches-py" / "test_batch").is_file()
 
     out = proc.stdout
-    for task in ("prepare-data", "train-resnet", "test-resnet", "produce-metrics"):
-        assert f"Task '{task}' finished with status SUCCESS" in _plain(out)
     (row,) = [line for line in out.splitlines() if line.startswith("  accuracy-top1 ")]
     assert row.split() == ["accuracy-top1", f"{100 * result['top1']:.2f}", "%"]
     assert f"report: {run / 'metrics' / 'report.html'}" in out
     assert proc.stderr.count("Traceback") == 0
+
+
+def test_the_demo_shows_progress_and_the_result_and_keeps_the_full_log_in_the_file_it_names(
+    sharedvol: cli.Run, tmp_path: Path
+) -> None:
+    volume = tmp_path / "volume"
+    proc = sharedvol("demo", "--output", str(volume), "--run-name", "quiet", "--epochs", "2", *TINY)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+
+    log = volume / "logs" / "quiet.log"
+    lines = proc.stdout.splitlines()
+    assert lines[1] == f"demo: the full log goes to {log}" and lines[-1] == f"full log: {log}"
+    steps = ["prepare-data", "train-resnet", "test-resnet", "produce-metrics"]
+    tasks = [line.strip() for line in lines if re.match(r"  [a-z-]+: (started|SUCCESS in )", line)]
+    assert [line.split(":")[0] for line in tasks] == [step for step in steps for _ in ("started", "ended")]
+    assert all(t.endswith(": started") for t in tasks[::2]) and all(": SUCCESS in " in t for t in tasks[1::2])
+    epochs = [line.strip() for line in lines if line.startswith("    epoch ")]
+    assert [e.split(":")[0] for e in epochs] == ["epoch 1/2", "epoch 2/2"] and "mean loss" in epochs[0]
+    assert len(lines) < 45  # progress and result only: mmengine's configuration and hook tables are in the log
+    full = log.read_text()
+    assert "train_cfg = dict(by_epoch=True, max_epochs=2)" in full and "Epoch(train)" in full
+    assert "train_cfg" not in proc.stdout + proc.stderr
 
 
 def test_a_second_demo_in_the_same_run_directory_resumes_training(sharedvol: cli.Run, tmp_path: Path) -> None:
@@ -67,10 +88,5 @@ def test_a_failing_task_stops_the_demo_with_one_line_naming_it(sharedvol: cli.Ru
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()[-1:]
     assert line.startswith("sharedvol demo: error: task prepare-data failed: steps.errors.DatasetError: ")
+    assert f"its log is in {tmp_path / 'volume' / 'logs'}/" in line
     assert not (tmp_path / "volume" / "runs").exists() or not any((tmp_path / "volume" / "runs").glob("*/checkpoints"))
-
-
-def _plain(text: str) -> str:
-    import re
-
-    return re.sub(r"\x1b\[[0-9;]*m", "", text)
