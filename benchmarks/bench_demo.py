@@ -17,10 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import machine  # noqa: E402
+from benchmarks import machine
+from tests.paths import REPO
 
 TASKS = ("prepare-data", "train-resnet", "test-resnet", "produce-metrics")
 STAMP = r"(\d\d:\d\d:\d\d\.\d+) - INFO - "

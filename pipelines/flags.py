@@ -171,7 +171,11 @@ def auto_class(kubeconfig: str | None, context: str | None) -> tuple[str, list[s
     Raises:
         BadParameterError: no class on the cluster serves ReadWriteMany.
     """
-    from storage import hints, kube, plan
+    from storage import (  # the CLI boundary: the Kubernetes client loads only when a command asks the cluster
+        hints,
+        kube,
+        plan,
+    )
 
     storage_class, reasons = plan.auto_class(kube.load_api_client(kubeconfig, context))
     if storage_class is None:

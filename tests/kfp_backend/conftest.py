@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipelines import options, pipeline
-from tests import kfpcheck, markers
+from tests import kfpcheck
 
 # The variants `sharedvol compile` writes: claim per run, existing claim, static PV, KFP's workspace.
 SELECTOR = {"nvidia.com/gpu.present": "true"}
@@ -29,11 +29,6 @@ VARIANTS = {
         workspace=True,
     ),
 }
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the tests of this folder (not of real/, which has its own tier) ``kfp_backend``."""
-    markers.mark_folder(items, __file__, pytest.mark.kfp_backend, nested=False)
 
 
 @pytest.fixture(scope="session")

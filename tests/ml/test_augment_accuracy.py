@@ -5,12 +5,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import pytest
-
 from steps import config, schemas, test_resnet, train_resnet
-from tests.ml.conftest import BATCH, TEST_IMAGES
+from tests.ml.training import BATCH, TEST_IMAGES
 
-pytestmark = pytest.mark.ml
 EPOCHS = 3
 
 

@@ -12,10 +12,8 @@ from pathlib import Path
 import pytest
 
 from steps import checkpoint, dataplane
-from tests.ml.conftest import BATCH, LR, TRAIN_IMAGES, evaluate, train
-
-pytestmark = pytest.mark.ml
-REPO = Path(__file__).resolve().parents[2]
+from tests.ml.training import BATCH, LR, TRAIN_IMAGES, evaluate, train
+from tests.paths import REPO
 
 
 def train_killed_at(run_dir: Path, dataset: Path, at: int, epochs: int) -> subprocess.CompletedProcess[str]:

@@ -15,8 +15,9 @@ import yaml
 
 from storage import heartbeat, ownership, specs
 from tests import cluster as cp
-from tests import kwait
-from tests.node import conftest, pods
+from tests import images, kwait
+from tests.node import pods
+from tests.node.session import NodeHandle
 
 FALLBACK = cp.REPO / "k8s" / "fallback"
 NAMESPACE = "sharedvol-system"
@@ -28,7 +29,7 @@ def _ready(pod: Any) -> bool:
 
 
 @pytest.fixture(scope="module")
-def fallback(node: conftest.NodeHandle, node_api: Any) -> Iterator[Any]:
+def fallback(node: NodeHandle, node_api: Any) -> Iterator[Any]:
     """k8s/fallback applied as users apply it; its provisioner pod once Ready; everything deleted after."""
     from kubernetes import client
 
@@ -53,9 +54,9 @@ def test_the_provisioner_pod_of_k8s_fallback_runs_the_local_image_as_uid_1000_an
 ) -> None:
     deployment = yaml.safe_load((FALLBACK / "deployment.yaml").read_text())
     (declared,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert declared["image"] == conftest.PROVISIONER_IMAGE
+    assert declared["image"] == images.PROVISIONER_IMAGE
     (container,) = fallback.spec.containers
-    assert container.image == conftest.PROVISIONER_IMAGE
+    assert container.image == images.PROVISIONER_IMAGE
     assert container.readiness_probe.http_get.path == "/healthz"
     (status,) = fallback.status.container_statuses
     assert status.ready and status.restart_count == 0

@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 
 from steps import background, checkpoint, dataplane, documents, errors
+from tests.paths import REPO
 from tests.stepdocs import SETTINGS
 from tests.unit.test_steps_dataplane import Probe
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def publish(ckpt_dir: Path, epoch: int, *, keep: int = 1, later: bool = False) -> checkpoint.Manifest:

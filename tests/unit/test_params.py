@@ -40,8 +40,8 @@ def test_compile_submit_and_run_take_every_run_parameter_with_the_tables_flag_an
 
 def test_the_demo_takes_the_step_parameters_with_the_demo_profiles_defaults() -> None:
     got = flag_defaults(flagdocs.subparsers()["demo"])
-    assert {n: got[n][1] for n in local.DEMO_PARAMETERS} == {
-        n: getattr(steps_params.DEMO, n) for n in local.DEMO_PARAMETERS
+    assert {n: got[n][1] for n in steps_params.TRAINING} == {
+        n: getattr(steps_params.DEMO, n) for n in steps_params.TRAINING
     }
     assert local.DemoSettings(output=Path("x")).parameters("r").epochs == steps_params.DEMO.epochs
 
