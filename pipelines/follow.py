@@ -7,7 +7,6 @@ along the one backoff of :mod:`pipelines.kfp_api`.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
