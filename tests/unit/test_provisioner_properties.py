@@ -22,11 +22,11 @@ anything = st.text(max_size=80) | st.sampled_from(["/", "\x00", "..", "/var/lib/
 
 
 @settings(max_examples=300, deadline=None)
-@given(namespace=labels, name=subdomains | long_names, uid=uids)
+@given(claim_namespace=labels, name=subdomains | long_names, uid=uids)
 def test_every_legal_namespace_and_claim_name_gives_a_short_plain_directory_name(
-    namespace: str, name: str, uid: str
+    claim_namespace: str, name: str, uid: str
 ) -> None:
-    directory = volumes.directory_name(namespace, name, uid)
+    directory = volumes.directory_name(claim_namespace, name, uid)
     assert 0 < len(directory) <= 127 and "/" not in directory and "\x00" not in directory
     assert directory[0].isalnum() and directory not in (".", "..")
 
