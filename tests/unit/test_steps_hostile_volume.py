@@ -252,3 +252,14 @@ def test_a_killed_writers_foreign_temporary_files_are_removed_and_published_file
     assert removed == [".tmpab12CD"]
     modes = {p.name: p.stat().st_mode & 0o777 for p in ckpt.iterdir()}
     assert all(mode & 0o044 == 0o044 for mode in modes.values()), modes
+
+
+def test_a_cifar_batch_larger_than_its_cap_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    data.synthesize(str(tmp_path), train=10, test=10)
+    (tmp_path / data.MANIFEST).unlink()  # no manifest to name the size: the fixed cap applies
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+    with open(batch, "r+b") as f:
+        f.truncate(300 << 20)  # sparse
+
+    with pytest.raises(errors.DatasetError, match=f"{batch} is 314572800 bytes, more than the 268435456 bytes"):
+        data.validate(str(tmp_path))
