@@ -14,9 +14,8 @@ from mmengine.config import Config
 
 from steps import checkpoint, dataplane, distributed, documents, errors, schemas
 from tests.ml.conftest import BATCH, LR, TRAIN_IMAGES, evaluate
+from tests.paths import REPO
 
-pytestmark = pytest.mark.ml
-REPO = Path(__file__).resolve().parents[2]
 RANKS = 2
 ITERS_PER_EPOCH = TRAIN_IMAGES // (RANKS * BATCH)  # each rank trains on its share of the epoch
 
