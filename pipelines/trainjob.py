@@ -133,3 +133,24 @@ def trainjob(plan: TrainJobPlan) -> dict[str, Any]:
             ],
         },
     }
+
+
+def finished(obj: Mapping[str, Any]) -> bool:
+    """Whether the TrainJob ``obj`` (as the API server returns it) completed; False while it runs or waits.
+
+    Reads ``status.conditions`` as Trainer v2.0.0 sets them: ``Complete`` or ``Failed`` True ends the job.
+
+    Raises:
+        RunFailedError: the TrainJob failed, with its reason and message.
+    """
+    conditions = {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or []}
+    failed = conditions.get("Failed")
+    if failed and failed.get("status") == "True":
+        name = obj.get("metadata", {}).get("name", "?")
+        reason, message = failed.get("reason") or "Failed", (failed.get("message") or "").strip()
+        raise errors.RunFailedError(
+            f"TrainJob {name} failed: {reason}" + (f": {message}" if message else ""),
+            hint=f"see kubectl describe trainjob {name} and its pods' logs (jobset.sigs.k8s.io/jobset-name={name})",
+        )
+    complete = conditions.get("Complete")
+    return bool(complete and complete.get("status") == "True")

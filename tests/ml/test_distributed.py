@@ -13,7 +13,7 @@ import pytest
 from mmengine.config import Config
 
 from steps import checkpoint, dataplane, distributed, documents, errors, schemas
-from tests.ml.conftest import BATCH, LR, TRAIN_IMAGES, evaluate
+from tests.ml.training import BATCH, LR, TRAIN_IMAGES, evaluate
 from tests.paths import REPO
 
 RANKS = 2

@@ -94,3 +94,31 @@ def test_a_missing_training_parameter_is_refused_naming_it() -> None:
 def test_a_negative_gpu_count_is_refused() -> None:
     with pytest.raises(errors.BadParameterError, match="GPUs per worker must be 0 or more, got -1"):
         trainjob.trainjob(dataclasses.replace(PLAN, gpus_per_worker=-1))
+
+
+def status(*conditions: dict[str, str]) -> dict[str, object]:
+    return {"metadata": {"name": "train-r1"}, "status": {"conditions": list(conditions)}}
+
+
+def test_a_trainjob_without_conditions_or_only_created_is_not_finished() -> None:
+    assert trainjob.finished({"metadata": {"name": "train-r1"}}) is False
+    assert trainjob.finished(status({"type": "Created", "status": "True", "reason": "JobsCreationSucceeded"})) is False
+
+
+def test_a_trainjob_whose_complete_condition_is_true_is_finished() -> None:
+    assert trainjob.finished(status({"type": "Complete", "status": "True", "reason": "JobSetCompleted"})) is True
+
+
+def test_a_suspended_trainjob_is_not_finished() -> None:
+    assert trainjob.finished(status({"type": "Suspended", "status": "True", "reason": "Suspended"})) is False
+
+
+def test_a_failed_trainjob_is_refused_with_its_reason_and_message() -> None:
+    failed = {"type": "Failed", "status": "True", "reason": "JobSetFailed", "message": "jobset failed: node-0 backoff"}
+
+    with pytest.raises(errors.RunFailedError) as e:
+        trainjob.finished(status({"type": "Created", "status": "True"}, failed))
+
+    assert (
+        str(e.value).splitlines()[0].startswith("TrainJob train-r1 failed: JobSetFailed: jobset failed: node-0 backoff")
+    )
