@@ -85,6 +85,38 @@ def test_a_rank_killed_mid_epoch_resumes_on_both_ranks_from_the_last_published_e
     assert result.epoch == 2 and result.checkpoint_blake3 == summary.checkpoint_blake3
 
 
+RANK_CODE = """
+import os
+from steps import distributed, errors
+def say(line):  # one write per line: the ranks share the pipe
+    os.write(1, (line + "\\n").encode())
+distributed.init("cpu")
+rank = int(os.environ["RANK"])
+say(f"rank {rank} sums {distributed.sum_over_ranks([rank + 1.0, 1.0])}")
+distributed.agree("the published epoch to start from", (1, "same"))
+try:
+    distributed.agree("the published epoch to start from", (rank + 1, "digest"))
+except errors.IntegrityError as e:
+    say(f"rank {rank} refused: {e}")
+"""
+
+
+def test_ranks_that_read_different_epochs_refuse_to_start_naming_what_each_read(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(RANKS)]
+    cmd += ["--no-python", sys.executable, "-c", RANK_CODE]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = sorted(line for line in proc.stdout.splitlines() if line.startswith("rank "))
+    refusal = (
+        "refused: the ranks do not agree on the published epoch to start from "
+        "(rank 0: (1, 'digest'); rank 1: (2, 'digest')): every rank must mount the same run directory; "
+        "check the volume each worker mounts"
+    )
+    assert lines == [f"rank 0 {refusal}", "rank 0 sums [3.0, 2.0]", f"rank 1 {refusal}", "rank 1 sums [3.0, 2.0]"]
+
+
 def test_without_torchrun_train_resnet_is_one_process_with_mmengine_s_none_launcher(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
