@@ -3,9 +3,9 @@
 Kubeflow Trainer's ``torch-distributed`` ClusterTrainingRuntime runs ``numNodes`` pods of one JobSet replicated job
 (``node``) and sets ``PET_NNODES``, ``PET_NPROC_PER_NODE``, ``PET_NODE_RANK``, ``PET_MASTER_ADDR`` and
 ``PET_MASTER_PORT`` in the trainer container, which torchrun reads as its own flags. The TrainJob here runs the step
-image's train-resnet (``python -m pipelines train``: ``sharedvol train``) under torchrun, one process per pod, and
-mounts the run's claim in every pod at the same path through ``podSpecOverrides`` (the v2.0.0 name of that field),
-so every rank reads and rank 0 publishes on the same volume (:mod:`steps.distributed`).
+image's train-resnet (``python -m pipelines train``: ``sharedvol train``) under torchrun, one rank per GPU (one
+per pod on the CPU), and mounts the run's claim in every pod at the same path through ``podSpecOverrides`` (the
+v2.0.0 name of that field), so every rank reads and rank 0 publishes on the same volume (:mod:`steps.distributed`).
 
 Pure: nothing here talks to a cluster; :func:`trainjob` returns the object to create.
 """
@@ -35,7 +35,7 @@ class TrainJobPlan:
         name: the TrainJob's name (a DNS label; its pods are ``<name>-node-0-<i>``).
         namespace: where it runs (the run's namespace, beside the claim).
         image: the step image (holds ``sharedvol`` and torchrun).
-        workers: pods, one rank each (at least 2).
+        workers: pods (at least 2): one rank each on the CPU, one per GPU with ``gpus_per_worker``.
         claim: the run's PersistentVolumeClaim (ReadWriteMany: every pod mounts it).
         mount_path: where each pod mounts it (the path the run directory and the data are under).
         run_dir, data_root: train-resnet's ``--run-dir`` and ``--data-root`` (under ``mount_path``).
@@ -108,7 +108,7 @@ def trainjob(plan: TrainJobPlan) -> dict[str, Any]:
         "image": plan.image,
         "command": command(plan),
         "numNodes": plan.workers,
-        "numProcPerNode": 1,
+        "numProcPerNode": max(1, plan.gpus_per_worker),  # one rank per GPU; on the CPU one per pod
     }
     if plan.gpus_per_worker:
         gpus = {"nvidia.com/gpu": plan.gpus_per_worker}

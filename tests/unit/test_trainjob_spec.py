@@ -52,11 +52,11 @@ def test_a_two_worker_cpu_trainjob_is_exactly_the_torch_runtime_with_the_claim_m
     }
 
 
-def test_gpu_workers_ask_for_their_gpus_per_node_and_keep_one_process_per_pod() -> None:
-    spec = trainjob.trainjob(dataclasses.replace(PLAN, workers=4, gpus_per_worker=1))["spec"]["trainer"]
+def test_gpu_workers_ask_for_their_gpus_per_node_and_run_one_rank_per_gpu() -> None:
+    spec = trainjob.trainjob(dataclasses.replace(PLAN, workers=4, gpus_per_worker=2))["spec"]["trainer"]
 
-    assert spec["resourcesPerNode"] == {"limits": {"nvidia.com/gpu": 1}, "requests": {"nvidia.com/gpu": 1}}
-    assert spec["numNodes"] == 4 and spec["numProcPerNode"] == 1
+    assert spec["resourcesPerNode"] == {"limits": {"nvidia.com/gpu": 2}, "requests": {"nvidia.com/gpu": 2}}
+    assert spec["numNodes"] == 4 and spec["numProcPerNode"] == 2
 
 
 def test_the_trainjob_passes_every_training_parameter_of_the_table_by_its_flag() -> None:
