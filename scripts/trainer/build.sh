@@ -60,14 +60,26 @@ build() { # $1 name, $2 package@version
   [[ -x "$bin/$1" ]] && return 0
   local t0
   t0=$(date +%s)
-  log "building $1 from $2 (about 3 min on 2 busy cores)"
+  log "building $1 from $2 (3-16 min cold on 2 shared cores; seconds from Go's build cache)"
   GOBIN="$dest/src/gobin" nice -n 10 go install -ldflags "-s -w" "$2"
   mv "$dest/src/gobin/$(basename "${2%@*}")" "$bin/$1"
   log "built $1 in $(($(date +%s) - t0)) s"
 }
+# JobSet through a one-line wrapper module: `go install sigs.k8s.io/jobset@v0.8.2` asks the proxy for the module's
+# version list (for deprecation notices), which the proxy refuses for JobSet; a plain requirement needs no list.
+build_jobset() {
+  [[ -x "$bin/jobset-controller" ]] && return 0
+  local t0 src="$dest/src/jobset-build"
+  t0=$(date +%s)
+  log "building jobset-controller from $JOBSET_MODULE@$JOBSET_VERSION (3-16 min cold on 2 shared cores; seconds from Go's build cache)"
+  mkdir -p "$src"
+  printf 'module sharedvol.local/jobset\n\ngo 1.24.0\n\nrequire %s %s\n' "$JOBSET_MODULE" "$JOBSET_VERSION" >"$src/go.mod"
+  (cd "$src" && nice -n 10 go build -mod=mod -ldflags "-s -w" -o "$bin/jobset-controller" "$JOBSET_MODULE")
+  log "built jobset-controller in $(($(date +%s) - t0)) s"
+}
 if ! $manifests_only; then
   build trainer-controller-manager "$TRAINER_MODULE/cmd/trainer-controller-manager@$TRAINER_VERSION"
-  build jobset-controller "$JOBSET_MODULE@$JOBSET_VERSION"
+  build_jobset
 fi
 
 # The module cache is read-only: render from writable copies, with sharedvol's overlays beside upstream's.
@@ -86,8 +98,9 @@ sed -i "s|@JOBSET_IMAGE_NAME@|${JOBSET_IMAGE%:*}|; s|@JOBSET_IMAGE_TAG@|${JOBSET
 "$kubectl" kustomize "$trainer_src/overlays/sharedvol-trainer-crds" >"$out/trainer-crds.yaml"
 "$kubectl" kustomize "$trainer_src/overlays/sharedvol-trainer" >"$out/trainer.yaml"
 "$kubectl" kustomize "$trainer_src/overlays/sharedvol-runtimes" >"$out/runtimes.yaml"
-"$kubectl" kustomize "$jobset_src/sharedvol-jobset-crds" >"$out/jobset-crds.yaml"
-"$kubectl" kustomize "$jobset_src/sharedvol-jobset" >"$out/jobset.yaml"
+"$kubectl" kustomize "$jobset_src/sharedvol-jobset-crds" >"$out/jobset-crds.yaml" 2> >(grep -v patchesStrategicMerge >&2)
+# JobSet's config/default still uses patchesStrategicMerge: kustomize's deprecation notice is not ours to fix.
+"$kubectl" kustomize "$jobset_src/sharedvol-jobset" >"$out/jobset.yaml" 2> >(grep -v patchesStrategicMerge >&2)
 
 cached || { log "the build finished but $dest is incomplete"; exit 1; }
 log "built and rendered in $(($(date +%s) - start)) s"
