@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from pipelines import errors, trainjob
+from pipelines import cli, errors, trainjob
 from steps import params
 
 VALUES = {"epochs": 3, "batch_size": 64, "lr": 0.05, "seed": 7, "device": "cpu", "amp": "off", "augment": "stock",
@@ -122,3 +122,14 @@ def test_a_failed_trainjob_is_refused_with_its_reason_and_message() -> None:
     assert (
         str(e.value).splitlines()[0].startswith("TrainJob train-r1 failed: JobSetFailed: jobset failed: node-0 backoff")
     )
+
+
+def test_the_trainjob_command_is_a_sharedvol_train_the_cli_parses_to_the_plan_s_values() -> None:
+    torchrun, dash_m, module, *argv = trainjob.command(PLAN)
+
+    parsed = cli.build_parser().parse_args(argv)
+
+    assert (torchrun, dash_m, module) == ("torchrun", "-m", "pipelines")
+    assert parsed.func is not None and argv[0] == "train"
+    assert (parsed.run_dir, parsed.data_root) == (PLAN.run_dir, PLAN.data_root)
+    assert {name: getattr(parsed, name) for name in params.TRAINING} == VALUES
