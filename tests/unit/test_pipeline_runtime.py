@@ -58,10 +58,11 @@ def test_a_failed_local_run_names_the_task_and_the_reason() -> None:
         "Pipeline \x1b[95m'resnet18-cifar10'\x1b[0m finished with status \x1b[91mFAILURE\x1b[0m. "
         "Inner task failed: \x1b[96m'train-resnet'\x1b[0m."
     )
-    err = local._failure(message, ["    RuntimeError: CUDA out of memory: tried to allocate 2 GiB"])  # type: ignore[arg-type]
+    lines = ["    RuntimeError: CUDA out of memory: tried to allocate 2 GiB"]
+    err = local._failure(message, lines, Path("/o/logs/r.log"))  # type: ignore[arg-type]
     assert str(err) == (
         "task train-resnet failed: RuntimeError: CUDA out of memory: tried to allocate 2 GiB: "
-        "its log is printed above; fix the cause and run the demo again"
+        "its log is in /o/logs/r.log; fix the cause and run the demo again"
     )
 
 
