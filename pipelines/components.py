@@ -26,12 +26,12 @@ def prepare_data(
     import collections
 
     from pipelines import runtime
-    from steps import data
+    from steps import prepare_data
 
     runtime.setup_logging()
     data_root = runtime.data_dir(volume, data_source)
     run_dir = runtime.run_dir(volume, run_id, run_dir_name)
-    manifest = data.prepare(data_root, source=data_source)
+    manifest = prepare_data.prepare(data_root, source=data_source)
     print(f"prepare-data: {manifest.train_size} train / {manifest.test_size} test images in {data_root}")
     PreparedData = collections.namedtuple("PreparedData", ["data_root", "run_dir"])
     return PreparedData(data_root, run_dir)

@@ -7,11 +7,12 @@ along the one backoff of :mod:`pipelines.kfp_api`.
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import pydantic_core
 import yaml
 
 from pipelines import errors, kfp_api, logscan, mlmd, tasklogs
@@ -239,10 +240,22 @@ def parse_metrics_line(log_text: str) -> dict[str, float]:
         start = line.find(METRICS_MARKER)
         if start < 0:
             continue
-        try:
-            doc = json.loads(line[start + len(METRICS_MARKER) :])
+        try:  # a pod's log is anyone's text: the parser caps nesting and refuses NaN; values must be finite numbers
+            doc = pydantic_core.from_json(line[start + len(METRICS_MARKER) :], allow_inf_nan=False)
         except ValueError:
             continue
         if isinstance(doc, dict):
-            return {str(k): float(v) for k, v in doc.items() if isinstance(v, int | float)}
+            found = {str(k)[:64]: _number(v) for k, v in list(doc.items())[:50]}
+            return {k: v for k, v in found.items() if v is not None}
     return {}
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float, or None when it is not a number (a bool, text, an int too large for a float)."""
+    if type(value) not in (int, float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None

@@ -10,7 +10,6 @@ import collections
 import dataclasses
 import importlib.util
 import io
-import json
 import os
 import re
 import sys
@@ -151,6 +150,8 @@ def collect(volume: Path, run_name: str, data_source: str, wall_time_s: float = 
     Raises:
         DemoFailedError: a file is missing.
     """
+    from steps import documents, schemas
+
     run_dir = Path(runtime.run_dir(str(volume), "", run_name))
     layout = dataplane.RunLayout(str(run_dir))
     files = {
@@ -165,8 +166,7 @@ def collect(volume: Path, run_name: str, data_source: str, wall_time_s: float = 
         raise errors.DemoFailedError(
             f"the run finished but left no {', '.join(missing)}", hint="rerun with -v and read the task logs"
         )
-    doc = json.loads((Path(layout.metrics_dir) / "metrics.json").read_text())
-    metrics = {str(k): float(v) for k, v in doc.get("scalars", {}).items()}
+    metrics = dict(documents.read(str(Path(layout.metrics_dir) / "metrics.json"), schemas.MetricsDoc).scalars)
     data_root = Path(runtime.data_dir(str(volume), data_source))
     return DemoResult(run_dir=run_dir, data_root=data_root, metrics=metrics, files=files, wall_time_s=wall_time_s)
 

@@ -29,6 +29,7 @@ class Settings:
         max_backoff_s: the longest wait before trying a failed claim again, seconds. Default 300.
         crash_at: fault injection for tests (``SHAREDVOL_CRASH_AT``): exit at once, as if killed, after this
             step of provisioning: ``directory``, ``event``, ``volume`` or ``touch``. Default "" (never).
+        namespace: where its heartbeat Lease lives (``SHAREDVOL_NAMESPACE``). Default sharedvol-system.
     """
 
     provisioner: str = PROVISIONER
@@ -39,6 +40,7 @@ class Settings:
     recheck_s: float = 10.0
     max_backoff_s: float = 300.0
     crash_at: str = ""
+    namespace: str = "sharedvol-system"
 
     def local_path(self, node_path: str) -> str:
         """Where the node's ``node_path`` is in this process's filesystem."""
@@ -60,6 +62,7 @@ class Settings:
             "kubeconfig": env.get("SHAREDVOL_KUBECONFIG", ""),
             "base_path_root": env.get("SHAREDVOL_BASE_PATH_ROOT", ""),
             "log_json": env.get("SHAREDVOL_LOG_JSON", "1") != "0",
+            "namespace": env.get("SHAREDVOL_NAMESPACE", "sharedvol-system"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)  # type: ignore[arg-type]

@@ -320,9 +320,7 @@ def test_without_rwx_storage_or_permission_to_create_pvs_run_fails_clearly_and_l
         journey = Journey(api, fake_kfp)
         with pytest.raises(run_lib.StorageUnavailableError) as e:
             run_lib.run(s, progress=journey.progress, kfp=kfp_api.KfpApi(s.submit.api), sleep=lambda _: None)
-    assert e.value.message.startswith(
-        "no RWX StorageClass and the one-shot static volume could not be made: not allowed to create PersistentVolume"
-    )
+    assert e.value.message.startswith("no storage for the run (not allowed to create PersistentVolume")
     assert "kubectl apply -k k8s/nfs" in e.value.hint and "kubectl apply -k k8s/fallback" in e.value.hint
     assert isinstance(e.value.__cause__, Exception)
     assert claims_and_volumes(api, namespace) == ([], [])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from steps import checkpoint, dataplane
-from tests.ml.training import BATCH, TRAIN_IMAGES, evaluate, train
+from tests.ml.training import BATCH, LR, TRAIN_IMAGES, evaluate, train
 from tests.paths import REPO
 
 
@@ -20,7 +20,8 @@ def train_killed_at(run_dir: Path, dataset: Path, at: int, epochs: int) -> subpr
     env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
     env |= {"KILLPOINT_ROOT": str(run_dir), "KILLPOINT_AT": str(at), "KILLPOINT_MODE": "kill"}
     cmd = [sys.executable, "-m", "tests.ml.killpoints", "pipelines", "train", "--run-dir", str(run_dir)]
-    cmd += ["--data-root", str(dataset), "--epochs", str(epochs), "--batch-size", str(BATCH), "--device", "cpu"]
+    cmd += ["--data-root", str(dataset), "--epochs", str(epochs), "--batch-size", str(BATCH), "--lr", str(LR)]
+    cmd += ["--device", "cpu"]  # the settings the run was started with: a resume with others is refused
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from steps import checkpoint, dataplane, documents, errors, produce_metrics, safeload
+from steps import checkpoint, dataplane, documents, errors, produce_metrics, safeload, schemas
 from tests import cli
 from tests.ml.training import BATCH, LR, TEST_IMAGES, TRAIN_IMAGES, TrainedRun, evaluate, train
 
@@ -43,12 +43,7 @@ def test_training_publishes_weights_and_state_behind_one_manifest_and_a_summary(
 
 
 def test_the_evaluation_result_is_consistent_with_itself(trained_run: TrainedRun) -> None:
-    doc = documents.read_json(
-        dataplane.RunLayout(str(trained_run.run_dir)).eval_result,
-        schema="sharedvol.eval_result",
-        versions=(2,),
-        required={},
-    )
+    doc = documents.read(dataplane.RunLayout(str(trained_run.run_dir)).eval_result, schemas.EvalResult).model_dump()
     matrix = doc["confusion_matrix"]
 
     assert doc["split"] == "test" and doc["size"] == TEST_IMAGES == sum(map(sum, matrix))
@@ -131,11 +126,11 @@ def plant(run_dir: Path, part: str, marker: Path) -> None:
 
     layout = dataplane.RunLayout(str(run_dir))
     m = checkpoint.require_manifest(layout.checkpoint)
-    ref = checkpoint.publish_file(layout.checkpoint_dir, m.epoch, "safetensors" if part == "weights" else "resume.pth",
-                                  planted_pickle(marker))  # fmt: skip
+    kind = "safetensors" if part == "weights" else "resume.safetensors"
+    ref = checkpoint.publish_file(layout.checkpoint_dir, m.epoch, kind, planted_pickle(marker))
     refs = {"weights": m.weights, "resume": m.resume, part: ref}
-    forged = checkpoint.Manifest(m.epoch, refs["weights"], refs["resume"], m.loss_per_epoch, layout.checkpoint)
-    documents.write_json(layout.checkpoint, forged.to_json())
+    forged = m.doc.model_copy(update={"weights": refs["weights"], "resume": refs["resume"]})
+    documents.write(layout.checkpoint, forged)
 
 
 def test_test_resnet_refuses_planted_weights_with_a_matching_digest_and_nothing_runs(

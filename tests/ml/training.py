@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from steps import produce_metrics, test_resnet, train_resnet
+from steps import config, produce_metrics, schemas, test_resnet, train_resnet
 
 TRAIN_IMAGES, TEST_IMAGES, BATCH, LR = 64, 32, 16, 0.05
 
@@ -14,14 +14,14 @@ TRAIN_IMAGES, TEST_IMAGES, BATCH, LR = 64, 32, 16, 0.05
 class TrainedRun:
     run_dir: Path
     data_root: Path
-    summary: train_resnet.TrainSummary
-    result: test_resnet.EvalResult
+    summary: schemas.TrainSummary
+    result: schemas.EvalResult
     bundle: produce_metrics.MetricsBundle
 
 
-def train(run_dir: Path, dataset: Path, epochs: int) -> train_resnet.TrainSummary:
+def train(run_dir: Path, dataset: Path, epochs: int) -> schemas.TrainSummary:
     return train_resnet.train(
-        train_resnet.TrainConfig(
+        config.TrainConfig(
             run_dir=str(run_dir),
             data_root=str(dataset),
             epochs=epochs,
@@ -33,5 +33,5 @@ def train(run_dir: Path, dataset: Path, epochs: int) -> train_resnet.TrainSummar
     )
 
 
-def evaluate(run_dir: Path, dataset: Path) -> test_resnet.EvalResult:
+def evaluate(run_dir: Path, dataset: Path) -> schemas.EvalResult:
     return test_resnet.evaluate(test_resnet.TestConfig(run_dir=str(run_dir), data_root=str(dataset), device="cpu"))

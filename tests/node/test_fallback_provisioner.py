@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from storage import specs
+from storage import heartbeat, ownership, specs
 from tests import cluster as cp
 from tests import images, kwait
 from tests.node import pods
@@ -64,6 +64,23 @@ def test_the_provisioner_pod_of_k8s_fallback_runs_the_local_image_as_uid_1000_an
     assert container.security_context.run_as_user == 1000 and container.security_context.run_as_non_root
 
 
+def test_the_provisioner_of_k8s_fallback_renews_its_heartbeat_so_doctor_sees_it_running(
+    fallback: Any, node_api: Any
+) -> None:
+    from kubernetes import client
+
+    lease = kwait.until(
+        client.CoordinationV1Api(node_api).list_namespaced_lease,
+        lambda lease: lease.spec.renew_time is not None,
+        NAMESPACE,
+        timeout=60,
+        what="the heartbeat Lease",
+        **kwait.named(heartbeat.NAME),
+    )
+    assert lease.metadata.annotations[heartbeat.SERVES] == "sharedvol.io/hostpath"
+    assert heartbeat.fallback_running(node_api) is True
+
+
 def _kfp_claim(name: str, namespace: str) -> dict[str, Any]:
     body = specs.rwx_claim(name, namespace, "5Gi", CLASS)
     body["metadata"].pop("labels")  # KFP's claims carry no sharedvol labels
@@ -98,6 +115,7 @@ def test_a_kfp_shaped_claim_binds_two_pods_share_a_file_through_it_and_deleting_
     assert bound.status.phase == "Bound" and bound.status.access_modes == ["ReadWriteMany"]
     pv = core.read_persistent_volume(bound.spec.volume_name)
     assert pv.metadata.annotations["pv.kubernetes.io/provisioned-by"] == "sharedvol.io/hostpath"
+    assert pv.metadata.annotations[ownership.VOLUME_UID] == pv.metadata.uid  # its RBAC lets it mark the PV
     directory = Path(pv.spec.host_path.path)
     storage_class = yaml.safe_load((FALLBACK / "storageclass.yaml").read_text())
     assert directory.parent == Path(storage_class["parameters"]["basePath"])

@@ -66,9 +66,9 @@ def test_the_readme_says_what_a_fresh_debian_needs_first() -> None:
 
 def make_plan(target: str) -> list[str]:
     """The commands ``make -n TARGET`` would run, one per line (continuations joined); nothing is run."""
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}  # not as a sub-make
-    argv = ["make", "--no-print-directory", "-n", target]
-    plan = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=True, timeout=60)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}  # under make test too
+    cmd = ["make", "--no-print-directory", "-n", target]
+    plan = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=True, timeout=60)
     out = plan.stdout
     return out.replace("\\\n", " ").splitlines()
 

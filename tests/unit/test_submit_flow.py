@@ -439,3 +439,11 @@ def test_the_in_cluster_token_file_is_read_when_no_token_is_given(tmp_path: Path
     assert kfp_api.read_token_file(paths=(str(tmp_path / "missing"),), env={}) is None
     assert kfp_api.read_token_file(paths=(str(token),), env={}) == "sa-token"
     assert kfp_api.read_token_file(paths=(), env={kfp_api.TOKEN_PATH_ENV: str(token)}) == "sa-token"
+
+
+def test_a_hostile_metrics_line_in_a_pod_log_gives_no_metrics_and_no_traceback() -> None:
+    deep = "sharedvol-metrics " + "[" * 200_000 + "]" * 200_000
+    assert follow.parse_metrics_line(deep) == {}
+    assert follow.parse_metrics_line('sharedvol-metrics {"a": NaN, "b": 1e999}') == {}
+    huge = 'sharedvol-metrics {"a": ' + "9" * 400 + ', "b": true, "c": 0.5}'
+    assert follow.parse_metrics_line(huge) == {"c": 0.5}
