@@ -60,7 +60,7 @@ unit: venv ## the unit tier only (tests/unit): needs nothing but the venv (no co
 
 demo: venv ## the whole pipeline on this machine, on a small generated dataset
 	$(RUN) -m pipelines demo --output $(DEMO_DIR)
-	@echo "next: make install puts the sharedvol command on your PATH (sharedvol --help; README.md lists the jobs)"
+	@echo "next: make install installs the sharedvol command and says where (sharedvol --help; README.md lists the jobs)"
 
 install: ## install the `sharedvol` command: this checkout as a package (pip, not editable) into ~/.local/share/sharedvol/venv, linked into /usr/local/bin (root) or ~/.local/bin
 	@scripts/install.sh

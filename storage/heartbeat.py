@@ -1,9 +1,10 @@
 """The heartbeat of ``sharedvol serve``: a Lease it renews, which ``doctor`` and ``run`` read.
 
 A service started any way (the k8s/fallback Deployment, or ``sharedvol serve`` on a laptop) renews the
-``coordination.k8s.io`` Lease ``sharedvol-provisioner`` in its namespace (``SHAREDVOL_NAMESPACE``, default
-sharedvol-system) at each re-check, labelled ``app.kubernetes.io/name: sharedvol-provisioner`` and annotated
-with the provisioner name it serves. A Lease renewed within its ``leaseDurationSeconds`` means "running".
+``coordination.k8s.io`` Lease ``sharedvol-provisioner`` in its namespace (``SHAREDVOL_NAMESPACE``; default its
+pod's namespace, or ``default`` for a service started by hand) every re-check period, labelled
+``app.kubernetes.io/name: sharedvol-provisioner`` and annotated with the provisioner name it serves. A Lease
+renewed within its ``leaseDurationSeconds`` means "running".
 Who may write Leases in that namespace can fake a heartbeat; that only changes what doctor says
 (docs/threat-model.md).
 """

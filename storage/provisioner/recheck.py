@@ -66,7 +66,10 @@ class Recheck:
         self.claims(core)
         self.volumes(core)
         reclaim.sweep(core, self.settings)
-        duration = int(3 * self.settings.recheck_s + 30)
+
+    def beat(self, core: CoreV1Api) -> None:
+        """Renew the heartbeat Lease (:mod:`storage.heartbeat`); log only when its state changes."""
+        duration = int(3 * self.settings.recheck_s + 5)
         why = heartbeat.beat(core.api_client, self.settings.namespace, self.settings.provisioner, duration)
         if why != self.heartbeat_error:
             (log.warning if why else log.info)("heartbeat: %s", why or "Lease renewed")
@@ -116,4 +119,10 @@ class Recheck:
         await asyncio.sleep(first_delay)
         while True:
             await asyncio.to_thread(self.once, core)
+            await asyncio.sleep(self.settings.recheck_s)
+
+    async def beating(self, core: CoreV1Api) -> None:
+        """Renew the heartbeat every re-check period, on its own (a long re-check does not delay it)."""
+        while True:
+            await asyncio.to_thread(self.beat, core)
             await asyncio.sleep(self.settings.recheck_s)

@@ -77,13 +77,17 @@ def check_login(core: client.CoreV1Api) -> None:
 async def _serve(config: settings.Settings, core: Any, state: recheck.Recheck, memo: kopf.Memo) -> None:
     await asyncio.to_thread(state.once, core)  # so /healthz knows from its first answer whether claims can be listed
     runner = await _health(config, state) if config.health_port else None
-    task = asyncio.create_task(state.run(core, first_delay=config.recheck_s))
+    tasks = [
+        asyncio.create_task(state.run(core, first_delay=config.recheck_s)),
+        asyncio.create_task(state.beating(core)),
+    ]
     try:
         await kopf.operator(clusterwide=True, standalone=True, memo=memo)
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await asyncio.to_thread(heartbeat.stop, core.api_client, config.namespace)
         if runner is not None:
             await runner.cleanup()

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from pipelines import errors, kfp_api, options, submit
+from pipelines import errors, kfp_api, options, params, submit
 from pipelines import run as run_lib
 from storage import choice, specs
 from tests import kwait
@@ -41,7 +41,7 @@ def settings(
         submit=submit.SubmitSettings(
             api=kfp_api.ApiSettings(host=host, token=GOOD_TOKEN, namespace=namespace, read_backoff_s=()),
             compile=compile_opts,
-            params=options.RunParameters(epochs=2, gpu_count=gpus, volume_size="1Gi", data_source="synthetic"),
+            params=params.RunParameters(epochs=2, gpu_count=gpus, volume_size="1Gi", data_source="synthetic"),
             run_name="journey",
             wait=True,
             poll=FAST,

@@ -16,12 +16,12 @@ from tests.controlplane.conftest import PROVISIONER, Service, SharedvolCli, fall
 
 
 def _running(serve: Callable[..., Service], api: Any, namespace: str) -> Service:
-    """A service whose heartbeat Lease (in the test's namespace) is up: commands see it running."""
+    """A service whose heartbeat Lease is up in ``namespace`` ("": where one started by hand puts it, ``default``)."""
     svc = serve(env={"SHAREDVOL_NAMESPACE": namespace})
     kwait.until(
         client.CoordinationV1Api(api).list_namespaced_lease,
         lambda lease: lease.spec.renew_time is not None,
-        namespace,
+        namespace or "default",
         what="the heartbeat Lease",
         timeout=60,
         **kwait.named("sharedvol-provisioner"),
@@ -121,7 +121,7 @@ def test_a_static_provision_refused_for_a_read_write_once_claim_of_that_name_lea
     assert specs.static_pv_name(namespace, "data") not in names
 
 
-def test_doctor_says_a_running_service_runs_and_its_headline_agrees_with_the_class_list(
+def test_doctor_says_a_service_started_by_hand_runs_and_its_headline_agrees_with_the_class_list(
     api: Any, namespace: str, cluster_objects: ClusterObjects, serve: Callable[..., Service], sharedvol: SharedvolCli
 ) -> None:
     cluster_objects.storage_class(
@@ -132,7 +132,7 @@ def test_doctor_says_a_running_service_runs_and_its_headline_agrees_with_the_cla
             "parameters": {"basePath": "/var/lib/sharedvol"},
         }
     )
-    _running(serve, api, namespace)  # its heartbeat Lease goes where the test cleans up
+    _running(serve, api, "")  # started as by hand, with no settings: its Lease goes to namespace default
 
     report = sharedvol("doctor", "--json")
     text = sharedvol("doctor")

@@ -18,7 +18,7 @@ import pytest
 
 from pipelines import options, params, runtime
 from tests import kfpcheck
-from tests.kfp_backend.conftest import SELECTOR, TOLERATIONS, VARIANTS
+from tests.kfp_backend.variants import SELECTOR, TOLERATIONS, VARIANTS
 
 STEPS = ("prepare-data", "train-resnet", "test-resnet", "produce-metrics")
 CASES = list(itertools.product(sorted(VARIANTS), (0, 1, 2), (False, True)))

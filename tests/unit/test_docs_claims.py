@@ -89,3 +89,11 @@ def test_preflight_names_every_missing_piece_at_once_and_how_to_get_it() -> None
     assert first.startswith("make test: missing before anything is built: ")
     assert "Python 3.11 or newer" in first and "Go 1.26" in first
     assert any("https://go.dev/dl" in fix for fix in fixes) and any("PYTHON=" in fix for fix in fixes)
+
+
+def test_make_install_puts_the_environment_and_the_link_where_the_readme_says() -> None:
+    script = (REPO / "scripts" / "install.sh").read_text()
+    assert "home=${SHAREDVOL_HOME:-$HOME/.local/share/sharedvol}" in script and "venv=$home/venv" in script
+    assert "bin_dir=${BIN_DIR:-/usr/local/bin}; else bin_dir=${BIN_DIR:-$HOME/.local/bin}" in script
+    readme = section((REPO / "README.md").read_text(), "## Quick start")
+    assert "~/.local/share/sharedvol/venv" in readme and "/usr/local/bin (as root) or ~/.local/bin" in readme

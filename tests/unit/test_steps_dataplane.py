@@ -11,7 +11,7 @@ import fsspec
 import pytest
 
 from steps import checkpoint, dataplane, documents, errors, schemas
-from tests.stepdocs import SETTINGS
+from tests import stepdocs
 
 
 @pytest.fixture(params=["path", "file", "memory"])
@@ -25,15 +25,7 @@ def root(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def test_a_published_checkpoint_reads_back_verified_on_every_filesystem(root: str) -> None:
     layout = dataplane.RunLayout(root)
-    checkpoint.publish(
-        layout.checkpoint_dir,
-        epoch=1,
-        weights=b"w" * 7000,
-        resume=b"r" * 9000,
-        loss_per_epoch=[1.0],
-        keep=1,
-        settings=SETTINGS,
-    )
+    stepdocs.publish_stand_ins(layout.checkpoint_dir, weights=b"w" * 7000, resume=b"r" * 9000)
 
     manifest = checkpoint.require_manifest(layout.checkpoint)
     assert bytes(checkpoint.read_verified(manifest, manifest.weights)) == b"w" * 7000

@@ -16,7 +16,7 @@ import pytest
 
 from pipelines import cli
 from steps import checkpoint, data, documents, errors, schemas
-from tests.stepdocs import SETTINGS
+from tests import stepdocs
 
 pytestmark = pytest.mark.timeout(120)  # a read that blocks fails here instead of hanging the suite
 
@@ -38,15 +38,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 
 def published(run_dir: Path) -> checkpoint.Manifest:
     """A run directory holding one published epoch (small stand-in files: the readers refuse before they load)."""
-    return checkpoint.publish(
-        str(run_dir / "checkpoints"),
-        epoch=1,
-        weights=b"w" * 4000,
-        resume=b"r" * 6000,
-        loss_per_epoch=[1.0],
-        keep=1,
-        settings=SETTINGS,
-    )
+    return stepdocs.publish_stand_ins(str(run_dir / "checkpoints"))
 
 
 def reseal(url: Path, change: dict[str, object]) -> None:
