@@ -4,6 +4,7 @@ the real API server, and the TrainJob sharedvol builds (pipelines/trainjob.py) i
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,9 @@ from pipelines import trainjob
 from steps import params
 from tests import kwait
 from tests.cluster import ClusterHandle
+from tests.paths import REPO
 
+BUILD = REPO / "scripts" / "trainer" / "build.sh"
 CRDS = {
     "trainer-crds.yaml": {
         "clustertrainingruntimes.trainer.kubeflow.org",
@@ -28,14 +31,14 @@ CRDS = {
 
 @pytest.fixture(scope="module")
 def manifests() -> Path:
-    """The rendered manifests of the build make test ran (``SHAREDVOL_TRAINER_DIR``)."""
+    """The rendered manifests: of the build make test ran (``SHAREDVOL_TRAINER_DIR``), else rendered now."""
     built = os.environ.get("SHAREDVOL_TRAINER_DIR")
-    if not built or not (Path(built) / "manifests").is_dir():
-        pytest.fail(
-            "SHAREDVOL_TRAINER_DIR is not a build: run make test, "
-            "or export SHAREDVOL_TRAINER_DIR=$(scripts/trainer/build.sh)"
-        )
-    return Path(built) / "manifests"
+    if built and (Path(built) / "manifests").is_dir():
+        return Path(built) / "manifests"
+    out = subprocess.run([str(BUILD), "--manifests"], check=False, stdout=subprocess.PIPE, text=True)
+    if out.returncode != 0:
+        pytest.fail(f"{BUILD} --manifests failed (exit {out.returncode}); see its output above")
+    return Path(out.stdout.strip().splitlines()[-1]) / "manifests"
 
 
 def objects(path: Path) -> list[dict[str, Any]]:
