@@ -38,7 +38,8 @@ test: preflight venv lint ## every test, every tier: real node and real KFP incl
 	  SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) && \
 	  SHAREDVOL_KFPCHECK_BIN=$$(scripts/kfpcheck/build.sh) && \
 	  SHAREDVOL_KFP_BIN=$$(scripts/kfp/build.sh) && scripts/kfp/mlmd-venv.sh >/dev/null && \
-	  export SHAREDVOL_CONTROLPLANE_BIN SHAREDVOL_KFPCHECK_BIN SHAREDVOL_KFP_BIN && \
+	  SHAREDVOL_TRAINER_DIR=$$(scripts/trainer/build.sh --manifests) && \
+	  export SHAREDVOL_CONTROLPLANE_BIN SHAREDVOL_KFPCHECK_BIN SHAREDVOL_KFP_BIN SHAREDVOL_TRAINER_DIR && \
 	  $(RUN) -m pytest
 
 preflight: ## what make test needs before it builds anything (root, python3-venv, Go 1.26, apt-get), all named at once

@@ -4,7 +4,9 @@
   its checkpoint (``Runner.save_checkpoint``; the hook takes the dict in ``before_save_checkpoint``, and what
   mmengine serializes goes to memory through the ``sharedvol_capture`` file backend, so mmengine never writes
   a half file of its own) and publishes it with the weights through :func:`steps.checkpoint.publish` (one
-  commit point).
+  commit point). With several ranks (:mod:`steps.distributed`) only rank 0 publishes; the others wait at a barrier
+  for the commit point, then read the manifest it published. The epoch's loss, accuracy and image count are summed
+  over the ranks first.
 - ``sharedvol-verified://KEY``: a checkpoint scheme mmengine's ``load_from`` understands; it hands mmengine a
   dict sharedvol already verified and loaded safely (:func:`offer`), so mmengine never unpickles a file.
 """
@@ -23,7 +25,7 @@ from mmengine.optim.scheduler import MultiStepParamScheduler
 from mmengine.registry import HOOKS
 from mmengine.runner import CheckpointLoader
 
-from steps import background, checkpoint, dataplane, errors, safeload, schemas
+from steps import background, checkpoint, dataplane, distributed, errors, safeload, schemas
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,7 @@ class SharedvolTrainHook(Hook):
         self.curves: dict[str, list[Any]] = {"loss_curve": [], "lr_per_epoch": [], "train_top1_per_epoch": []}
         self._logits: Any = None
         self._correct = self._seen = 0
+        self._epoch_images = 0
 
     def before_train(self, runner: Any) -> None:
         """Record where training starts (after a resume: the resumed epoch) and the history so far."""
@@ -156,7 +159,7 @@ class SharedvolTrainHook(Hook):
         """Start the epoch's clock and loss list."""
         self._epoch_losses = []
         self._epoch_start = time.monotonic()
-        self._correct = self._seen = 0
+        self._correct = self._seen = self._epoch_images = 0
         self.curves["lr_per_epoch"].append(float(runner.optim_wrapper.get_lr()["lr"][0]))
 
     def after_train_iter(
@@ -176,7 +179,7 @@ class SharedvolTrainHook(Hook):
             self._epoch_losses.append(value)
             self.curves["loss_curve"].append([runner.iter + 1, round(self._epoch_losses[-1], 5)])
         if data_batch is not None:
-            self.images += len(data_batch["inputs"])
+            self._epoch_images += len(data_batch["inputs"])
             self._count_correct(data_batch)
 
     def _count_correct(self, data_batch: dict[str, Any]) -> None:
@@ -208,12 +211,26 @@ class SharedvolTrainHook(Hook):
         self.train_seconds += seconds
         self.epoch_seconds.append(round(seconds, 3))
         epoch = runner.epoch + 1
-        mean = sum(self._epoch_losses) / len(self._epoch_losses) if self._epoch_losses else float("nan")
+        local = [sum(self._epoch_losses), len(self._epoch_losses), self._correct, self._seen, self._epoch_images]
+        loss_sum, losses, correct, seen, images = distributed.sum_over_ranks(local)  # with one process: local
+        mean = loss_sum / losses if losses else float("nan")
+        self.images += int(images)
         self.loss_per_epoch.append(mean)
         self.last_epoch = epoch
-        self.curves["train_top1_per_epoch"].append(round(self._correct / self._seen, 6) if self._seen else None)
+        self.curves["train_top1_per_epoch"].append(round(correct / seen, 6) if seen else None)
         if len(self.curves["loss_curve"]) > 2000:  # bounded: every other point
             self.curves["loss_curve"] = self.curves["loss_curve"][::2]
+        if not distributed.is_publisher():
+            distributed.barrier()  # rank 0 publishes; this epoch's manifest is there once every rank got here
+            self.published = checkpoint.read_manifest(self.layout.checkpoint)
+            if self.published is None or self.published.epoch != epoch:
+                found = self.published.epoch if self.published else "nothing"
+                raise errors.IntegrityError(
+                    f"rank {distributed.rank()} found epoch {found} at {self.layout.checkpoint} after rank 0 "
+                    f"published epoch {epoch}",
+                    hint="every rank must mount the same run directory; check the volume each worker mounts",
+                )
+            return
         key = f"epoch_{epoch}.pth"
         runner.save_checkpoint("sharedvol-capture", key, backend_args={"backend": "sharedvol_capture"})
         CaptureBackend.captured.pop(f"sharedvol-capture/{key}")  # an empty dict: the state is in self._state
@@ -234,6 +251,7 @@ class SharedvolTrainHook(Hook):
             "epoch %d/%d: mean loss %.4f; published %s -> %s",
             epoch, runner.max_epochs, mean, self.layout.checkpoint, checkpoint.describe(self.published),
         )  # fmt: skip
+        distributed.barrier()  # the commit point is behind us: the other ranks go on
 
     def _settings(self, runner: Any) -> schemas.TrainingSettings:
         if self.settings is None:

@@ -9,6 +9,9 @@ A resume continues the same training or nothing: the manifest records the settin
 (:class:`steps.schemas.TrainingSettings`), and a run asking for other ones is refused, naming each difference,
 unless ``allow_changed_settings`` says to go on with the new ones. A loss that is not a finite number stops
 training (:class:`steps.hooks.SharedvolTrainHook`): nothing diverged is published.
+
+Under torchrun with several ranks (:mod:`steps.distributed`) each rank trains on its share of every epoch, rank 0
+alone publishes and writes the summary, and every rank resumes from the same published epoch.
 """
 
 from __future__ import annotations
@@ -25,7 +28,20 @@ from typing import Any
 from mmcls.utils import register_all_modules
 from mmengine.runner import Runner
 
-from steps import checkpoint, config, data, dataplane, devices, documents, errors, hooks, mmcls_ext, safeload, schemas
+from steps import (
+    checkpoint,
+    config,
+    data,
+    dataplane,
+    devices,
+    distributed,
+    documents,
+    errors,
+    hooks,
+    mmcls_ext,
+    safeload,
+    schemas,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +57,13 @@ def train(cfg: config.TrainConfig) -> schemas.TrainSummary:
     """
     cfg.validate()
     device = devices.resolve(cfg.device)
+    distributed.init(device)  # several ranks under torchrun: join them before reading the run directory
     dataset = data.validate(cfg.data_root)
     layout = dataplane.RunLayout(cfg.run_dir)
     work_dir = dataplane.local_path(layout.train_dir) if dataplane.is_local(cfg.run_dir) else _scratch()
     _check_writable(work_dir)
     c = config.build_config(cfg, device=device, work_dir=work_dir, dataset=dataset)
+    distributed.configure(c)
     defaults = config.device_defaults(cfg, device)
     settings = schemas.TrainingSettings(
         lr=cfg.lr,
@@ -58,10 +76,13 @@ def train(cfg: config.TrainConfig) -> schemas.TrainSummary:
         cfg_options=json.loads(json.dumps(cfg.cfg_options, default=list)),
     )
     c.custom_hooks[0]["settings"] = settings.model_dump(mode="json")
-    removed = checkpoint.prune(layout.checkpoint_dir, keep=cfg.keep_checkpoints)
+    removed = checkpoint.prune(layout.checkpoint_dir, keep=cfg.keep_checkpoints) if distributed.is_publisher() else []
     if removed:
         log.info("removed what an interrupted run left in %s: %s", layout.checkpoint_dir, ", ".join(removed))
+    distributed.barrier()  # the other ranks read the checkpoint directory after rank 0 pruned it
     manifest = checkpoint.read_manifest(layout.checkpoint)
+    start = (manifest.epoch, manifest.weights.blake3) if manifest else None
+    distributed.agree("the published epoch to start from", start)
     if manifest and manifest.epoch > cfg.epochs:
         raise errors.ConfigError(
             f"{layout.checkpoint} already holds {manifest.epoch} epochs, more than --epochs {cfg.epochs}",
@@ -173,7 +194,8 @@ def _run(
         config={**{k: v for k, v in asdict(cfg).items() if k not in ("run_dir", "data_root")}, "train_size": size},
         curves=manifest.doc.curves,
     )
-    documents.write(layout.summary, summary)
+    if distributed.is_publisher():
+        documents.write(layout.summary, summary)
     log.info(
         "trained %d epochs (%d iterations) in %.1f s, %.1f images/s, final loss %.4f; checkpoint %s",
         summary.epochs, summary.iterations, wall, summary.images_per_s, summary.final_loss, layout.checkpoint,

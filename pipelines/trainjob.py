@@ -1,0 +1,156 @@
+"""The TrainJob that runs train-resnet on several nodes: Kubeflow Trainer v2.0.0's API, as a pure spec builder.
+
+Kubeflow Trainer's ``torch-distributed`` ClusterTrainingRuntime runs ``numNodes`` pods of one JobSet replicated job
+(``node``) and sets ``PET_NNODES``, ``PET_NPROC_PER_NODE``, ``PET_NODE_RANK``, ``PET_MASTER_ADDR`` and
+``PET_MASTER_PORT`` in the trainer container, which torchrun reads as its own flags. The TrainJob here runs the step
+image's train-resnet (``python -m pipelines train``: ``sharedvol train``) under torchrun, one rank per GPU (one
+per pod on the CPU), and mounts the run's claim in every pod at the same path through ``podSpecOverrides`` (the
+v2.0.0 name of that field), so every rank reads and rank 0 publishes on the same volume (:mod:`steps.distributed`).
+
+Pure: nothing here talks to a cluster; :func:`trainjob` returns the object to create.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pipelines import errors
+from steps import params
+
+GROUP = "trainer.kubeflow.org"
+API_VERSION = f"{GROUP}/v1alpha1"
+RUNTIME = "torch-distributed"  # the ClusterTrainingRuntime scripts/trainer/build.sh renders
+NODE = "node"  # the runtime's replicated job and its trainer container
+VOLUME = "sharedvol"  # the name of the claim's volume in the trainer pods
+MIN_WORKERS = 2
+
+
+@dataclass(frozen=True)
+class TrainJobPlan:
+    """What one distributed train-resnet needs.
+
+    Attributes:
+        name: the TrainJob's name (a DNS label; its pods are ``<name>-node-0-<i>``).
+        namespace: where it runs (the run's namespace, beside the claim).
+        image: the step image (holds ``sharedvol`` and torchrun).
+        workers: pods (at least 2): one rank each on the CPU, one per GPU with ``gpus_per_worker``.
+        claim: the run's PersistentVolumeClaim (ReadWriteMany: every pod mounts it).
+        mount_path: where each pod mounts it (the path the run directory and the data are under).
+        run_dir, data_root: train-resnet's ``--run-dir`` and ``--data-root`` (under ``mount_path``).
+        values: the step parameters of :data:`steps.params.TRAINING`, as the table names them.
+        gpus_per_worker: ``nvidia.com/gpu`` each pod asks for (0: CPU, gloo).
+    """
+
+    name: str
+    namespace: str
+    image: str
+    workers: int
+    claim: str
+    mount_path: str
+    run_dir: str
+    data_root: str
+    values: Mapping[str, Any]
+    gpus_per_worker: int = 0
+
+
+def train_arguments(plan: TrainJobPlan) -> list[str]:
+    """``sharedvol train``'s arguments: the run directory, the data, then each training parameter by its flag."""
+    argv = ["--run-dir", plan.run_dir, "--data-root", plan.data_root]
+    for f in params.fields(params.StepParams, params.TRAINING):
+        value = plan.values[f.name]
+        argv += [params.meta(f).flag, str(value)]
+    return argv
+
+
+def command(plan: TrainJobPlan) -> list[str]:
+    """The trainer container's command: torchrun (nodes and rank from ``PET_*``) running ``sharedvol train``."""
+    return ["torchrun", "-m", "pipelines", "train", *train_arguments(plan)]
+
+
+def check(plan: TrainJobPlan) -> None:
+    """Refuse a plan that cannot run.
+
+    Raises:
+        BadParameterError: fewer than two workers, a negative GPU count, a training parameter missing, or a run
+            directory or data outside the mounted claim.
+    """
+    if plan.workers < MIN_WORKERS:
+        raise errors.BadParameterError(
+            f"a TrainJob needs at least {MIN_WORKERS} workers, got {plan.workers}",
+            hint="pass --workers 2 or more, or leave --workers at 1 for the single-GPU train step",
+        )
+    if plan.gpus_per_worker < 0:
+        raise errors.BadParameterError(f"GPUs per worker must be 0 or more, got {plan.gpus_per_worker}", hint="e.g. 1")
+    missing = [name for name in params.TRAINING if name not in plan.values]
+    if missing:
+        raise errors.BadParameterError(
+            f"the TrainJob lacks training parameters: {', '.join(missing)}", hint="pass every train-resnet parameter"
+        )
+    root = plan.mount_path.rstrip("/") + "/"
+    for flag, path in (("--run-dir", plan.run_dir), ("--data-root", plan.data_root)):
+        if not path.startswith(root):
+            raise errors.BadParameterError(
+                f"{flag} {path} is not on the claim mounted at {plan.mount_path}",
+                hint="every worker sees only the claim: keep the run directory and the data on it",
+            )
+
+
+def trainjob(plan: TrainJobPlan) -> dict[str, Any]:
+    """The TrainJob object of ``plan`` (``trainer.kubeflow.org/v1alpha1``, Kubeflow Trainer v2.0.0).
+
+    Raises:
+        BadParameterError: see :func:`check`.
+    """
+    check(plan)
+    trainer: dict[str, Any] = {
+        "image": plan.image,
+        "command": command(plan),
+        "numNodes": plan.workers,
+        "numProcPerNode": max(1, plan.gpus_per_worker),  # one rank per GPU; on the CPU one per pod
+    }
+    if plan.gpus_per_worker:
+        gpus = {"nvidia.com/gpu": plan.gpus_per_worker}
+        trainer["resourcesPerNode"] = {"limits": gpus, "requests": gpus}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "TrainJob",
+        "metadata": {
+            "name": plan.name,
+            "namespace": plan.namespace,
+            "labels": {"app.kubernetes.io/part-of": "sharedvol"},
+        },
+        "spec": {
+            "runtimeRef": {"apiGroup": GROUP, "kind": "ClusterTrainingRuntime", "name": RUNTIME},
+            "trainer": trainer,
+            "podSpecOverrides": [
+                {
+                    "targetJobs": [{"name": NODE}],
+                    "volumes": [{"name": VOLUME, "persistentVolumeClaim": {"claimName": plan.claim}}],
+                    "containers": [{"name": NODE, "volumeMounts": [{"name": VOLUME, "mountPath": plan.mount_path}]}],
+                }
+            ],
+        },
+    }
+
+
+def finished(obj: Mapping[str, Any]) -> bool:
+    """Whether the TrainJob ``obj`` (as the API server returns it) completed; False while it runs or waits.
+
+    Reads ``status.conditions`` as Trainer v2.0.0 sets them: ``Complete`` or ``Failed`` True ends the job.
+
+    Raises:
+        RunFailedError: the TrainJob failed, with its reason and message.
+    """
+    conditions = {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or []}
+    failed = conditions.get("Failed")
+    if failed and failed.get("status") == "True":
+        name = obj.get("metadata", {}).get("name", "?")
+        reason, message = failed.get("reason") or "Failed", (failed.get("message") or "").strip()
+        raise errors.RunFailedError(
+            f"TrainJob {name} failed: {reason}" + (f": {message}" if message else ""),
+            hint=f"see kubectl describe trainjob {name} and its pods' logs (jobset.sigs.k8s.io/jobset-name={name})",
+        )
+    complete = conditions.get("Complete")
+    return bool(complete and complete.get("status") == "True")
