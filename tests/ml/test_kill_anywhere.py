@@ -25,6 +25,7 @@ def train_killed_at(run_dir: Path, dataset: Path, at: int, epochs: int) -> subpr
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
 
 
+@pytest.mark.timeout(1800)  # about 40 trainings of one epoch: 7 min on a quiet 2-core machine, 12 at load 6
 def test_a_resumed_run_killed_at_every_write_rename_and_removal_recovers_on_rerun(
     one_epoch: Path, dataset: Path, tmp_path: Path
 ) -> None:
