@@ -37,6 +37,7 @@ class Mlmd:
     python: Path
     port: int
     db: Path
+    web_port: int = 0  # its gRPC-web endpoint, where the server was given one
 
     def _run(self, where: list[str], method: str, request: dict[str, Any]) -> dict[str, Any]:
         client = str(kb.REPO / "tests" / "kfp_backend" / "real" / "mlmd_client.py")
@@ -64,19 +65,20 @@ def mlmd_python() -> Path:
 
 @pytest.fixture
 def mlmd_server(mlmd_python: Path, tmp_path: Path) -> Iterator[tuple[Mlmd, subprocess.Popen[bytes]]]:
-    """A forwarding server on a fresh store in ``tmp_path``, stopped after the test."""
-    port = cp.free_port()
+    """A forwarding server (gRPC, and gRPC-web on loopback) on a fresh store in ``tmp_path``, stopped after the test."""
+    port, web_port = cp.free_port(), cp.free_port()
     db = tmp_path / "mlmd.sqlite"
     log = (tmp_path / "mlmd.log").open("wb")
     server = subprocess.Popen(
-        [str(mlmd_python), str(kb.MLMD_SERVER), "--db", str(db), "--port", str(port), "--host", "127.0.0.1"],
+        [str(mlmd_python), str(kb.MLMD_SERVER), "--db", str(db), "--port", str(port), "--host", "127.0.0.1",
+         "--web-port", str(web_port)],
         stdout=subprocess.PIPE, stderr=log, start_new_session=True,
     )  # fmt: skip
     try:
         assert server.stdout is not None
         line = server.stdout.readline().decode()  # the server prints this once it listens
         assert "listening" in line, (tmp_path / "mlmd.log").read_text()
-        yield Mlmd(mlmd_python, port, db), server
+        yield Mlmd(mlmd_python, port, db, web_port), server
     finally:
         kb.stop_pid(server.pid, server)
         log.close()
