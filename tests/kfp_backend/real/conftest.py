@@ -16,8 +16,7 @@ from tests import markers
 from tests.kfp_backend.real import backend as kb
 from tests.kfp_backend.real import config as kc
 from tests.kfp_backend.real import images
-
-STEP_IMAGE = "sharedvol:0.1.0"
+from tests.kfp_backend.real.journeys import STEP_IMAGE, journeys, static_volume  # noqa: F401 (package fixtures)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -91,7 +90,7 @@ def real_node(node: Any) -> Any:
     return node
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def kfp_on_node(real_node: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[kb.KfpBackend]:
     """The real backend on the real node, its images imported into the node's containerd; removed afterwards."""
     env = cp.read_env(Path(real_node.workdir) / "node.env")
@@ -114,7 +113,7 @@ def kfp_on_node(real_node: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
         backend.kubectl("delete", "namespace", kc.NAMESPACE, "--wait=false")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def mlmd_on_node(kfp_on_node: kb.KfpBackend, mlmd_python: Path) -> Mlmd:
     """The backend's ML Metadata, through its gRPC server."""
     assert kfp_on_node.ports is not None
