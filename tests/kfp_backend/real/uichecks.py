@@ -70,8 +70,9 @@ def confusion_matrix(shown: dict[str, Any], ev: dict[str, Any]) -> list[str]:
         for c, column_label in enumerate(shown["column_labels"]):
             true, predicted = (row_label, column_label) if rows_are_true else (column_label, row_label)
             want = ev["confusion_matrix"][names.index(true)][names.index(predicted)]
-            if shown["cells"][r][c] != want:
-                problems.append(f"true {true}, predicted {predicted}: the page shows {shown['cells'][r][c]}, not {want}")
+            got = shown["cells"][r][c]
+            if got != want:
+                problems.append(f"true {true}, predicted {predicted}: the page shows {got}, not {want}")
     return problems
 
 

@@ -20,6 +20,7 @@ ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
+STATE_ICON = 'svg[data-testid$="Icon"]:not([data-testid^="execution-icon"])'  # a node's state, not its kind
 TIMEOUT_MS = 90_000  # two busy cores: the UI's bundle and its MLMD calls take a while
 STATE_ICONS = {
     "CheckCircleIcon": "succeeded",
@@ -80,7 +81,7 @@ class Ui:
         """Each task node's label -> the state its icon shows, the sub-DAGs ``sub_dags`` (their task keys) opened."""
         page = self.run_page(run_id)
         # The states arrive with ML Metadata's executions after the graph: wait for the last task's icon.
-        page.locator('[title="produce-metrics"] svg[data-testid$="Icon"]:not([data-testid^="execution-icon"])').wait_for()
+        page.locator(f'[title="produce-metrics"] {STATE_ICON}').wait_for()
         states = _node_states(page)
         self.shot(page, "run-graph")
         for key in sub_dags:
@@ -186,7 +187,8 @@ class Ui:
 def _node_states(page: Any) -> dict[str, str]:
     """Every execution and sub-DAG node on the graph: label -> state (its icon), '' where it shows none."""
     found = page.evaluate(
-        """() => [...document.querySelectorAll('.react-flow__node-EXECUTION [title], .react-flow__node-SUB_DAG [title]')]
+        """() => [...document.querySelectorAll(
+                '.react-flow__node-EXECUTION [title], .react-flow__node-SUB_DAG [title]')]
             .map(n => [n.title, [...n.querySelectorAll('svg[data-testid]')].map(s => s.dataset.testid)])"""
     )
     states = {}
