@@ -30,6 +30,7 @@ from tests.kfp_backend.real import uipage
 from tests.kfp_backend.real.conftest import Mlmd
 
 TASK = "produce-metrics"
+RUN_NAMES = {"submit": "journey", "run": "retried"}  # the runs' display names (journeys.py)
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +108,14 @@ def test_a_tasks_logs_open_from_the_run_page(ui: uipage.Ui, runs: dict[str, Any]
     assert checks.logs(text) == []
 
 
+def test_compare_runs_shows_both_finished_runs_scalar_metrics_and_confusion_matrices(
+    ui: uipage.Ui, runs: dict[str, Any]
+) -> None:
+    shown = ui.read_compare([runs["submit"], runs["run"]], list(RUN_NAMES.values()))
+
+    assert checks.compare(shown, {RUN_NAMES["submit"]: runs["eval"], RUN_NAMES["run"]: runs["eval_run"]}) == []
+
+
 # ----- each check fails when what it reads is broken
 def test_the_graph_check_fails_on_a_run_whose_prepare_data_failed(broken_ui: uipage.Ui, runs: dict[str, Any]) -> None:
     states = broken_ui.read_task_states(runs["failing"])
@@ -170,6 +179,13 @@ def test_the_logs_check_fails_when_the_ui_may_not_read_pod_logs(
 
     assert text.startswith("BANNER: ")
     assert checks.logs(text) != []
+
+
+def test_the_compare_check_fails_when_one_run_has_no_metrics(broken_ui: uipage.Ui, runs: dict[str, Any]) -> None:
+    shown = broken_ui.read_compare([runs["submit"], runs["failing"]], ["journey", "failing"], matrices=False)
+
+    problems = checks.compare(shown, {"journey": runs["eval"], "failing": runs["eval"]})
+    assert [p.split(":")[0] for p in problems] == ["run failing"]
 
 
 @contextmanager

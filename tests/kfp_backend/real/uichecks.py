@@ -101,6 +101,25 @@ def summary(shown: dict[str, Any], ev: dict[str, Any]) -> list[str]:
     return problems
 
 
+def compare(shown: dict[str, Any], runs: dict[str, dict[str, Any]]) -> list[str]:
+    """Compare runs shows, for each run (display name -> its evaluation), produce-metrics' scalar metrics with the
+    run's values and, where the matrices were read, each run's confusion matrix (in the order of ``runs``)."""
+    problems = []
+    for name, ev in runs.items():
+        columns = {a: m for a, m in shown["scalars"].get(name, {}).items() if "metrics" in a and "train" not in a}
+        if len(columns) != 1:
+            problems.append(f"run {name}: {len(columns)} produce-metrics columns in Scalar Metrics, not 1")
+            continue
+        [metrics] = columns.values()
+        problems += [f"run {name}: {p}" for p in scalars({k: v for k, v in metrics.items() if v}, ev)]
+    if shown["matrices"]:
+        if len(shown["matrices"]) != len(runs):
+            return [*problems, f"{len(shown['matrices'])} confusion matrices shown, not {len(runs)}"]
+        for (name, ev), matrix in zip(runs.items(), shown["matrices"], strict=True):
+            problems += [f"run {name}'s matrix: {p}" for p in confusion_matrix(matrix, ev)]
+    return problems
+
+
 def logs(text: str) -> list[str]:
     """The task's log shows produce-metrics' own lines."""
     return [] if "sharedvol-metrics {" in text else [f"not produce-metrics' log: {text[:300]!r}"]

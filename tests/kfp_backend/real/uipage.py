@@ -183,6 +183,33 @@ class Ui:
         page.close()
         return str(text)
 
+    # ----- Compare runs
+    def read_compare(self, run_ids: list[str], run_names: list[str], matrices: bool = True) -> dict[str, Any]:
+        """``#/compare`` of the runs: the Scalar Metrics table (run -> artifact column -> metric -> value as shown)
+        and, with ``matrices``, the Confusion Matrix tab with each run's matrix chosen in its own panel."""
+        page = self.page(f"compare?runlist={','.join(run_ids)}")
+        page.get_by_role("button", name="Scalar Metrics").wait_for()
+        table = page.locator("table").filter(has_text="accuracy-top1").or_(page.get_by_text("There are no Scalar"))
+        table.first.wait_for()
+        grid = page.locator("table").filter(has_text="accuracy-top1").first
+        cells = grid.evaluate(TABLE_SPANS) if grid.count() else []
+        self.shot(page, "compare-scalar-metrics")
+        seen: dict[str, Any] = {"scalars": scalar_table(cells), "matrices": []}
+        if matrices:
+            page.get_by_role("button", name="Confusion Matrix").click()
+            for ordinal, name in zip(("first", "second"), run_names, strict=True):
+                page.get_by_text(f"Choose a {ordinal} Confusion Matrix artifact").click()
+                page.locator("li").filter(has_text=name).first.hover()
+                page.locator("ul ul li").filter(has_text="confusion_matrix").first.click()
+            headings = page.get_by_role("heading", name="Confusion Matrix: confusion_matrix")
+            headings.nth(len(run_names) - 1).wait_for()
+            for heading in headings.all():
+                table = heading.locator("xpath=ancestor::div[2]").locator("table").first
+                seen["matrices"].append(matrix_from_table(table.evaluate(TABLE_TEXT)))
+            self.shot(page, "compare-confusion-matrix")
+        page.close()
+        return seen
+
 
 def _node_states(page: Any) -> dict[str, str]:
     """Every execution and sub-DAG node on the graph: label -> state (its icon), '' where it shows none."""
@@ -199,6 +226,22 @@ def _node_states(page: Any) -> dict[str, str]:
 
 
 TABLE_TEXT = "t => [...t.querySelectorAll('tr')].map(r => [...r.children].map(c => c.textContent.trim()))"
+TABLE_SPANS = "t => [...t.querySelectorAll('tr')].map(r => [...r.children].map(c => [c.textContent.trim(), c.colSpan]))"
+
+
+def scalar_table(grid: list[list[list[Any]]]) -> dict[str, dict[str, dict[str, str]]]:
+    """KFP's comparison table of scalar metrics: a row of run names (each spanning its artifacts' columns), a row
+    of artifact names, then a row per metric. Returns run -> artifact -> metric -> the value shown ('' for none)."""
+    if len(grid) < 3:
+        return {}
+    runs = [name for name, span in grid[0][1:] for _ in range(span)]
+    artifacts = [name for name, _ in grid[1][1:]]
+    table: dict[str, dict[str, dict[str, str]]] = {}
+    for row in grid[2:]:
+        metric, values = row[0][0], [text for text, _ in row[1:]]
+        for run, artifact, value in zip(runs, artifacts, values, strict=True):
+            table.setdefault(run, {}).setdefault(artifact, {})[metric] = value
+    return table
 
 
 def matrix_from_table(grid: list[list[str]]) -> dict[str, Any]:
