@@ -85,26 +85,31 @@ class Ui:
         states = _node_states(page)
         self.shot(page, "run-graph")
         for key in sub_dags:
-            page.locator(f'[data-testid="{key}"]').locator("xpath=ancestor::button[1]").locator(
-                '[data-testid="expand-button"]'
-            ).click()
-            page.locator('[id^="task."]').first.wait_for()
-            page.wait_for_function("() => !document.querySelector('[data-testid=\"" + key + "\"]')")
+            node = page.locator(f'[data-testid="{key}"]').locator("xpath=ancestor::button[1]")
+            node.locator('[data-testid="expand-button"]').dispatch_event("click")
+            # the sub-DAG's layer: the node is gone and a task of the layer shows its state
+            page.wait_for_function(
+                "([key, icon]) => !document.querySelector(`[data-testid='${key}']`)"
+                " && document.querySelector(`.react-flow__node-EXECUTION [title] ${icon}`)",
+                arg=[key, STATE_ICON],
+            )
             states.update(_node_states(page))
+            self.shot(page, f"run-graph-{key.removeprefix('task.')}")
         page.close()
         return states
 
     def visualization(self, run_id: str, task: str, output: str) -> Any:
         """The run's page with the side panel of ``task``'s artifact ``output`` on its Visualization tab."""
         page = self.run_page(run_id)
-        page.locator(f'[id="artifact.{task}.{output}"]').click()
-        page.get_by_role("button", name="Visualization").click()
+        # A click event rather than a pointer click: react-flow may draw the node outside the viewport.
+        page.locator(f'[id="artifact.{task}.{output}"]').dispatch_event("click")
+        page.get_by_role("button", name="Visualization", exact=True).click()
         return page
 
     def read_scalar_metrics(self, run_id: str, task: str, output: str) -> dict[str, str]:
         """The "Scalar Metrics" table of the artifact's Visualization: name -> value as shown."""
         page = self.visualization(run_id, task, output)
-        heading = page.get_by_role("heading", name=f"Scalar Metrics: {output}")
+        heading = page.get_by_role("heading", name=f"Scalar Metrics: {output}", exact=True)
         heading.wait_for()
         rows = heading.locator("xpath=ancestor::div[2]").locator("tbody tr")
         cells = [r.locator("td").all_inner_texts() for r in rows.all()]
@@ -115,7 +120,7 @@ class Ui:
     def read_confusion_matrix(self, run_id: str, task: str, output: str) -> dict[str, Any]:
         """The artifact's confusion matrix as the page lays it out (see :func:`matrix_from_table`)."""
         page = self.visualization(run_id, task, output)
-        heading = page.get_by_role("heading", name=f"Confusion Matrix: {output}")
+        heading = page.get_by_role("heading", name=f"Confusion Matrix: {output}", exact=True)
         heading.wait_for()
         table = heading.locator("xpath=ancestor::div[2]").locator("table").first
         grid = table.evaluate(TABLE_TEXT)
@@ -173,8 +178,8 @@ class Ui:
     def read_logs(self, run_id: str, task: str) -> str:
         """The Logs tab of ``task`` (its task key), or the banner that shows instead."""
         page = self.run_page(run_id)
-        page.locator(f'[id="task.{task}"]').click()
-        page.get_by_role("button", name="Logs").click()
+        page.locator(f'[id="task.{task}"]').dispatch_event("click")
+        page.get_by_role("button", name="Logs", exact=True).click()
         logs = page.locator('[data-testid="logs-view-window"]')
         banner = page.get_by_text("Failed to retrieve pod logs")
         logs.or_(banner).first.wait_for()
@@ -188,7 +193,7 @@ class Ui:
         """``#/compare`` of the runs: the Scalar Metrics table (run -> artifact column -> metric -> value as shown)
         and, with ``matrices``, the Confusion Matrix tab with each run's matrix chosen in its own panel."""
         page = self.page(f"compare?runlist={','.join(run_ids)}")
-        page.get_by_role("button", name="Scalar Metrics").wait_for()
+        page.get_by_role("button", name="Scalar Metrics", exact=True).wait_for()
         table = page.locator("table").filter(has_text="accuracy-top1").or_(page.get_by_text("There are no Scalar"))
         table.first.wait_for()
         grid = page.locator("table").filter(has_text="accuracy-top1").first
@@ -196,7 +201,7 @@ class Ui:
         self.shot(page, "compare-scalar-metrics")
         seen: dict[str, Any] = {"scalars": scalar_table(cells), "matrices": []}
         if matrices:
-            page.get_by_role("button", name="Confusion Matrix").click()
+            page.get_by_role("button", name="Confusion Matrix", exact=True).click()
             for ordinal, name in zip(("first", "second"), run_names, strict=True):
                 page.get_by_text(f"Choose a {ordinal} Confusion Matrix artifact").click()
                 page.locator("li").filter(has_text=name).first.hover()
