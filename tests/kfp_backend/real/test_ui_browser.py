@@ -169,13 +169,12 @@ def test_the_rendering_checks_fail_when_the_artifacts_object_is_missing(
 def test_the_logs_check_fails_when_the_ui_may_not_read_pod_logs(
     broken_ui: uipage.Ui, kfp_on_node: kb.KfpBackend, runs: dict[str, Any]
 ) -> None:
-    binding = ["rolebinding", kui.SERVICE_ACCOUNT, "-n", kc.NAMESPACE]
-    saved = kfp_on_node.kubectl("get", *binding, "-o", "json").stdout
-    kfp_on_node.kubectl("delete", *binding)
+    kfp_on_node.kubectl("delete", "rolebinding", kui.SERVICE_ACCOUNT, "-n", kc.NAMESPACE)
     try:
         text = broken_ui.read_logs(runs["submit"], TASK)
     finally:
-        kfp_on_node.kubectl("create", "-f", "-", input=saved)
+        rbac = {"apiVersion": "v1", "kind": "List", "items": kui.rbac_objects()}
+        kfp_on_node.kubectl("apply", "-f", "-", input=json.dumps(rbac))
 
     assert text.startswith("BANNER: ")
     assert checks.logs(text) != []
