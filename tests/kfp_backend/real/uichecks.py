@@ -14,6 +14,9 @@ from typing import Any
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 TASKS = ["create-volume", "prepare-data", "train-resnet", "test-resnet", "produce-metrics", "delete-volume"]
 CONDITION = "unless-keep-volume"  # the sub-DAG delete-volume runs in (task key condition-1)
+# KFP 2.17 marks a DAG done only from the launcher of a task inside it (metadata.UpdateDAGExecutionsState); the
+# condition holds only delete-volume, a DeletePVC the driver runs, so the UI shows the condition running for good.
+CONDITION_SHOWN = "running"
 
 
 def evaluation(path: Path) -> dict[str, Any]:
@@ -27,10 +30,10 @@ def run_id(stdout: str) -> str:
 
 
 def graph(states: dict[str, str]) -> list[str]:
-    """Every task of the pipeline (and the condition around delete-volume) is on the graph as succeeded."""
+    """Every task of the pipeline is on the graph as succeeded."""
     return [
         f"{task}: {states.get(task, 'not on the graph') or 'no state'}, not succeeded"
-        for task in [*TASKS, CONDITION]
+        for task in TASKS
         if states.get(task) != "succeeded"
     ]
 

@@ -72,16 +72,15 @@ class Ui:
 
     # ----- the run's page
     def run_page(self, run_id: str) -> Any:
-        """The run's page, its graph drawn with every task's state from ML Metadata."""
+        """The run's page, its graph drawn with the tasks' states from ML Metadata (the side panel reads what the
+        page loaded before the click: a click before that shows an empty panel)."""
         page = self.page(f"runs/details/{run_id}")
-        page.locator('[id="task.produce-metrics"]').wait_for()
+        page.locator(f".react-flow__node-EXECUTION [title] {STATE_ICON}").first.wait_for()
         return page
 
     def read_task_states(self, run_id: str, sub_dags: tuple[str, ...] = ()) -> dict[str, str]:
         """Each task node's label -> the state its icon shows, the sub-DAGs ``sub_dags`` (their task keys) opened."""
         page = self.run_page(run_id)
-        # The states arrive with ML Metadata's executions after the graph: wait for the last task's icon.
-        page.locator(f'[title="produce-metrics"] {STATE_ICON}').wait_for()
         states = _node_states(page)
         self.shot(page, "run-graph")
         for key in sub_dags:
@@ -101,8 +100,10 @@ class Ui:
     def visualization(self, run_id: str, task: str, output: str) -> Any:
         """The run's page with the side panel of ``task``'s artifact ``output`` on its Visualization tab."""
         page = self.run_page(run_id)
+        node = page.locator(f'[id="artifact.{task}.{output}"]')
+        node.locator("xpath=ancestor::button[1]").locator('[data-testid="artifact-icon-live"]').wait_for()
         # A click event rather than a pointer click: react-flow may draw the node outside the viewport.
-        page.locator(f'[id="artifact.{task}.{output}"]').dispatch_event("click")
+        node.dispatch_event("click")
         page.get_by_role("button", name="Visualization", exact=True).click()
         return page
 
@@ -182,7 +183,12 @@ class Ui:
         page.get_by_role("button", name="Logs", exact=True).click()
         logs = page.locator('[data-testid="logs-view-window"]')
         banner = page.get_by_text("Failed to retrieve pod logs")
-        logs.or_(banner).first.wait_for()
+        # the log window shows one empty line until the log arrives
+        page.wait_for_function(
+            """() => [...document.querySelectorAll('[data-testid="logs-view-window"]')]
+                       .some(w => w.innerText.split('\\n').length > 2)
+                     || document.body.innerText.includes('Failed to retrieve pod logs')"""
+        )
         text = logs.inner_text() if logs.count() else "BANNER: " + banner.first.inner_text()
         self.shot(page, f"logs-{task}")
         page.close()
