@@ -172,9 +172,10 @@ class Ui:
         content.or_(banner).first.wait_for()
         if not banner.count():
             return ""
+        text = str(banner.first.inner_text())
         self.shot(page, f"visualization-{output}")
         page.close()
-        return str(banner.first.inner_text())
+        return text
 
     def read_logs(self, run_id: str, task: str) -> str:
         """The Logs tab of ``task`` (its task key), or the banner that shows instead."""
