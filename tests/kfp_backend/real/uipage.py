@@ -40,7 +40,7 @@ def browser() -> Iterator[Any]:
 
     with tempfile.TemporaryDirectory(prefix="sharedvol-chromium-") as profile, sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=ARGS, viewport={"width": 1600, "height": 1000}
+            profile, executable_path=CHROMIUM, headless=True, args=ARGS, viewport={"width": 1440, "height": 1320}
         )
         context.set_default_timeout(TIMEOUT_MS)
         try:
@@ -205,6 +205,8 @@ class Ui:
         table.first.wait_for()
         grid = page.locator("table").filter(has_text="accuracy-top1").first
         cells = grid.evaluate(TABLE_SPANS) if grid.count() else []
+        if grid.count():
+            page.get_by_text("Metrics", exact=True).first.scroll_into_view_if_needed()
         self.shot(page, "compare-scalar-metrics")
         seen: dict[str, Any] = {"scalars": scalar_table(cells), "matrices": []}
         if matrices:
@@ -218,6 +220,7 @@ class Ui:
             for heading in headings.all():
                 table = heading.locator("xpath=ancestor::div[2]").locator("table").first
                 seen["matrices"].append(matrix_from_table(table.evaluate(TABLE_TEXT)))
+            headings.first.scroll_into_view_if_needed()
             self.shot(page, "compare-confusion-matrix")
         page.close()
         return seen
