@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import machine
 from tests import cluster as cp
-from tests.kfp_backend.real.journeys import STEP_IMAGE
+from tests.images import STEP_IMAGE
 
 TINY = ["--image", STEP_IMAGE, "--gpus", "0", "--device", "cpu", "--batch-size", "16", "--num-workers", "0",
         "--volume-size", "1Gi", "--timeout", "1200", "--epochs", "1", "--data-source", "synthetic:64:32"]  # fmt: skip

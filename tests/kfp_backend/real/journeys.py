@@ -23,10 +23,10 @@ import pytest
 
 from storage import specs
 from tests import kwait
+from tests.images import STEP_IMAGE
 from tests.kfp_backend.real import backend as kb
 from tests.kfp_backend.real import config as kc
 
-STEP_IMAGE = "sharedvol:0.1.0"
 RUN_TIMEOUT_S = 900
 RETRY_CLAIM = f"kfp-retried-{uuid.uuid4().hex[:6]}"  # a node kept by make node-up may hold older ones
 FAILING_CLAIM = f"kfp-failing-{uuid.uuid4().hex[:6]}"
