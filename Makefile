@@ -39,15 +39,17 @@ test: preflight venv lint ## every test, every tier: real node and real KFP incl
 	  SHAREDVOL_KFPCHECK_BIN=$$(scripts/kfpcheck/build.sh) && \
 	  SHAREDVOL_KFP_BIN=$$(scripts/kfp/build.sh) && scripts/kfp/mlmd-venv.sh >/dev/null && \
 	  SHAREDVOL_TRAINER_DIR=$$(scripts/trainer/build.sh --manifests) && \
-	  export SHAREDVOL_CONTROLPLANE_BIN SHAREDVOL_KFPCHECK_BIN SHAREDVOL_KFP_BIN SHAREDVOL_TRAINER_DIR && \
+	  SHAREDVOL_KFP_UI=$$(scripts/kfp/ui-build.sh) && \
+	  export SHAREDVOL_CONTROLPLANE_BIN SHAREDVOL_KFPCHECK_BIN SHAREDVOL_KFP_BIN SHAREDVOL_TRAINER_DIR SHAREDVOL_KFP_UI && \
 	  $(RUN) -m pytest
 
 preflight: ## what make test needs before it builds anything (root, python3-venv, Go 1.26, apt-get), all named at once
 	@scripts/preflight.sh
 
-test-kfp: need-root venv kfp-build ## only the real KFP backend tier (root; about 16 min of builds cold): the pipeline run by KFP 2.17.0 on the real node
+test-kfp: need-root venv kfp-build ## only the real KFP backend tier (root; about 18 min of builds cold): the pipeline run by KFP 2.17.0 on the real node, seen in its UI
+	@scripts/node/packages.sh
 	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) SHAREDVOL_KFP_BIN=$$(scripts/kfp/build.sh) \
-	  $(RUN) -m pytest -m kfp_real
+	  SHAREDVOL_KFP_UI=$$(scripts/kfp/ui-build.sh) $(RUN) -m pytest -m kfp_real
 
 need-root:
 	@[ "$$(id -u)" = 0 ] || { echo "make: the real-node tier (tests/node) runs real pods and needs root: run it as root (CI does), or run make unit" >&2; exit 1; }
@@ -118,14 +120,27 @@ clean:
 
 # ----- the real KFP 2.17.0 backend (docs/kfp-backend.md)
 KFP_DIR ?= $(CURDIR)/.kfp
-.PHONY: kfp-build kfp-up kfp-down test-kfp
+.PHONY: kfp-build kfp-up kfp-down test-kfp ui-screenshots bench-kfp
 
-kfp-build: ## build or reuse the real KFP backend (KFP 2.17.0 from sources, Argo, MinIO) and the MLMD venv
-	@scripts/kfp/build.sh && scripts/kfp/mlmd-venv.sh
+kfp-build: ## build or reuse the real KFP backend (KFP 2.17.0 from sources, Argo, MinIO), the MLMD venv and the KFP UI
+	@scripts/kfp/build.sh && scripts/kfp/mlmd-venv.sh && scripts/kfp/ui-build.sh
 
 kfp-up: need-root venv kfp-build ## the real node (started with the images when none runs in NODE_DIR) plus the real KFP backend on it (KFP_KWOK=1: on the kwok control plane)
 	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) SHAREDVOL_KFP_BIN=$$(scripts/kfp/build.sh) IMAGE_TAG=$(IMAGE_TAG) \
-	  $(RUN) -m tests.kfp_backend.real up --dir $(KFP_DIR) --node-dir $(NODE_DIR) $(if $(KFP_KWOK),--kwok)
+	  SHAREDVOL_KFP_UI=$$(scripts/kfp/ui-build.sh) $(RUN) -m tests.kfp_backend.real up --dir $(KFP_DIR) --node-dir $(NODE_DIR) $(if $(KFP_KWOK),--kwok)
 
 kfp-down: venv ## stop the backend started by kfp-up, and the node if kfp-up started it
 	$(RUN) -m tests.kfp_backend.real down --dir $(KFP_DIR)
+
+UI_SHOTS ?= $(CURDIR)/docs/images/ui
+
+ui-screenshots: need-root venv kfp-build ## docs/images/ui/*.png from real runs on the real backend, as the KFP UI shows them (the browser test's pages)
+	@scripts/node/packages.sh
+	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) SHAREDVOL_KFP_BIN=$$(scripts/kfp/build.sh) \
+	  SHAREDVOL_KFP_UI=$$(scripts/kfp/ui-build.sh) SHAREDVOL_UI_SCREENSHOTS=$(UI_SHOTS) \
+	  $(RUN) -m pytest -q tests/kfp_backend/real/test_ui_browser.py -k "not check_fails"
+	@ls -l $(UI_SHOTS)
+
+bench-kfp: need-root venv kfp-build ## the real backend (root): the pipeline with tiny settings next to an empty DAG of the same shape
+	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) SHAREDVOL_KFP_BIN=$$(scripts/kfp/build.sh) \
+	  SHAREDVOL_KFP_UI=$$(scripts/kfp/ui-build.sh) $(RUN) benchmarks/bench_kfp.py

@@ -46,7 +46,7 @@ def kfp_args(p: argparse.ArgumentParser, *, namespace: str) -> None:
     p.add_argument(
         "--ui-url",
         default="",
-        help="KFP UI base URL: the run link, and the metrics from its /ml_metadata (default --host)",
+        help="KFP UI base URL: the run link, and the metrics from its ML Metadata proxy (default --host)",
     )
 
 

@@ -3,8 +3,9 @@
 KFP v2's launcher records each output artifact in ML Metadata (MLMD), attributed to the run's context (type
 ``system.PipelineRun``, named after the run id), with the artifact's metadata as custom properties: a Metrics
 artifact's ``log_metric`` values are ``double_value`` properties, its output name is ``display_name``. The KFP UI
-server (and a Kubeflow gateway) forwards ``/ml_metadata`` to MLMD's gRPC-web proxy; the v2beta1 REST API does not
-serve artifact values (its task details leave ``outputs`` empty in KFP 2.17).
+server (and a Kubeflow gateway) forwards ``/ml_metadata.MetadataStoreService/<Method>``, the path its browser code
+calls, to MLMD's gRPC-web proxy (envoy); the v2beta1 REST API does not serve artifact values (its task details leave
+``outputs`` empty in KFP 2.17).
 
 The two calls' messages are declared here, a subset of ``ml_metadata/proto/metadata_store*.proto`` (field numbers as
 there), so that no MLMD package is needed; unknown fields in answers are skipped.
@@ -110,7 +111,7 @@ def run_metrics(
     """The numeric values of the run's artifact named ``output`` (the latest one, after a retried task).
 
     Args:
-        base: the KFP UI's (or gateway's) base URL; ``/ml_metadata`` is asked below it.
+        base: the KFP UI's (or gateway's) base URL; ``/ml_metadata.MetadataStoreService/`` is asked below it.
         run_id: the KFP run id (the name of its MLMD context).
         output: the output's name in the component (its artifact's ``display_name``).
         token: bearer token, as for the API.
@@ -165,7 +166,7 @@ def _call(
     headers = {"Content-Type": "application/grpc-web+proto", "X-Grpc-Web": "1", "Accept": "application/grpc-web+proto"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    url = f"{base.rstrip('/')}/ml_metadata/{SERVICE}/{method}"
+    url = f"{base.rstrip('/')}/{SERVICE}/{method}"  # the path the KFP UI server forwards to ML Metadata
     try:
         frame = b"\0" + struct.pack(">I", len(payload)) + payload
         r = requests.post(url, data=frame, headers=headers, timeout=timeout_s, verify=verify)

@@ -165,7 +165,7 @@ RUN_ARTIFACTS: list[tuple[str, str, dict[str, Any]]] = [
     ("confusion_matrix", "system.ClassificationMetrics", {}),
     ("report", "system.HTML", {}),
 ]
-MLMD_PATH = "/ml_metadata/ml_metadata.MetadataStoreService/"
+MLMD_PATH = "/ml_metadata.MetadataStoreService/"  # what the KFP UI server forwards to ML Metadata
 
 
 @dataclass

@@ -65,7 +65,7 @@ def test_the_model_check_reads_json_as_the_grpc_gateway_does() -> None:
 
 def test_the_fake_refuses_an_mlmd_call_that_is_not_grpc_web(fake_kfp: FakeKfp) -> None:
     r = requests.post(
-        f"{fake_kfp.url}/ml_metadata/ml_metadata.MetadataStoreService/GetArtifactsByContext",
+        f"{fake_kfp.url}/ml_metadata.MetadataStoreService/GetArtifactsByContext",
         json={"context_id": 1},
         headers={"Authorization": f"Bearer {GOOD_TOKEN}"},
         timeout=5,

@@ -304,8 +304,12 @@ def test_the_metrics_are_the_produce_metrics_artifact_in_mlmd_not_the_pod_log_no
 
     assert (result.metrics, result.metrics_source) == ({"accuracy-top1": 0.75, "test-samples": 128.0}, "ML Metadata")
     assert kfp_server.calls("GET", "/k8s/pod/logs") == []
-    mlmd_calls = kfp_server.calls("POST", "/ml_metadata/.*")
-    assert [c.path.rsplit("/", 1)[1] for c in mlmd_calls] == ["GetContextByTypeAndName", "GetArtifactsByContext"]
+    mlmd_calls = kfp_server.calls("POST", "/ml_metadata.*")
+    # the path the KFP UI's own browser code calls, which its server forwards to ML Metadata's gRPC-web proxy
+    assert [c.path for c in mlmd_calls] == [
+        "/ml_metadata.MetadataStoreService/GetContextByTypeAndName",
+        "/ml_metadata.MetadataStoreService/GetArtifactsByContext",
+    ]
     assert all(c.headers.get("Authorization") == f"Bearer {GOOD_TOKEN}" for c in mlmd_calls)
 
 

@@ -48,7 +48,7 @@ def _up(args: argparse.Namespace) -> int:
             plane.stop()
         return 2
     print(f"KFP API: {backend.api_url}")
-    print(f"ML Metadata as the KFP UI serves it: {backend.ui_url} (sharedvol run --ui-url: the run's metrics)")
+    print(f"KFP UI: {backend.ui_url} (loopback; sharedvol run --ui-url: the run's link and its metrics)")
     print(f"export KUBECONFIG={kubeconfig}")
     print(f"sharedvol run --host {backend.api_url} --ui-url {backend.ui_url} ...")
     print(f"stop with make kfp-down; pids in {workdir / 'pids'}")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tests import cluster as cp
 from tests.kfp_backend.real import config as kc
-from tests.kfp_backend.real import procs
+from tests.kfp_backend.real import procs, ui
 from tests.kfp_backend.real.procs import machine_address, stop_pid  # noqa: F401  (re-exported for the fixtures)
 
 REPO = cp.REPO
@@ -76,6 +76,7 @@ class KfpBackend:
     address: str
     bin_dir: Path = field(default_factory=kfp_bin_dir)
     mlmd_py: Path = field(default_factory=mlmd_python)
+    ui_build: Path = field(default_factory=lambda: ui.ui_dir(_script_output))
     images: kc.Images = field(default_factory=kc.Images)
     processes: list[cp.Process] = field(default_factory=list)
     ports: kc.Ports | None = None
@@ -88,9 +89,9 @@ class KfpBackend:
 
     @property
     def ui_url(self) -> str:
-        """Where ML Metadata answers gRPC-web below ``/ml_metadata``, as the KFP UI does (``submit --ui-url``)."""
+        """The KFP UI on this machine's loopback (``sharedvol submit --ui-url``)."""
         assert self.ports is not None
-        return f"http://127.0.0.1:{self.ports.mlmd_web}"
+        return f"http://127.0.0.1:{self.ports.ui}"
 
     def start(self) -> KfpBackend:
         """Start everything and wait until the API answers; stop all on any failure."""
@@ -103,7 +104,7 @@ class KfpBackend:
 
     def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.ports = ports = kc.Ports(*(cp.free_port() for _ in range(7)))
+        self.ports = ports = kc.Ports(*(cp.free_port() for _ in range(8)))
         self._start_database(ports.database)
         self._spawn_minio(ports)
         self._spawn(
@@ -137,6 +138,7 @@ class KfpBackend:
         self._spawn_persistence_agent(ports)
         self._wait_log("workflow-controller", "Starting Workflow Controller")
         self._wait_log("persistence_agent", "Started workers")
+        ui.start(self)
         self._write_env()
 
     # ----- the servers

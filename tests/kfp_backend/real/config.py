@@ -43,7 +43,8 @@ class Ports:
     minio: int
     minio_console: int
     database: int
-    mlmd_web: int  # ML Metadata's gRPC-web, what a KFP UI serves at /ml_metadata
+    mlmd_web: int  # ML Metadata's gRPC-web, what envoy serves in a KFP deployment (the UI server forwards to it)
+    ui: int  # the KFP UI's node server
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,6 +16,7 @@ from tests import images as project_images
 from tests.kfp_backend.real import backend as kb
 from tests.kfp_backend.real import config as kc
 from tests.kfp_backend.real import images
+from tests.kfp_backend.real.journeys import journeys, static_volume  # noqa: F401 (package fixtures)
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Mlmd:
     python: Path
     port: int
     db: Path
+    web_port: int = 0  # its gRPC-web endpoint, where the server was given one
 
     def _run(self, where: list[str], method: str, request: dict[str, Any]) -> dict[str, Any]:
         client = str(kb.REPO / "tests" / "kfp_backend" / "real" / "mlmd_client.py")
@@ -52,19 +54,20 @@ def mlmd_python() -> Path:
 
 @pytest.fixture
 def mlmd_server(mlmd_python: Path, tmp_path: Path) -> Iterator[tuple[Mlmd, subprocess.Popen[bytes]]]:
-    """A forwarding server on a fresh store in ``tmp_path``, stopped after the test."""
-    port = cp.free_port()
+    """A forwarding server (gRPC, and gRPC-web on loopback) on a fresh store in ``tmp_path``, stopped after the test."""
+    port, web_port = cp.free_port(), cp.free_port()
     db = tmp_path / "mlmd.sqlite"
     log = (tmp_path / "mlmd.log").open("wb")
     server = subprocess.Popen(
-        [str(mlmd_python), str(kb.MLMD_SERVER), "--db", str(db), "--port", str(port), "--host", "127.0.0.1"],
+        [str(mlmd_python), str(kb.MLMD_SERVER), "--db", str(db), "--port", str(port), "--host", "127.0.0.1",
+         "--web-port", str(web_port)],
         stdout=subprocess.PIPE, stderr=log, start_new_session=True,
     )  # fmt: skip
     try:
         assert server.stdout is not None
         line = server.stdout.readline().decode()  # the server prints this once it listens
         assert "listening" in line, (tmp_path / "mlmd.log").read_text()
-        yield Mlmd(mlmd_python, port, db), server
+        yield Mlmd(mlmd_python, port, db, web_port), server
     finally:
         kb.stop_pid(server.pid, server)
         log.close()
@@ -77,7 +80,7 @@ def real_node(node: Any) -> Any:
     return node
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def kfp_on_node(real_node: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[kb.KfpBackend]:
     """The real backend on the real node, its images imported into the node's containerd; removed afterwards."""
     env = cp.read_env(Path(real_node.workdir) / "node.env")
@@ -101,7 +104,7 @@ def kfp_on_node(real_node: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
         backend.kubectl("delete", "namespace", kc.NAMESPACE, "--wait=false")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def mlmd_on_node(kfp_on_node: kb.KfpBackend, mlmd_python: Path) -> Mlmd:
     """The backend's ML Metadata, through its gRPC server."""
     assert kfp_on_node.ports is not None

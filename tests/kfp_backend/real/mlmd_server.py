@@ -7,9 +7,10 @@ module whose functions take and return serialized protos. This server hands each
 the function of the same name and returns its bytes: no message is parsed or rebuilt here, so the store's
 own behaviour (types, lineage, queries, errors) is what clients see.
 
-With ``--web-port`` it also answers gRPC-web (``application/grpc-web+proto``) at
-``/ml_metadata/ml_metadata.MetadataStoreService/METHOD``, as a KFP deployment's UI server does through its
-``metadata-envoy`` proxy: the same store functions, the request and answer framed as gRPC-web frames.
+With ``--web-port`` it also answers gRPC-web (``application/grpc-web+proto``, what the KFP UI's browser code sends)
+on 127.0.0.1 at ``/ml_metadata.MetadataStoreService/METHOD``, as a KFP deployment's ``metadata-envoy`` does with its
+grpc_web filter (the UI server forwards the browser's calls there unchanged): the same store functions, the request
+and the answer in gRPC-web frames, the status in a trailer frame.
 
 Runs in the separate venv made by ``scripts/kfp/mlmd-venv.sh`` (ml-metadata needs protobuf<5)::
 
@@ -83,15 +84,22 @@ class Forwarder:
         return forward
 
     def web_server(self, host: str, port: int) -> http.server.ThreadingHTTPServer:
-        """A gRPC-web endpoint over the same store (what a KFP UI serves at ``/ml_metadata``)."""
+        """A gRPC-web endpoint over the same store (what envoy serves for ML Metadata in a KFP deployment)."""
         forwarder = self
-        prefix = f"/ml_metadata/{SERVICE}/"
+        prefix = f"/{SERVICE}/"
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if not self.path.startswith(prefix) or len(body) < 5 or body[0] != 0:
-                    self.send_error(404 if not self.path.startswith(prefix) else 400)
+                kind = self.headers.get("Content-Type", "")
+                if not self.path.startswith(prefix):
+                    self.send_error(404, f"not a {SERVICE} method")
+                    return
+                if not kind.startswith("application/grpc-web"):
+                    self.send_error(415, "gRPC-web only (application/grpc-web+proto)")
+                    return
+                if len(body) < 5 or body[0] != 0:
+                    self.send_error(400, "not one uncompressed gRPC-web data frame")
                     return
                 size = struct.unpack(">I", body[1:5])[0]
                 response, code, message = forwarder.call(self.path[len(prefix) :], body[5 : 5 + size])
@@ -128,9 +136,9 @@ def serve(settings: Settings) -> grpc.Server:
     """Start the server (bytes in, bytes out: no (de)serializers) and return it once it listens."""
     forwarder = Forwarder(settings.db)
     if settings.web_port is not None:
-        web = forwarder.web_server(settings.host, settings.web_port)
+        web = forwarder.web_server("127.0.0.1", settings.web_port)  # its one client: the UI server on this machine
         threading.Thread(target=web.serve_forever, name="grpc-web", daemon=True).start()
-        log.info("gRPC-web on %s:%d/ml_metadata", settings.host, settings.web_port)
+        log.info("gRPC-web on 127.0.0.1:%d/%s/", settings.web_port, SERVICE)
     handlers: dict[str, Any] = {m: grpc.unary_unary_rpc_method_handler(forwarder.handler(m)) for m in methods()}
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.workers))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
@@ -151,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", required=True, help="the SQLite file of the store (created if missing)")
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--web-port", type=int, help="also answer gRPC-web there, below /ml_metadata")
+    parser.add_argument("--web-port", type=int, help=f"also answer gRPC-web on 127.0.0.1 there, at /{SERVICE}/METHOD")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

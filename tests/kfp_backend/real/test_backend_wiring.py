@@ -3,7 +3,8 @@
 ``sharedvol submit`` talks to KFP's real api-server (PostgreSQL, MinIO behind it); the api-server compiles the
 run into an Argo Workflow whose pods resolve the backend by its in-cluster names; Argo's real workflow-controller
 starts the root driver pod from the local images; the persistence agent reports the workflow back to the API.
-What happens inside the pods is the real node's part (test_journey_node.py).
+What happens inside the pods is the real node's part (test_journey_node.py). The KFP UI's server listens on
+loopback only, with a kubeconfig that may read no more than its handlers need.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -147,3 +149,28 @@ def test_the_persistence_agent_reports_the_workflow_back_to_the_api(
     assert run["run_id"] == run_id
     assert run.get("run_details", {}).get("task_details"), f"no task details reported: {run}"
     assert run["state"] in ("PENDING", "RUNNING")
+
+
+def test_the_kfp_ui_serves_its_page_on_loopback_and_not_on_the_machines_address(backend: kb.KfpBackend) -> None:
+    assert backend.ports is not None
+    page = requests.get(f"{backend.ui_url}/", timeout=10)
+
+    assert page.status_code == 200 and "<title>Kubeflow Pipelines</title>" in page.text
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://{backend.address}:{backend.ports.ui}/", timeout=10)
+
+
+def test_the_kfp_uis_kubeconfig_may_read_pod_logs_and_the_artifact_secret_and_nothing_more(
+    backend: kb.KfpBackend,
+) -> None:
+    config = str(backend.workdir / "ui.kubeconfig")
+
+    def may(*what: str) -> bool:
+        out = cp.kubectl(backend.kubectl_bin, Path(config), "auth", "can-i", *what, "-n", kc.NAMESPACE, check=False)
+        return out.stdout.strip() == "yes"
+
+    assert may("get", "pods/log") and may("get", "pods") and may("list", "events")
+    assert may("get", f"secret/{kc.ARTIFACT_SECRET}") and may("get", "workflows.argoproj.io")
+    assert not may("list", "secrets") and not may("get", "secret/other")
+    assert not may("create", "pods") and not may("delete", "workflows.argoproj.io")
+    assert not may("get", "pods", "--all-namespaces")
