@@ -1,0 +1,121 @@
+"""Fixtures of the two-node tier: the VM node (tests/vm/vmnode.py) joined to the session's real node, and
+``kubectl apply -k k8s/nfs`` on that cluster. Every test here is marked ``vm`` (``-m "not vm"`` leaves them out).
+
+The tier needs root (the real node, the bridge, QEMU). SHAREDVOL_TEST_NODE_DIR=.node with ``make node-up NODES=2``
+reuses a running VM node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import cluster as cp
+from tests import kwait, markers
+from tests.node import nodeconfig as nc
+from tests.node import pods
+from tests.node.session import NodeHandle
+from tests.vm import guest, vmnode
+
+NFS = cp.REPO / "k8s" / "nfs"
+NFS_NAMESPACE = "sharedvol-nfs"
+EXPORT_DIR = Path("/var/lib/sharedvol-nfs")  # k8s/nfs/server's hostPath, on the host node
+BUSYBOX = "busybox:1.37.0"  # k8s/nfs/check's image, on the VM's image disk (scripts/vm/images.sh)
+SERVER_PIN = "sharedvol.io/nfs-server"
+# docs/nfs.md, "Pin the NFS server to one node"
+PIN_PATCH = '{"spec":{"template":{"spec":{"nodeSelector":{"sharedvol.io/nfs-server":"true"}}}}}'
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test of this directory ``vm``."""
+    markers.mark_folder(items, __file__, pytest.mark.vm)
+
+
+@contextlib.contextmanager
+def _visible(config: pytest.Config) -> Iterator[None]:
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        yield
+
+
+@pytest.fixture(scope="session")
+def vm_node(node: NodeHandle, pytestconfig: pytest.Config) -> Iterator[vmnode.VMNode]:
+    """The VM node, Ready, for the rest of the session (reused when ``make node-up NODES=2`` runs it)."""
+    vm = vmnode.VMNode(node_dir=node.workdir, bin_dir=node.bin_dir)
+    if cp.alive_pids(vm.workdir):
+        yield vm
+        return
+    with _visible(pytestconfig):
+        print(f"\n[vm] starting the VM node {guest.VM_NODE_NAME} (QEMU, TCG) beside {nc.NODE_NAME}", flush=True)
+        vm.start()
+        print(f"[vm] {guest.VM_NODE_NAME} Ready in {vm.startup_seconds:.1f} s", flush=True)
+    try:
+        yield vm
+    finally:
+        vm.stop()
+
+
+@pytest.fixture(scope="session")
+def vm_api(vm_node: vmnode.VMNode) -> Any:
+    """A ``kubernetes.client.ApiClient`` for the two-node cluster's admin."""
+    from kubernetes import config
+
+    return config.new_client_from_config(str(vm_node.node_dir / "admin.kubeconfig"))
+
+
+def ready(pod: Any) -> bool:
+    """The pod is Ready."""
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+@pytest.fixture(scope="session")
+def nfs_installed(vm_node: vmnode.VMNode, vm_api: Any) -> Iterator[None]:
+    """``kubectl apply -k k8s/nfs`` as README shows it, the server pinned to the host node as docs/nfs.md shows it
+    for several nodes, and every pod of it Ready."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(vm_api)
+    vm_node.kubectl("label", "node", nc.NODE_NAME, f"{SERVER_PIN}=true", "--overwrite")
+    vm_node.kubectl("apply", "-k", str(NFS))
+    vm_node.kubectl("-n", NFS_NAMESPACE, "patch", "deployment", "nfs-server", "-p", PIN_PATCH)
+    try:
+        for name, timeout in (("nfs-server", 180), ("csi-nfs-controller", 600), ("csi-nfs-node", 600)):
+            kwait.until(
+                core.list_namespaced_pod, ready, NFS_NAMESPACE, timeout=timeout, what=f"a {name} pod Ready",
+                label_selector=f"app.kubernetes.io/name={name}",
+            )  # fmt: skip
+        yield
+    finally:
+        vm_node.kubectl("delete", "-k", str(NFS), "--ignore-not-found", "--wait=false", check=False)
+        vm_node.kubectl("label", "node", nc.NODE_NAME, f"{SERVER_PIN}-", check=False)
+
+
+@pytest.fixture
+def vm_namespace(vm_api: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace named from the test, deleted after it."""
+    from kubernetes import client
+
+    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")
+    name = f"{stem.removeprefix('test-')[:40].strip('-')}-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(vm_api)
+    core.create_namespace({"metadata": {"name": name, "labels": {"app.kubernetes.io/created-by": "sharedvol-tests"}}})
+    kwait.until(
+        core.list_namespaced_service_account, lambda sa: True, name, what="ServiceAccount default",
+        field_selector="metadata.name=default",
+    )  # fmt: skip
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name, grace_period_seconds=0)
+
+
+@pytest.fixture
+def vm_pods(vm_api: Any, vm_namespace: str) -> pods.PodRunner:
+    """Run pods in the test's namespace to completion and read their logs."""
+    return pods.PodRunner(vm_api, vm_namespace)
