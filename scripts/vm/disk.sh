@@ -35,10 +35,9 @@ cat >"$work/config.toml" <<TOML
 version = 2
 root = "$work/root"
 state = "$work/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [grpc]
   address = "$work/containerd.sock"
-[plugins."io.containerd.grpc.v1.cri"]
-  disable_cgroup = true
 TOML
 containerd --config "$work/config.toml" >"$work/containerd.log" 2>&1 &
 pid=$!

@@ -17,5 +17,8 @@ fi
 echo "[vm] installing Debian packages: ${missing[*]}" >&2
 t0=$(date +%s)
 DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/tmp/sharedvol-vm-apt.log 2>&1 || {
+  tail -20 /tmp/sharedvol-vm-apt.log >&2
+  exit 1
+}
 echo "[vm] installed in $(($(date +%s) - t0)) s" >&2

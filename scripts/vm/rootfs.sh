@@ -72,6 +72,7 @@ rm -rf "$root/var/lib/containerd" && mkdir -p "$root/var/lib/containerd"
 ird=$work/initrd
 mkdir -p "$ird"/{bin,proc,sys,dev,modules}
 cp "$root/bin/busybox" "$ird/bin/busybox"
+ln -s busybox "$ird/bin/sh"
 for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk crc16 crc32c_generic \
   mbcache jbd2 ext4; do
   f=$(find "$root/lib/modules/$kver" -name "$m.ko*" | head -1)
