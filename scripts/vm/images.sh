@@ -105,12 +105,14 @@ apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourcePar
   -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o APT::Sandbox::User=root)
 log "busybox: apt-get download busybox-static=$BUSYBOX_DEB_VERSION ($BUSYBOX_SUITE)"
 apt-get "${apt_opts[@]}" update -qq >&2
-(cd "$work" && apt-get "${apt_opts[@]}" download -q "busybox-static=$BUSYBOX_DEB_VERSION" >&2)
+(cd "$work" && apt-get "${apt_opts[@]}" download -qq "busybox-static=$BUSYBOX_DEB_VERSION" >&2)
 dpkg-deb -x "$work"/busybox-static_*.deb "$work/busybox-deb"
 bb=$work/busybox
 mkdir -p "$bb/bin" "$bb/tmp" && chmod 1777 "$bb/tmp"
-install -m 0755 "$work/busybox-deb/bin/busybox" "$bb/bin/busybox"
+# /usr/bin in Debian 13 (merged /usr), /bin before
+install -m 0755 "$(find "$work/busybox-deb" -path "*bin/busybox" -type f | head -1)" "$bb/bin/busybox"
 for applet in $("$bb/bin/busybox" --list); do [[ -e "$bb/bin/$applet" ]] || ln "$bb/bin/busybox" "$bb/bin/$applet"; done
+"$bb/bin/busybox" --list | grep -qx sh || { log "busybox from the package does not run"; exit 1; }
 layer "$bb" "$work/busybox.tar"
 one "busybox:$BUSYBOX_VERSION" busybox.tar '{"Cmd":["sh"]}' "$work/busybox.tar"
 
