@@ -53,7 +53,7 @@ ctr images ls -q >"$work/names"
 kill "$pid" && wait "$pid" 2>/dev/null || true
 pid=
 size=$(($(du -sm "$work/root" | cut -f1) * 2 + 512))
-mkfs.ext4 -q -F -L sharedvol-images -d "$work/root" "$work/images.img" "${size}M"
+mkfs.ext4 -q -F -L sharedvol-images -d "$work/root" "$work/images.img" "${size}M" >&2
 mkdir -p "$dest"
 mv "$work/images.img" "$dest/images.img"
 cp "$work/names" "$dest/images.txt"
