@@ -7,7 +7,8 @@
 #   scripts/vm/go-build.sh              build what is missing, print the bin directory
 #   scripts/vm/go-build.sh --print-dir  print the bin directory, build nothing
 #
-# SHAREDVOL_CSI_VENDOR: where the vendored sources are (default: ../shared/vendor/csi beside the repo's parent).
+# SHAREDVOL_CSI_VENDOR: where the vendored sources are (default: shared/vendor/csi next to the checkout, or next to
+# the main checkout of a worktree). The Go module proxy refuses csi-driver-nfs and the three sidecars.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -18,7 +19,12 @@ source "$here/versions.env"
 source "$here/../build-cache.sh"
 log_name=vm-go
 
-vendor=${SHAREDVOL_CSI_VENDOR:-$(cd "$repo/.." && pwd)/shared/vendor/csi}
+vendor=${SHAREDVOL_CSI_VENDOR:-}
+if [[ -z "$vendor" ]]; then
+  for base in "$repo" "$(cd "$(git -C "$repo" rev-parse --git-common-dir 2>/dev/null || echo "$repo/.git")/.." && pwd)"; do
+    [[ -d "$base/../shared/vendor/csi" ]] && vendor=$(cd "$base/../shared/vendor/csi" && pwd) && break
+  done
+fi
 key=$(cat <(grep -E "^(NFSPLUGIN|NODE_DRIVER|LIVENESS|CSI_|COREDNS)" "$here/versions.env") "$here/go-build.sh" \
   "$here/nfsplugin/main.go" | sha256sum | cut -c1-16)
 bin="$cache_root/vm/go-$key/bin"
@@ -33,7 +39,7 @@ if [[ ${#missing[@]} -eq 0 ]]; then
   exit 0
 fi
 require_go
-[[ -d "$vendor/csi-driver-nfs-$NFSPLUGIN_VERSION" ]] || {
+[[ -n "$vendor" && -d "$vendor/csi-driver-nfs-$NFSPLUGIN_VERSION" ]] || {
   log "the vendored CSI sources are missing ($vendor/csi-driver-nfs-$NFSPLUGIN_VERSION): set SHAREDVOL_CSI_VENDOR"
   exit 1
 }

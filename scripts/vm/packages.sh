@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian packages the second node (a QEMU VM) needs on the host, when any is missing (root: apt-get):
-# qemu-system-x86 (TCG; ../shared/docs/vm.md), debootstrap and e2fsprogs (the root disk), cpio (the initramfs),
+# qemu-system-x86 (software emulation, TCG), debootstrap and e2fsprogs (the root disk), cpio (the initramfs),
 # containerd (fills the VM's image disk), iproute2 (the bridge and tap).
 set -euo pipefail
 

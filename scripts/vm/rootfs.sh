@@ -38,7 +38,7 @@ start=$(date +%s)
 
 # --- the kernel
 log "kernel: apt-get download $VM_KERNEL_PACKAGE"
-(cd "$work" && apt-get download -q "$VM_KERNEL_PACKAGE" >&2)
+(cd "$work" && apt-get download -qq -o APT::Sandbox::User=root "$VM_KERNEL_PACKAGE" >&2)
 dpkg-deb -x "$work"/linux-image-*.deb "$work/kernel"
 kver=$(ls "$work/kernel/lib/modules")
 cp "$work/kernel/boot/vmlinuz-$kver" "$work/vmlinuz"
@@ -88,7 +88,7 @@ mknod -m 600 "$ird/dev/console" c 5 1
 (cd "$ird" && find . | cpio -o -H newc --quiet | gzip -9) >"$work/initrd.gz"
 
 log "root disk: mkfs.ext4 -d (2 GiB, sparse)"
-mkfs.ext4 -q -F -L sharedvol-vm -d "$root" "$work/root.img" 2G
+mkfs.ext4 -q -F -L sharedvol-vm -d "$root" "$work/root.img" 2G >&2
 mkdir -p "$dest"
 mv "$work/vmlinuz" "$work/initrd.gz" "$work/root.img" "$dest/"
 echo "$kver" >"$dest/kernel.version"
