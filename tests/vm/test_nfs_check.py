@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from storage import doctor, plan
 from tests.node import nodeconfig as nc
 from tests.vm import guest
 from tests.vm.conftest import EXPORT_DIR, NFS, NFS_NAMESPACE, vmnode
@@ -94,3 +95,13 @@ def test_the_node_plugin_on_the_vm_node_mounted_the_check_claim_from_the_servers
     mounted = [line for line in logs.splitlines() if " succeeded" in line and "nfs-check" in line]
     assert mounted, logs[-3000:]
     assert all(" mount nfs-server.sharedvol-nfs.svc.cluster.local:/" in line for line in mounted), mounted
+
+
+def test_doctor_and_the_plan_choose_sharedvol_nfs_where_it_mounts(nfs_installed: None, vm_api: Any) -> None:
+    report = doctor.diagnose(vm_api)
+    assert (report.strategy, report.strategy_reasons) == (
+        "dynamic",
+        ["StorageClass sharedvol-nfs is installed (CSI NFS driver)"],
+    )
+    chosen = plan.make(vm_api, plan.Request(name="data", namespace="default", size="1Gi"))
+    assert (chosen.strategy, chosen.storage_class) == ("dynamic", "sharedvol-nfs")
