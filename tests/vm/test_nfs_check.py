@@ -17,7 +17,9 @@ CHECK_NAMESPACE = "sharedvol-nfs-check"
 
 
 def _pods(core: Any, namespace: str, selector: str) -> list[Any]:
-    return list(core.list_namespaced_pod(namespace, label_selector=selector).items)
+    """The pods of ``selector`` that are not being deleted (a replaced one may still be terminating)."""
+    items = core.list_namespaced_pod(namespace, label_selector=selector).items
+    return [p for p in items if p.metadata.deletion_timestamp is None]
 
 
 def test_the_server_runs_on_the_host_node_and_the_csi_pods_on_the_vm_node(nfs_installed: None, vm_api: Any) -> None:
