@@ -8,8 +8,6 @@ reuses a running VM node.
 from __future__ import annotations
 
 import contextlib
-import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +15,8 @@ from typing import Any
 import pytest
 
 from tests import cluster as cp
-from tests import kwait, markers
+from tests import markers
 from tests.node import nodeconfig as nc
-from tests.node import pods
 from tests.node.session import NodeHandle
 from tests.vm import guest, vmnode
 
@@ -91,28 +88,3 @@ def nfs_installed(vm_node: vmnode.VMNode) -> Iterator[None]:
     finally:
         vm_node.kubectl("delete", "-k", str(NFS), "--ignore-not-found", "--wait=false", check=False)
         vm_node.kubectl("label", "node", nc.NODE_NAME, f"{SERVER_PIN}-", check=False)
-
-
-@pytest.fixture
-def vm_namespace(vm_api: Any, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace named from the test, deleted after it."""
-    from kubernetes import client
-
-    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")
-    name = f"{stem.removeprefix('test-')[:40].strip('-')}-{uuid.uuid4().hex[:6]}"
-    core = client.CoreV1Api(vm_api)
-    core.create_namespace({"metadata": {"name": name, "labels": {"app.kubernetes.io/created-by": "sharedvol-tests"}}})
-    kwait.until(
-        core.list_namespaced_service_account, lambda sa: True, name, what="ServiceAccount default",
-        field_selector="metadata.name=default",
-    )  # fmt: skip
-    try:
-        yield name
-    finally:
-        core.delete_namespace(name, grace_period_seconds=0)
-
-
-@pytest.fixture
-def vm_pods(vm_api: Any, vm_namespace: str) -> pods.PodRunner:
-    """Run pods in the test's namespace to completion and read their logs."""
-    return pods.PodRunner(vm_api, vm_namespace)
