@@ -121,10 +121,14 @@ def test_a_pod_sees_its_claim_mounted_by_the_kernel_over_nfs_4_1_hard(shared: Sh
     assert {"vers=4.1", "hard"} <= set(options.split(",")), options
 
 
-def test_deleting_the_claim_archives_its_directory_with_the_files(shared: SharedClaim, vm_api: Any) -> None:
+def test_deleting_the_claim_after_its_pods_archives_its_directory_with_the_files(shared: SharedClaim, vm_api: Any) -> None:
     from kubernetes import client
 
     core = client.CoreV1Api(vm_api)
+    # A claim stays while any pod that names it exists, Completed ones too (pvc-protection): the run's pods go first.
+    for name in ("writer", "reader"):
+        core.delete_namespaced_pod(name, shared.namespace)
+        pods.wait_gone(core.list_namespaced_pod, name, 120, shared.namespace)
     core.delete_namespaced_persistent_volume_claim(shared.claim, shared.namespace)
     pods.wait_gone(core.list_persistent_volume, shared.volume, 300)
     archived = EXPORT_DIR / f"archived-{shared.directory_name}"
