@@ -121,7 +121,7 @@ def test_a_pod_sees_its_claim_mounted_by_the_kernel_over_nfs_4_1_hard(shared: Sh
     assert {"vers=4.1", "hard"} <= set(options.split(",")), options
 
 
-def test_deleting_the_claim_after_its_pods_archives_its_directory_with_the_files(shared: SharedClaim, vm_api: Any) -> None:
+def test_deleting_the_claim_after_its_pods_archives_its_directory(shared: SharedClaim, vm_api: Any) -> None:
     from kubernetes import client
 
     core = client.CoreV1Api(vm_api)
