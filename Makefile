@@ -7,11 +7,11 @@ PY = $(VENV)/bin/python
 RUN = PYTHONPATH=$(CURDIR) $(PY)
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 DEMO_DIR ?= $(CURDIR)/demo
-IMAGE_TAG ?= 0.1.0
+IMAGE_TAG ?= $(shell scripts/version.sh)
 IMAGE ?= sharedvol:$(IMAGE_TAG)
 NODE_DIR ?= $(CURDIR)/.node
 
-.PHONY: help venv controlplane kfpcheck test lint unit demo install compile bench bench-train bench-data bench-loader bench-gpu bench-controlplane bench-storage bench-fallback bench-demo \
+.PHONY: help preflight venv controlplane kfpcheck test lint unit demo install compile bench bench-train bench-data bench-loader bench-gpu bench-controlplane bench-storage bench-fallback bench-demo \
         cluster-up cluster-down node-up node-down image test-node test-vm bench-node need-root clean
 
 help: ## list the targets
@@ -26,20 +26,23 @@ controlplane: ## build or reuse the cached Kubernetes control-plane binaries
 kfpcheck: ## build or reuse the cached KFP 2.17 backend checker (tests/kfpcheck)
 	@scripts/kfpcheck/build.sh
 
-lint: venv ## ruff, mypy and the Dockerfile linter
+lint: venv ## ruff, mypy, the import floors (lint-imports: pyproject.toml) and the Dockerfile linter
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/hadolint docker/Dockerfile
 
-test: need-root venv ## every test, every tier: real node and real KFP included (root; builds and starts all it needs; docs/tests.md)
+test: preflight venv lint ## every test, every tier: real node and real KFP included (root; checks what it needs first, lints, then builds and starts all it needs; docs/tests.md)
 	@scripts/node/packages.sh && \
 	  SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) && \
 	  SHAREDVOL_KFPCHECK_BIN=$$(scripts/kfpcheck/build.sh) && \
 	  SHAREDVOL_KFP_BIN=$$(scripts/kfp/build.sh) && scripts/kfp/mlmd-venv.sh >/dev/null && \
 	  export SHAREDVOL_CONTROLPLANE_BIN SHAREDVOL_KFPCHECK_BIN SHAREDVOL_KFP_BIN && \
-	  $(MAKE) --no-print-directory lint && \
 	  $(RUN) -m pytest -m "not vm"
+
+preflight: ## what make test needs before it builds anything (root, python3-venv, Go 1.26, apt-get), all named at once
+	@scripts/preflight.sh
 
 test-kfp: need-root venv kfp-build ## only the real KFP backend tier (root; about 16 min of builds cold): the pipeline run by KFP 2.17.0 on the real node
 	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) SHAREDVOL_KFP_BIN=$$(scripts/kfp/build.sh) \
@@ -54,19 +57,15 @@ test-vm: need-root venv ## only the two-node tier (root): the real node plus a Q
 test-node: need-root venv ## only the real-node tier (root); SHAREDVOL_TEST_NODE_DIR=.node reuses a node from make node-up
 	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) -m pytest -m node
 
-unit: venv ## the fast tests only (no control plane, no training)
-	$(RUN) -m pytest -m "not controlplane and not ml and not e2e and not kfp_backend and not kfp_real and not node and not vm"
+unit: venv ## the unit tier only (tests/unit): needs nothing but the venv (no control plane, no training, no browser)
+	$(RUN) -m pytest -m unit tests/unit
 
 demo: venv ## the whole pipeline on this machine, on a small generated dataset
 	$(RUN) -m pipelines demo --output $(DEMO_DIR)
-	@echo "next: make install puts the sharedvol command on your PATH (sharedvol --help; README.md lists the jobs)"
+	@echo "next: make install installs the sharedvol command and says where (sharedvol --help; README.md lists the jobs)"
 
-BIN_DIR ?= $(HOME)/.local/bin
-
-install: venv ## put the `sharedvol` command on your PATH: this checkout, installed into the cached venv, linked into BIN_DIR
-	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
-	mkdir -p $(BIN_DIR) && ln -sf $(VENV)/bin/sharedvol $(BIN_DIR)/sharedvol
-	@echo "installed: $(BIN_DIR)/sharedvol (try: sharedvol --help; $(BIN_DIR) must be on your PATH)"
+install: ## install the `sharedvol` command: this checkout as a package (pip, not editable) into ~/.local/share/sharedvol/venv, linked into /usr/local/bin (root) or ~/.local/bin
+	@scripts/install.sh
 
 compile: venv ## write the pipeline YAML for upload in the KFP UI
 	$(RUN) -m pipelines compile -o resnet18_cifar10.yaml

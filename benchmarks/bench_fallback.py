@@ -17,8 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import machine
 from tests import cluster as cp
 from tests import kwait
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.paths import REPO
 
 
 def main() -> int:

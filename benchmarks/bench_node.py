@@ -22,9 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import machine
 from tests import cluster as cp
+from tests import images
 from tests.node import pods, realnode
 
-TAG = "0.1.0"
+TAG = images.IMAGE_TAG
 STEP, PROVISIONER, NFS = f"sharedvol:{TAG}", f"sharedvol-provisioner:{TAG}", f"sharedvol-nfs-server:{TAG}"
 OUT: dict[str, Any] = {"capture_output": True, "text": True, "check": True}
 CONTEXT_FILES = ("requirements.txt", "pyproject.toml", "README.md", "storage", "steps", "pipelines", ".dockerignore")

@@ -10,7 +10,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from pipelines import flags, local, params
+from pipelines import flags, params
 from sharedvol import fromargs
 from steps import params as steps_params
 
@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test-images", type=int, default=128, help="generated test images (default 128)")
     p.add_argument("--run-name", default="", help="run directory name under OUTPUT/runs (default demo-<UTC time>)")
     steps_params.add_arguments(
-        p.add_argument_group("training (the CPU demo's defaults)"), steps_params.DEMO, local.DEMO_PARAMETERS
+        p.add_argument_group("training (the CPU demo's defaults)"), steps_params.DEMO, steps_params.TRAINING
     )
     p.set_defaults(func=_demo)
 
@@ -102,7 +102,9 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    train = dataclasses.replace(steps_params.DEMO, **{name: getattr(args, name) for name in local.DEMO_PARAMETERS})
+    from pipelines import local
+
+    train = dataclasses.replace(steps_params.DEMO, **{name: getattr(args, name) for name in steps_params.TRAINING})
     given = {name: getattr(args, name) for name in ("output", "data", "train_images", "test_images", "run_name")}
     settings = local.DemoSettings(train=train, **given)
     result = local.run_demo(settings)
@@ -114,6 +116,7 @@ def _demo(args: argparse.Namespace) -> int:
     for label, path in result.files.items():
         print(f"  {label:<{width}}  {path}")
     print(f"report: {result.files['report (HTML)']}")
+    print(f"full log: {result.log}")
     return 0
 
 

@@ -11,10 +11,12 @@ component interfaces, and string annotations would be refused.
 """
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from kfp import dsl
 from kfp.dsl import HTML, ClassificationMetrics, Markdown, Metrics, Output
+from kfp.dsl.python_component import PythonComponent
 
 
 def prepare_data(
@@ -24,12 +26,12 @@ def prepare_data(
     import collections
 
     from pipelines import runtime
-    from steps import data
+    from steps import prepare_data
 
     runtime.setup_logging()
     data_root = runtime.data_dir(volume, data_source)
     run_dir = runtime.run_dir(volume, run_id, run_dir_name)
-    manifest = data.prepare(data_root, source=data_source)
+    manifest = prepare_data.prepare(data_root, source=data_source)
     print(f"prepare-data: {manifest.train_size} train / {manifest.test_size} test images in {data_root}")
     PreparedData = collections.namedtuple("PreparedData", ["data_root", "run_dir"])
     return PreparedData(data_root, run_dir)
@@ -111,16 +113,16 @@ def produce_metrics(
 class Components:
     """The four components, built for one image."""
 
-    prepare_data: Any
-    train_resnet: Any
-    test_resnet: Any
-    produce_metrics: Any
+    prepare_data: PythonComponent
+    train_resnet: PythonComponent
+    test_resnet: PythonComponent
+    produce_metrics: PythonComponent
 
 
 def build(image: str) -> Components:
     """The components with ``image`` as ``base_image``, installing nothing (the image holds everything)."""
 
-    def make(func: Any) -> Any:
+    def make(func: Callable[..., Any]) -> PythonComponent:
         return dsl.component(func, base_image=image, install_kfp_package=False, packages_to_install=[])
 
     return Components(

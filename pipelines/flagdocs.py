@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pipelines import cli
+
 COMMANDS = ("compile", "submit", "run", "demo")
 BEGIN = (
     "<!-- flags: generated from argparse by `python -m pipelines.flagdocs`; checked by tests/unit/test_params.py -->"
@@ -35,8 +37,6 @@ def _without_env() -> Iterator[None]:
 
 def subparsers() -> dict[str, argparse.ArgumentParser]:
     """The parsers of :data:`COMMANDS`, built without the environment variables that change defaults."""
-    from pipelines import cli
-
     with _without_env():
         parser = cli.build_parser()
     (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]

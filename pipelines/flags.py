@@ -171,14 +171,17 @@ def auto_class(kubeconfig: str | None, context: str | None) -> tuple[str, list[s
     Raises:
         BadParameterError: no class on the cluster serves ReadWriteMany.
     """
-    from storage import kube, plan
+    from storage import (  # the CLI boundary: the Kubernetes client loads only when a command asks the cluster
+        hints,
+        kube,
+        plan,
+    )
 
     storage_class, reasons = plan.auto_class(kube.load_api_client(kubeconfig, context))
     if storage_class is None:
         raise errors.BadParameterError(
             "--storage auto: no StorageClass on this cluster serves ReadWriteMany",
-            hint="kubectl apply -k k8s/nfs (or k8s/fallback); or make a volume with "
-            "`sharedvol provision NAME --static` and pass --storage pvc:NAME; or use `sharedvol run`, which makes one",
+            hint=hints.NO_RWX_COMPILE,
         )
     return storage_class, reasons
 

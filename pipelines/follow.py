@@ -7,20 +7,40 @@ along the one backoff of :mod:`pipelines.kfp_api`.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pydantic_core
+import yaml
 
 from pipelines import errors, kfp_api, logscan, mlmd, tasklogs
-
-if TYPE_CHECKING:
-    from pipelines.submit import SubmitResult, SubmitSettings
 
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"}
 METRICS_MARKER = "sharedvol-metrics "
 METRICS_TASK = "produce-metrics"
 Progress = Callable[[str], None]
+
+
+class Polling(Protocol):
+    """How often to ask for a run, and until when (``submit.PollSettings`` is the one the commands fill)."""
+
+    @property
+    def initial_s(self) -> float:
+        """Seconds between the first polls."""
+
+    @property
+    def factor(self) -> float:
+        """Each wait is the previous one times this."""
+
+    @property
+    def max_s(self) -> float:
+        """The longest wait between polls, in seconds."""
+
+    @property
+    def timeout_s(self) -> float:
+        """Give up following after this many seconds (the run goes on)."""
 
 
 @dataclass(frozen=True)
@@ -33,103 +53,176 @@ class TaskState:
     pod_name: str = ""
 
 
+@dataclass
+class RunStatus:
+    """A run being followed, as last seen.
+
+    Attributes:
+        run_id: the run's id.
+        run_url: the run's page in the KFP UI.
+        state: the run's last known state (``SUCCEEDED``, ``FAILED``...; ``PENDING`` when not followed).
+        tasks: the tasks' last known states, in the pipeline's order.
+        metrics: produce-metrics' scalars when they could be read (from ML Metadata, else from its log via the
+            UI server), else empty.
+        metrics_source: where the metrics were read (``ML Metadata`` or ``pod log``), empty without metrics.
+        metrics_note: why there are no metrics, when there are none.
+    """
+
+    run_id: str
+    run_url: str
+    state: str = "PENDING"
+    tasks: list[TaskState] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    metrics_source: str = ""
+    metrics_note: str = ""
+
+
+def pipeline_tasks(package: bytes) -> dict[str, str]:
+    """The pipeline's container tasks in the order they run: their DAG key -> their display name (``taskInfo``).
+
+    KFP reports a run's tasks by display name, except the tasks it runs in its driver alone (``CreatePVC``,
+    ``DeletePVC``), which it reports by their key (``createpvc``). A sub-DAG's tasks (a condition's) come at the
+    place of the sub-DAG.
+    """
+    spec = next(yaml.safe_load_all(package))
+    components = spec.get("components") or {}
+
+    def walk(dag: dict[str, Any]) -> Iterator[tuple[str, str]]:
+        for key in _dag_order(dag.get("tasks") or {}):
+            task = dag["tasks"][key]
+            component = components.get(task["componentRef"]["name"]) or {}
+            if "dag" in component:
+                yield from walk(component["dag"])
+            else:
+                yield key, task["taskInfo"]["name"]
+
+    return dict(walk(spec["root"]["dag"]))
+
+
+def _dag_order(tasks: Mapping[str, dict[str, Any]]) -> list[str]:
+    """The keys of ``tasks`` with every task after the ones it depends on (ties: the compiled file's order)."""
+    done: list[str] = []
+    left = list(tasks)
+    while left:
+        ready = [k for k in left if set(tasks[k].get("dependentTasks") or ()) <= set(done)] or left[:1]
+        done.append(ready[0])
+        left.remove(ready[0])
+    return done
+
+
 def follow(
     api: kfp_api.KfpApi,
-    settings: SubmitSettings,
-    result: SubmitResult,
-    steps: tuple[str, ...],
+    status: RunStatus,
+    *,
+    poll: Polling,
+    ui_url: str,
+    tasks: Mapping[str, str],
     progress: Progress,
     sleep: Callable[[float], None],
     clock: Callable[[], float],
 ) -> None:
     """Ask for the run until it ends or the deadline passes; report task state changes; read the metrics.
 
+    Args:
+        api: the KFP API.
+        status: the run; updated as it goes.
+        poll: how often to ask, and until when.
+        ui_url: the KFP UI's base URL (ML Metadata is read through it); empty: the API host.
+        tasks: the pipeline's tasks (:func:`pipeline_tasks`): which tasks to report, in this order.
+        progress: called with each line to show.
+        sleep: waits this many seconds (tests pass a fake).
+        clock: the time in seconds (tests pass a fake).
+
     Raises:
         RunFailedError: the run ended other than SUCCEEDED (the message names the failed task and why).
-        RunTimeoutError: the run had not ended by ``settings.poll.timeout_s``.
+        RunTimeoutError: the run had not ended by ``poll.timeout_s``.
         KfpApiError: the API failed after the retries (the run goes on).
     """
-    poll = settings.poll
     deadline = clock() + poll.timeout_s
     wait = poll.initial_s
     seen: dict[str, str] = {}
     while True:
         try:
-            run = api.read(f"GET /runs/{result.run_id}", lambda c: c.get_run(result.run_id)).to_dict()
+            run = api.read(f"GET /runs/{status.run_id}", lambda c: c.get_run(status.run_id)).to_dict()
         except errors.KfpApiError as e:
-            e.hint = f"{e.hint}; run {result.run_id} goes on: {result.run_url}"
+            e.hint = f"{e.hint}; run {status.run_id} goes on: {status.run_url}"
             raise
-        result.state = run.get("state") or result.state
-        result.tasks = tasks_of(run, steps)
-        for task in result.tasks:
+        status.state = run.get("state") or status.state
+        status.tasks = tasks_of(run, tasks)
+        for task in status.tasks:
             if seen.get(task.name) != task.state:
                 seen[task.name] = task.state
                 progress(f"  {task.name}: {task.state}")
-        if result.state in TERMINAL:
+        if status.state in TERMINAL:
             break
         if clock() >= deadline:
             raise errors.RunTimeoutError(
-                f"run {result.run_id} is still {result.state} after {poll.timeout_s:g} s",
-                hint=f"it goes on; follow it at {result.run_url} or raise --timeout",
+                f"run {status.run_id} is still {status.state} after {poll.timeout_s:g} s",
+                hint=f"it goes on; follow it at {status.run_url} or raise --timeout",
             )
         sleep(min(wait, max(0.0, deadline - clock())))
         wait = min(wait * poll.factor, poll.max_s)
-    progress(f"run {result.run_id} {result.state}")
-    if result.state != "SUCCEEDED":
-        raise errors.RunFailedError(failure_message(run, result, api), hint=f"see {result.run_url}")
-    read_metrics(api, settings, result, progress)
+    progress(f"run {status.run_id} {status.state}")
+    if status.state != "SUCCEEDED":
+        raise errors.RunFailedError(failure_message(run, status, api), hint=f"see {status.run_url}")
+    read_metrics(api, ui_url, status, progress)
 
 
-def tasks_of(run: dict[str, Any], steps: tuple[str, ...]) -> list[TaskState]:
-    """The run's tasks named in ``steps`` (KFP's own DAG, driver and executor entries left out)."""
-    tasks = []
+def tasks_of(run: dict[str, Any], tasks: Mapping[str, str]) -> list[TaskState]:
+    """The run's tasks among ``tasks`` (key -> display name), in that order, each by its display name.
+
+    KFP's own DAG, driver and executor entries are left out.
+    """
+    names = list(tasks.values())
+    found: dict[str, TaskState] = {}
     for t in (run.get("run_details") or {}).get("task_details") or []:
-        name = t.get("display_name") or ""
-        if name not in steps:
+        shown = t.get("display_name") or ""
+        name = tasks.get(shown, shown)
+        if name not in names:
             continue
         err = (t.get("error") or {}).get("message") or ""
-        tasks.append(TaskState(name=name, state=t.get("state") or "", error=err, pod_name=t.get("pod_name") or ""))
-    return tasks
+        found[name] = TaskState(name=name, state=t.get("state") or "", error=err, pod_name=t.get("pod_name") or "")
+    return [found[name] for name in names if name in found]
 
 
-def failure_message(run: dict[str, Any], result: SubmitResult, api: kfp_api.KfpApi | None = None) -> str:
+def failure_message(run: dict[str, Any], status: RunStatus, api: kfp_api.KfpApi | None = None) -> str:
     """``run X FAILED: task T failed: <why>``, from the task's error or, failing that, its log's last error line."""
-    failed = [t for t in result.tasks if t.state == "FAILED"]
+    failed = [t for t in status.tasks if t.state == "FAILED"]
     run_error = (run.get("error") or {}).get("message") or ""
     if not failed:
-        return f"run {result.run_id} {result.state}" + (f": {run_error}" if run_error else "")
+        return f"run {status.run_id} {status.state}" + (f": {run_error}" if run_error else "")
     task = failed[0]
-    text = task_log(api, result, task) if api is not None else None
+    text = task_log(api, status, task) if api is not None else None
     why = task.error or logscan.last_error_line((text or "").splitlines()) or run_error or "no reason reported"
-    return f"run {result.run_id} {result.state}: task {task.name} failed: {why}"
+    return f"run {status.run_id} {status.state}: task {task.name} failed: {why}"
 
 
-def read_metrics(api: kfp_api.KfpApi, settings: SubmitSettings, result: SubmitResult, progress: Progress) -> None:
+def read_metrics(api: kfp_api.KfpApi, ui_url: str, status: RunStatus, progress: Progress) -> None:
     """produce-metrics' Metrics artifact from ML Metadata; where that is not offered, the line its log printed."""
-    a = settings.api
+    a = api.settings
     try:
-        result.metrics = mlmd.run_metrics(
-            settings.ui_url or a.host, result.run_id, token=a.token, timeout_s=a.request_timeout_s, verify=a.verify_tls
+        status.metrics = mlmd.run_metrics(
+            ui_url or a.host, status.run_id, token=a.token, timeout_s=a.request_timeout_s, verify=a.verify_tls
         )
-        result.metrics_source = "ML Metadata"
+        status.metrics_source = "ML Metadata"
         progress(f"metrics read from ML Metadata (the {METRICS_TASK} task's Metrics artifact)")
         return
     except mlmd.MlmdUnavailable as e:
         why = str(e)
-    task = next((t for t in result.tasks if t.name == METRICS_TASK), None)
-    note = f"open {result.run_url} (Visualizations) or compare runs in the KFP UI"
+    task = next((t for t in status.tasks if t.name == METRICS_TASK), None)
+    note = f"open {status.run_url} (Visualizations) or compare runs in the KFP UI"
     if task is None:
-        result.metrics_note = f"{why}, and the KFP API names no {METRICS_TASK} task; {note}"
+        status.metrics_note = f"{why}, and the KFP API names no {METRICS_TASK} task; {note}"
         return
-    result.metrics = parse_metrics_line(task_log(api, result, task) or "")
-    if result.metrics:
-        result.metrics_source = "pod log"
+    status.metrics = parse_metrics_line(task_log(api, status, task) or "")
+    if status.metrics:
+        status.metrics_source = "pod log"
         progress(f"metrics read from the {METRICS_TASK} pod's log ({why})")
     else:
-        result.metrics_note = f"{why}, and the {METRICS_TASK} pod's log was not available; {note}"
+        status.metrics_note = f"{why}, and the {METRICS_TASK} pod's log was not available; {note}"
 
 
-def task_log(api: kfp_api.KfpApi, result: SubmitResult, task: TaskState) -> str | None:
+def task_log(api: kfp_api.KfpApi, status: RunStatus, task: TaskState) -> str | None:
     """The task's pod log, or None.
 
     Through the KFP UI server where the API names the pod, else from Kubernetes where ``api.kube`` is set
@@ -137,7 +230,7 @@ def task_log(api: kfp_api.KfpApi, result: SubmitResult, task: TaskState) -> str 
     """
     text = api.pod_log(task.pod_name) if task.pod_name else None
     if text is None and api.kube is not None:
-        text = tasklogs.read(api.kube, api.settings.namespace or "kubeflow", result.run_id, task.name)
+        text = tasklogs.read(api.kube, api.settings.namespace or "kubeflow", status.run_id, task.name)
     return text
 
 
@@ -147,10 +240,22 @@ def parse_metrics_line(log_text: str) -> dict[str, float]:
         start = line.find(METRICS_MARKER)
         if start < 0:
             continue
-        try:
-            doc = json.loads(line[start + len(METRICS_MARKER) :])
+        try:  # a pod's log is anyone's text: the parser caps nesting and refuses NaN; values must be finite numbers
+            doc = pydantic_core.from_json(line[start + len(METRICS_MARKER) :], allow_inf_nan=False)
         except ValueError:
             continue
         if isinstance(doc, dict):
-            return {str(k): float(v) for k, v in doc.items() if isinstance(v, int | float)}
+            found = {str(k)[:64]: _number(v) for k, v in list(doc.items())[:50]}
+            return {k: v for k, v in found.items() if v is not None}
     return {}
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float, or None when it is not a number (a bool, text, an int too large for a float)."""
+    if type(value) not in (int, float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None

@@ -16,18 +16,22 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
+
+import kfp
+import kfp_server_api
+import requests
+import urllib3
+from kubernetes import client as kube_client
 
 from pipelines import errors
-
-if TYPE_CHECKING:
-    import kfp
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +109,8 @@ class KfpApi:
         self.settings = settings.validate()
         self._sleep = sleep
         self._client: kfp.Client | None = None
-        self.kube: Any = None  # a Kubernetes ApiClient, where the caller has one: task logs straight from the pods
+        # a Kubernetes client, where the caller has one: task logs straight from the pods
+        self.kube: kube_client.ApiClient | None = None
 
     @property
     def client(self) -> kfp.Client:
@@ -157,8 +162,6 @@ class KfpApi:
         ``kfp.Client`` has no such call: only the UI server (and a Kubeflow gateway in front of it) serves this
         path, not the bare API server. The pod's namespace is ``namespace``, else ``kubeflow``.
         """
-        import requests
-
         s = self.settings
         try:
             r = requests.get(
@@ -176,10 +179,7 @@ class KfpApi:
             return None
         return r.text
 
-    def _call(self, what: str, call: Callable[[Any], T], arg: Any) -> T:
-        import kfp_server_api
-        import urllib3
-
+    def _call(self, what: str, call: Callable[[kfp.Client], T], arg: kfp.Client) -> T:
         printed = io.StringIO()
         try:
             with contextlib.redirect_stdout(printed):
@@ -207,7 +207,7 @@ class KfpApi:
             f"cannot reach the KFP API at {self.settings.base} ({reason})", hint=PORT_FORWARD_HINT
         )
 
-    def _refused(self, what: str, e: Any) -> errors.KfpApiError:
+    def _refused(self, what: str, e: kfp_server_api.ApiException) -> errors.KfpApiError:
         said = _server_message(e.body)
         if e.status in (401, 403):
             ns = f" in namespace {self.settings.namespace!r}" if self.settings.namespace else ""
@@ -227,8 +227,6 @@ class KfpApi:
 
 def _connect(settings: ApiSettings) -> kfp.Client:
     """A ``kfp.Client`` whose requests time out, with no retries of its own, that checks the API's health once."""
-    import kfp
-
     timeout = (settings.request_timeout_s, settings.request_timeout_s)
 
     class Client(kfp.Client):
@@ -250,7 +248,7 @@ def _connect(settings: ApiSettings) -> kfp.Client:
     return client
 
 
-def _tune(rest: Any, timeout: tuple[float, float]) -> None:
+def _tune(rest: kfp_server_api.rest.RESTClientObject, timeout: tuple[float, float]) -> None:
     """Give every request of the REST client all of ``kfp.Client``'s services share a timeout and no retries.
 
     urllib3 retries three times by default, even after a read timeout: :meth:`KfpApi.read` is the one retry loop.
@@ -267,9 +265,7 @@ def _tune(rest: Any, timeout: tuple[float, float]) -> None:
     rest.sharedvol_tuned = True
 
 
-def _server_message(body: Any) -> str:
-    import json
-
+def _server_message(body: bytes | str | None) -> str:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
     try:
         doc = json.loads(text)

@@ -7,9 +7,9 @@ Python subprocess of this interpreter. The volume tasks are left out (``kfp.loca
 from __future__ import annotations
 
 import collections
+import dataclasses
 import importlib.util
 import io
-import json
 import os
 import re
 import sys
@@ -22,10 +22,8 @@ from pathlib import Path
 from typing import TextIO
 
 from pipelines import errors, logscan, options, params, runtime
+from steps import dataplane
 from steps import params as steps_params
-
-# The step parameters `sharedvol demo` takes as flags (the data comes from --data or --train/test-images).
-DEMO_PARAMETERS = steps_params.TRAINING
 
 
 @dataclass(frozen=True)
@@ -58,7 +56,7 @@ class DemoSettings:
 
     def parameters(self, run_name: str) -> params.RunParameters:
         """The pipeline's run-time parameters."""
-        steps = {name: getattr(self.train, name) for name in DEMO_PARAMETERS}
+        steps = {name: getattr(self.train, name) for name in steps_params.TRAINING}
         return params.RunParameters(
             **steps, data_source=self.data_source(), gpu_count=0, keep_volume=True, run_dir_name=run_name
         ).validate()
@@ -88,6 +86,7 @@ class DemoResult:
         metrics: the scalar metrics (``metrics/metrics.json``), accuracies as fractions.
         files: label -> path of the files a user looks at (eval result, checkpoint manifest, v1 metrics, reports).
         wall_time_s: seconds from start to end of the pipeline run.
+        log: the run's full output (every task's, mmengine's configuration and hooks included).
     """
 
     run_dir: Path
@@ -95,6 +94,7 @@ class DemoResult:
     metrics: dict[str, float]
     files: dict[str, Path] = field(default_factory=dict)
     wall_time_s: float = 0.0
+    log: Path | None = None
 
 
 def run_demo(settings: DemoSettings) -> DemoResult:
@@ -115,6 +115,8 @@ def run_demo(settings: DemoSettings) -> DemoResult:
     run_name = settings.run_name or time.strftime("demo-%Y%m%d-%H%M%S", time.gmtime())
     params = settings.parameters(run_name)
 
+    # kfp (which pipelines.pipeline imports) pulls in kfp.local, whose Docker handler the shield must stop first:
+    # these two imports cannot move to the top of the module.
     _shield_from_docker_dir()
     from kfp import local
 
@@ -123,21 +125,23 @@ def run_demo(settings: DemoSettings) -> DemoResult:
     _make_steps_importable()
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(volume / "kfp-local"))
     job = pipeline.build_local(str(volume), options.CompileOptions(defaults=params))
+    log_path = volume / "logs" / f"{run_name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     print(
         f"demo: volume {volume}, run {run_name}, data {params.data_source}, {params.epochs} epoch(s), "
-        f"batch {params.batch_size}",
+        f"batch {params.batch_size}\ndemo: the full log goes to {log_path}",
         flush=True,
     )
     started = time.monotonic()
-    with _remember_output() as lines, warnings.catch_warnings():
+    with log_path.open("a") as log_file, _progress_only(log_file) as lines, warnings.catch_warnings():
         # kfp.local warns for every task whose base image name lacks "python"; here that is expected.
         warnings.filterwarnings("ignore", message=".*non-Python base image", category=RuntimeWarning)
         try:
             job()
         except RuntimeError as e:
-            raise _failure(str(e), lines) from e
+            raise _failure(str(e), lines, log_path) from e
     wall = time.monotonic() - started
-    return collect(volume, run_name, params.data_source, wall)
+    return dataclasses.replace(collect(volume, run_name, params.data_source, wall), log=log_path)
 
 
 def collect(volume: Path, run_name: str, data_source: str, wall_time_s: float = 0.0) -> DemoResult:
@@ -146,7 +150,7 @@ def collect(volume: Path, run_name: str, data_source: str, wall_time_s: float = 
     Raises:
         DemoFailedError: a file is missing.
     """
-    from steps import dataplane
+    from steps import documents, schemas
 
     run_dir = Path(runtime.run_dir(str(volume), "", run_name))
     layout = dataplane.RunLayout(str(run_dir))
@@ -162,20 +166,19 @@ def collect(volume: Path, run_name: str, data_source: str, wall_time_s: float = 
         raise errors.DemoFailedError(
             f"the run finished but left no {', '.join(missing)}", hint="rerun with -v and read the task logs"
         )
-    doc = json.loads((Path(layout.metrics_dir) / "metrics.json").read_text())
-    metrics = {str(k): float(v) for k, v in doc.get("scalars", {}).items()}
+    metrics = dict(documents.read(str(Path(layout.metrics_dir) / "metrics.json"), schemas.MetricsDoc).scalars)
     data_root = Path(runtime.data_dir(str(volume), data_source))
     return DemoResult(run_dir=run_dir, data_root=data_root, metrics=metrics, files=files, wall_time_s=wall_time_s)
 
 
-def _failure(message: str, lines: collections.deque[str]) -> errors.DemoFailedError:
+def _failure(message: str, lines: collections.deque[str], log_path: Path) -> errors.DemoFailedError:
     text = logscan.strip_ansi(message)
     tasks = re.findall(r"'([^']+)'", text)
     failed = tasks[-1] if tasks and "Inner task failed" in text else (tasks[0] if tasks else "a task")
     reason = logscan.last_error_line(lines)
     why = f": {reason}" if reason else ""
     return errors.DemoFailedError(
-        f"task {failed} failed{why}", hint="its log is printed above; fix the cause and run the demo again"
+        f"task {failed} failed{why}", hint=f"its log is in {log_path}; fix the cause and run the demo again"
     )
 
 
@@ -203,33 +206,62 @@ def _make_steps_importable() -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
 
 
-class _Tee(io.TextIOBase):
-    """Writes through to a stream and keeps the last lines written."""
+# What the terminal shows of a run: each task's start and end (kfp.local's lines), and each epoch of training.
+_TASK_STARTED = re.compile(r"Executing task '([^']+)'")
+_TASK_ENDED = re.compile(r"Task '([^']+)' finished with status (\w+)")
+_EPOCH = re.compile(r"steps\.hooks: (epoch \d+/\d+: mean loss [^;]+)")
 
-    def __init__(self, target: TextIO, lines: collections.deque[str]) -> None:
-        self._target = target
+
+def progress_line(line: str, started: dict[str, float], now: float) -> str | None:
+    """The line to show for one line of the run's output, or None; ``started``: task -> start time, kept here."""
+    text = logscan.strip_ansi(line)
+    if m := _TASK_STARTED.search(text):
+        started[m.group(1)] = now
+        return f"  {m.group(1)}: started"
+    if m := _TASK_ENDED.search(text):
+        took = now - started.get(m.group(1), now)
+        return f"  {m.group(1)}: {m.group(2)} in {took:.1f} s"
+    if m := _EPOCH.search(text):
+        return f"    {m.group(1)}"
+    return None
+
+
+class _Progress(io.TextIOBase):
+    """Writes everything to the log, shows the progress lines on the terminal, keeps the last lines for errors."""
+
+    def __init__(self, log: TextIO, terminal: TextIO, lines: collections.deque[str]) -> None:
+        self._log = log
+        self._terminal = terminal
         self._lines = lines
         self._partial = ""
+        self._started: dict[str, float] = {}
 
     def write(self, s: str) -> int:
-        self._target.write(s)
+        self._log.write(s)
         self._partial += s
         *done, self._partial = self._partial.split("\n")
         self._lines.extend(done)
+        for line in done:
+            shown = progress_line(line, self._started, time.monotonic())
+            if shown is not None:
+                self._terminal.write(shown + "\n")
+                self._terminal.flush()
         return len(s)
 
     def flush(self) -> None:
-        self._target.flush()
+        self._log.flush()
+        self._terminal.flush()
 
     def isatty(self) -> bool:
-        return self._target.isatty()
+        return False
 
 
 @contextmanager
-def _remember_output(keep: int = 400) -> Iterator[collections.deque[str]]:
+def _progress_only(log: TextIO, keep: int = 400) -> Iterator[collections.deque[str]]:
+    """While inside, ``print`` and kfp.local's logging go to ``log``; the terminal shows only progress lines."""
     lines: collections.deque[str] = collections.deque(maxlen=keep)
     original = sys.stdout
-    sys.stdout = _Tee(original, lines)
+    sys.stdout = _Progress(log, original, lines)
     try:
         yield lines
     finally:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import functools
 import struct
-from typing import Any
 
 import requests
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, struct_pb2
+from google.protobuf.message import DecodeError, Message
 
 SERVICE = "ml_metadata.MetadataStoreService"
 RUN_CONTEXT_TYPE = "system.PipelineRun"
@@ -27,10 +28,8 @@ class MlmdUnavailable(Exception):
 
 
 @functools.cache
-def messages() -> dict[str, Any]:
+def messages() -> dict[str, type[Message]]:
     """The message classes of the MLMD subset, by short name."""
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, struct_pb2
-
     fdp = descriptor_pb2.FileDescriptorProto(name="sharedvol/mlmd_subset.proto", package="ml_metadata", syntax="proto2")
     fdp.dependency.append(struct_pb2.DESCRIPTOR.name)
     f = descriptor_pb2.FieldDescriptorProto
@@ -152,8 +151,15 @@ def run_metrics(
 
 
 def _call(
-    base: str, method: str, request: Any, answer: Any, *, token: str | None, timeout_s: float, verify: bool | str
-) -> Any:
+    base: str,
+    method: str,
+    request: Message,
+    answer: type[Message],
+    *,
+    token: str | None,
+    timeout_s: float,
+    verify: bool | str,
+) -> Message:
     """One unary gRPC-web call (``application/grpc-web+proto``): the decoded answer."""
     payload = request.SerializeToString()
     headers = {"Content-Type": "application/grpc-web+proto", "X-Grpc-Web": "1", "Accept": "application/grpc-web+proto"}
@@ -174,7 +180,7 @@ def _call(
         raise MlmdUnavailable(f"ML Metadata refused {method}: gRPC status {status} {said}".rstrip())
     try:
         return answer.FromString(data)
-    except Exception as e:  # google.protobuf.message.DecodeError
+    except DecodeError as e:
         raise MlmdUnavailable(f"ML Metadata's answer to {method} is not a {answer.__name__}") from e
 
 

@@ -12,14 +12,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pipelines import errors, params
+from sharedvol import version
 from storage import classes as storage_classes
 from storage import validate as storage_validate
 
-# The run parameters live in pipelines.params (one table with steps.params); these names stay for callers.
-RunParameters = params.RunParameters
-gpu_count_parameter = params.gpu_count_parameter
-
-DEFAULT_IMAGE = "sharedvol:0.1.0"
+DEFAULT_IMAGE = version.STEP_IMAGE
 DEFAULT_STORAGE_CLASS = storage_classes.NFS_CLASS
 GPU_RESOURCE = "nvidia.com/gpu"
 TOLERATION_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
@@ -203,7 +200,8 @@ class CompileOptions:
     """Everything fixed when the pipeline YAML is written.
 
     Attributes:
-        image: the step image every Python component runs in (``base_image``). Default ``sharedvol:0.1.0``.
+        image: the step image every Python component runs in (``base_image``). Default ``sharedvol:<version>``
+            (sharedvol/version.py).
         storage: where the shared volume comes from.
         node_selector: ``Pod.spec.nodeSelector`` of train-resnet. Default none.
         tolerations: ``Pod.spec.tolerations`` of train-resnet. Default: tolerate ``nvidia.com/gpu`` (NoSchedule).
@@ -220,7 +218,7 @@ class CompileOptions:
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: tuple[Toleration, ...] = (Toleration(key=GPU_RESOURCE, operator="Exists", effect="NoSchedule"),)
     train_retries: int = 2
-    defaults: RunParameters = field(default_factory=RunParameters)
+    defaults: params.RunParameters = field(default_factory=params.RunParameters)
     mount_path: str = "/mnt/shared"
     workspace: bool = False
 

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from kfp import compiler, dsl, kubernetes
+from kfp.dsl.graph_component import GraphComponent
+from kfp.dsl.pipeline_channel import PipelineChannel
 
 from pipelines import components, options, params
 
@@ -35,20 +37,20 @@ PVC_SUFFIX = "-sharedvol"
 PVC_ANNOTATIONS = {"sharedvol.io/pipeline": PIPELINE_NAME}
 
 
-def build(opts: options.CompileOptions) -> Any:
+def build(opts: options.CompileOptions) -> GraphComponent:
     """The cluster pipeline for ``opts`` (a KFP graph component, ready to compile)."""
     opts.validate()
     return _define(opts, local_volume=None)
 
 
-def build_local(volume: str, opts: options.CompileOptions | None = None) -> Any:
+def build_local(volume: str, opts: options.CompileOptions | None = None) -> GraphComponent:
     """The same pipeline for ``kfp.local``, with the local directory ``volume`` as the shared volume."""
     opts = opts or options.CompileOptions()
     opts.defaults.validate()
     return _define(opts, local_volume=volume)
 
 
-def _define(opts: options.CompileOptions, *, local_volume: str | None) -> Any:
+def _define(opts: options.CompileOptions, *, local_volume: str | None) -> GraphComponent:
     comps = components.build(opts.image)
     volume = local_volume if local_volume is not None else opts.mount_path
     if local_volume is None and opts.workspace:
@@ -59,7 +61,7 @@ def _define(opts: options.CompileOptions, *, local_volume: str | None) -> Any:
     def resnet18_cifar10(*args: Any, **kwargs: Any) -> None:
         p = signature.bind(*args, **kwargs).arguments  # parameter name -> pipeline channel
         volume_size, gpu_count, keep_volume = p["volume_size"], p["gpu_count"], p["keep_volume"]
-        claim: Any = None
+        claim: _Claim | None = None
         if local_volume is None and not opts.workspace:
             claim = _create_volume(opts.storage, volume_size)
 
@@ -112,7 +114,7 @@ def _define(opts: options.CompileOptions, *, local_volume: str | None) -> Any:
     )
 
 
-def _pipeline_config(opts: options.CompileOptions, local_volume: str | None) -> Any:
+def _pipeline_config(opts: options.CompileOptions, local_volume: str | None) -> dsl.PipelineConfig | None:
     """KFP's per-run workspace for the workspace variant: ReadWriteMany, the planned class; else None."""
     if local_volume is not None or not opts.workspace:
         return None
@@ -131,11 +133,11 @@ def _pipeline_config(opts: options.CompileOptions, local_volume: str | None) -> 
 
 @dataclasses.dataclass(frozen=True)
 class _Claim:
-    name: Any  # the claim name: a constant or create-volume's output
-    task: Any  # create-volume, or None for an existing claim
+    name: str | PipelineChannel  # the claim name: a constant or create-volume's output
+    task: dsl.PipelineTask | None  # create-volume, or None for an existing claim
 
 
-def _create_volume(storage: options.StorageChoice, size: Any) -> _Claim:
+def _create_volume(storage: options.StorageChoice, size: PipelineChannel) -> _Claim:
     if storage.strategy == "existing":
         return _Claim(name=storage.existing_pvc, task=None)
     static = {"volume_name": storage.static_pv} if storage.strategy == "static" else {}

@@ -21,14 +21,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+
+from kubernetes import client as kube_client
 
 from pipelines import errors, kfp_api, options, run_storage, submit
 from storage import choice as storage_choice
-from storage import classes as storage_classes
-from storage import doctor as storage_doctor
-from storage import errors as storage_errors
-from storage import nodes as storage_nodes
+from storage import kube
 from storage import plan as storage_plan
 from storage import validate as storage_validate
 
@@ -41,7 +39,7 @@ Progress = Callable[[str], None]
 
 
 StorageUnavailableError = errors.StorageUnavailableError
-NoTrainingNodeError = errors.NoTrainingNodeError
+NoTrainingNodeError = errors.NoTrainingNodeError  # the errors run raises, where its callers look for them
 
 
 @dataclass(frozen=True)
@@ -117,11 +115,15 @@ def run(
     settings: RunSettings,
     *,
     progress: Progress = lambda line: None,
-    api: Any = None,
+    api: kube_client.ApiClient | None = None,
     kfp: kfp_api.KfpApi | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> RunResult:
     """Check, choose storage, create it when needed, then compile, submit and follow the run.
+
+    Storage is one call down (:func:`pipelines.run_storage.volume`, over :func:`storage.provide.provide`):
+    doctor's survey and a node for train-resnet, then this run's own check (the KFP API answers), then the
+    plan and the volume it makes. Then compile, submit and follow (:func:`pipelines.submit.submit`).
 
     Args:
         settings: what to run and where.
@@ -134,98 +136,42 @@ def run(
         BadParameterError, InvalidRequestError: bad settings (before any request).
         StorageUnavailableError: no usable storage and none could be made (nothing is left half-made).
         NoTrainingNodeError: no Ready node can run train-resnet.
-        StorageError: the cluster refused a check (e.g. no permission to list StorageClasses).
+        StorageError: the cluster refused a check, or did not answer (one line).
         KfpApiError, RunFailedError, RunTimeoutError: as ``sharedvol submit``.
     """
-    from storage import kube
-
     settings.validate()
     ns = settings.namespace
     cluster = api if api is not None else kube.load_api_client(settings.kubeconfig, settings.context)
     client = kfp or kfp_api.KfpApi(settings.submit.api, sleep=sleep)
     client.kube = cluster  # a failed task's reason from its pod's log: the KFP API names no pod
-    notes: list[str] = []
 
-    strategy = _doctor(cluster, ns, progress, notes)
-    nodes = _training_nodes(cluster, settings, progress, notes)
-    client.probe()
-    progress(f"doctor: the KFP API at {settings.submit.api.base} answers")
+    def kfp_answers() -> None:
+        client.probe()
+        progress(f"doctor: the KFP API at {settings.submit.api.base} answers")
 
-    choice, p, created = run_storage.volume(cluster, settings, nodes, progress, notes)
-    compile_opts = dataclasses.replace(settings.submit.compile, storage=choice)
-    progress(f"pipeline: image {compile_opts.image}; volume: {choice.describe()}")
+    compile_opts = settings.submit.compile
+    wanted = run_storage.Wanted(
+        storage=settings.storage,
+        namespace=ns,
+        claim_name=settings.claim_name,
+        size=settings.submit.params.volume_size,
+        host_path_base=settings.host_path_base,
+        node=settings.node,
+        bind_timeout_s=settings.bind_timeout_s,
+        image=compile_opts.image,
+        node_selector=dict(compile_opts.node_selector),
+        gpus=settings.submit.params.gpu_count,
+    )
+    got = run_storage.volume(cluster, wanted, kfp_answers, progress)
+    compile_opts = dataclasses.replace(compile_opts, storage=got.choice)
+    progress(f"pipeline: image {compile_opts.image}; volume: {got.choice.describe()}")
     submitted = submit.submit(
         dataclasses.replace(settings.submit, compile=compile_opts), progress=progress, api=client, sleep=sleep
     )
-    if choice.strategy == "existing" and created:
+    notes = list(got.notes)
+    if got.choice.strategy == "existing" and got.created:
         notes.append(
-            f"claim {ns}/{choice.existing_pvc} stays for the next runs; free it with "
-            f"`sharedvol release {choice.existing_pvc} -n {ns}`"
+            f"claim {ns}/{got.choice.existing_pvc} stays for the next runs; free it with "
+            f"`sharedvol release {got.choice.existing_pvc} -n {ns}`"
         )
-    return RunResult(ns, strategy, p, choice, created, nodes, submitted, notes)
-
-
-def _doctor(api: Any, ns: str, progress: Progress, notes: list[str]) -> str:
-    """Doctor's view of the cluster, as progress lines; its strategy (``unknown`` when not allowed to look)."""
-    try:
-        report = storage_doctor.diagnose(api, ns)
-    except storage_errors.ForbiddenError as e:
-        progress(f"doctor: skipped ({e.message})")
-        notes.append("doctor could not inspect the cluster with these credentials; `sharedvol doctor` as an admin can")
-        return "unknown"
-    found = ", ".join(f"{c.name} ({c.provisioner}, RWX {c.rwx})" for c in report.classes) or "none"
-    progress(f"doctor: StorageClasses: {found}")
-    names = {c.name for c in report.classes}
-    for name, kustomization in (
-        (storage_classes.NFS_CLASS, "k8s/nfs"),
-        (storage_classes.FALLBACK_CLASS, "k8s/fallback"),
-    ):
-        if name not in names:
-            progress(f"doctor: {name} is not installed (kubectl apply -k {kustomization})")
-    progress(f"doctor: a run gets: {report.strategy} ({'; '.join(report.strategy_reasons)})")
-    for d in report.pending:
-        progress(f"doctor: Pending claim {d.namespace}/{d.name}: {d.explanation}; fix: {d.fix}")
-    return report.strategy
-
-
-def _training_nodes(api: Any, settings: RunSettings, progress: Progress, notes: list[str]) -> list[str]:
-    """Ready nodes matching train-resnet's node selector and offering its GPUs (empty: could not list nodes).
-
-    Raises:
-        NoTrainingNodeError: nodes could be listed and none fits.
-    """
-    selector = settings.submit.compile.node_selector
-    gpus = settings.submit.params.gpu_count
-    try:
-        ready = storage_nodes.list_ready(api)
-    except storage_errors.ForbiddenError:
-        progress("doctor: nodes: not allowed to list them; not checked")
-        notes.append("could not check that a node fits train-resnet (no permission to list nodes)")
-        return []
-    matching = [n for n in ready if all((n.metadata.labels or {}).get(k) == v for k, v in selector.items())]
-    wanted = " matching " + ",".join(f"{k}={v}" for k, v in selector.items()) if selector else ""
-    if not matching:
-        listed = ", ".join(n.metadata.name for n in ready) or "none"
-        raise NoTrainingNodeError(
-            f"no Ready node{wanted} for train-resnet (Ready nodes: {listed})",
-            hint="fix --node-selector (kubectl get nodes --show-labels), or join a node",
-        )
-    fitting = [n for n in matching if _gpus(n) >= gpus] if gpus > 0 else matching
-    if not fitting:
-        raise NoTrainingNodeError(
-            f"train-resnet asks for {gpus} {options.GPU_RESOURCE} and no Ready node{wanted} offers that many",
-            hint="install the NVIDIA device plugin (or GPU operator) so the GPU node reports nvidia.com/gpu, "
-            "or pass --gpus 0 to train on the CPU",
-        )
-    names = sorted(n.metadata.name for n in fitting)
-    what = f" with {gpus} {options.GPU_RESOURCE}" if gpus > 0 else ""
-    progress(f"doctor: nodes for train-resnet{what}{wanted}: {', '.join(names)}")
-    return names
-
-
-def _gpus(node: Any) -> int:
-    value = ((node.status.allocatable or {}) if node.status else {}).get(options.GPU_RESOURCE, "0")
-    try:
-        return int(value)
-    except ValueError:
-        return 0
+    return RunResult(ns, got.strategy, got.plan, got.choice, got.created, got.nodes, submitted, notes)

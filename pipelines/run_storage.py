@@ -1,109 +1,111 @@
-"""Where ``sharedvol run``'s volume comes from: the ``--storage`` choice carried out on the cluster.
+"""``sharedvol run``'s one call down into storage, and what comes back up as the pipeline's volume.
 
-``auto``, ``static`` and ``nfs:SERVER:/PATH`` go through the storage plan (:func:`storage.plan.make`; a static
-volume is made now and waited on until Bound); a class or claim the user names is checked (the class exists
-and serves RWX, sharedvol-hostpath's provisioner runs, the claim exists and is RWX); ``static:PV`` is used as
-given. Nothing is created for a choice that fails its checks.
+:func:`storage.provide.provide` does the storage side in one call (doctor's survey, a node for train-resnet,
+the caller's KFP check, the plan, and the volume made when the plan makes one); this module turns the
+settings into that call, its lines into progress, its outcome into the pipeline's
+:class:`~pipelines.options.StorageChoice`, and storage's errors into the run's.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+
+from kubernetes import client
 
 from pipelines import errors, flags, options
-from storage import apply as storage_apply
 from storage import choice as storage_choice
-from storage import classes as storage_classes
 from storage import errors as storage_errors
+from storage import hints, provide
 from storage import plan as storage_plan
+from storage import prepare as storage_prepare
 
-if TYPE_CHECKING:
-    from pipelines import run
+TRAINING_STEP = "train-resnet"
 
-INSTALL_HINT = (
-    "install RWX storage (kubectl apply -k k8s/nfs) or the fallback provisioner (kubectl apply -k k8s/fallback), "
-    "or let an admin run `sharedvol provision NAME -n NAMESPACE --static` and pass --storage pvc:NAME"
-)
 
-Progress = Callable[[str], None]
+@dataclass(frozen=True)
+class Wanted:
+    """What ``run`` asks of storage (from :class:`pipelines.run.RunSettings`).
+
+    Attributes:
+        storage: the ``--storage`` choice.
+        namespace: the run's namespace.
+        claim_name: the claim made for a static volume.
+        size: the volume's size.
+        host_path_base: base directory of a static hostPath volume.
+        node: the node of a static hostPath volume (None: a node train-resnet fits).
+        bind_timeout_s: seconds to wait for Bound.
+        image: the steps' image (it hands a static volume's root to the steps' user).
+        node_selector: train-resnet's node selector.
+        gpus: train-resnet's GPUs.
+    """
+
+    storage: storage_choice.Choice
+    namespace: str
+    claim_name: str
+    size: str
+    host_path_base: str
+    node: str | None
+    bind_timeout_s: float
+    image: str
+    node_selector: dict[str, str]
+    gpus: int
+
+
+@dataclass
+class Volume:
+    """What came back: the pipeline's volume and what storage planned, made and found."""
+
+    choice: options.StorageChoice
+    plan: storage_plan.Plan | None
+    created: list[str]
+    strategy: str
+    nodes: list[str]
+    notes: list[str]
 
 
 def volume(
-    api: Any, settings: run.RunSettings, nodes: list[str], progress: Progress, notes: list[str]
-) -> tuple[options.StorageChoice, storage_plan.Plan | None, list[str]]:
-    """The pipeline's storage choice, the plan behind it, and what was created for it (in order)."""
-    ns = settings.namespace
-    spec = settings.storage
-    base = storage_plan.Request(
-        name=settings.claim_name,
-        namespace=ns,
-        size=settings.submit.params.volume_size,
-        host_path_base=settings.host_path_base,
+    api: client.ApiClient, wanted: Wanted, checks: Callable[[], None], progress: Callable[[str], None]
+) -> Volume:
+    """Survey, check, plan and make the run's volume; nothing is made before every check passed.
+
+    Raises:
+        NoTrainingNodeError: no Ready node fits train-resnet.
+        StorageUnavailableError: no usable storage, and none could be made (nothing is left half-made).
+    """
+    ask = provide.Ask(
+        choice=wanted.storage,
+        name=wanted.claim_name,
+        namespace=wanted.namespace,
+        size=wanted.size,
+        host_path_base=wanted.host_path_base,
+        node=wanted.node,
+        timeout_s=wanted.bind_timeout_s,
+        prepare=storage_prepare.Settings(image=wanted.image),
+        per_run_claims=True,
+        survey=provide.Survey(TRAINING_STEP, wanted.node_selector, wanted.gpus),
+        checks=checks,
+        progress=lambda stage, line: progress(f"{stage}: {line}"),
     )
-    if spec.kind in ("class", "claim", "pv"):
-        return _explicit(api, spec, base, progress, notes)
-    req = dataclasses.replace(base, **spec.plan_fields(), node=settings.node or (nodes[0] if nodes else None))
     try:
-        p = storage_plan.make(api, req)
+        done = provide.provide(api, ask)
+    except storage_errors.NoNodeError as e:
+        raise errors.NoTrainingNodeError(e.message, hint=e.hint) from e
+    except storage_errors.ApiError:
+        raise  # no answer from the API server: its own line says so
     except storage_errors.StorageError as e:
-        raise errors.StorageUnavailableError(
-            f"no storage for the run ({e.message})", hint=e.hint or INSTALL_HINT
-        ) from e
-    progress(f"storage: {p.describe()}")
-    if p.strategy == "dynamic":  # the plan takes sharedvol-hostpath only when its provisioner runs
-        return options.StorageChoice.dynamic(p.storage_class), p, []
-    try:
-        done = storage_apply.apply(
-            api,
-            p,
-            timeout=settings.bind_timeout_s,
-            prepare=storage_apply.PrepareSettings(image=settings.submit.compile.image),
-        )
-    except storage_errors.StorageError as e:
-        raise errors.StorageUnavailableError(
-            f"no RWX StorageClass and the one-shot static volume could not be made: {e.message}",
-            hint=INSTALL_HINT,
-        ) from e
-    for made in done.created:
-        progress(f"storage: created {made}")
-    if not done.created:
-        progress(f"storage: claim {ns}/{req.name} exists already and matches: reusing it")
-    progress(f"storage: claim {ns}/{req.name} is {done.phase} to PersistentVolume {done.volume}")
-    return options.StorageChoice.existing(req.name), p, done.created
-
-
-def _check_fallback(api: Any, storage_class: str) -> None:
-    """Refuse StorageClass sharedvol-hostpath when its provisioner is not running (its claims would stay Pending)."""
-    if storage_class == storage_classes.FALLBACK_CLASS and not storage_plan.fallback_running(api):
-        raise errors.StorageUnavailableError(
-            f"no storage for the run (StorageClass {storage_classes.FALLBACK_CLASS} exists but its provisioner "
-            "(`sharedvol serve`) is not running in namespace sharedvol-system)",
-            hint="kubectl apply -k k8s/fallback, then check: kubectl -n sharedvol-system get pods",
-        )
-
-
-def _explicit(
-    api: Any, spec: storage_choice.Choice, base: storage_plan.Request, progress: Progress, notes: list[str]
-) -> tuple[options.StorageChoice, storage_plan.Plan | None, list[str]]:
-    """Check a class, claim or PV the user named (class exists and serves RWX, claim exists and is RWX)."""
-    given = flags.pipeline_volume(spec)
-    if spec.kind == "pv":
-        progress(f"storage: {given.describe()} (as given)")
-        return given, None, []
-    req = dataclasses.replace(base, **spec.plan_fields())
-    try:
-        p = storage_plan.make(api, req)
-        if p.strategy == "existing":
-            storage_apply.apply(api, p, wait=False)
-        _check_fallback(api, p.storage_class)
-    except storage_errors.ForbiddenError as e:
-        progress(f"storage: {given.describe()} (as given; not checked: {e.message})")
-        notes.append("the storage choice was not checked (no permission); a wrong one shows as a Pending claim")
-        return given, None, []
-    except storage_errors.StorageError as e:
-        hint = e.hint or INSTALL_HINT
+        hint = e.hint or hints.NO_RWX
+        if wanted.storage.kind == "auto" and hints.NO_RWX not in hint:
+            hint = f"{hint}; or {hints.NO_RWX}"
         raise errors.StorageUnavailableError(f"no storage for the run ({e.message})", hint=hint) from e
-    progress(f"storage: {p.describe()}")
-    return given, p, []
+    return Volume(_pipeline_volume(wanted, done), done.plan, done.created, done.strategy, done.nodes, done.notes)
+
+
+def _pipeline_volume(wanted: Wanted, done: provide.Provided) -> options.StorageChoice:
+    """What the compiled pipeline does for its volume: a class makes one per run, else the claim made or given."""
+    p = done.plan
+    if p is None:  # static:PV, or a choice used as given
+        return flags.pipeline_volume(wanted.storage)
+    if p.strategy == "dynamic":
+        return options.StorageChoice.dynamic(p.storage_class)
+    return options.StorageChoice.existing(p.request.existing or p.request.name)

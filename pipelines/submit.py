@@ -12,21 +12,20 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import yaml
+import kfp_server_api
 
-from pipelines import errors, follow, kfp_api, options
+from pipelines import errors, follow, kfp_api, options, params, pipeline
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class PollSettings:
-    """How ``submit --wait`` follows a run.
+    """How ``submit --wait`` follows a run (:func:`pipelines.follow.follow`).
 
     Attributes:
         initial_s: seconds between the first polls. Default 3.
@@ -62,7 +61,7 @@ class SubmitSettings:
 
     api: kfp_api.ApiSettings
     compile: options.CompileOptions = field(default_factory=options.CompileOptions)
-    params: options.RunParameters = field(default_factory=options.RunParameters)
+    params: params.RunParameters = field(default_factory=params.RunParameters)
     experiment: str = "sharedvol"
     pipeline_name: str = "resnet18-cifar10"
     run_name: str = ""
@@ -85,9 +84,9 @@ class SubmitSettings:
         return self
 
 
-@dataclass
-class SubmitResult:
-    """What ``submit`` did and, with ``wait``, how the run ended.
+@dataclass(kw_only=True)
+class SubmitResult(follow.RunStatus):
+    """What ``submit`` did and, with ``wait``, how the run ended (the :class:`~pipelines.follow.RunStatus` fields).
 
     Attributes:
         pipeline_id: the pipeline's id.
@@ -95,14 +94,6 @@ class SubmitResult:
         version_name: its name (``<pipeline>-<digest prefix>``).
         version_reused: True when an identical version was already uploaded.
         experiment_id: the experiment's id.
-        run_id: the run's id.
-        run_url: the run's page in the KFP UI.
-        state: the run's last known state (``SUCCEEDED``, ``FAILED``...; ``PENDING`` when not followed).
-        tasks: the tasks' last known states.
-        metrics: produce-metrics' scalars when they could be read (from ML Metadata, else from its log via the
-            UI server), else empty.
-        metrics_source: where the metrics were read (``ML Metadata`` or ``pod log``), empty without metrics.
-        metrics_note: why there are no metrics, when there are none.
     """
 
     pipeline_id: str
@@ -110,13 +101,6 @@ class SubmitResult:
     version_name: str
     version_reused: bool
     experiment_id: str
-    run_id: str
-    run_url: str
-    state: str = "PENDING"
-    tasks: list[follow.TaskState] = field(default_factory=list)
-    metrics: dict[str, float] = field(default_factory=dict)
-    metrics_source: str = ""
-    metrics_note: str = ""
 
 
 Progress = Callable[[str], None]
@@ -146,7 +130,7 @@ def submit(
         api.probe()
         pipeline_id = _pipeline(api, settings, progress)
         version, reused = _version(api, settings, pipeline_id, package, digest, progress)
-        steps = step_names(package.read_bytes())
+        tasks = follow.pipeline_tasks(package.read_bytes())
     experiment_id = _experiment(api, settings, progress)
     name = settings.run_name or time.strftime(f"{settings.pipeline_name}-%Y%m%d-%H%M%S", time.gmtime())
     run = api.write(
@@ -173,32 +157,15 @@ def submit(
     )
     progress(f"run {run.run_id} created: {result.run_url}")
     if settings.wait:
-        follow.follow(api, settings, result, steps, progress, sleep, clock)
+        poll, ui_url = settings.poll, settings.ui_url
+        follow.follow(api, result, poll=poll, ui_url=ui_url, tasks=tasks, progress=progress, sleep=sleep, clock=clock)
     return result
 
 
 def compile_package(opts: options.CompileOptions, path: Path) -> tuple[Path, str]:
     """Compile the pipeline of ``opts`` to ``path``: the file and its sha256."""
-    from pipelines import pipeline
-
     compiled = pipeline.compile_to(opts, path)
     return compiled.path, compiled.sha256
-
-
-def step_names(package: bytes) -> tuple[str, ...]:
-    """The display names of the pipeline's container tasks (KFP names a run's tasks so), in the compiled YAML."""
-    spec = next(yaml.safe_load_all(package))
-    components = spec.get("components") or {}
-
-    def walk(dag: dict[str, Any]) -> Iterator[str]:
-        for task in (dag.get("tasks") or {}).values():
-            component = components.get(task["componentRef"]["name"]) or {}
-            if "dag" in component:
-                yield from walk(component["dag"])
-            else:
-                yield task["taskInfo"]["name"]
-
-    return tuple(walk(spec["root"]["dag"]))
 
 
 def run_url(settings: SubmitSettings, run_id: str) -> str:
@@ -209,8 +176,6 @@ def run_url(settings: SubmitSettings, run_id: str) -> str:
 
 def _pipeline(api: kfp_api.KfpApi, settings: SubmitSettings, progress: Progress) -> str:
     """The id of the pipeline named ``pipeline_name`` in the namespace, created (without versions) when missing."""
-    import kfp_server_api
-
     name, ns = settings.pipeline_name, settings.api.namespace
     found = api.find(
         f"GET /pipelines/names/{name}",
@@ -231,7 +196,7 @@ def _pipeline(api: kfp_api.KfpApi, settings: SubmitSettings, progress: Progress)
 
 def _version(
     api: kfp_api.KfpApi, settings: SubmitSettings, pipeline_id: str, package: Path, digest: str, progress: Progress
-) -> tuple[Any, bool]:
+) -> tuple[kfp_server_api.V2beta1PipelineVersion, bool]:
     """The version named after ``digest``: found among the pipeline's versions (newest first), else uploaded."""
     name = f"{settings.pipeline_name}-{digest[:12]}"
     token = ""

@@ -9,7 +9,9 @@ way KFP labels it: the label ``pipeline/runid=<run id>`` and Argo's annotation `
 from __future__ import annotations
 
 import logging
-from typing import Any
+
+import urllib3
+from kubernetes import client
 
 log = logging.getLogger(__name__)
 
@@ -19,11 +21,11 @@ CONTAINER = "main"  # where KFP's launcher runs the component
 TAIL_LINES = 400
 
 
-def executor_pod(pods: list[Any], task: str) -> Any | None:
+def executor_pod(pods: list[client.V1Pod], task: str) -> client.V1Pod | None:
     """The newest pod among ``pods`` that ran ``task``'s component, or None."""
     suffix = f".{task}.executor"
 
-    def ran_task(pod: Any) -> bool:
+    def ran_task(pod: client.V1Pod) -> bool:
         node = (pod.metadata.annotations or {}).get(NODE_NAME, "")
         return node.split("(", 1)[0].endswith(suffix)  # "...executor(0)": an attempt of a retried task
 
@@ -31,11 +33,8 @@ def executor_pod(pods: list[Any], task: str) -> Any | None:
     return max(mine, key=lambda p: p.metadata.creation_timestamp) if mine else None
 
 
-def read(kube: Any, namespace: str, run_id: str, task: str) -> str | None:
+def read(kube: client.ApiClient, namespace: str, run_id: str, task: str) -> str | None:
     """The last lines of the log of ``task``'s newest pod in run ``run_id``, or None when it cannot be read."""
-    import urllib3
-    from kubernetes import client
-
     core = client.CoreV1Api(kube)
     try:
         pods = core.list_namespaced_pod(namespace, label_selector=f"{RUN_LABEL}={run_id}").items

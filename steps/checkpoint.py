@@ -21,55 +21,70 @@ digest mismatch before anything is deserialized.
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from steps import background, dataplane, documents, errors, localpublish
+from steps import background, dataplane, documents, errors, localpublish, schemas, volread
 
-MANIFEST_SCHEMA = "sharedvol.checkpoint"
 MANIFEST_NAME = "latest.json"
 WEIGHTS_FORMAT = "sharedvol.weights"
 _CONTENT = re.compile(r"^epoch-(\d{4,})-([0-9a-f]{16})\.(safetensors|resume\.safetensors|resume\.pth)$")
-
-
-@dataclass(frozen=True)
-class FileRef:
-    """One content-addressed file the manifest names: its name in ``checkpoints/``, size in bytes, BLAKE3 hex."""
-
-    name: str
-    size: int
-    blake3: str
+# Temporary files a killed writer may have left: ours (``.<name>.tmp-XXXXXXXX``) and the ``.tmpXXXXXX`` names that
+# native writers (safetensors' ``save_file``, ``tempfile``) choose themselves, from earlier sharedvol versions.
+_FOREIGN_TMP = re.compile(r"^\.tmp[A-Za-z0-9_]{6,12}$")
+FileRef = schemas.FileRef
 
 
 @dataclass(frozen=True)
 class Manifest:
-    """``checkpoints/latest.json`` (schema ``sharedvol.checkpoint`` v1): what the last finished epoch published.
+    """``checkpoints/latest.json`` as read or published: its validated document and where it is.
 
     Attributes:
-        epoch: epochs trained so far.
-        weights: the safetensors weights for evaluation.
-        resume: mmengine's training state for a resumed run.
-        loss_per_epoch: the mean training loss of every epoch so far.
-        curves: what the report plots: ``loss_curve`` ([iteration, loss], at most 2,000 points), ``lr_per_epoch``,
-            ``train_top1_per_epoch`` (top-1 on the augmented training batches).
-        url: where the manifest was read from (not stored).
+        doc: the document (:class:`steps.schemas.CheckpointManifest`): epoch, the two files, the loss history,
+            the report's curves and the training settings.
+        url: where the manifest is.
     """
 
-    epoch: int
-    weights: FileRef
-    resume: FileRef
-    loss_per_epoch: list[float] = field(default_factory=list)
+    doc: schemas.CheckpointManifest
     url: str = ""
-    curves: dict[str, list[Any]] = field(default_factory=dict)
+
+    @property
+    def epoch(self) -> int:
+        """Epochs trained so far."""
+        return self.doc.epoch
+
+    @property
+    def weights(self) -> FileRef:
+        """The safetensors weights for evaluation."""
+        return self.doc.weights
+
+    @property
+    def resume(self) -> FileRef:
+        """Mmengine's training state for a resumed run."""
+        return self.doc.resume
+
+    @property
+    def loss_per_epoch(self) -> list[float]:
+        """The mean training loss of every epoch so far."""
+        return list(self.doc.loss_per_epoch)
+
+    @property
+    def curves(self) -> dict[str, list[Any]]:
+        """What the report plots (:class:`steps.schemas.Curves`), as lists."""
+        return {k: [list(p) if isinstance(p, tuple) else p for p in v] for k, v in self.doc.curves.model_dump().items()}
+
+    @property
+    def settings(self) -> schemas.TrainingSettings:
+        """The settings that shaped the training."""
+        return self.doc.settings
 
     def to_json(self) -> dict[str, Any]:
         """The manifest as a schema-versioned JSON document."""
-        doc = asdict(self)
-        doc.pop("url")
-        return {"schema": MANIFEST_SCHEMA, "schema_version": 1, **doc}
+        return documents.document(self.doc)
 
     def file_url(self, ref: FileRef) -> str:
         """The URL of a file the manifest names (beside the manifest)."""
@@ -80,32 +95,20 @@ def read_manifest(url: str) -> Manifest | None:
     """The manifest at ``url``, or None when nothing was published yet.
 
     Raises:
-        SchemaError: the manifest is damaged, foreign or changed after it was written.
+        SchemaError: the manifest is not a regular file, too large, damaged, foreign, changed after it was
+            written, or breaks its schema.
         RunDirError: it cannot be read.
     """
     fs, path = dataplane.filesystem(url)
     try:
-        if not fs.exists(path):
+        there = os.path.lexists(dataplane.local_path(url)) if dataplane.is_local(url) else fs.exists(path)
+        if not there:
             dataplane.refuse_file_on_the_way(url)
             return None
     except OSError as e:
         raise errors.RunDirError(f"cannot read {url}: {e.strerror or e}", hint="check the run directory") from e
-    doc = documents.read_json(
-        url,
-        schema=MANIFEST_SCHEMA,
-        versions=(1,),
-        required={"epoch": int, "weights": dict, "resume": dict, "loss_per_epoch": list},
-    )
-    try:
-        refs = [FileRef(**{k: doc[part][k] for k in ("name", "size", "blake3")}) for part in ("weights", "resume")]
-    except (KeyError, TypeError) as e:
-        raise errors.SchemaError(f"{url} names its files badly ({e})", hint="rerun train-resnet") from e
-    for ref in refs:
-        if not _CONTENT.match(ref.name) or not isinstance(ref.size, int):
-            raise errors.SchemaError(f"{url} names a file outside checkpoints/: {ref.name!r}", hint="rerun training")
-    found = doc.get("curves")
-    curves: dict[str, list[Any]] = found if isinstance(found, dict) else {}
-    return Manifest(doc["epoch"], refs[0], refs[1], [float(x) for x in doc["loss_per_epoch"]], url, curves)
+    doc = documents.read(url, schemas.CheckpointManifest, missing_hint="rerun train-resnet")
+    return Manifest(doc, url)
 
 
 def require_manifest(url: str) -> Manifest:
@@ -133,13 +136,20 @@ def read_verified(manifest: Manifest, ref: FileRef, *, hash_threads: int | None 
         IntegrityError: the file is missing, of another size, or does not match its digest.
     """
     url = manifest.file_url(ref)
-    fs, path = dataplane.filesystem(url)
     import numpy as np
 
-    view = memoryview(np.empty(ref.size, dtype=np.uint8)).cast("B")
     hasher = dataplane.new_hasher(hash_threads)
+    hint = "the file was changed or replaced after publishing; rerun train-resnet, and never load it as is"
     try:
-        with fs.open(path, "rb") as f:
+        with volread.open_regular(
+            url, cap=volread.CHECKPOINT_CAP, hint=hint, missing_hint="rerun train-resnet for this run directory"
+        ) as (
+            f,
+            size,
+        ):
+            if size != ref.size:
+                raise errors.IntegrityError(f"{url} is not the size its manifest says ({ref.size} bytes)", hint=hint)
+            view = memoryview(np.empty(ref.size, dtype=np.uint8)).cast("B")
             done = 0
             while done < ref.size:
                 n = f.readinto(view[done : done + dataplane.CHUNK])
@@ -148,8 +158,8 @@ def read_verified(manifest: Manifest, ref: FileRef, *, hash_threads: int | None 
                 hasher.update(view[done : done + n])
                 done += n
             extra = f.read(1)
-    except FileNotFoundError as e:
-        raise errors.IntegrityError(f"{url} is missing", hint="rerun train-resnet for this run directory") from e
+    except errors.RunDirError as e:
+        raise errors.IntegrityError(e.message, hint=e.hint) from e
     except OSError as e:
         raise errors.IntegrityError(f"cannot read {url}: {e.strerror or e}", hint="check the volume") from e
     if done != ref.size or extra:
@@ -171,7 +181,7 @@ def content_name(epoch: int, digest: str, *, kind: str) -> str:
     return f"epoch-{epoch:04d}-{digest[:16]}.{kind}"
 
 
-Payload = bytes | bytearray | memoryview | Callable[[str], object]
+Payload = localpublish.Data
 
 
 def publish_file(dir_url: str, epoch: int, kind: str, data: Payload) -> FileRef:
@@ -181,7 +191,7 @@ def publish_file(dir_url: str, epoch: int, kind: str, data: Payload) -> FileRef:
         dir_url: the directory.
         epoch: the epoch in the name.
         kind: the name's ending (``safetensors``, ``resume.safetensors``).
-        data: the bytes, or a function that writes the file at the local path it is given.
+        data: the bytes, or a function that writes the file into the stream it is given.
     """
     url = f"{dir_url.rstrip('/')}/epoch-{epoch:04d}.{kind}"
     if dataplane.is_local(url) or callable(data):
@@ -192,7 +202,22 @@ def publish_file(dir_url: str, epoch: int, kind: str, data: Payload) -> FileRef:
 
 
 def _ref(published: dataplane.Published) -> FileRef:
-    return FileRef(published.url.rsplit("/", 1)[-1], published.size, published.blake3)
+    return FileRef(name=published.url.rsplit("/", 1)[-1], size=published.size, blake3=published.blake3)
+
+
+def check_finite(loss_per_epoch: list[float], epoch: int) -> None:
+    """Refuse to publish an epoch whose loss is not a finite number.
+
+    Raises:
+        IntegrityError: naming the epoch.
+    """
+    bad = [i + 1 for i, x in enumerate(loss_per_epoch) if not math.isfinite(x)]
+    if bad:
+        raise errors.IntegrityError(
+            f"training diverged: the mean loss of epoch {bad[0]} is {loss_per_epoch[bad[0] - 1]}; epoch {epoch} "
+            "was not published",
+            hint="lower --lr (e.g. 0.05) and train again on a new run directory",
+        )
 
 
 def _publish_pair(dir_url: str, epoch: int, weights: Payload, resume: Payload) -> tuple[FileRef, FileRef]:
@@ -227,6 +252,7 @@ def publish(
     resume: Payload,
     loss_per_epoch: list[float],
     keep: int,
+    settings: schemas.TrainingSettings,
     curves: dict[str, list[Any]] | None = None,
     prune_later: bool = False,
 ) -> Manifest:
@@ -235,22 +261,33 @@ def publish(
     Args:
         dir_url: the run's ``checkpoints/`` directory.
         epoch: epochs trained so far.
-        weights: the safetensors file (:func:`steps.safeload.weights_writer`): bytes or a path writer.
-        resume: mmengine's training state without the weights: bytes or a path writer.
+        weights: the safetensors file (:func:`steps.safeload.weights_writer`): bytes or a stream writer.
+        resume: mmengine's training state without the weights: bytes or a stream writer.
         loss_per_epoch: the loss history to commit with it.
         keep: how many epochs' files to keep (at least 1: the one the manifest names).
+        settings: the settings that shaped the training (a resume compares them).
         curves: the report's curves (:attr:`Manifest.curves`).
         prune_later: prune on a thread after the commit point (:mod:`steps.background`; training goes on meanwhile).
 
     Raises:
+        IntegrityError: the loss history or the curves hold a number that is not finite: nothing is published.
         RunDirError: a write failed (full disk included); the previous manifest still stands.
     """
+    check_finite(loss_per_epoch, epoch)
     background.wait()  # the previous publish's pruning: never while this one writes
     url = f"{dir_url.rstrip('/')}/{MANIFEST_NAME}"
     try:
         weights_ref, resume_ref = _publish_pair(dir_url, epoch, weights, resume)
-        manifest = Manifest(epoch, weights_ref, resume_ref, list(loss_per_epoch), url, dict(curves or {}))
-        documents.write_json(url, manifest.to_json())
+        doc = schemas.CheckpointManifest(
+            epoch=epoch,
+            weights=weights_ref,
+            resume=resume_ref,
+            loss_per_epoch=list(loss_per_epoch),
+            curves=schemas.Curves.model_validate(curves or {}, strict=False),
+            settings=settings,
+        )
+        manifest = Manifest(doc, url)
+        documents.write(url, doc)
     except errors.RunDirError:
         prune(dir_url, keep=keep)  # what this publish wrote before it failed: no manifest names it
         raise
@@ -275,6 +312,10 @@ def prune(dir_url: str, *, keep: int) -> list[str]:
         names = [p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)]
     except (FileNotFoundError, NotADirectoryError):
         return removed
+    for name in names:
+        if _FOREIGN_TMP.match(name):
+            dataplane.discard(fs, f"{path}/{name}")
+            removed.append(name)
     try:
         manifest = read_manifest(f"{dir_url.rstrip('/')}/{MANIFEST_NAME}")
     except errors.StepError:

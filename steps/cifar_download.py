@@ -12,8 +12,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from steps import errors
-from steps.data import BASE_FOLDER, DatasetManifest, make_dir, validate, write_manifest
+from steps import errors, schemas
+from steps.data import BASE_FOLDER, make_dir, validate, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def download(
     *,
     archive_md5: str = OFFICIAL_TGZ_MD5,
     file_md5: dict[str, str] | None = None,
-) -> DatasetManifest:
+) -> schemas.DatasetManifest:
     """Download the archive with mmcls's downloader, check its MD5 and every batch file's MD5, unpack it under ``dest``.
 
     Args:

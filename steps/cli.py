@@ -38,6 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--keep-checkpoints", type=int, default=1, help="epochs whose checkpoint files stay on the volume (default 1)"
     )
     train.add_argument(
+        "--allow-changed-settings",
+        action="store_true",
+        help="resume although the settings that shape training differ from the checkpoint's; the new ones take effect",
+    )
+    train.add_argument(
         "--cfg-options",
         nargs="+",
         action=CfgOptions,
@@ -93,14 +98,14 @@ def _synth(args: argparse.Namespace) -> int:
     from steps import data
 
     m = data.synthesize(args.dir, train=args.train, test=args.test, seed=args.seed)
-    print(json.dumps(m.to_json(), indent=2))
+    print(json.dumps(m.model_dump(mode="json"), indent=2))
     return 0
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from steps import data
+    from steps import prepare_data
 
-    m = data.prepare(args.dir, args.source)
+    m = prepare_data.prepare(args.dir, args.source)
     print(f"CIFAR-10 ({m.source}): {m.train_size} train / {m.test_size} test images in {m.root}")
     return 0
 

@@ -8,18 +8,84 @@ it configures does not accept) or a value of the wrong type is refused naming th
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from steps import errors
-
-if TYPE_CHECKING:
-    from steps.train_resnet import TrainConfig
+from steps import devices, errors, params, schemas
 
 STOCK_CONFIG = "resnet/resnet18_8xb16_cifar10.py"
+SEED_MAX = 2**32 - 1
+GAMMA = 0.1  # the learning rate is multiplied by this at each milestone
+_D = params.DEFAULTS  # the defaults of every step parameter (steps.params)
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run.
+
+    Attributes:
+        run_dir: the run directory (path or fsspec URL); mmengine's work_dir is ``<run_dir>/train`` when local.
+        data_root: the directory holding ``cifar-10-batches-py``.
+        epochs, batch_size, lr, seed, device: as :class:`steps.params.StepParams` (meaning, unit and default).
+        amp: mixed precision (mmengine ``AmpOptimWrapper``: bfloat16 where the GPU supports it, else float16 with
+            dynamic loss scaling); CUDA only. None (default): on with CUDA, off on the CPU. The table's ``auto``,
+            ``on``, ``off`` map to None, True, False (:func:`steps.params.amp_setting`).
+        num_workers: data-loader worker processes. None (default): min(8, cores) with CUDA, 0 on the CPU
+            (in-process: fastest on small CPU nodes). The table's -1 maps to None
+            (:func:`steps.params.workers_setting`).
+        augment: ``stock`` (mmcls's per-image RandomCrop + RandomFlip in the loader), ``batched`` (the same
+            augmentation on the device, :mod:`steps.augment`) or ``auto`` (default: batched with CUDA, stock on CPU).
+        log_interval: iterations between progress lines. Default 10.
+        keep_checkpoints: epochs whose checkpoint files stay on the volume (1 = only the latest). Default 1.
+        cfg_options: ``key=value`` overrides merged into the config last (mmengine ``--cfg-options``).
+        allow_changed_settings: resume a run although the settings that shape training (learning rate, batch size,
+            seed, augmentation, AMP, dataset, ``cfg_options``) differ from the ones its checkpoint records; the new
+            ones take effect. Default False: such a resume is refused, naming each difference.
+    """
+
+    run_dir: str
+    data_root: str
+    epochs: int = _D.epochs
+    batch_size: int = _D.batch_size
+    lr: float = _D.lr
+    seed: int = _D.seed
+    device: str = _D.device
+    amp: bool | None = params.amp_setting(_D.amp)
+    num_workers: int | None = params.workers_setting(_D.num_workers)
+    augment: str = _D.augment
+    log_interval: int = 10
+    keep_checkpoints: int = 1
+    cfg_options: dict[str, Any] = field(default_factory=dict)
+    allow_changed_settings: bool = False
+
+    def validate(self) -> None:
+        """Refuse settings that cannot work, naming the argument.
+
+        Raises:
+            ConfigError: naming the setting and a value that works.
+        """
+        checks = [
+            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}", "e.g. --epochs 2"),
+            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}", "e.g. 32"),
+            (math.isfinite(self.lr) and self.lr > 0, f"--lr must be a positive number, got {self.lr}", "e.g. 0.05"),
+            (0 <= self.seed <= SEED_MAX, f"--seed must be between 0 and {SEED_MAX}, got {self.seed}", "e.g. 0"),
+            (self.device in devices.DEVICES, f"--device {self.device!r} is unknown", "use auto, cpu or cuda"),
+            (
+                self.num_workers is None or self.num_workers >= 0,
+                f"--num-workers must be 0 or more, got {self.num_workers}",
+                "e.g. 0",
+            ),
+            (self.augment in params.AUGMENT, f"--augment {self.augment!r} is unknown", "use auto, stock or batched"),
+            (self.log_interval >= 1, f"--log-interval must be at least 1, got {self.log_interval}", "e.g. 10"),
+            (self.keep_checkpoints >= 1, f"--keep-checkpoints must be at least 1, got {self.keep_checkpoints}", "1"),
+        ]
+        for ok, message, hint in checks:
+            if not ok:
+                raise errors.ConfigError(message, hint=hint)
 
 
 def stock_config_path() -> Path:
@@ -79,11 +145,18 @@ def device_defaults(
 
 
 def build_config(
-    cfg: TrainConfig, *, device: str, work_dir: str, bf16: bool | None = None, cores: int | None = None
+    cfg: TrainConfig,
+    *,
+    device: str,
+    work_dir: str,
+    bf16: bool | None = None,
+    cores: int | None = None,
+    dataset: schemas.DatasetManifest | None = None,
 ) -> Any:
     """The mmengine Config for ``cfg`` on ``device`` (``cpu`` or ``cuda``).
 
-    ``bf16`` and ``cores``: see :func:`device_defaults`.
+    ``bf16`` and ``cores``: see :func:`device_defaults`. ``dataset``: the validated dataset; its files' sizes and
+    digests are what the loaders accept (:class:`steps.mmcls_ext.SharedvolCIFAR10`).
 
     Raises:
         ConfigError: AMP on a CPU, or a ``cfg_options`` key or value the config refuses.
@@ -104,6 +177,8 @@ def build_config(
         dl = c[loader]
         dl.dataset.type = "SharedvolCIFAR10"
         dl.dataset.data_prefix = cfg.data_root
+        if dataset is not None:
+            dl.dataset.expected = {name: ref.model_dump() for name, ref in dataset.files.items()}
         dl.batch_size = cfg.batch_size
         dl.num_workers = d.workers
         dl.persistent_workers = d.workers > 0
@@ -127,7 +202,7 @@ def build_config(
         }
     else:
         c.optim_wrapper = {"type": "OptimWrapper", "optimizer": optimizer}
-    c.param_scheduler = {"type": "MultiStepLR", "by_epoch": True, "milestones": milestones(cfg.epochs), "gamma": 0.1}
+    c.param_scheduler = {"type": "MultiStepLR", "by_epoch": True, "milestones": milestones(cfg.epochs), "gamma": GAMMA}
     c.default_hooks.logger.interval = cfg.log_interval
     # sharedvol's hook saves and publishes every epoch (one commit point); mmengine writes no checkpoint itself.
     c.default_hooks.checkpoint = None
@@ -138,6 +213,7 @@ def build_config(
             "keep_checkpoints": cfg.keep_checkpoints,
             "channels_last": d.channels_last,
             "metadata": {"format": "sharedvol.weights", "config": STOCK_CONFIG},
+            "schedule": {"lr": cfg.lr, "milestones": milestones(cfg.epochs), "gamma": GAMMA},
             "priority": "LOWEST",
         }
     ]

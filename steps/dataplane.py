@@ -115,6 +115,14 @@ def refuse_file_on_the_way(url: str) -> None:
         raise errors.RunDirError(f"{path} is a file, not a directory", hint="point --run-dir at a run directory")
 
 
+def exists(url: str) -> bool:
+    """Whether something is at ``url`` (locally: a dangling symbolic link counts; a reader will say what it is)."""
+    if is_local(url):
+        return os.path.lexists(local_path(url))
+    fs, path = filesystem(url)
+    return bool(fs.exists(path))
+
+
 def new_hasher(threads: int | None = None) -> Any:
     """A BLAKE3 hasher using ``threads`` threads for large updates (default: every core)."""
     return blake3.blake3(max_threads=blake3.blake3.AUTO if threads is None else threads)

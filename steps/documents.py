@@ -1,66 +1,112 @@
 """Schema-versioned JSON documents that carry their own BLAKE3 digest: one file, one rename, verifiable.
 
-``write_json`` seals a document with the digest of its other fields (field ``blake3``, last); ``read_json``
-checks the schema, the version, the digest and the required fields, so a truncated, foreign, newer or
-edited file is refused with one line. The digest proves integrity, not origin.
+``write_json`` seals a document with the digest of its other fields (field ``blake3``, last) and refuses a
+non-finite number. :func:`read` reads one with the bounded reader (:mod:`steps.volread`: a regular file, at
+most :data:`steps.volread.JSON_CAP` bytes), parses it under a depth cap with NaN and infinities refused, checks
+the schema name, the version and the digest, then validates it against its strict model (:mod:`steps.schemas`).
+A truncated, foreign, newer, edited or impossible file is refused with one line. The digest proves integrity,
+not origin.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 import blake3
+import pydantic
+import pydantic_core
 
-from steps import dataplane, errors
+from steps import dataplane, errors, schemas, volread
 
 DIGEST_FIELD = "blake3"
+D = TypeVar("D", bound=schemas.Document)
 
 
 def _body(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, indent=2, sort_keys=False, allow_nan=True).encode()
+    return json.dumps(doc, indent=2, sort_keys=False, allow_nan=False).encode()
 
 
 def write_json(url: str, doc: dict[str, Any]) -> dataplane.Published:
-    """Publish ``doc`` as indented JSON at ``url`` atomically, sealed with the BLAKE3 of its other fields."""
+    """Publish ``doc`` as indented JSON at ``url`` atomically, sealed with the BLAKE3 of its other fields.
+
+    Raises:
+        IntegrityError: ``doc`` holds NaN or an infinity (nothing is written).
+        RunDirError: the write failed.
+    """
+    return dataplane.publish_bytes(url, seal(doc, url))
+
+
+def seal(doc: dict[str, Any], url: str = "the document") -> bytes:
+    """The bytes of ``doc`` as indented JSON, sealed with the BLAKE3 of its other fields (field ``blake3``, last).
+
+    Raises:
+        IntegrityError: ``doc`` holds NaN or an infinity.
+    """
     body = {k: v for k, v in doc.items() if k != DIGEST_FIELD}
-    sealed = {**body, DIGEST_FIELD: blake3.blake3(_body(body)).hexdigest()}
-    return dataplane.publish_bytes(url, _body(sealed) + b"\n")
+    try:
+        encoded = _body(body)
+    except ValueError as e:
+        raise errors.IntegrityError(
+            f"refusing to publish {url}: it would hold a non-finite number ({e})",
+            hint="a result that is not a number is not a result; see the step's log for where it came from",
+        ) from e
+    sealed = {**body, DIGEST_FIELD: blake3.blake3(encoded).hexdigest()}
+    return _body(sealed) + b"\n"
 
 
-def read_json(
-    url: str, *, schema: str, versions: tuple[int, ...], required: dict[str, type | tuple[type, ...]]
-) -> dict[str, Any]:
-    """Read a JSON document of ``schema``; check its version, its digest and its required fields.
+def write(url: str, doc: schemas.Document) -> dataplane.Published:
+    """Publish the document ``doc`` at ``url`` (:func:`write_json`), with its schema name and version."""
+    return write_json(url, document(doc))
+
+
+def document(doc: schemas.Document) -> dict[str, Any]:
+    """``doc`` as the JSON object written to its file: its schema name and version, then its fields."""
+    return {"schema": doc.SCHEMA, "schema_version": doc.VERSION, **doc.model_dump(mode="json")}
+
+
+def parse(raw: bytes, url: str) -> Any:
+    """The JSON value of ``raw``: numbers finite, nesting at most about 200 deep (the parser's own cap).
+
+    Raises:
+        SchemaError: not JSON, NaN or infinity, or nested too deep.
+    """
+    try:
+        return pydantic_core.from_json(raw, allow_inf_nan=False, cache_strings=False)
+    except ValueError as e:
+        raise errors.SchemaError(
+            f"{url} is not valid JSON ({str(e)[:120]})", hint="truncated or damaged: rerun the step that writes it"
+        ) from e
+
+
+def read(url: str, model: type[D], *, missing_hint: str = "") -> D:
+    """Read the document at ``url`` and validate it against ``model``.
 
     Args:
         url: where the document is.
-        schema: the expected value of the document's ``schema`` field.
-        versions: the ``schema_version`` values this code reads.
-        required: field name -> expected Python type(s).
+        model: its strict schema (:mod:`steps.schemas`); its ``SCHEMA`` and ``VERSION`` are the ``schema`` and
+            ``schema_version`` the document must have.
+        missing_hint: how to fix a missing file.
 
     Raises:
-        SchemaError: missing, truncated, foreign, of another version, changed after it was written, or missing a field.
+        SchemaError: missing, not a regular file, too large, not JSON, foreign, of another version, changed after it
+            was written, or breaking its schema (one line naming the field and the rule).
     """
     try:
-        raw = dataplane.read_bytes(url)
+        raw = volread.read(url, cap=volread.JSON_CAP, missing_hint=missing_hint or "run the step that writes it first")
     except errors.RunDirError as e:
         raise errors.SchemaError(e.message, hint=e.hint) from e
-    try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise errors.SchemaError(
-            f"{url} is not valid JSON (truncated or corrupt: {e})", hint="rerun the step that writes it"
-        ) from e
+    schema, versions = model.SCHEMA, (model.VERSION,)
+    doc = parse(raw, url)
     if not isinstance(doc, dict) or doc.get("schema") != schema:
         found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
         raise errors.SchemaError(
-            f"{url} is not a {schema} document (schema: {found!r})", hint="point at the file sharedvol wrote"
+            f"{url} is not a {schema} document (schema: {str(found)[:80]!r})", hint="point at the file sharedvol wrote"
         )
     version = doc.get("schema_version")
-    if version not in versions:
+    if type(version) is not int or version not in versions:
         raise errors.SchemaError(
-            f"{url} has schema_version {version!r}; this sharedvol reads {', '.join(map(str, versions))}",
+            f"{url} has schema_version {str(version)[:20]}; this sharedvol reads {', '.join(map(str, versions))}",
             hint="use the sharedvol version that wrote it, or rerun that step with this one",
         )
     claimed = doc.pop(DIGEST_FIELD, None)
@@ -69,10 +115,8 @@ def read_json(
             f"{url} does not match its digest (changed after it was written)",
             hint="rerun the step that writes it; never edit it by hand",
         )
-    for key, kind in required.items():
-        if not isinstance(doc.get(key), kind):
-            raise errors.SchemaError(
-                f"{url} lacks field {key!r} of the right type",
-                hint="the file is damaged; rerun the step that writes it",
-            )
-    return doc
+    fields = {k: v for k, v in doc.items() if k not in ("schema", "schema_version")}
+    try:
+        return model.model_validate_json(json.dumps(fields))  # JSON mode: a JSON list is a tuple field's value
+    except pydantic.ValidationError as e:
+        raise schemas.error(url, e) from e

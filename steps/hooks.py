@@ -11,16 +11,19 @@
 
 from __future__ import annotations
 
+import collections
 import logging
+import math
 import time
 from typing import Any, ClassVar
 
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import Hook
+from mmengine.optim.scheduler import MultiStepParamScheduler
 from mmengine.registry import HOOKS
 from mmengine.runner import CheckpointLoader
 
-from steps import background, checkpoint, dataplane, safeload
+from steps import background, checkpoint, dataplane, errors, safeload, schemas
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +61,18 @@ CheckpointLoader.register_scheme(prefixes=VERIFIED_SCHEME, loader=_load_verified
 class SharedvolTrainHook(Hook):
     """Publishes each epoch's weights and training state, and keeps the loss history of the run.
 
+    A loss that is not a finite number stops training at once (:class:`steps.errors.IntegrityError`): the epoch is
+    not published, and the last published epoch stays the run's checkpoint.
+
     Args:
         run_dir: the run directory (path or fsspec URL).
         keep_checkpoints: epochs whose files stay on the volume (at least 1).
         metadata: strings stored in the weights file's safetensors header.
         channels_last: put the model's weights in ``torch.channels_last`` memory format before training.
+        settings: the :class:`steps.schemas.TrainingSettings` recorded in each manifest.
+        schedule: the learning-rate schedule of the config (``lr``, ``milestones``, ``gamma``): after a resume the
+            optimizer and the scheduler are set to where a fresh run of these settings would be (more epochs asked
+            for move the milestones; ``--allow-changed-settings`` may change the rate).
     """
 
     priority = "LOWEST"
@@ -73,11 +83,15 @@ class SharedvolTrainHook(Hook):
         keep_checkpoints: int = 1,
         metadata: dict[str, str] | None = None,
         channels_last: bool = False,
+        settings: dict[str, Any] | None = None,
+        schedule: dict[str, Any] | None = None,
     ) -> None:
         self.layout = dataplane.RunLayout(run_dir)
         self.channels_last = channels_last
         self.keep = keep_checkpoints
         self.metadata = dict(metadata or {})
+        self.settings = schemas.TrainingSettings.model_validate(settings) if settings else None
+        self.schedule = dict(schedule or {})
         self.first_epoch = 0
         self.last_epoch = 0
         self.loss_per_epoch: list[float] = []
@@ -111,7 +125,28 @@ class SharedvolTrainHook(Hook):
         if hasattr(model, "head"):
             model.head.register_forward_hook(self._keep_logits)
         if self.first_epoch:
+            self._restore_schedule(runner)
             log.info("resumed at epoch %d of %d", self.first_epoch, runner.max_epochs)
+
+    def _restore_schedule(self, runner: Any) -> None:
+        """Set the optimizer's rate and the MultiStep schedulers to a fresh run's at the resumed epoch.
+
+        mmengine restores both from the checkpoint: the milestones of the epochs asked for then, and the rate of
+        the settings then. A run of other settings (more epochs, or ``--allow-changed-settings``) runs its own.
+        """
+        if not self.schedule:
+            return
+        base, gamma = float(self.schedule["lr"]), float(self.schedule["gamma"])
+        milestones = [int(m) for m in self.schedule["milestones"]]
+        schedulers = [s for s in (runner.param_schedulers or []) if isinstance(s, MultiStepParamScheduler)]
+        if not schedulers or any(s.param_name != "lr" for s in schedulers):
+            return  # a schedule of the user's own (--cfg-options): mmengine's restored state stands
+        rate = base * gamma ** sum(1 for m in milestones if m <= self.first_epoch)
+        for scheduler in schedulers:
+            scheduler.milestones = collections.Counter(milestones)
+            scheduler.base_values = [base for _ in scheduler.base_values]
+        for group in runner.optim_wrapper.optimizer.param_groups:
+            group["lr"], group["initial_lr"] = rate, base
 
     def _keep_logits(self, module: Any, args: Any, output: Any) -> None:
         # detached: keeping the output itself would keep the iteration's whole autograd graph alive
@@ -130,7 +165,15 @@ class SharedvolTrainHook(Hook):
         """Count images and keep the iteration's loss."""
         if outputs and "loss" in outputs:
             loss = outputs["loss"]
-            self._epoch_losses.append(float(loss.detach() if hasattr(loss, "detach") else loss))
+            value = float(loss.detach() if hasattr(loss, "detach") else loss)
+            if not math.isfinite(value):
+                raise errors.IntegrityError(
+                    f"training diverged: the loss is {value} at iteration {runner.iter + 1} "
+                    f"(epoch {runner.epoch + 1}); "
+                    f"epoch {runner.epoch + 1} was not published",
+                    hint="lower --lr (e.g. 0.05) and train again on a new run directory",
+                )
+            self._epoch_losses.append(value)
             self.curves["loss_curve"].append([runner.iter + 1, round(self._epoch_losses[-1], 5)])
         if data_batch is not None:
             self.images += len(data_batch["inputs"])
@@ -183,6 +226,7 @@ class SharedvolTrainHook(Hook):
             resume=safeload.state_writer(self._state),
             loss_per_epoch=self.loss_per_epoch,
             keep=self.keep,
+            settings=self._settings(runner),
             curves=self.curves,
             prune_later=True,  # the old epoch's files go while the next epoch trains
         )
@@ -190,6 +234,13 @@ class SharedvolTrainHook(Hook):
             "epoch %d/%d: mean loss %.4f; published %s -> %s",
             epoch, runner.max_epochs, mean, self.layout.checkpoint, checkpoint.describe(self.published),
         )  # fmt: skip
+
+    def _settings(self, runner: Any) -> schemas.TrainingSettings:
+        if self.settings is None:
+            raise errors.ConfigError(
+                "SharedvolTrainHook needs the training settings to publish", hint="train with train-resnet"
+            )
+        return self.settings
 
     def after_train(self, runner: Any) -> None:
         """Wait for the last publish's pruning: train-resnet ends with only the kept epochs on the volume."""

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from steps import devices, params
 
 if TYPE_CHECKING:
-    from steps.test_resnet import EvalResult
-    from steps.train_resnet import TrainSummary
+    from steps.schemas import EvalResult, TrainSummary
 
 T = TypeVar("T")
 # The table's values that the configs take in another form.
@@ -23,15 +22,16 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {"amp": params.amp_setting, "num_wor
 
 
 def train(values: Mapping[str, Any]) -> TrainSummary:
-    """Train with the :class:`steps.train_resnet.TrainConfig` of ``values`` (entries it has no field for are ignored).
+    """Train with the :class:`steps.config.TrainConfig` of ``values`` (entries it has no field for are ignored).
 
     Raises:
         ConfigError: a value the table refuses (``amp``, ``num_workers``), or what training raises.
     """
     devices.apply_env(values.get("device", params.DEFAULTS.device))
+    from steps import config as step_config
     from steps import train_resnet
 
-    return train_resnet.train(config(train_resnet.TrainConfig, values))
+    return train_resnet.train(config(step_config.TrainConfig, values))
 
 
 def evaluate(values: Mapping[str, Any]) -> EvalResult:

@@ -9,15 +9,28 @@ steps are separate so that two files can be filled at once on two threads while 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
-from steps.dataplane import TMP_MARK, Published, fsync_dir, is_local, local_path, new_hasher, publish_bytes, write_error
+from steps.dataplane import (
+    TMP_MARK,
+    Published,
+    fsync_dir,
+    is_local,
+    local_path,
+    new_hasher,
+    publish,
+    publish_bytes,
+    write_error,
+)
+
+Data = bytes | bytearray | memoryview | Callable[[IO[bytes]], object]
 
 
 @dataclass
@@ -48,24 +61,23 @@ def stage(url: str) -> Staged:
         raise write_error(url, e) from e
 
 
-def fill(
-    staged: Staged, data: bytes | bytearray | memoryview | Callable[[str], object], hash_threads: int | None = None
-) -> Staged:
+def fill(staged: Staged, data: Data, hash_threads: int | None = None) -> Staged:
     """Write ``data`` into the staged file, hash it (BLAKE3 over a memory map of the page cache) and fsync it.
 
-    ``data`` is the bytes, or a function that writes the file at the path it is given with its own native writer
-    (``torch.save``, ``safetensors.save_file``): no copy through Python. ``hash_threads``: as
-    :func:`steps.dataplane.new_hasher`. On failure the temporary file is removed.
+    ``data`` is the bytes, or a function that writes the file into the open stream it is given
+    (:func:`steps.safeload.write_safetensors`): straight from the tensors' memory, and into this file only, so a
+    killed writer leaves nothing but the temporary file :func:`steps.dataplane.remove_temporaries` knows.
+    ``hash_threads``: as :func:`steps.dataplane.new_hasher`. On failure the temporary file is removed.
 
     Raises:
         RunDirError: the write failed (full disk included).
     """
     try:
         with staged.file as f:
-            if not callable(data):
+            if callable(data):
+                data(f)
+            else:
                 f.write(data)
-        if callable(data):
-            data(staged.tmp)
         staged.size = os.path.getsize(staged.tmp)
         hasher = new_hasher(hash_threads)
         if staged.size:
@@ -120,29 +132,18 @@ def commit(staged: Staged, content_name: Callable[[str], str] | None = None) -> 
     return Published(path, staged.blake3, staged.size)
 
 
-def publish_local(
-    url: str,
-    data: bytes | bytearray | memoryview | Callable[[str], object],
-    *,
-    content_name: Callable[[str], str] | None = None,
-) -> Published:
-    """Like :func:`publish`, for a file on the local filesystem: :func:`stage`, :func:`fill`, :func:`commit`.
+def publish_local(url: str, data: Data, *, content_name: Callable[[str], str] | None = None) -> Published:
+    """Like :func:`steps.dataplane.publish`, for a local file: :func:`stage`, :func:`fill`, :func:`commit`.
 
-    On a filesystem that is not local a path writer writes to local scratch space first and the bytes are
-    published with :func:`publish_bytes`.
+    On a filesystem that is not local it is :func:`steps.dataplane.publish`.
 
     Raises:
-        RunDirError: as :func:`publish`.
+        RunDirError: as :func:`steps.dataplane.publish`.
     """
     if is_local(url):
         return commit(fill(stage(url), data), content_name)
     if callable(data):
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="sharedvol-") as scratch:
-            data(f"{scratch}/data")
-            with open(f"{scratch}/data", "rb") as f:
-                data = f.read()
+        return publish(url, data, content_name=content_name)
     return publish_bytes(url, data, content_name=content_name)
 
 
@@ -150,3 +151,78 @@ def discard_local(path: str) -> None:
     """Remove the local file ``path`` if it exists."""
     with contextlib.suppress(OSError):
         os.remove(path)
+
+
+DIR_TMP = ".tmp-dir-"
+_RENAME_EXCHANGE = 2  # renameat2's flag: swap two paths atomically
+
+
+def publish_dir(dir_url: str, files: dict[str, bytes]) -> None:
+    """Publish a whole directory of ``files`` (name -> bytes) at one commit point.
+
+    Locally every file is written and fsynced into a hidden sibling directory, which then takes the place of
+    ``dir_url`` by one atomic exchange (``renameat2(RENAME_EXCHANGE)``; where the filesystem lacks it, two renames
+    with the old directory set aside first). A full disk or a kill before that leaves the previous directory
+    whole, never a mix; leftovers are removed at the next publish. Elsewhere (object stores have no directories to
+    rename) the files are published one by one.
+
+    Raises:
+        RunDirError: a write failed (full disk included); the previous directory is unchanged.
+    """
+    if not is_local(dir_url):
+        for name, data in files.items():
+            publish_bytes(f"{dir_url.rstrip('/')}/{name}", data)
+        return
+    target = os.path.abspath(local_path(dir_url))
+    parent, base = os.path.split(target)
+    _remove_leftovers(parent, base)
+    staging = os.path.join(parent, f".{base}{DIR_TMP}{uuid.uuid4().hex[:8]}")
+    try:
+        os.makedirs(staging)
+        for name, data in files.items():
+            with open(os.path.join(staging, name), "xb") as f:  # a private directory: no temporary names needed
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        fsync_dir(os.path.join(staging, "."))
+        if os.path.isdir(target) and not os.path.islink(target):
+            if not _exchange(staging, target):
+                aside = os.path.join(parent, f".{base}{DIR_TMP}old-{uuid.uuid4().hex[:8]}")
+                os.replace(target, aside)
+                os.replace(staging, target)
+                staging = aside
+        else:
+            os.replace(staging, target)
+            staging = ""
+        fsync_dir(target)
+    except OSError as e:
+        raise write_error(dir_url, e) from e
+    finally:
+        if staging:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap the paths ``a`` and ``b`` atomically; False where the filesystem (or the C library) cannot."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd = -100
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
+def _remove_leftovers(parent: str, base: str) -> None:
+    """Remove the hidden directories a killed :func:`publish_dir` of ``base`` left in ``parent``."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(f".{base}{DIR_TMP}"):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)

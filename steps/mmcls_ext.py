@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 from mmcls.datasets import CIFAR10
 from mmcls.registry import DATASETS, METRICS
 from mmengine.evaluator import BaseMetric
 
-from steps import augment  # noqa: F401  (registers SharedvolCifarPreprocessor)
+from steps import (
+    augment,  # noqa: F401  (registers SharedvolCifarPreprocessor)
+    cifar_format,
+    schemas,
+)
 
 
 @DATASETS.register_module(force=True)
@@ -25,9 +31,33 @@ class SharedvolCIFAR10(CIFAR10):
     test_list: ClassVar[list[list[str | None]]] = [["test_batch", None]]
     meta: ClassVar[dict[str, str | None]] = {"filename": "batches.meta", "key": "label_names", "md5": None}
 
-    def __init__(self, data_prefix: str, test_mode: bool, **kwargs: object) -> None:
+    def __init__(
+        self, data_prefix: str, test_mode: bool, expected: dict[str, dict[str, Any]] | None = None, **kwargs: object
+    ) -> None:
         kwargs["download"] = False
+        self.expected = {k: schemas.DataFile.model_validate(v) for k, v in (expected or {}).items()}
         super().__init__(data_prefix=data_prefix, test_mode=test_mode, **kwargs)
+
+    def load_data_list(self) -> list[dict[str, Any]]:
+        """The images and labels, each batch file read without running code (:mod:`steps.cifar_format`).
+
+        mmcls's own loader unpickles the files in full; here they go through the bounded reader and the
+        restricted unpickler, and must match the sizes and digests train-resnet validated (``expected``).
+        """
+        folder = Path(self.data_prefix["root"]) / self.base_folder
+        files = self.test_list if self.test_mode else self.train_list
+        batches = [cifar_format.read_batch(folder / str(name), self.expected.get(str(name)))[0] for name, _ in files]
+        images = np.vstack([b.data for b in batches]).reshape(-1, 3, 32, 32).transpose((0, 2, 3, 1))
+        labels = [label for b in batches for label in b.labels]
+        if self.CLASSES is None:
+            self._load_meta()
+        return [{"img": img, "gt_label": int(label)} for img, label in zip(images, labels, strict=True)]
+
+    def _load_meta(self) -> None:
+        """The class names from ``batches.meta``, read like the batches."""
+        path = Path(self.data_prefix["root"]) / self.base_folder / str(self.meta["filename"])
+        meta, _ = cifar_format.read_meta(path, self.expected.get(path.name))
+        self._metainfo.setdefault("classes", list(meta.label_names))
 
 
 @DATASETS.register_module(force=True)

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from steps import dataplane, documents, errors, report, test_resnet, train_resnet
+from steps import dataplane, documents, errors, localpublish, report, schemas
 
 log = logging.getLogger(__name__)
 
@@ -46,40 +46,13 @@ class MetricsBundle:
     files: dict[str, str] = field(default_factory=dict)
 
 
-def load_eval_result(url: str) -> dict[str, Any]:
-    """Read and validate an eval_result.json: schema, version, and that its numbers agree with each other.
+def load_eval_result(url: str) -> schemas.EvalResult:
+    """Read and validate an eval_result.json: its schema, and that its numbers agree with each other.
 
     Raises:
-        SchemaError: truncated, foreign, unknown version, or inconsistent.
+        SchemaError: missing, not a regular file, too large, truncated, foreign, unknown version, or impossible.
     """
-    doc = documents.read_json(
-        url,
-        schema=test_resnet.EVAL_SCHEMA,
-        versions=(test_resnet.EVAL_VERSION,),
-        required={
-            "size": int,
-            "top1": (int, float),
-            "top5": (int, float),
-            "loss": (int, float),
-            "class_names": list,
-            "confusion_matrix": list,
-            "per_class_accuracy": dict,
-        },
-    )
-    names, matrix = doc["class_names"], doc["confusion_matrix"]
-    square = len(matrix) == len(names) and all(isinstance(r, list) and len(r) == len(names) for r in matrix)
-    if not names or not square:
-        raise errors.SchemaError(
-            f"{url}: the confusion matrix is not {len(names)} x {len(names)}", hint="rerun test-resnet"
-        )
-    if sum(sum(r) for r in matrix) != doc["size"]:
-        raise errors.SchemaError(
-            f"{url}: the confusion matrix does not add up to size {doc['size']}", hint="rerun test-resnet"
-        )
-    for key in ("top1", "top5"):
-        if not 0.0 <= doc[key] <= 1.0:
-            raise errors.SchemaError(f"{url}: {key} {doc[key]} is not a fraction in [0, 1]", hint="rerun test-resnet")
-    return doc
+    return documents.read(url, schemas.EvalResult, missing_hint="run test-resnet on this run directory first")
 
 
 def v1_metrics(scalars: dict[str, float], percentages: set[str]) -> dict[str, Any]:
@@ -100,43 +73,49 @@ def v1_metrics(scalars: dict[str, float], percentages: set[str]) -> dict[str, An
 
 
 def produce(run_dir: str) -> MetricsBundle:
-    """Read the run's eval_result.json (and train/summary.json when present) and write ``metrics/``.
+    """Read the run's eval_result.json (and train/summary.json when present) and publish ``metrics/``.
+
+    ``metrics/`` is published at one commit point (:func:`steps.localpublish.publish_dir`): a full disk or a kill
+    leaves the previous metrics whole, never a mix of two runs' files.
 
     Raises:
-        SchemaError: the evaluation result is missing, truncated, foreign or inconsistent.
+        SchemaError: the evaluation result (or a training summary that is there) is missing, damaged or impossible.
+        RunDirError: ``metrics/`` cannot be written (nothing of it changed).
     """
     layout = dataplane.RunLayout(run_dir)
     ev = load_eval_result(layout.eval_result)
     summary = _summary(layout)
     scalars: dict[str, float] = {
-        "accuracy-top1": float(ev["top1"]),
-        "accuracy-top5": float(ev["top5"]),
-        "test-loss": float(ev["loss"]),
-        "test-samples": float(ev["size"]),
+        "accuracy-top1": ev.top1,
+        "accuracy-top5": ev.top5,
+        "test-loss": ev.loss,
+        "test-samples": float(ev.size),
     }
     if summary:
-        scalars["train-final-loss"] = float(summary["final_loss"])
-        scalars["train-epochs"] = float(summary["epochs"])
-        scalars["train-images-per-s"] = float(summary["images_per_s"])
+        scalars["train-final-loss"] = summary.final_loss
+        scalars["train-epochs"] = float(summary.epochs)
+        scalars["train-images-per-s"] = summary.images_per_s
     v1 = v1_metrics(scalars, percentages={"accuracy-top1", "accuracy-top5"})
-    curve_png = report.plot_loss(summary) if summary else b""
-    epochs_png = report.plot_epochs(summary) if summary else b""
-    matrix_png = report.plot_matrix(ev["class_names"], ev["confusion_matrix"])
+    ev_doc = ev.model_dump(mode="json")
+    summary_doc = summary.model_dump(mode="json") if summary else None
+    curve_png = report.plot_loss(summary_doc) if summary_doc else b""
+    epochs_png = report.plot_epochs(summary_doc) if summary_doc else b""
+    matrix_png = report.plot_matrix(ev.class_names, ev.confusion_matrix)
     markdown = _markdown(ev, summary)
-    page = report.html(ev, summary, {"loss": curve_png, "epochs": epochs_png, "matrix": matrix_png})
+    page = report.html(ev_doc, summary_doc, {"loss": curve_png, "epochs": epochs_png, "matrix": matrix_png})
     bundle = MetricsBundle(
         scalars=scalars,
-        categories=list(ev["class_names"]),
-        confusion_matrix=[list(r) for r in ev["confusion_matrix"]],
+        categories=list(ev.class_names),
+        confusion_matrix=[list(r) for r in ev.confusion_matrix],
         markdown=markdown,
         html=page,
         v1_metrics=v1,
     )
     ui_metadata = {"version": 1, "outputs": [{"type": "markdown", "storage": "inline", "source": markdown}]}
-    outputs: dict[str, bytes | dict[str, Any]] = {
-        "mlpipeline-metrics.json": v1,
-        "mlpipeline-ui-metadata.json": ui_metadata,
-        "metrics.json": {"schema": "sharedvol.metrics", "schema_version": 1, "scalars": scalars},
+    outputs: dict[str, bytes] = {
+        "mlpipeline-metrics.json": _kfp_json(v1),  # KFP's own formats, as KFP reads them
+        "mlpipeline-ui-metadata.json": _kfp_json(ui_metadata),
+        "metrics.json": documents.seal(documents.document(schemas.MetricsDoc(scalars=scalars))),
         "report.md": markdown.encode(),
         "report.html": page.encode(),
         "confusion_matrix.png": matrix_png,
@@ -145,59 +124,53 @@ def produce(run_dir: str) -> MetricsBundle:
         outputs["training_curve.png"] = curve_png
     if epochs_png:
         outputs["epochs.png"] = epochs_png
-    for name, content in outputs.items():
-        url = layout.path("metrics", name)
-        if isinstance(content, dict) and name.startswith("mlpipeline-"):
-            dataplane.publish_bytes(url, (json.dumps(content, indent=2) + "\n").encode())  # KFP's own format, as is
-        elif isinstance(content, dict):
-            documents.write_json(url, content)
-        else:
-            dataplane.publish_bytes(url, content)
-        bundle.files[name] = url
+    localpublish.publish_dir(layout.metrics_dir, outputs)
+    bundle.files = {name: layout.path("metrics", name) for name in outputs}
     log.info(
-        "metrics: top-1 %.2f %%, top-5 %.2f %%; report %s",
-        100 * ev["top1"],
-        100 * ev["top5"],
-        bundle.files["report.html"],
+        "metrics: top-1 %.2f %%, top-5 %.2f %%; report %s", 100 * ev.top1, 100 * ev.top5, bundle.files["report.html"]
     )
     return bundle
 
 
-def _summary(layout: dataplane.RunLayout) -> dict[str, Any] | None:
-    """The training summary, or None when there is none (evaluating a checkpoint trained elsewhere)."""
-    try:
-        return documents.read_json(
-            layout.summary,
-            schema=train_resnet.SUMMARY_SCHEMA,
-            versions=(train_resnet.SUMMARY_VERSION,),
-            required={"loss_per_epoch": list, "final_loss": (int, float), "epochs": int, "images_per_s": (int, float)},
-        )
-    except errors.SchemaError as e:
-        log.warning("no training curves in the report: %s", e)
+def _kfp_json(doc: dict[str, Any]) -> bytes:
+    return (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode()
+
+
+def _summary(layout: dataplane.RunLayout) -> schemas.TrainSummary | None:
+    """The training summary, or None when there is none (evaluating a checkpoint trained elsewhere).
+
+    Raises:
+        SchemaError: there is one, but it is damaged or impossible.
+    """
+    if not dataplane.exists(layout.summary):
+        log.warning("no training curves in the report: %s does not exist", layout.summary)
         return None
+    return documents.read(layout.summary, schemas.TrainSummary)
 
 
-def _markdown(ev: dict[str, Any], summary: dict[str, Any] | None) -> str:
+def _markdown(ev: schemas.EvalResult, summary: schemas.TrainSummary | None) -> str:
     lines = [
         "# ResNet-18 on CIFAR-10",
         "",
         "| metric | value |",
         "|---|---|",
-        f"| top-1 accuracy | {100 * ev['top1']:.2f} % |",
-        f"| top-5 accuracy | {100 * ev['top5']:.2f} % |",
-        f"| test loss | {ev['loss']:.4f} |",
-        f"| test images | {ev['size']} |",
+        f"| top-1 accuracy | {100 * ev.top1:.2f} % |",
+        f"| top-5 accuracy | {100 * ev.top5:.2f} % |",
+        f"| test loss | {ev.loss:.4f} |",
+        f"| test images | {ev.size} |",
     ]
     if summary:
         lines += [
-            f"| epochs | {summary['epochs']} |",
-            f"| final training loss | {summary['final_loss']:.4f} |",
-            f"| training throughput | {summary['images_per_s']:.1f} images/s |",
+            f"| epochs | {summary.epochs} |",
+            f"| final training loss | {summary.final_loss:.4f} |",
+            f"| training throughput | {summary.images_per_s:.1f} images/s |",
         ]
     lines += ["", "| class | accuracy |", "|---|---|"]
-    lines += [f"| {name} | {100 * acc:.1f} % |" for name, acc in ev["per_class_accuracy"].items()]
-    lines += [
-        "",
-        f"Checkpoint `{ev.get('checkpoint', '?')}` (blake3 `{str(ev.get('checkpoint_blake3', ''))[:12]}...`).",
-    ]
+    lines += [f"| {_cell(name)} | {100 * acc:.1f} % |" for name, acc in ev.per_class_accuracy.items()]
+    lines += ["", f"Checkpoint `{_cell(ev.checkpoint)}` (blake3 `{ev.checkpoint_blake3[:12]}...`)."]
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    """``text`` safe inside a Markdown table cell or code span: no pipes, backticks or line breaks."""
+    return text.replace("|", "/").replace("`", "'").replace("\n", " ").replace("\r", " ")

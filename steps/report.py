@@ -52,20 +52,36 @@ def plot_loss(summary: dict[str, Any]) -> bytes:
 
 def plot_epochs(summary: dict[str, Any]) -> bytes:
     """Training top-1 (on the augmented batches) and the learning rate, per epoch; empty without them."""
+    fig = epochs_figure(summary)
+    return _png(fig) if fig is not None else b""
+
+
+def epochs_figure(summary: dict[str, Any]) -> Any:
+    """The per-epoch plot, or None without per-epoch curves.
+
+    Epoch ``e`` spans ``e-1 .. e`` on the axis, whose ticks are whole epochs: the accuracy is a point at the end of
+    each epoch, the learning rate a step, flat over each epoch (mmengine changes it between epochs).
+    """
     curves = summary.get("curves", {})
     top1, lr = curves.get("train_top1_per_epoch") or [], curves.get("lr_per_epoch") or []
     if not top1 and not lr:
-        return b""
+        return None
     plt = _pyplot()
+    from matplotlib import ticker
+
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.plot(range(1, len(top1) + 1), [100 * (a or 0) for a in top1], color="tab:green", marker="o")
     ax.set_xlabel("epoch")
     ax.set_ylabel("training top-1 (%)", color="tab:green")
     right = ax.twinx()
-    right.plot(range(1, len(lr) + 1), lr, color="tab:orange", marker="s", linestyle="--")
+    if lr:
+        right.stairs(lr, range(len(lr) + 1), baseline=None, color="tab:orange", linestyle="--", linewidth=1.5)
     right.set_ylabel("learning rate", color="tab:orange")
+    epochs = max(len(top1), len(lr))
+    ax.set_xlim(0, epochs)
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True, min_n_ticks=1))
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return fig
 
 
 def plot_matrix(names: list[str], matrix: list[list[int]]) -> bytes:

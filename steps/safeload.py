@@ -17,11 +17,16 @@ from __future__ import annotations
 import collections
 import io
 import json
+import math
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Annotated, Any, Literal
 
-from steps import errors
+import pydantic
+import pydantic_core
+from pydantic import Field, StringConstraints
+
+from steps import errors, schemas, volread
 
 # The globals an mmengine 0.10 checkpoint of this model needs beyond torch's own (numpy arrays of logged values).
 RESUME_ALLOWED = (
@@ -53,35 +58,59 @@ def allowed_globals() -> list[Any]:
 
 def serialize_weights(state_dict: dict[str, Any], metadata: dict[str, str]) -> bytes:
     """The safetensors bytes of ``state_dict`` (moved to the CPU, made contiguous) with string ``metadata``."""
-    import safetensors.torch
-
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    return safetensors.torch.save(tensors, metadata=metadata)
-
-
-def weights_writer(state_dict: dict[str, Any], metadata: dict[str, str]) -> Callable[[str], None]:
-    """A function writing ``state_dict`` as a safetensors file at a path (the library's native writer, no copy)."""
-    import safetensors.torch
-
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    return lambda path: safetensors.torch.save_file(tensors, path, metadata=metadata)
+    buf = io.BytesIO()
+    weights_writer(state_dict, metadata)(buf)
+    return buf.getvalue()
 
 
-def state_writer(state: dict[str, Any]) -> Callable[[str], None]:
-    """A function writing mmengine's training state ``state`` at a path as a safetensors resume file.
+Writer = Callable[[IO[bytes]], None]
 
-    Every tensor in it (SGD momentum, ...) is stored as a safetensors tensor, written by the library's native
-    writer straight from the tensor's memory; what is left (param groups, schedulers, message hub, with a
-    ``{"__sharedvol_tensor__": name}`` marker in place of each tensor) goes through ``torch.save`` into one small uint8
-    tensor, :data:`SKELETON`. A reader takes the tensors as views of the verified buffer and unpickles only the
-    small rest, with the allow-list (:func:`resume_from_buffer`).
+
+def weights_writer(state_dict: dict[str, Any], metadata: dict[str, str]) -> Writer:
+    """A function writing ``state_dict`` as a safetensors file into the stream it is given (no copy, no own file).
+
+    sharedvol writes the format itself (an 8-byte header length, the JSON header, then each tensor's bytes) into
+    the temporary file the publish opened: the library's ``save_file`` would make a temporary file of its own,
+    mode 0600, that a killed writer leaves behind under a name nothing cleans.
     """
-    import safetensors.torch
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    return lambda f: write_safetensors(f, tensors, metadata)
 
+
+def write_safetensors(f: IO[bytes], tensors: dict[str, Any], metadata: dict[str, str]) -> None:
+    """Write ``tensors`` (contiguous CPU tensors) and string ``metadata`` to ``f`` in the safetensors format."""
+    import torch
+
+    header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
+    names = {v: k for k, v in _DTYPES.items()}
+    offset = 0
+    for name, t in tensors.items():
+        dtype = str(t.dtype).removeprefix("torch.")
+        if dtype not in names:
+            raise TypeError(f"tensor {name!r} has dtype {dtype}, which the safetensors format here does not store")
+        header[name] = {"dtype": names[dtype], "shape": list(t.shape), "data_offsets": [offset, offset + t.nbytes]}
+        offset += t.nbytes
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)  # the data starts 8-byte aligned, as the library writes it
+    f.write(struct.pack("<Q", len(encoded)) + encoded)
+    for t in tensors.values():
+        if t.numel():
+            f.write(memoryview(t.reshape(-1).view(torch.uint8).numpy()).cast("B"))
+
+
+def state_writer(state: dict[str, Any]) -> Writer:
+    """A function writing mmengine's training state ``state`` into a stream as a safetensors resume file.
+
+    Every tensor in it (SGD momentum, ...) is stored as a safetensors tensor, written straight from the tensor's
+    memory; what is left (param groups, schedulers, message hub, with a ``{"__sharedvol_tensor__": name}`` marker
+    in place of each tensor) goes through ``torch.save`` into one small uint8 tensor, :data:`SKELETON`. A reader
+    takes the tensors as views of the verified buffer and unpickles only the small rest, with the allow-list
+    (:func:`resume_from_buffer`).
+    """
     tensors: dict[str, Any] = {}
     skeleton = _split_tensors(state, tensors, {})
     tensors[SKELETON] = _pickled(skeleton)
-    return lambda path: safetensors.torch.save_file(tensors, path, metadata={"format": RESUME_FORMAT})
+    return lambda f: write_safetensors(f, tensors, {"format": RESUME_FORMAT})
 
 
 def _pickled(obj: Any) -> Any:
@@ -128,8 +157,26 @@ def _join_tensors(obj: Any, tensors: dict[str, Any], source: str) -> Any:
     return obj
 
 
+class TensorSpec(schemas.Strict):
+    """One entry of a safetensors header: the dtype, the shape and where the bytes are (after the header)."""
+
+    dtype: Literal["F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL"]
+    shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(max_length=8)]
+    data_offsets: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=2, max_length=2)]
+
+
+class _Header(schemas.Strict):
+    metadata: Annotated[dict[str, Annotated[str, StringConstraints(max_length=4096)]], Field(max_length=64)] = Field(
+        default={}, alias="__metadata__"
+    )
+    tensors: dict[Annotated[str, StringConstraints(min_length=1, max_length=512)], TensorSpec]
+
+
 def weights_from_buffer(buf: memoryview | bytearray, source: str) -> tuple[dict[str, Any], dict[str, str]]:
     """The tensors and metadata of the safetensors file in ``buf``, as views into ``buf`` (no copy).
+
+    The header is parsed under the JSON depth cap and checked against :class:`TensorSpec` before any tensor is made;
+    each tensor must fit the bytes after the header exactly.
 
     Raises:
         IntegrityError: the buffer is not a well-formed safetensors file.
@@ -142,35 +189,33 @@ def weights_from_buffer(buf: memoryview | bytearray, source: str) -> tuple[dict[
     if len(buf) < 8:
         raise bad("too short")
     (length,) = struct.unpack("<Q", bytes(buf[:8]))
-    if not 2 <= length <= len(buf) - 8:
+    if not 2 <= length <= min(len(buf) - 8, volread.JSON_CAP):
         raise bad("header length out of range")
     try:
-        header = json.loads(bytes(buf[8 : 8 + length]))
+        raw = pydantic_core.from_json(bytes(buf[8 : 8 + length]), allow_inf_nan=False)
     except ValueError as e:
-        raise bad(f"header is not JSON: {e}") from e
-    if not isinstance(header, dict):
+        raise bad(f"header is not JSON: {str(e)[:100]}") from e
+    if not isinstance(raw, dict):
         raise bad("header is not an object")
-    metadata = header.pop("__metadata__", {}) or {}
+    metadata = raw.pop("__metadata__", {})
+    try:
+        header = _Header.model_validate({"__metadata__": metadata, "tensors": raw})
+    except pydantic.ValidationError as e:
+        raise errors.IntegrityError(schemas.error(source, e).message, hint="rerun train-resnet") from e
     base, end = 8 + length, len(buf)
     tensors: dict[str, Any] = {}
-    for name, spec in header.items():
-        try:
-            dtype = getattr(torch, _DTYPES[spec["dtype"]])
-            shape = [int(d) for d in spec["shape"]]
-            start, stop = (int(x) for x in spec["data_offsets"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise bad(f"tensor {name!r}: {e!r}") from e
-        count = 1
-        for d in shape:
-            count *= d
+    for name, spec in header.tensors.items():
+        dtype = getattr(torch, _DTYPES[spec.dtype])
+        count = math.prod(spec.shape)
         itemsize = torch.empty((), dtype=dtype).element_size()
-        if min(shape, default=0) < 0 or not 0 <= start <= stop <= end - base or stop - start != count * itemsize:
+        start, stop = spec.data_offsets
+        if not start <= stop <= end - base or stop - start != count * itemsize:
             raise bad(f"tensor {name!r} does not fit its data")
         if count == 0:
-            tensors[name] = torch.empty(shape, dtype=dtype)
+            tensors[name] = torch.empty(spec.shape, dtype=dtype)
         else:
-            tensors[name] = torch.frombuffer(buf, dtype=dtype, count=count, offset=base + start).view(shape)
-    return tensors, {str(k): str(v) for k, v in metadata.items()}
+            tensors[name] = torch.frombuffer(buf, dtype=dtype, count=count, offset=base + start).view(spec.shape)
+    return tensors, dict(header.metadata)
 
 
 class _BufferReader(io.RawIOBase):
@@ -221,7 +266,11 @@ def resume_from_buffer(buf: memoryview | bytearray, source: str) -> dict[str, An
         checkpoint = _join_tensors(_unpickle(memoryview(rest.numpy()), source), tensors, source)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise errors.IntegrityError(f"{source} is not an mmengine checkpoint", hint="rerun train-resnet")
-    return decode_message_hub(checkpoint)
+    try:
+        schemas.ResumeState.model_validate(checkpoint)
+    except pydantic.ValidationError as e:
+        raise schemas.error(source, e) from e
+    return decode_message_hub(checkpoint, source)
 
 
 def _unpickle(buf: memoryview | bytearray, source: str) -> Any:
@@ -230,14 +279,12 @@ def _unpickle(buf: memoryview | bytearray, source: str) -> Any:
     Raises:
         IntegrityError: it needs anything else.
     """
-    import pickle
-
     import torch
 
     try:
         with torch.serialization.safe_globals(allowed_globals()):
             return torch.load(_BufferReader(buf), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError) as e:
+    except Exception as e:  # hostile bytes: the unpickler may fail in any way, and each way is a refusal
         first = str(e).strip().splitlines()
         detail = next(
             (ln for ln in first if "GLOBAL" in ln or "Unsupported" in ln or "but got" in ln), first[0] if first else ""
@@ -262,12 +309,25 @@ def encode_message_hub(checkpoint: dict[str, Any]) -> None:
             scalars[key] = {_HISTORY: True, "log": log, "count": count, "max_length": value.max_length}
 
 
-def decode_message_hub(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """The inverse of :func:`encode_message_hub`."""
+def decode_message_hub(checkpoint: dict[str, Any], source: str = "the resume file") -> dict[str, Any]:
+    """The inverse of :func:`encode_message_hub`.
+
+    Raises:
+        IntegrityError: the message hub is not what :func:`encode_message_hub` wrote.
+    """
     from mmengine.logging import HistoryBuffer
 
     scalars = checkpoint.get("message_hub", {}).get("log_scalars", {})
-    for key, value in list(scalars.items()):
-        if isinstance(value, dict) and value.get(_HISTORY):
-            scalars[key] = HistoryBuffer(list(value["log"]), list(value["count"]), int(value["max_length"]))
+    try:
+        for key, value in list(scalars.items()):
+            if isinstance(value, dict) and value.get(_HISTORY):
+                log, count = list(value["log"]), list(value["count"])
+                length = value["max_length"]
+                if type(length) is not int or not 0 < length <= 1_000_000 or len(log) != len(count):
+                    raise ValueError(f"history {key!r} has max_length {length!r} for {len(log)} values")
+                scalars[key] = HistoryBuffer(log, count, length)
+    except (AttributeError, TypeError, ValueError, KeyError) as e:
+        raise errors.IntegrityError(
+            f"{source} holds a message hub sharedvol did not write ({str(e)[:120]})", hint="rerun train-resnet"
+        ) from e
     return checkpoint

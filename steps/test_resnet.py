@@ -11,15 +11,15 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
-from steps import checkpoint, dataplane, devices, documents, errors
+from mmcls.utils import register_all_modules
+from mmengine.runner import Runner
+
+from steps import checkpoint, config, data, dataplane, devices, documents, errors, hooks, mmcls_ext, safeload, schemas
 
 log = logging.getLogger(__name__)
-
-EVAL_SCHEMA = "sharedvol.eval_result"
-EVAL_VERSION = 2
 
 
 @dataclass
@@ -45,43 +45,14 @@ class TestConfig:
     checkpoint: str | None = None
 
 
-@dataclass
-class EvalResult:
-    """What evaluation measured (``eval/eval_result.json``, schema ``sharedvol.eval_result`` v2).
-
-    Accuracies are fractions in [0, 1]; ``confusion_matrix[i][j]`` counts images of class i predicted as j.
-    """
-
-    checkpoint: str
-    checkpoint_blake3: str
-    epoch: int
-    dataset_root: str
-    dataset_source: str
-    split: str
-    size: int
-    top1: float
-    top5: float
-    loss: float
-    class_names: list[str]
-    per_class_accuracy: dict[str, float]
-    confusion_matrix: list[list[int]]
-    device: str
-    wall_time_s: float
-
-    def to_json(self) -> dict[str, Any]:
-        """The result as a schema-versioned JSON document."""
-        return {"schema": EVAL_SCHEMA, "schema_version": EVAL_VERSION, **asdict(self)}
-
-
-def evaluate(cfg: TestConfig) -> EvalResult:
+def evaluate(cfg: TestConfig) -> schemas.EvalResult:
     """Verify, load and evaluate the checkpoint; publish ``eval/eval_result.json``.
 
     Raises:
-        IntegrityError: nothing was published, or the weights do not match the manifest (nothing is loaded).
+        IntegrityError: nothing was published, the weights do not match the manifest (nothing is loaded), or they
+            are not the model's tensors.
         ConfigError, DatasetError, RunDirError, SchemaError: see their docstrings.
     """
-    from steps import data, safeload
-
     if cfg.batch_size < 1:
         raise errors.ConfigError(f"--batch-size must be at least 1, got {cfg.batch_size}", hint="e.g. 64")
     if cfg.num_workers is not None and cfg.num_workers < 0:
@@ -94,14 +65,14 @@ def evaluate(cfg: TestConfig) -> EvalResult:
     state_dict, _ = safeload.weights_from_buffer(buf, manifest.file_url(manifest.weights))
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sharedvol-test-") as scratch:
-        details = _run_test(cfg, device, scratch, state_dict, manifest)
+        details = _run_test(cfg, device, scratch, state_dict, manifest, dataset)
     matrix = details["confusion_matrix"]
     names = list(dataset.classes)
     per_class = {
         name: round(row[i] / sum(row), 6) if sum(row) else 0.0
         for i, (name, row) in enumerate(zip(names, matrix, strict=True))
     }
-    result = EvalResult(
+    result = schemas.EvalResult(
         checkpoint=manifest.url,
         checkpoint_blake3=manifest.weights.blake3,
         epoch=manifest.epoch,
@@ -115,10 +86,10 @@ def evaluate(cfg: TestConfig) -> EvalResult:
         class_names=names,
         per_class_accuracy=per_class,
         confusion_matrix=matrix,
-        device=device,
+        device="cuda" if device == "cuda" else "cpu",
         wall_time_s=round(time.monotonic() - started, 3),
     )
-    documents.write_json(layout.eval_result, result.to_json())
+    documents.write(layout.eval_result, result)
     log.info(
         "evaluated %s on %d test images: top-1 %.2f %%, top-5 %.2f %%, loss %.4f -> %s",
         manifest.url, result.size, 100 * result.top1, 100 * result.top5, result.loss, layout.eval_result,
@@ -127,23 +98,54 @@ def evaluate(cfg: TestConfig) -> EvalResult:
 
 
 def _run_test(
-    cfg: TestConfig, device: str, work_dir: str, state_dict: dict[str, Any], manifest: checkpoint.Manifest
+    cfg: TestConfig,
+    device: str,
+    work_dir: str,
+    state_dict: dict[str, Any],
+    manifest: checkpoint.Manifest,
+    dataset: schemas.DatasetManifest,
 ) -> dict[str, Any]:
-    from mmcls.utils import register_all_modules
-    from mmengine.runner import Runner
-
-    from steps import config, hooks, mmcls_ext, train_resnet
-
     register_all_modules(init_default_scope=True)
-    train_cfg = train_resnet.TrainConfig(
+    train_cfg = config.TrainConfig(
         run_dir=cfg.run_dir, data_root=cfg.data_root, batch_size=cfg.batch_size, num_workers=cfg.num_workers
     )
-    c = config.build_config(train_cfg, device=device, work_dir=work_dir)
+    c = config.build_config(train_cfg, device=device, work_dir=work_dir, dataset=dataset)
     c.custom_hooks = []
     c.train_dataloader = c.train_cfg = c.optim_wrapper = c.param_scheduler = None
     c.test_evaluator = {"type": "SharedvolEvaluation", "num_classes": 10}
     c.load_from = hooks.offer(manifest.weights.name, {"state_dict": state_dict, "meta": {"epoch": manifest.epoch}})
     runner = Runner.from_cfg(c)
+    check_weights(runner.model, state_dict, manifest.file_url(manifest.weights))
     runner.test()
     metric = next(m for m in runner.test_evaluator.metrics if isinstance(m, mmcls_ext.SharedvolEvaluation))
     return metric.details
+
+
+def check_weights(model: Any, state_dict: dict[str, Any], source: str) -> None:
+    """Refuse weights that are not exactly the model's tensors: each one there, of its shape and dtype, no other.
+
+    mmengine loads a state dict leniently (a warning for missing keys), so an empty or foreign weights file would
+    evaluate an untrained model and publish its result as if it were the run's.
+
+    Raises:
+        IntegrityError: naming the first missing, unexpected or misshapen tensor and how many there are.
+    """
+    model = model.module if hasattr(model, "module") else model
+    expected = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
+    found = {k: (tuple(v.shape), v.dtype) for k, v in state_dict.items()}
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    if not (missing or extra or wrong):
+        return
+    if missing:
+        first = f"missing {missing[0]!r}"
+    elif extra:
+        first = f"unexpected {extra[0]!r}"
+    else:
+        first = f"{wrong[0]!r} is {found[wrong[0]]}, the model's is {expected[wrong[0]]}"
+    raise errors.IntegrityError(
+        f"{source} is not this model's weights: of its {len(expected)} tensors {len(missing)} missing, "
+        f"{len(extra)} unexpected, {len(wrong)} of another shape or type ({first})",
+        hint="evaluate a checkpoint train-resnet published for ResNet-18 on CIFAR-10; nothing was evaluated",
+    )

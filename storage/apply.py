@@ -15,16 +15,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubernetes import client
+
 from storage import errors, kube, plan, staticpv, wait
 from storage import prepare as prep
 
 log = logging.getLogger(__name__)
-
-# Kept for callers that imported them from here.
-FATAL_EVENT_REASONS = wait.FATAL_EVENT_REASONS
-wait_bound = wait.wait_bound
-# What callers pass as ``prepare`` (``sharedvol run`` names it here, so it needs no other storage import).
-PrepareSettings = prep.Settings
 
 
 @dataclass
@@ -51,7 +47,12 @@ class Result:
 
 
 def apply(
-    api: Any, p: plan.Plan, *, timeout: float = 120.0, wait: bool = True, prepare: prep.Settings | None = None
+    api: client.ApiClient,
+    p: plan.Plan,
+    *,
+    timeout: float = 120.0,
+    wait: bool = True,
+    prepare: prep.Settings | None = None,
 ) -> Result:
     """Create what ``p`` says (or find it), then wait for the claim to bind.
 
@@ -83,7 +84,7 @@ def apply(
     return result
 
 
-def _prepare(api: Any, p: plan.Plan, volume: str, settings: prep.Settings) -> prep.Prepared:
+def _prepare(api: client.ApiClient, p: plan.Plan, volume: str, settings: prep.Settings) -> prep.Prepared:
     r = p.request
     try:
         return prep.ensure(api, r.namespace, r.name, volume, settings)
@@ -92,9 +93,7 @@ def _prepare(api: Any, p: plan.Plan, volume: str, settings: prep.Settings) -> pr
         raise type(e)(e.message, hint=f"{e.hint}; {stays}" if e.hint else stays) from e
 
 
-def _apply(api: Any, p: plan.Plan, timeout: float, wait_for_bound: bool) -> Result:
-    from kubernetes import client
-
+def _apply(api: client.ApiClient, p: plan.Plan, timeout: float, wait_for_bound: bool) -> Result:
     core = client.CoreV1Api(api)
     r = p.request
     deadline = time.monotonic() + timeout
@@ -102,6 +101,8 @@ def _apply(api: Any, p: plan.Plan, timeout: float, wait_for_bound: bool) -> Resu
         return _existing(core, p)
     assert p.claim is not None
     claim = _settled_claim(api, core, r.namespace, r.name, deadline)
+    if claim is not None:
+        _check_matches(claim, p)  # a claim that does not fit is refused before anything is made
     created: list[str] = []
     made_pv_uid = ""
     if p.pv is not None:
@@ -144,7 +145,7 @@ def _apply(api: Any, p: plan.Plan, timeout: float, wait_for_bound: bool) -> Resu
     return Result(p, phase, volume, created, round(time.monotonic() - started, 3), note)
 
 
-def _existing(core: Any, p: plan.Plan) -> Result:
+def _existing(core: client.CoreV1Api, p: plan.Plan) -> Result:
     r = p.request
     name = r.existing or r.name
     existing = kube.read_claim(core, r.namespace, name)
@@ -167,7 +168,7 @@ def _existing(core: Any, p: plan.Plan) -> Result:
     return Result(p, existing.status.phase, existing.spec.volume_name or "")
 
 
-def _settled_claim(api: Any, core: Any, namespace: str, name: str, deadline: float) -> Any:
+def _settled_claim(api: client.ApiClient, core: client.CoreV1Api, namespace: str, name: str, deadline: float) -> Any:
     """The claim of that name, or None; a claim being deleted is waited for until it is gone."""
     claim = kube.read_claim(core, namespace, name)
     if claim is None or not claim.metadata.deletion_timestamp:
@@ -181,7 +182,7 @@ def _settled_claim(api: Any, core: Any, namespace: str, name: str, deadline: flo
     return None
 
 
-def _create_claim(core: Any, p: plan.Plan) -> bool:
+def _create_claim(core: client.CoreV1Api, p: plan.Plan) -> bool:
     """Create the plan's claim; False when it exists already (409: made meanwhile)."""
     r = p.request
     try:
@@ -194,7 +195,7 @@ def _create_claim(core: Any, p: plan.Plan) -> bool:
     return True
 
 
-def _check_rwx(claim: Any) -> None:
+def _check_rwx(claim: client.V1PersistentVolumeClaim) -> None:
     modes = claim.spec.access_modes or []
     if "ReadWriteMany" not in modes:
         raise errors.ConflictError(
@@ -204,7 +205,7 @@ def _check_rwx(claim: Any) -> None:
         )
 
 
-def _check_matches(claim: Any, p: plan.Plan) -> None:
+def _check_matches(claim: client.V1PersistentVolumeClaim, p: plan.Plan) -> None:
     _check_rwx(claim)
     ns, name = claim.metadata.namespace, claim.metadata.name
     have_class = claim.spec.storage_class_name or ""

@@ -8,7 +8,6 @@ import json
 import os
 from typing import Any
 
-from sharedvol import fromargs
 from storage import prepare as prep
 from storage.provisioner import cli as provisioner_cli
 
@@ -85,13 +84,8 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
 
 
 def _api(args: argparse.Namespace) -> object:
-    import logging
-
     from storage import kube
 
-    # urllib3's retry warnings are noise: the error line says it all. A filter, because every kubernetes
-    # Configuration (one per model object) sets urllib3's level back to WARNING.
-    logging.getLogger("urllib3.connectionpool").addFilter(lambda record: record.levelno >= logging.ERROR)
     return kube.load_api_client(args.kubeconfig, args.context)
 
 
@@ -112,21 +106,31 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0
 
 
-def _storage_fields(text: str, name: str) -> dict[str, Any]:
-    """The :class:`storage.plan.Request` fields of a ``--storage`` value for ``provision NAME``."""
+def _choice(args: argparse.Namespace) -> Any:
+    """The ``--storage`` choice of ``provision NAME``, or the flag of the same choice (--class, --static...)."""
     from storage import choice, errors
 
-    chosen = choice.parse(text)
-    if chosen.kind == "claim" and chosen.name != name:
-        raise errors.InvalidRequestError(
-            f"--storage {chosen} names another claim than {name!r}",
-            hint=f"name the claim you have: sharedvol provision {chosen.name} --storage pvc:{chosen.name}",
-        )
-    return chosen.plan_fields()
+    if args.storage is not None:
+        chosen = choice.parse(args.storage)
+        if chosen.kind == "claim" and chosen.name != args.name:
+            raise errors.InvalidRequestError(
+                f"--storage {chosen} names another claim than {args.name!r}",
+                hint=f"name the claim you have: sharedvol provision {chosen.name} --storage pvc:{chosen.name}",
+            )
+        return chosen
+    if args.existing:
+        return choice.Choice("claim", args.name)
+    if args.storage_class:
+        return choice.Choice("class", args.storage_class)
+    if args.static:
+        return choice.Choice("hostpath")
+    if args.nfs:
+        return choice.Choice("export", args.nfs)
+    return choice.AUTO
 
 
 def _provision(args: argparse.Namespace) -> int:
-    from storage import apply, errors, plan
+    from storage import errors, provide
 
     if not args.timeout > 0:
         raise errors.InvalidRequestError(f"--timeout {args.timeout:g} is not positive", hint="e.g. --timeout 120")
@@ -134,36 +138,24 @@ def _provision(args: argparse.Namespace) -> int:
     if not args.no_prepare:
         settings = prep.Settings(image=args.prepare_image, owner=args.owner, timeout_s=args.timeout)
         settings.validate()
-    # --storage, or the flags of the same choice (--class, --static, --nfs, --existing), which the Request's fields name
-    how = {"existing": args.name if args.existing else None}
-    if args.storage is not None:
-        how = {"existing": None, **_storage_fields(args.storage, args.name)}
-    api = _api(args)
-    req = fromargs.build(plan.Request, args, host_path_base=args.host_path, **how)
-    with kube_reachable("plan the claim", api):
-        p = plan.make(api, req)
-    handover = settings is not None and p.volume is not None and bool(p.volume.host_path)
-    print(p.describe())
-    if handover and settings is not None:
-        print(
-            f"  then run pod {prep.pod_name(args.name)} ({settings.image}) to hand the volume's root to "
-            f"{settings.owner}, mode {settings.mode:04o}"
-        )
-    if args.dry_run:
-        objects = [o for o in (p.pv, p.claim) if o]
-        if handover and settings is not None:
+    ask = provide.Ask(
+        choice=_choice(args),
+        name=args.name,
+        namespace=args.namespace,
+        size=args.size,
+        host_path_base=args.host_path,
+        node=args.node,
+        timeout_s=args.timeout,
+        prepare=settings,
+        make=not args.dry_run,
+    )
+    done = provide.provide(_api(args), ask)
+    print("\n".join(done.lines))
+    if args.dry_run and done.plan is not None:
+        objects = [o for o in (done.plan.pv, done.plan.claim) if o]
+        if settings is not None and done.plan.volume is not None and done.plan.volume.host_path:
             objects.append(prep.pod(args.namespace, args.name, settings))
         print(json.dumps(objects, indent=2))
-        return 0
-    result = apply.apply(api, p, timeout=args.timeout, prepare=settings)
-    made = ", ".join(result.created) or "nothing (all there already)"
-    state = f"Bound to {result.volume}" if result.phase == "Bound" else f"{result.phase}: {result.note}"
-    if p.strategy == "existing":
-        print(f"using the existing claim {args.namespace}/{args.name}: {state}")
-    else:
-        print(f"created {made}; claim {args.namespace}/{args.name} is {state}")
-    if result.prepared is not None:
-        print(result.prepared.describe())
     return 0
 
 

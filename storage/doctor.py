@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from storage import classes, errors, plan, runs, validate
+from kubernetes import client
+
+from storage import classes, errors, heartbeat, hints, plan, runs, validate
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,20 @@ class Report:
             "finished_run_volumes": [asdict(v) for v in self.finished_runs],
         }
 
+    def progress_lines(self) -> list[str]:
+        """The report as ``sharedvol run`` shows it before it makes anything: one line per finding."""
+        found = ", ".join(f"{c.name} ({c.provisioner}, RWX {c.rwx})" for c in self.classes) or "none"
+        lines = [f"StorageClasses: {found}"]
+        names = {c.name for c in self.classes}
+        lines += [
+            f"{name} is not installed ({command})" for name, command in hints.BY_CLASS.items() if name not in names
+        ]
+        if self.fallback_running is False:
+            lines.append(f"{classes.FALLBACK_CLASS}'s provisioner (`sharedvol serve`) is not running")
+        lines.append(f"a run gets: {self.strategy} ({'; '.join(self.strategy_reasons)})")
+        lines += [f"Pending claim {d.namespace}/{d.name}: {d.explanation}; fix: {d.fix}" for d in self.pending]
+        return lines
+
     def describe(self) -> str:
         """The report for people."""
         lines = ["StorageClasses:"]
@@ -69,13 +85,14 @@ class Report:
                 f"RWX {c.rwx}: {c.reason}"
             )
         if not any(c.name == classes.NFS_CLASS for c in self.classes):
-            lines.append(f"  ({classes.NFS_CLASS} is not installed: kubectl apply -k k8s/nfs)")
+            lines.append(f"  ({classes.NFS_CLASS} is not installed: {hints.INSTALL['nfs']})")
         if not any(c.name == classes.FALLBACK_CLASS for c in self.classes):
-            lines.append(f"  ({classes.FALLBACK_CLASS} is not installed: kubectl apply -k k8s/fallback)")
+            lines.append(f"  ({classes.FALLBACK_CLASS} is not installed: {hints.INSTALL['fallback']})")
         elif self.fallback_running is False:
             lines.append(
-                f"  ({classes.FALLBACK_CLASS} is installed but its provisioner is not running: "
-                "kubectl -n sharedvol-system get deploy,pods; claims of that class stay Pending)"
+                f"  ({classes.FALLBACK_CLASS} is installed but its provisioner is not running (no fresh heartbeat "
+                "Lease sharedvol-provisioner): kubectl -n sharedvol-system get deploy,pods,lease; claims of that "
+                "class stay Pending)"
             )
         lines.append(f"A run gets: {self.strategy}")
         lines += [f"  because {r}" for r in self.strategy_reasons]
@@ -96,16 +113,16 @@ class Report:
 
 def _provision_fix(ns: str, name: str, size: str) -> str:
     return (
-        f"kubectl apply -k k8s/nfs and recreate the claim with class {classes.NFS_CLASS}, or: "
+        f"{hints.INSTALL['nfs']} and recreate the claim with class {classes.NFS_CLASS}, or: "
         f"kubectl delete pvc {name} -n {ns} && sharedvol provision {name} -n {ns} --size {size} --static"
     )
 
 
 def diagnose_claim(
-    claim: Any,
+    claim: client.V1PersistentVolumeClaim,
     infos: dict[str, classes.ClassInfo],
-    events: list[Any],
-    pvs: dict[str, Any],
+    events: list[client.CoreV1Event],
+    pvs: dict[str, client.V1PersistentVolume],
     has_consumer: bool,
 ) -> Diagnosis:
     """Why ``claim`` (a V1PersistentVolumeClaim) is Pending, from its spec, its class, its events and the PVs (pure)."""
@@ -145,9 +162,8 @@ def diagnose_claim(
         return d(
             "missing-class",
             f"StorageClass {sc} does not exist",
-            "kubectl apply -k k8s/nfs" if sc == classes.NFS_CLASS else
-            "kubectl apply -k k8s/fallback" if sc == classes.FALLBACK_CLASS else _provision_fix(ns, name, size),
-        )  # fmt: skip
+            hints.BY_CLASS.get(sc) or _provision_fix(ns, name, size),
+        )
     info = infos.get(sc) if sc else None
     if "ProvisioningFailed" in last:
         message = last["ProvisioningFailed"]
@@ -171,13 +187,11 @@ def diagnose_claim(
             "nothing to fix: start the pod (the pipeline's first step) and it binds",
         )
     if "ExternalProvisioning" in reasons and info is not None:
-        install = (
-            "kubectl apply -k k8s/nfs"
-            if info.provisioner == "nfs.csi.k8s.io"
-            else "kubectl apply -k k8s/fallback"
-            if info.provisioner == classes.FALLBACK_PROVISIONER
-            else f"install or repair the {info.provisioner} provisioner"
-        )
+        by_provisioner = {
+            "nfs.csi.k8s.io": hints.INSTALL["nfs"],
+            classes.FALLBACK_PROVISIONER: hints.INSTALL["fallback"],
+        }
+        install = by_provisioner.get(info.provisioner, f"install or repair the {info.provisioner} provisioner")
         return d(
             "no-provisioner",
             f"it waits for the external provisioner {info.provisioner}, which has not acted on it "
@@ -197,14 +211,12 @@ def diagnose_claim(
     )
 
 
-def diagnose(api: Any, namespace: str | None = None) -> Report:
+def diagnose(api: client.ApiClient, namespace: str | None = None) -> Report:
     """Inspect classes, the strategy a run would get, and every Pending claim (in ``namespace`` or all).
 
     Raises:
         ForbiddenError: the caller may not list what doctor needs.
     """
-    from kubernetes import client
-
     core = client.CoreV1Api(api)
     if namespace is not None:
         _check_namespace(core, namespace)
@@ -228,7 +240,8 @@ def diagnose(api: Any, namespace: str | None = None) -> Report:
     running_use = runs.claims_used(pods, running_only=True)
     by_name = {c.name: c for c in infos}
     default = next((c.name for c in infos if c.default), None)
-    running = plan.fallback_running(api) if any(c.name == classes.FALLBACK_CLASS for c in infos) else None
+    served = any(c.provisioner == classes.FALLBACK_PROVISIONER for c in infos)
+    running = heartbeat.fallback_running(api) if served else None
     report = Report(infos, strategy, reasons, fallback_running=running)
     for claim in claims:
         key = (claim.metadata.namespace, claim.metadata.name)
@@ -248,9 +261,7 @@ def diagnose(api: Any, namespace: str | None = None) -> Report:
     return report
 
 
-def _check_namespace(core: Any, namespace: str) -> None:
-    from kubernetes import client
-
+def _check_namespace(core: client.CoreV1Api, namespace: str) -> None:
     validate.namespace(namespace)
     try:
         core.read_namespace(namespace)

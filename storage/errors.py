@@ -17,6 +17,10 @@ class NotFoundError(StorageError):
     """A namespace, StorageClass, node, claim or volume that does not exist."""
 
 
+class NoNodeError(NotFoundError):
+    """No Ready node fits what a step asks for (its node selector, its GPUs)."""
+
+
 class ConflictError(StorageError):
     """An object exists already and does not match what was asked for."""
 

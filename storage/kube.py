@@ -35,6 +35,7 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
     """
     from kubernetes import client, config
 
+    _quiet_retries()
     explicit = kubeconfig or os.environ.get("KUBECONFIG")
     if not explicit and not context and os.path.exists(SERVICE_ACCOUNT_TOKEN):
         cfg = client.Configuration()
@@ -48,6 +49,21 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
             f"no usable kubeconfig{' ' + repr(explicit) if explicit else ''} ({detail})",
             hint="pass --kubeconfig FILE (and --context NAME), set KUBECONFIG, or run inside the cluster",
         ) from e
+
+
+def _quiet_urllib3(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
+
+
+def _quiet_retries() -> None:
+    """Silence urllib3's per-retry warnings: the one error line says it all.
+
+    A filter, not a level, because every kubernetes Configuration (one per model object) sets urllib3's
+    level back to WARNING.
+    """
+    pool = logging.getLogger("urllib3.connectionpool")
+    if _quiet_urllib3 not in pool.filters:
+        pool.addFilter(_quiet_urllib3)
 
 
 def server(api: Any) -> str:

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage import classes, errors, specs, validate
+from kubernetes import client
+
+from storage import classes, errors, heartbeat, hints, kube, specs, validate
 from storage import nodes as nodes_mod
 
 DEFAULT_BASE = "/var/lib/sharedvol"
@@ -129,7 +131,7 @@ def choose(req: Request, infos: list[classes.ClassInfo], nodes: list[str]) -> Pl
     """
     req.validate()
     by_name = {c.name: c for c in infos}
-    considered = ", ".join(f"{c.name} ({c.provisioner}: RWX {c.rwx})" for c in infos) or "none"
+    considered = ", ".join(_considered(c, req.fallback_running) for c in infos) or "none"
     if req.existing:
         return Plan("existing", req, "", reasons=[f"--existing {req.existing} was given"])
     if req.nfs:
@@ -149,12 +151,18 @@ def choose(req: Request, infos: list[classes.ClassInfo], nodes: list[str]) -> Pl
         if info is None:
             raise errors.NotFoundError(
                 f"StorageClass {req.storage_class!r} does not exist (classes: {', '.join(by_name) or 'none'})",
-                hint="install one (kubectl apply -k k8s/nfs makes sharedvol-nfs), or use --static",
+                hint=f"install one ({hints.INSTALL['nfs']} makes sharedvol-nfs), or use --static",
             )
         if info.rwx == "no":
             raise errors.InvalidRequestError(
                 f"StorageClass {info.name} ({info.provisioner}) cannot serve ReadWriteMany: {info.reason}",
-                hint="use --static for a pre-bound hostPath PV, or install NFS: kubectl apply -k k8s/nfs",
+                hint=f"use --static for a pre-bound hostPath PV, or install NFS: {hints.INSTALL['nfs']}",
+            )
+        if info.provisioner == classes.FALLBACK_PROVISIONER and req.fallback_running is False:
+            raise errors.NotFoundError(
+                f"StorageClass {info.name} exists but its provisioner (`sharedvol serve`) is not running "
+                "(no fresh heartbeat Lease, no ready Deployment in sharedvol-system): its claims would stay Pending",
+                hint=f"{hints.INSTALL['fallback']}, then check: kubectl -n sharedvol-system get pods,lease",
             )
         reasons = [f"--class {info.name} was given ({info.reason})"]
         if info.rwx == "unknown":
@@ -182,8 +190,15 @@ def choose(req: Request, infos: list[classes.ClassInfo], nodes: list[str]) -> Pl
         host_path=f"{validate.host_path(req.host_path_base)}/{req.namespace}/{req.name}",
         node=node,
     )
-    why = "--static was given" if req.static else f"no class serves ReadWriteMany (considered: {considered})"
+    why = "--static was given" if req.static else f"no class can serve ReadWriteMany now (considered: {considered})"
     return _static(req, vol, [why, f"hostPath on node {node}: every pod using the claim runs there"])
+
+
+def _considered(c: classes.ClassInfo, fallback_running: bool | None) -> str:
+    """One class as the plan weighed it, for the reasons line."""
+    if c.provisioner == classes.FALLBACK_PROVISIONER and fallback_running is False:
+        return f"{c.name} ({c.provisioner}: RWX {c.rwx}, but its provisioner is not running)"
+    return f"{c.name} ({c.provisioner}: RWX {c.rwx})"
 
 
 def _node(req: Request, nodes: list[str]) -> str:
@@ -211,36 +226,17 @@ def _static(req: Request, vol: specs.StaticVolume, reasons: list[str]) -> Plan:
     return Plan("static", req, vol.storage_class, claim=claim, pv=specs.static_pv(vol), volume=vol, reasons=reasons)
 
 
-def ready_nodes(api: Any) -> list[str]:
+def ready_nodes(api: client.ApiClient) -> list[str]:
     """Names of the Ready nodes, sorted (see :func:`storage.nodes.ready_nodes`)."""
     return nodes_mod.ready_nodes(api)
 
 
-def fallback_running(api: Any) -> bool:
-    """Whether the sharedvol-hostpath provisioner has a ready Deployment (namespace sharedvol-system)."""
-    from kubernetes import client
-
-    try:
-        deployments = (
-            client.AppsV1Api(api)
-            .list_namespaced_deployment(
-                "sharedvol-system", label_selector="app.kubernetes.io/name=sharedvol-provisioner"
-            )
-            .items
-        )
-    except client.ApiException:
-        return False
-    return any((d.status.ready_replicas or 0) > 0 for d in deployments)
-
-
-def make(api: Any, req: Request) -> Plan:
+def make(api: client.ApiClient, req: Request) -> Plan:
     """The plan for ``req`` on the cluster behind ``api``.
 
     Raises:
         InvalidRequestError, NotFoundError, ForbiddenError: see :func:`choose`; also a namespace that does not exist.
     """
-    from kubernetes import client
-
     req.validate()
     try:
         client.CoreV1Api(api).read_namespace(req.namespace)
@@ -253,13 +249,13 @@ def make(api: Any, req: Request) -> Plan:
         if e.status != 403:  # may read claims in it without reading the namespace itself
             raise errors.from_api(e, f"read namespace {req.namespace}") from e
     infos = classes.inspect(api)
-    if req.fallback_running is None and any(c.name == classes.FALLBACK_CLASS for c in infos):
-        req = Request(**{**req.__dict__, "fallback_running": fallback_running(api)})
+    if req.fallback_running is None and any(c.provisioner == classes.FALLBACK_PROVISIONER for c in infos):
+        req = Request(**{**req.__dict__, "fallback_running": heartbeat.fallback_running(api)})
     needs_nodes = not (req.existing or req.nfs or req.storage_class)
     return choose(req, infos, ready_nodes(api) if needs_nodes else [])
 
 
-def auto_class(api: Any) -> tuple[str | None, list[str]]:
+def auto_class(api: client.ApiClient) -> tuple[str | None, list[str]]:
     """The RWX StorageClass ``--storage auto`` gives a pipeline, with the reasons; None when no class serves RWX.
 
     The same choice as :func:`make` (``sharedvol-nfs``, any RWX class, ``sharedvol-hostpath`` when its
@@ -268,8 +264,10 @@ def auto_class(api: Any) -> tuple[str | None, list[str]]:
     Raises:
         StorageError: the classes cannot be listed.
     """
-    infos = classes.inspect(api)
-    running = fallback_running(api) if any(c.name == classes.FALLBACK_CLASS for c in infos) else None
+    with kube.reachable("choose a StorageClass for --storage auto", api):
+        infos = classes.inspect(api)
+        served = any(c.provisioner == classes.FALLBACK_PROVISIONER for c in infos)
+        running = heartbeat.fallback_running(api) if served else None
     chosen = choose(Request(name="kfp-run", fallback_running=running), infos, ["any"])
     if chosen.strategy != "dynamic":
         return None, chosen.reasons

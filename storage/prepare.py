@@ -20,11 +20,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from sharedvol import version
 from storage import errors, kube, podwait, prepare_pod, specs
 
 log = logging.getLogger(__name__)
 
-DEFAULT_IMAGE = "sharedvol:0.1.0"  # the step image (pipelines.options.DEFAULT_IMAGE; storage does not import it)
+DEFAULT_IMAGE = version.STEP_IMAGE  # the step image (as pipelines.options.DEFAULT_IMAGE)
 DEFAULT_OWNER = "1000:1000"  # docker/Dockerfile: USER 1000:1000
 MOUNT = "/mnt/shared"
 PREPARED_ANNOTATION = prepare_pod.PREPARED_ANNOTATION
@@ -41,7 +42,8 @@ class Settings:
 
     Attributes:
         image: ``spec.containers[0].image`` of the pod (needs ``sh``, ``chown`` and ``chmod``); pulled only
-            when the node lacks it (``imagePullPolicy: IfNotPresent``). Default the step image ``sharedvol:0.1.0``.
+            when the node lacks it (``imagePullPolicy: IfNotPresent``). Default the step
+            image ``sharedvol:<version>`` (sharedvol/version.py).
         owner: ``UID:GID`` the volume's root is given to (numbers). Default ``1000:1000``, the steps' user.
         mode: the root's permission bits. Default 0o775.
         timeout_s: seconds to wait for the pod to end (also its ``activeDeadlineSeconds``). Default 120.

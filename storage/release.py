@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from storage import errors, kube, prepare_pod, specs, validate, wait
+from kubernetes import client
+
+from storage import errors, kube, ownership, prepare_pod, specs, validate, wait
 
 
 @dataclass
@@ -15,14 +17,17 @@ class Released:
     Attributes:
         claim: ``namespace/name`` of the deleted claim.
         volume: the PV the claim was bound to ("" when none).
-        volume_action: ``deleted``, ``kept`` or ``left alone`` (not made by sharedvol).
+        volume_action: ``deleted``, ``kept``, ``handed to sharedvol serve`` or ``left alone`` (not made by
+            sharedvol).
         data: where the data is, when known (``node:/path`` or ``server:/path``).
+        rebind: the command that binds kept data again ("" when not kept).
     """
 
     claim: str
     volume: str
     volume_action: str
     data: str
+    rebind: str = ""
 
     def describe(self) -> str:
         """What happened, for people."""
@@ -31,14 +36,16 @@ class Released:
             lines.append(f"PersistentVolume {self.volume}: {self.volume_action}")
         if self.data:
             if self.volume_action.startswith("kept"):
-                lines.append(f"data kept at {self.data}; `sharedvol provision` with the same name binds it again")
+                lines.append(f"data kept at {self.data}; `{self.rebind}` binds it again")
+            elif self.volume_action.startswith("handed"):
+                lines.append(f"data at {self.data}: sharedvol serve applies the class's onDelete to it")
             else:
                 lines.append(f"data left at {self.data}: sharedvol does not delete files; remove them there when done")
         return "\n".join(lines)
 
 
 def release(
-    api: Any, name: str, namespace: str = "default", *, keep_data: bool = False, timeout: float = 60.0
+    api: client.ApiClient, name: str, namespace: str = "default", *, keep_data: bool = False, timeout: float = 60.0
 ) -> Released:
     """Delete claim ``namespace/name``; delete its sharedvol-made PV unless ``keep_data``.
 
@@ -46,6 +53,11 @@ def release(
     ``timeout`` seconds) its ``claimRef`` loses the old claim's UID, so the PV is Available again for a
     claim of the same name only: provisioning that name again binds the same data. A claim still used by
     a pod stays until the pod ends; ``provision`` frees the PV then. PVs sharedvol did not make are left alone.
+
+    A PV ``sharedvol serve`` made (:mod:`storage.ownership`) is the service's to reclaim: without
+    ``keep_data`` release deletes only the claim and the service applies the class's onDelete; with it,
+    release first sets the PV's reclaim policy to Retain (marked ``sharedvol.io/kept-by: release``), which
+    the service never reclaims, so the data stays whatever the class's onDelete says.
 
     Raises:
         NotFoundError: no such claim.
@@ -56,9 +68,7 @@ def release(
         return _release(api, name, namespace, keep_data, timeout)
 
 
-def _release(api: Any, name: str, namespace: str, keep_data: bool, timeout: float) -> Released:
-    from kubernetes import client
-
+def _release(api: client.ApiClient, name: str, namespace: str, keep_data: bool, timeout: float) -> Released:
     core = client.CoreV1Api(api)
     validate.name(name, "claim name")
     validate.namespace(namespace)
@@ -78,6 +88,9 @@ def _release(api: Any, name: str, namespace: str, keep_data: bool, timeout: floa
         except client.ApiException as e:
             if e.status != 404:
                 raise errors.from_api(e, f"read PersistentVolume {volume_name}") from e
+    served = pv is not None and ownership.service_made(pv)
+    if served and pv is not None:
+        _hand_over(core, pv, keep_data)
     kube.call(core.delete_namespaced_persistent_volume_claim, f"delete claim {namespace}/{name}", name, namespace)
     prepare_pod.remove_leftover(core, namespace, name)
     who = f"{namespace}/{name}"
@@ -85,13 +98,21 @@ def _release(api: Any, name: str, namespace: str, keep_data: bool, timeout: floa
         return Released(who, volume_name, "", "")
     ours = (pv.metadata.labels or {}).get(specs.MANAGED_BY) == specs.MANAGER
     data = (pv.metadata.annotations or {}).get(specs.DATA_PATH_ANNOTATION, "")
-    if not ours:
+    rebind = f"sharedvol provision {name} -n {namespace}"
+    if served:
+        rebind += f" --class {pv.spec.storage_class_name}"
+        if not keep_data:
+            return Released(
+                who, volume_name, f"handed to sharedvol serve (StorageClass {pv.spec.storage_class_name})", data
+            )
+    elif not ours:
         return Released(who, volume_name, "left alone (not made by sharedvol)", data)
-    if not keep_data:
+    elif not keep_data:
         kube.call(core.delete_persistent_volume, f"delete PersistentVolume {volume_name}", volume_name)
         return Released(who, volume_name, "deleted", data)
     if not wait.wait_gone(api, namespace, name, claim.metadata.uid, timeout=timeout):
-        return Released(who, volume_name, "kept (the claim is still in use by a pod; it goes when the pod ends)", data)
+        why = "kept (the claim is still in use by a pod; it goes when the pod ends)"
+        return Released(who, volume_name, why, data, rebind)
     ref = pv.spec.claim_ref
     if ref is not None and ref.uid:
         ops: list[dict[str, Any]] = [
@@ -101,4 +122,23 @@ def _release(api: Any, name: str, namespace: str, keep_data: bool, timeout: floa
         if ref.resource_version:
             ops.append({"op": "remove", "path": "/spec/claimRef/resourceVersion"})
         kube.call(core.patch_persistent_volume, f"free PersistentVolume {volume_name}", volume_name, ops)
-    return Released(who, volume_name, "kept", data)
+    return Released(who, volume_name, "kept", data, rebind)
+
+
+def _hand_over(core: client.CoreV1Api, pv: client.V1PersistentVolume, keep_data: bool) -> None:
+    """Before a service-made PV's claim goes: Retain it (keep_data), or give a kept one back to the service."""
+    name = pv.metadata.name
+    kept = (pv.metadata.annotations or {}).get(ownership.KEPT_BY) == "release"
+    if keep_data:
+        patch = {
+            "metadata": {"annotations": {ownership.KEPT_BY: "release"}},
+            "spec": {"persistentVolumeReclaimPolicy": "Retain"},
+        }
+    elif kept:
+        patch = {
+            "metadata": {"annotations": {ownership.KEPT_BY: None}},
+            "spec": {"persistentVolumeReclaimPolicy": "Delete"},
+        }
+    else:
+        return
+    kube.call(core.patch_persistent_volume, f"hand PersistentVolume {name} over", name, patch)

@@ -10,19 +10,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from kubernetes import client
+
 from storage import errors, kube, plan, validate
 
 log = logging.getLogger(__name__)
 
 
-def ensure(core: Any, p: plan.Plan, *, timeout: float = 60.0) -> str:
+def ensure(core: client.CoreV1Api, p: plan.Plan, *, timeout: float = 60.0) -> str:
     """Create the plan's PV, or check the one that exists; the new PV's UID when this call made it, else "".
 
     A PV of that name that is being deleted (a release a moment ago) is waited for, up to ``timeout``
     seconds, and then made again.
     """
-    from kubernetes import client
-
     assert p.pv is not None
     name = p.pv["metadata"]["name"]
     try:
@@ -53,7 +53,7 @@ def ensure(core: Any, p: plan.Plan, *, timeout: float = 60.0) -> str:
     return ""
 
 
-def _wait_gone(core: Any, name: str, uid: str, *, timeout: float) -> bool:
+def _wait_gone(core: client.CoreV1Api, name: str, uid: str, *, timeout: float) -> bool:
     """Watch until PV ``name`` with UID ``uid`` is gone; False when the deadline passed."""
     what = f"PersistentVolume {name}"
     return kube.wait_gone(
@@ -61,7 +61,7 @@ def _wait_gone(core: Any, name: str, uid: str, *, timeout: float) -> bool:
     )
 
 
-def _check_pv(pv: Any, p: plan.Plan) -> None:
+def _check_pv(pv: client.V1PersistentVolume, p: plan.Plan) -> None:
     name, want = pv.metadata.name, p.pv or {}
     if pv.metadata.deletion_timestamp:
         raise errors.ConflictError(
@@ -113,7 +113,7 @@ def _source_of(spec: dict[str, Any]) -> str:
     return f"hostPath {','.join(nodes) or '<any node>'}:{spec.get('hostPath', {}).get('path')}"
 
 
-def _free_for_claim(core: Any, pv: Any, p: plan.Plan) -> None:
+def _free_for_claim(core: client.CoreV1Api, pv: client.V1PersistentVolume, p: plan.Plan) -> None:
     """Drop a claimRef UID whose claim is gone (release --keep-data, a deleted claim) so the new claim binds.
 
     Safe against a concurrent provision: the UID is removed only when no claim with that UID exists, and
@@ -141,16 +141,19 @@ def _free_for_claim(core: Any, pv: Any, p: plan.Plan) -> None:
     log.info("PersistentVolume %s: its earlier claim is gone; reserved for the new one", pv.metadata.name)
 
 
-def delete_own(core: Any, name: str, uid: str, namespace: str, claim: str) -> None:
-    """Delete the PV this call made, unless a claim now references it (then it belongs to that claim)."""
-    from kubernetes import client
+def delete_own(core: client.CoreV1Api, name: str, uid: str, namespace: str, claim: str) -> None:
+    """Delete the PV this call made, unless a claim is now bound to it (then it belongs to that claim).
 
+    A claim of that name that is not bound to it (the ReadWriteOnce claim that made the command fail)
+    does not keep it.
+    """
     try:
         pv = core.read_persistent_volume(name)
     except client.ApiException:
         return
     live = kube.read_claim(core, namespace, claim)
-    if pv.metadata.uid != uid or (pv.spec.claim_ref is not None and pv.spec.claim_ref.uid) or live is not None:
+    bound = live is not None and live.spec.volume_name == name
+    if pv.metadata.uid != uid or (pv.spec.claim_ref is not None and pv.spec.claim_ref.uid) or bound:
         log.info("PersistentVolume %s is in use by a claim; not deleting it", name)
         return
     body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
@@ -163,7 +166,7 @@ def delete_own(core: Any, name: str, uid: str, namespace: str, claim: str) -> No
     log.info("deleted PersistentVolume %s again: its claim could not be created", name)
 
 
-def wait_seen(core: Any, name: str, *, timeout: float) -> None:
+def wait_seen(core: client.CoreV1Api, name: str, *, timeout: float) -> None:
     """Watch the PV until the PV controller has synced it (phase Available, or Bound).
 
     The controller binds a pre-bound claim when it syncs the claim; if the claim arrives before the

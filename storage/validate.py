@@ -26,7 +26,7 @@ class NameRule(NamedTuple):
 
     def matches(self, value: str) -> bool:
         """Whether ``value`` follows the rule."""
-        return bool(value) and len(value) <= self.longest and bool(self.pattern.match(value))
+        return bool(value) and len(value) <= self.longest and bool(self.pattern.fullmatch(value))
 
 
 SUBDOMAIN = NameRule(

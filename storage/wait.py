@@ -11,6 +11,8 @@ import logging
 import time
 from typing import Any
 
+from kubernetes import client
+
 from storage import errors, kube
 
 log = logging.getLogger(__name__)
@@ -20,10 +22,8 @@ WAIT_FIRST_CONSUMER = "WaitForFirstConsumer"
 NUDGE_ANNOTATION = "sharedvol.io/resync"
 
 
-def claim_events(core: Any, namespace: str, name: str, uid: str | None) -> list[Any]:
+def claim_events(core: client.CoreV1Api, namespace: str, name: str, uid: str | None) -> list[Any]:
     """The Events of claim ``namespace/name`` with UID ``uid`` (all of that name when ``uid`` is None), oldest first."""
-    from kubernetes import client
-
     selector = f"involvedObject.name={name},involvedObject.kind=PersistentVolumeClaim"
     if uid:
         selector += f",involvedObject.uid={uid}"
@@ -35,7 +35,7 @@ def claim_events(core: Any, namespace: str, name: str, uid: str | None) -> list[
 
 
 def wait_bound(
-    api: Any, namespace: str, name: str, *, timeout: float = 120.0, nudge: bool = False
+    api: client.ApiClient, namespace: str, name: str, *, timeout: float = 120.0, nudge: bool = False
 ) -> tuple[str, str, str]:
     """Watch the claim until it is Bound, waits for its first consumer, or a deadline passes.
 
@@ -54,13 +54,11 @@ def wait_bound(
         return _wait_bound(api, namespace, name, timeout, nudge)
 
 
-def _wait_bound(api: Any, namespace: str, name: str, timeout: float, nudge: bool) -> tuple[str, str, str]:
-    from kubernetes import client
-
+def _wait_bound(api: client.ApiClient, namespace: str, name: str, timeout: float, nudge: bool) -> tuple[str, str, str]:
     core = client.CoreV1Api(api)
     deadline = time.monotonic() + timeout
     log.info("waiting up to %.0f s for claim %s/%s to bind", timeout, namespace, name)
-    claim: Any = None
+    claim: client.V1PersistentVolumeClaim = None
     uid: str | None = None
     first, claims, what = True, core.list_namespaced_persistent_volume_claim, f"claim {namespace}/{name}"
     # Short watch windows: between them the claim's events are read again (and a pre-bound claim nudged).
@@ -96,7 +94,9 @@ def _wait_bound(api: Any, namespace: str, name: str, timeout: float, nudge: bool
     )
 
 
-def _settled(core: Any, namespace: str, name: str, claim: Any, uid: str | None) -> tuple[str, str, str] | None:
+def _settled(
+    core: client.CoreV1Api, namespace: str, name: str, claim: client.V1PersistentVolumeClaim, uid: str | None
+) -> tuple[str, str, str] | None:
     """How the wait ends as the claim stands: Bound, or Pending for its first consumer; None while it may bind.
 
     Raises:
@@ -122,7 +122,7 @@ def _settled(core: Any, namespace: str, name: str, claim: Any, uid: str | None) 
     return None
 
 
-def _touch(core: Any, namespace: str, name: str) -> bool:
+def _touch(core: client.CoreV1Api, namespace: str, name: str) -> bool:
     """Touch the claim's ``sharedvol.io/resync`` annotation so the PV controller syncs it now; False if gone."""
     touch = {"metadata": {"annotations": {NUDGE_ANNOTATION: f"{time.time():.3f}"}}}
     try:
@@ -132,7 +132,7 @@ def _touch(core: Any, namespace: str, name: str) -> bool:
     return True
 
 
-def _stale_binding_refusal(core: Any, claim: Any, event: Any) -> bool:
+def _stale_binding_refusal(core: client.CoreV1Api, claim: client.V1PersistentVolumeClaim, event: Any) -> bool:
     """Whether a FailedBinding event of a pre-bound claim is stale: the live volume is reserved for this claim.
 
     After ``release --keep-data`` the PV controller may still hold the volume's old claimRef (the old claim's UID)
@@ -151,7 +151,7 @@ def _stale_binding_refusal(core: Any, claim: Any, event: Any) -> bool:
     return mine and ref.uid in (None, "", claim.metadata.uid)
 
 
-def _volume_bound_to(core: Any, volume: str, uid: str, claim: tuple[str, str], timeout: float) -> bool:
+def _volume_bound_to(core: client.CoreV1Api, volume: str, uid: str, claim: tuple[str, str], timeout: float) -> bool:
     """Watch PV ``volume`` until the PV controller bound it to the claim with UID ``uid`` (deadline ``timeout``).
 
     False at once when the volume is reserved for another claim (``claim`` is (namespace, name)): it will not bind
@@ -159,7 +159,7 @@ def _volume_bound_to(core: Any, volume: str, uid: str, claim: tuple[str, str], t
     """
     bound_here = False
 
-    def decided(pv: Any) -> bool:
+    def decided(pv: client.V1PersistentVolume) -> bool:
         nonlocal bound_here
         ref = pv.spec.claim_ref
         bound_here = pv.status.phase == "Bound" and ref is not None and ref.uid == uid
@@ -169,10 +169,8 @@ def _volume_bound_to(core: Any, volume: str, uid: str, claim: tuple[str, str], t
     return kube.watch_volume(core, volume, decided, timeout=timeout) and bound_here
 
 
-def wait_gone(api: Any, namespace: str, name: str, uid: str, *, timeout: float) -> bool:
+def wait_gone(api: client.ApiClient, namespace: str, name: str, uid: str, *, timeout: float) -> bool:
     """Watch until claim ``namespace/name`` with UID ``uid`` no longer exists; False when the deadline passed."""
-    from kubernetes import client
-
     core = client.CoreV1Api(api)
     what = f"claim {namespace}/{name}"
     with kube.reachable(f"watch {what}", api):

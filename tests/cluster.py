@@ -27,7 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.paths import REPO
+
 BUILD_SCRIPT = REPO / "scripts" / "controlplane" / "build.sh"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 READY_TIMEOUT_S = 90.0

@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: the real control plane, an admin client, a namespace per test."""
+"""Every test's tier (by its folder), and the fixtures shared by every test: the real control plane, an admin client,
+a namespace per test, the ``sharedvol`` command."""
 
 from __future__ import annotations
 
@@ -8,22 +9,30 @@ import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from kubernetes import client, config
 
+from tests import cli, kwait, tiers
 from tests import cluster as cp
-from tests import kwait
 from tests.node.session import node  # noqa: F401 (one real node per session, for the node and real KFP tiers)
-
-CONTROLPLANE_FIXTURES = {"cluster", "api", "namespace", "cluster_objects"}
+from tests.objects import ClusterObjects
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that uses the control plane, so ``-m "not controlplane"`` leaves them out."""
+    """Give every test the marker of its tier folder (tests/tiers.py); a test in no tier folder is an error."""
     for item in items:
-        if CONTROLPLANE_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.controlplane)
+        marker = tiers.tier_of(Path(str(item.path)))
+        if marker is None:
+            where = ", ".join(f"tests/{folder}" for folder in tiers.TIERS)
+            raise pytest.UsageError(f"{item.nodeid} is in no tier folder: move it to one of {where} (tests/tiers.py)")
+        item.add_marker(getattr(pytest.mark, marker))
+
+
+@pytest.fixture
+def sharedvol() -> cli.Run:
+    """The ``sharedvol`` command as a user runs it (tests/cli.py): ``sharedvol(*args, kubeconfig=, env=, timeout=)``."""
+    return cli.run
 
 
 @pytest.fixture(scope="session")
@@ -46,18 +55,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Confi
 
 
 @pytest.fixture(scope="session")
-def api(cluster: cp.ClusterHandle) -> Any:
+def api(cluster: cp.ClusterHandle) -> client.ApiClient:
     """A ``kubernetes.client.ApiClient`` for the cluster's admin."""
-    from kubernetes import config
-
     return config.new_client_from_config(str(cluster.kubeconfig))
 
 
 @pytest.fixture
-def namespace(api: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+def namespace(api: client.ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace named from the test, labelled as ours, deleted after the test."""
-    from kubernetes import client
-
     stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")
     stem = stem.removeprefix("test-")[:40].strip("-")
     name = f"{stem}-{uuid.uuid4().hex[:6]}"
@@ -83,51 +88,8 @@ def namespace(api: Any, request: pytest.FixtureRequest) -> Iterator[str]:
         core.delete_namespace(name)
 
 
-class ClusterObjects:
-    """Creates cluster-scoped objects (StorageClasses, PVs) for one test and deletes them after it."""
-
-    def __init__(self, api: Any) -> None:
-        from kubernetes import client
-
-        self.core = client.CoreV1Api(api)
-        self.storage = client.StorageV1Api(api)
-        self.classes: list[str] = []
-        self.pvs: list[str] = []
-
-    def storage_class(self, body: dict[str, Any]) -> Any:
-        """Create a StorageClass from ``body``; it is deleted after the test."""
-        made = self.storage.create_storage_class(body)
-        self.classes.append(made.metadata.name)
-        return made
-
-    def pv(self, body: dict[str, Any]) -> Any:
-        """Create a PersistentVolume from ``body``; it is deleted after the test."""
-        made = self.core.create_persistent_volume(body)
-        self.pvs.append(made.metadata.name)
-        return made
-
-    def track_pv(self, name: str) -> None:
-        """Delete PV ``name`` after the test (for PVs the code under test made)."""
-        self.pvs.append(name)
-
-    def cleanup(self) -> None:
-        """Delete everything made or tracked, ignoring what is already gone."""
-        from kubernetes import client
-
-        for delete, names in (
-            (self.core.delete_persistent_volume, self.pvs),
-            (self.storage.delete_storage_class, self.classes),
-        ):
-            for name in names:
-                try:
-                    delete(name)
-                except client.ApiException as e:
-                    if e.status != 404:
-                        raise
-
-
 @pytest.fixture
-def cluster_objects(api: Any) -> Iterator[ClusterObjects]:
+def cluster_objects(api: client.ApiClient) -> Iterator[ClusterObjects]:
     """Cluster-scoped objects made for one test, deleted after it."""
     made = ClusterObjects(api)
     try:

@@ -117,6 +117,11 @@ def serialize(model: Any) -> Any:
     return kfp_server_api.ApiClient().sanitize_for_serialization(model)
 
 
+# KFP 2.17 reports the tasks its driver runs alone (no pod of their own) by their DAG key, as Argo names their node
+# (backend/src/v2/compiler/argocompiler/dag.go: a task of a placeholder image is its driver, named after the key).
+DRIVER_ONLY_TASKS = {"create-volume": "createpvc", "delete-volume": "deletepvc"}
+
+
 @dataclass
 class RunStep:
     """One answer of ``GET /runs/{id}``: the run's state and its tasks' states (and errors)."""
@@ -426,7 +431,7 @@ class FakeKfp:
             kfp_server_api.V2beta1PipelineTaskDetail(
                 run_id=run_id,
                 task_id=f"task-{name}",
-                display_name=name,
+                display_name=DRIVER_ONLY_TASKS.get(name, name),
                 state=state,
                 pod_name=f"pod-{name}",
                 error=kfp_server_api.GoogleRpcStatus(code=2, message=step.errors[name])

@@ -15,7 +15,7 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-tag=${1:-0.1.0}
+tag=${1:-$("$repo/scripts/version.sh")}
 node_dir=${NODE_DIR:-$repo/.node}
 ca_dir=${EXTRA_CA_CERTS-/usr/local/share/ca-certificates}
 ca_dir=${EXTRA_CA_CERTS_DIR-$ca_dir}

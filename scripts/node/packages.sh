@@ -7,7 +7,7 @@
 # containerd (with its CRI plugin) and runc run the pods; containernetworking-plugins gives the CNI bridge,
 # host-local, loopback, portmap and firewall plugins; iptables is for kube-proxy and the CNI; docker.io builds
 # images; debootstrap makes the base image without a registry; gcc and libc6-dev build the static pause binary;
-# chromium renders the metrics report in its screenshot test (tests/unit/test_steps_report.py).
+# chromium renders the metrics report in its screenshot test (tests/host/test_report_in_chromium.py).
 set -euo pipefail
 
 packages=(containerd runc containernetworking-plugins iptables conntrack docker.io debootstrap gcc libc6-dev chromium)

@@ -1,8 +1,10 @@
 """The periodic re-check of ``sharedvol serve``, and the state ``/healthz`` reports.
 
-List the claims every ``recheck_s`` seconds, provision the
-Pending ones of its provisioner that are due (a failed claim waits 1, 2, 4... periods, at most
-``max_backoff_s``), and remember whether listing claims works: that is what ``/healthz`` reports.
+Every ``recheck_s`` seconds: list the claims and provision the Pending ones of its provisioner that are due
+(a failed claim waits 1, 2, 4... periods, at most ``max_backoff_s``); list the PVs and reclaim the Released
+ones of its provisioner; settle what a killed service left (:func:`storage.provisioner.reclaim.sweep`).
+Each object is handled on its own: none can end the loop. It remembers whether listing claims works: that is
+what ``/healthz`` reports.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
-from storage.provisioner import handlers
+from kubernetes.client import CoreV1Api
+
+from storage import heartbeat
+from storage.provisioner import provision, reclaim
 from storage.provisioner import settings as settings_mod
 
 log = logging.getLogger("sharedvol.provisioner")
@@ -27,20 +31,22 @@ class Recheck:
         settings: the service's settings.
         last_ok: ``time.monotonic()`` of the last successful list of claims (None: never).
         last_error: why the last list failed ("" when it worked).
-        failures: claim UID -> (failed attempts, monotonic time of the next try).
+        failures: claim UID (or ``pv/<PV UID>``) -> (failed attempts, monotonic time of the next try).
+        heartbeat_error: why the last heartbeat failed ("" when it worked; None before the first).
     """
 
     settings: settings_mod.Settings
     last_ok: float | None = None
     last_error: str = "claims not listed yet"
     failures: dict[str, tuple[int, float]] = field(default_factory=dict)
+    heartbeat_error: str | None = None
 
     def failed(self, uid: str) -> None:
-        """Count a failed attempt for claim ``uid`` and schedule the next one."""
+        """Count a failed attempt for object ``uid`` and schedule the next one."""
         count = self.failures.get(uid, (0, 0.0))[0] + 1
         delay = min(self.settings.recheck_s * 2 ** (count - 1), self.settings.max_backoff_s)
         self.failures[uid] = (count, time.monotonic() + delay)
-        log.warning("claim uid %s: attempt %d failed; next try in %.0f s", uid, count, delay)
+        log.warning("%s: attempt %d failed; next try in %.0f s", uid, count, delay)
 
     def due(self, uid: str) -> bool:
         """Whether claim ``uid`` may be tried now."""
@@ -55,28 +61,68 @@ class Recheck:
             return False, self.last_error or f"claims last listed {age:.0f} s ago"
         return True, f"claims listed {age:.0f} s ago"
 
-    def once(self, core: Any) -> None:
-        """List every claim; provision those that want us and are due (blocking: run it in a thread)."""
+    def once(self, core: CoreV1Api) -> None:
+        """Re-check claims, then volumes, then pending records (blocking: run it in a thread). Never raises."""
+        self.claims(core)
+        self.volumes(core)
+        reclaim.sweep(core, self.settings)
+
+    def beat(self, core: CoreV1Api) -> None:
+        """Renew the heartbeat Lease (:mod:`storage.heartbeat`); log only when its state changes."""
+        duration = int(3 * self.settings.recheck_s + 5)
+        why = heartbeat.beat(core.api_client, self.settings.namespace, self.settings.provisioner, duration)
+        if why != self.heartbeat_error:
+            (log.warning if why else log.info)("heartbeat: %s", why or "Lease renewed")
+        self.heartbeat_error = why
+
+    def claims(self, core: CoreV1Api) -> None:
+        """List every claim; provision those that want us and are due."""
         try:
             claims = core.list_persistent_volume_claim_for_all_namespaces().items
-        except Exception as e:
+        except Exception as e:  # reported by /healthz; the next period tries again
             self.last_error = f"cannot list claims: {getattr(e, 'reason', None) or e}"
             log.error("re-check: %s", self.last_error)
             return
         self.last_ok, self.last_error = time.monotonic(), ""
         live = {c.metadata.uid for c in claims}
-        self.failures = {uid: v for uid, v in self.failures.items() if uid in live}
+        self.failures = {k: v for k, v in self.failures.items() if k in live or k.startswith("pv/")}
         for c in claims:
-            if not handlers.wants_claim(c, self.settings) or not self.due(c.metadata.uid):
+            if not provision.wants_claim(c, self.settings.provisioner) or not self.due(c.metadata.uid):
                 continue
-            if handlers.try_provision(core, c.metadata.namespace, c.metadata.name, self.settings):
+            if provision.try_provision(core, c.metadata.namespace, c.metadata.name, self.settings):
                 self.failures.pop(c.metadata.uid, None)
             else:
                 self.failed(c.metadata.uid)
 
-    async def run(self, core: Any, *, first_delay: float = 0.0) -> None:
+    def volumes(self, core: CoreV1Api) -> None:
+        """List every PV; reclaim those that are ours, Released and due (a failed one waits as a claim does)."""
+        try:
+            pvs = core.list_persistent_volume().items
+        except Exception as e:  # the next period tries again
+            log.error("re-check: cannot list PersistentVolumes: %s", getattr(e, "reason", None) or e)
+            return
+        for pv in pvs:
+            phase = pv.status.phase if pv.status else None
+            policy = pv.spec.persistent_volume_reclaim_policy if pv.spec else None
+            key = f"pv/{pv.metadata.uid}"
+            if not reclaim.wants(pv.metadata.annotations or {}, phase, policy, self.settings.provisioner):
+                continue
+            if not self.due(key):
+                continue
+            if reclaim.try_reclaim(core, pv.metadata.name, self.settings):
+                self.failures.pop(key, None)
+            else:
+                self.failed(key)
+
+    async def run(self, core: CoreV1Api, *, first_delay: float = 0.0) -> None:
         """Re-check forever (until cancelled), the first time after ``first_delay`` seconds."""
         await asyncio.sleep(first_delay)
         while True:
             await asyncio.to_thread(self.once, core)
+            await asyncio.sleep(self.settings.recheck_s)
+
+    async def beating(self, core: CoreV1Api) -> None:
+        """Renew the heartbeat every re-check period, on its own (a long re-check does not delay it)."""
+        while True:
+            await asyncio.to_thread(self.beat, core)
             await asyncio.sleep(self.settings.recheck_s)

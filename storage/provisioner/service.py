@@ -1,7 +1,13 @@
-"""Run the provisioner: logging, the health endpoint, the periodic re-check and kopf's event loop.
+"""Run the provisioner: logging, a login check, the health endpoint, the periodic re-check and kopf's event loop.
 
+Credentials the API server refuses (401), or no answer from it, stop the service at start in one line.
 ``/healthz`` answers 200 while the service can list claims (the last re-check worked and is recent), else
 503 with the reason (no API server, no RBAC). A port that is taken stops the service at once, in one line.
+
+Why not kopf's own liveness endpoint (``kopf.operator(liveness_endpoint=...)`` with ``@kopf.on.probe``): it
+answers 200 whatever the probes return (a probe can only fail it by raising, which gives a bare 500 and a
+traceback in the log), so it cannot say "503: cannot list claims: Forbidden"; and a taken port would end
+kopf's task with a traceback instead of the one line below.
 """
 
 from __future__ import annotations
@@ -12,9 +18,13 @@ import logging
 from typing import Any
 
 import kopf
+from aiohttp import web
+from kubernetes import client
 
-from storage import errors
+from storage import errors, heartbeat, kube
 from storage.provisioner import handlers, recheck, settings
+
+HANDLERS = handlers  # importing the module registers its kopf handlers
 
 log = logging.getLogger("sharedvol.provisioner")
 
@@ -24,7 +34,8 @@ def run(config: settings.Settings) -> None:
 
     Raises:
         InvalidRequestError: the health port is taken.
-        StorageError: no usable cluster configuration.
+        ForbiddenError: the API server refused the credentials (401).
+        StorageError: no usable cluster configuration, or no answer from the API server.
     """
     logging.getLogger().handlers.clear()  # kopf's handler replaces the CLI's plain one: one line per record
     kopf.configure(
@@ -33,22 +44,51 @@ def run(config: settings.Settings) -> None:
         log_refkey="sharedvol.io/object",
     )
     logging.getLogger("sharedvol.provisioner").setLevel(logging.INFO)
-    core = handlers.core_api(config)
+    api = kube.load_api_client(config.kubeconfig or None)
+    core = client.CoreV1Api(api)
+    check_login(core)
     state = recheck.Recheck(config)
     memo = kopf.Memo(settings=config, core=core, recheck=state)
     asyncio.run(_serve(config, core, state, memo))
 
 
+def check_login(core: client.CoreV1Api) -> None:
+    """One call before kopf starts, so refused credentials are one line, not kopf's retries and tracebacks.
+
+    Any other answer (403 Forbidden...) is not fatal: the service runs, and ``/healthz`` says what is wrong.
+
+    Raises:
+        ForbiddenError: 401, the credentials are not accepted.
+        ApiError: no answer from the API server.
+    """
+    with kube.reachable("start sharedvol serve", core.api_client):
+        try:
+            core.list_persistent_volume_claim_for_all_namespaces(limit=1, _request_timeout=30)
+        except client.ApiException as e:
+            if e.status == 401:
+                raise errors.ForbiddenError(
+                    f"the API server {kube.server(core.api_client)} refused the service's credentials "
+                    "(401 Unauthorized)",
+                    hint="give it a valid token: --kubeconfig FILE, or the pod's service account",
+                ) from e
+            log.warning("cannot list claims yet: HTTP %s %s", e.status, e.reason)
+
+
 async def _serve(config: settings.Settings, core: Any, state: recheck.Recheck, memo: kopf.Memo) -> None:
     await asyncio.to_thread(state.once, core)  # so /healthz knows from its first answer whether claims can be listed
     runner = await _health(config, state) if config.health_port else None
-    task = asyncio.create_task(state.run(core, first_delay=config.recheck_s))
+    tasks = [
+        asyncio.create_task(state.run(core, first_delay=config.recheck_s)),
+        asyncio.create_task(state.beating(core)),
+    ]
     try:
         await kopf.operator(clusterwide=True, standalone=True, memo=memo)
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.to_thread(heartbeat.stop, core.api_client, config.namespace)
         if runner is not None:
             await runner.cleanup()
 
@@ -59,7 +99,6 @@ async def _health(config: settings.Settings, state: recheck.Recheck) -> Any:
     Raises:
         InvalidRequestError: the port cannot be bound.
     """
-    from aiohttp import web
 
     async def healthz(_request: web.Request) -> web.Response:
         ok, why = state.healthy()

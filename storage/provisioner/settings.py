@@ -11,6 +11,7 @@ PROVISIONER = "sharedvol.io/hostpath"
 CRASH_POINTS = ("", "directory", "event", "volume", "touch")
 DEFAULT_BASE = "/var/lib/sharedvol"
 ON_DELETE = ("delete", "archive", "retain")
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class Settings:
         max_backoff_s: the longest wait before trying a failed claim again, seconds. Default 300.
         crash_at: fault injection for tests (``SHAREDVOL_CRASH_AT``): exit at once, as if killed, after this
             step of provisioning: ``directory``, ``event``, ``volume`` or ``touch``. Default "" (never).
+        namespace: where its heartbeat Lease lives (``SHAREDVOL_NAMESPACE``). Default: its pod's namespace when it
+            runs in a pod (the service account's), else ``default`` (a ``sharedvol serve`` started by hand).
     """
 
     provisioner: str = PROVISIONER
@@ -39,6 +42,7 @@ class Settings:
     recheck_s: float = 10.0
     max_backoff_s: float = 300.0
     crash_at: str = ""
+    namespace: str = "default"
 
     def local_path(self, node_path: str) -> str:
         """Where the node's ``node_path`` is in this process's filesystem."""
@@ -60,6 +64,7 @@ class Settings:
             "kubeconfig": env.get("SHAREDVOL_KUBECONFIG", ""),
             "base_path_root": env.get("SHAREDVOL_BASE_PATH_ROOT", ""),
             "log_json": env.get("SHAREDVOL_LOG_JSON", "1") != "0",
+            "namespace": env.get("SHAREDVOL_NAMESPACE") or _own_namespace(),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)  # type: ignore[arg-type]
@@ -74,6 +79,15 @@ class Settings:
                 f"re-check period {settings.recheck_s:g} s is not positive", hint="e.g. --recheck-seconds 10"
             )
         return settings
+
+
+def _own_namespace() -> str:
+    """The pod's namespace (its service account's), or ``default`` outside a pod."""
+    try:
+        with open(SERVICE_ACCOUNT_NAMESPACE, encoding="utf-8") as f:
+            return f.read(253).strip() or "default"
+    except OSError:
+        return "default"
 
 
 def _env_number(name: str, kind: type[int] | type[float], default: str, what: str) -> int | float:

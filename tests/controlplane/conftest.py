@@ -75,7 +75,10 @@ class Service:
         cmd += ["--base-path-root", str(self.root), *self.args]
         if not defaults:
             cmd += ["--health-port", "0", "--text-logs"]
-        env = {**os.environ, "PYTHONPATH": str(REPO), "SHAREDVOL_RECHECK_SECONDS": "1", **self.env}
+        # No heartbeat Lease unless a test asks for one (SHAREDVOL_NAMESPACE): a service's Lease would make
+        # later tests' commands see a running provisioner.
+        env = {**os.environ, "PYTHONPATH": str(REPO), "SHAREDVOL_RECHECK_SECONDS": "1"}
+        env |= {"SHAREDVOL_NAMESPACE": "no-heartbeat-in-tests", **self.env}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
         return self

@@ -5,6 +5,7 @@ claims are reclaimed as the class says, a killed service leaves one PV, and k8s/
 from __future__ import annotations
 
 import signal
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,8 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from storage import specs
+from storage import ownership, specs
+from storage.provisioner import volumes
 from tests import cluster as cp
 from tests import kwait
 from tests.conftest import ClusterObjects
@@ -50,7 +52,10 @@ def test_an_immediate_claim_of_the_fallback_class_binds_to_a_writable_hostpath_v
     assert pv.metadata.annotations["pv.kubernetes.io/provisioned-by"] == PROVISIONER
     assert pv.spec.claim_ref.uid == made.metadata.uid
     assert pv.spec.access_modes == ["ReadWriteMany"] and pv.spec.capacity["storage"] == "3Gi"
-    assert pv.spec.host_path.path == f"/var/lib/sharedvol/{namespace}-shared-{made.metadata.uid[:8]}"
+    assert (
+        pv.spec.host_path.path == f"/var/lib/sharedvol/{volumes.directory_name(namespace, 'shared', made.metadata.uid)}"
+    )
+    assert pv.metadata.annotations[ownership.VOLUME_UID] == pv.metadata.uid
     directory = service.node_dir(pv.spec.host_path.path)
     assert directory.is_dir() and directory.stat().st_mode & 0o777 == 0o777
     events = client.CoreV1Api(api).list_namespaced_event(namespace, field_selector="involvedObject.name=shared").items
@@ -190,6 +195,12 @@ def test_a_service_killed_after_each_step_of_provisioning_and_restarted_leaves_e
     assert ours[0].status.phase == "Bound" and ours[0].metadata.deletion_timestamp is None
     dirs = sorted(p.name for p in (first.root / "var" / "lib" / "sharedvol").iterdir() if "crash" in p.name)
     assert dirs == [Path(ours[0].spec.host_path.path).name]
+    records = first.root / "var" / "lib" / "sharedvol" / ".sharedvol"
+    # the pending record goes too (the PV exists): a file-system condition, no API object to watch
+    deadline = time.monotonic() + 60
+    while records.exists() and any(records.iterdir()):
+        assert time.monotonic() < deadline, sorted(p.name for p in records.iterdir())
+        time.sleep(0.2)
 
 
 def test_kubectl_apply_k_fallback_passes_a_server_side_dry_run(cluster: cp.ClusterHandle) -> None:
@@ -219,7 +230,7 @@ def test_the_rbac_of_k8s_fallback_lets_the_service_work_and_denies_secrets(
             as_service.list_namespaced_secret("sharedvol-system")
         assert denied_ns.value.status == 403
 
-        svc = Service(kubeconfig, tmp_path / "node").start()
+        svc = Service(kubeconfig, tmp_path / "node", env={"SHAREDVOL_NAMESPACE": "sharedvol-system"}).start()
         try:
             _claim(api, namespace, "kfp-run", "sharedvol-hostpath")
             pod = {
@@ -232,6 +243,14 @@ def test_the_rbac_of_k8s_fallback_lets_the_service_work_and_denies_secrets(
             client.CoreV1Api(api).create_namespaced_pod(namespace, pod)
             claim = _bound(api, namespace, "kfp-run")
             volume = claim.spec.volume_name
+            lease = kwait.until(
+                client.CoordinationV1Api(api).list_namespaced_lease,
+                lambda lease: lease.spec.renew_time is not None,
+                "sharedvol-system",
+                what="the heartbeat Lease",
+                **kwait.named("sharedvol-provisioner"),
+            )
+            assert lease.metadata.annotations["sharedvol.io/provisioner"] == PROVISIONER
         finally:
             svc.kill(signal.SIGTERM)
         assert claim.spec.storage_class_name == "sharedvol-hostpath"

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from pipelines import errors, options, run_cli
+from pipelines import errors, params, run_cli
 from storage import choice
 from storage import errors as storage_errors
 from tests.cluster import ClusterHandle
@@ -32,8 +32,8 @@ def test_by_default_run_detects_storage_follows_the_run_and_keeps_the_yaml_defau
     assert s.submit.wait is True
     assert s.namespace == "kubeflow"
     assert s.claim_name == "sharedvol-runs"
-    assert s.submit.params == options.RunParameters(epochs=3, gpu_count=0)
-    assert s.submit.compile.defaults == options.RunParameters()
+    assert s.submit.params == params.RunParameters(epochs=3, gpu_count=0)
+    assert s.submit.compile.defaults == params.RunParameters()
 
 
 def test_an_existing_claim_is_a_storage_choice_like_any_other() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from pipelines import errors, kfp_api, options, submit
+from pipelines import errors, kfp_api, options, params, submit
 from pipelines import run as run_lib
 from storage import choice, specs
 from tests import kwait
@@ -41,7 +41,7 @@ def settings(
         submit=submit.SubmitSettings(
             api=kfp_api.ApiSettings(host=host, token=GOOD_TOKEN, namespace=namespace, read_backoff_s=()),
             compile=compile_opts,
-            params=options.RunParameters(epochs=2, gpu_count=gpus, volume_size="1Gi", data_source="synthetic"),
+            params=params.RunParameters(epochs=2, gpu_count=gpus, volume_size="1Gi", data_source="synthetic"),
             run_name="journey",
             wait=True,
             poll=FAST,
@@ -320,9 +320,7 @@ def test_without_rwx_storage_or_permission_to_create_pvs_run_fails_clearly_and_l
         journey = Journey(api, fake_kfp)
         with pytest.raises(run_lib.StorageUnavailableError) as e:
             run_lib.run(s, progress=journey.progress, kfp=kfp_api.KfpApi(s.submit.api), sleep=lambda _: None)
-    assert e.value.message.startswith(
-        "no RWX StorageClass and the one-shot static volume could not be made: not allowed to create PersistentVolume"
-    )
+    assert e.value.message.startswith("no storage for the run (not allowed to create PersistentVolume")
     assert "kubectl apply -k k8s/nfs" in e.value.hint and "kubectl apply -k k8s/fallback" in e.value.hint
     assert isinstance(e.value.__cause__, Exception)
     assert claims_and_volumes(api, namespace) == ([], [])

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from storage import apply, doctor, errors, plan, release, specs
+from storage import apply, doctor, errors, plan, release, specs, wait
 from tests import cluster as cp
 from tests import kwait
 from tests.conftest import ClusterObjects
@@ -36,7 +36,7 @@ def test_provision_static_on_a_local_path_cluster_gives_a_bound_rwx_claim(
 
     assert out.returncode == 0, out.stderr
     assert "plan for claim" in out.stdout and ": static" in out.stdout
-    assert f"claim {namespace}/shared is Bound to sharedvol.{namespace}.shared" in out.stdout
+    assert f"claim {namespace}/shared is Bound to PersistentVolume sharedvol.{namespace}.shared" in out.stdout
     core = client.CoreV1Api(api)
     claim = core.read_namespaced_persistent_volume_claim("shared", namespace)
     pv = core.read_persistent_volume(claim.spec.volume_name)
@@ -81,7 +81,7 @@ def test_with_an_nfs_csi_class_the_plan_is_dynamic_and_doctor_explains_the_waiti
         what="ExternalProvisioning event",
     )
     with pytest.raises(errors.BindError, match=r"was not Bound after 1 s \(ExternalProvisioning"):
-        apply.wait_bound(api, namespace, "data", timeout=1)
+        wait.wait_bound(api, namespace, "data", timeout=1)
     report = doctor.diagnose(api, namespace)
     [d] = report.pending
     assert (d.name, d.cause) == ("data", "no-provisioner")

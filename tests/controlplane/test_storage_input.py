@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from storage import apply, errors, specs
+from storage import errors, specs, wait
 from tests import cluster as cp
 from tests import kwait
 from tests.conftest import ClusterObjects
@@ -103,7 +103,7 @@ def test_existing_uses_a_bound_rwx_claim_and_refuses_a_pending_or_rwo_one(
     assert sharedvol("provision", "mine", "-n", namespace, "--static", "--no-prepare").returncode == 0
     out = sharedvol("provision", "mine", "-n", namespace, "--existing")
     assert out.returncode == 0, out.stderr
-    assert f"using the existing claim {namespace}/mine: Bound to sharedvol.{namespace}.mine" in out.stdout
+    assert f"claim {namespace}/mine is Bound to PersistentVolume sharedvol.{namespace}.mine" in out.stdout
     core = client.CoreV1Api(api)
     nfs = f"nfs-{uuid.uuid4().hex[:6]}"
     cluster_objects.storage_class({"metadata": {"name": nfs}, "provisioner": "nfs.csi.k8s.io"})
@@ -179,7 +179,7 @@ def test_apply_fails_early_when_the_claims_own_event_says_it_will_not_bind(api: 
     core.create_namespaced_persistent_volume_claim(namespace, specs.rwx_claim("lost", namespace, "1Gi", ""))
     started = time.monotonic()
     with pytest.raises(errors.BindError, match="will not bind: FailedBinding"):
-        apply.wait_bound(api, namespace, "lost", timeout=300)
+        wait.wait_bound(api, namespace, "lost", timeout=300)
     assert time.monotonic() - started < 120  # far from the 300 s deadline
 
 

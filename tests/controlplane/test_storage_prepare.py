@@ -145,7 +145,7 @@ def test_no_prepare_runs_no_pod_and_nfs_and_dynamic_volumes_get_none_either(
 
     printed = out.stdout + nfs.stdout + dyn.stdout
     assert out.returncode == nfs.returncode == dyn.returncode == 0, out.stderr + nfs.stderr + dyn.stderr
-    assert f"claim {namespace}/dyn is Bound to pv-{namespace}" in dyn.stdout
+    assert f"claim {namespace}/dyn is Bound to PersistentVolume pv-{namespace}" in dyn.stdout
     assert ran == []
     assert "volume root" not in printed and "then run pod" not in printed
     pv = client.CoreV1Api(api).read_persistent_volume(specs.static_pv_name(namespace, "mine"))

@@ -189,9 +189,19 @@ def _pod(name: str, node: str) -> dict[str, Any]:
 
 
 def _let_go(read: Callable[..., Any], patch: Callable[..., Any], *names: str) -> None:
-    """Remove the test's finalizer from the object ``read(*names)`` (a JSON patch that tests its position first)."""
-    finalizers = read(*names).metadata.finalizers or []
-    if HOLD in finalizers:
-        at = finalizers.index(HOLD)
-        path = f"/metadata/finalizers/{at}"
-        patch(*names, [{"op": "test", "path": path, "value": HOLD}, {"op": "remove", "path": path}])
+    """Remove the test's finalizer from the object ``read(*names)`` (a JSON patch that tests its position first).
+
+    A controller may change the list between the read and the patch (the patch's test fails: 422): read again.
+    """
+    for _attempt in range(5):
+        finalizers = read(*names).metadata.finalizers or []
+        if HOLD not in finalizers:
+            return
+        path = f"/metadata/finalizers/{finalizers.index(HOLD)}"
+        try:
+            patch(*names, [{"op": "test", "path": path, "value": HOLD}, {"op": "remove", "path": path}])
+            return
+        except client.ApiException as e:
+            if e.status != 422:
+                raise
+    raise AssertionError(f"could not remove finalizer {HOLD} from {names}")

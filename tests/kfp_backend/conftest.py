@@ -6,34 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import options, pipeline
-from tests import kfpcheck, markers
-
-# The variants `sharedvol compile` writes: claim per run, existing claim, static PV, KFP's workspace.
-SELECTOR = {"nvidia.com/gpu.present": "true"}
-TOLERATIONS = (*options.CompileOptions().tolerations, options.Toleration.parse("dedicated=ml:NoExecute"))
-VARIANTS = {
-    "claim-per-run": options.CompileOptions(
-        storage=options.StorageChoice.dynamic("sharedvol-nfs"), node_selector=SELECTOR, tolerations=TOLERATIONS
-    ),
-    "existing-claim": options.CompileOptions(
-        storage=options.StorageChoice.existing("team-data"), node_selector=SELECTOR, tolerations=TOLERATIONS
-    ),
-    "static-pv": options.CompileOptions(
-        storage=options.StorageChoice.static("sharedvol-pv-0"), node_selector=SELECTOR, tolerations=TOLERATIONS
-    ),
-    "workspace": options.CompileOptions(
-        storage=options.StorageChoice.dynamic("sharedvol-nfs"),
-        node_selector=SELECTOR,
-        tolerations=TOLERATIONS,
-        workspace=True,
-    ),
-}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the tests of this folder (not of real/, which has its own tier) ``kfp_backend``."""
-    markers.mark_folder(items, __file__, pytest.mark.kfp_backend, nested=False)
+from pipelines import pipeline
+from tests import kfpcheck
+from tests.kfp_backend.variants import VARIANTS
 
 
 @pytest.fixture(scope="session")

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from pipelines import options, runtime
+from pipelines import options, params, runtime
 from tests import kfpcheck
-from tests.kfp_backend.conftest import SELECTOR, TOLERATIONS, VARIANTS
+from tests.kfp_backend.variants import SELECTOR, TOLERATIONS, VARIANTS
 
 STEPS = ("prepare-data", "train-resnet", "test-resnet", "produce-metrics")
 CASES = list(itertools.product(sorted(VARIANTS), (0, 1, 2), (False, True)))
@@ -28,12 +28,12 @@ WORKSPACE_MOUNT = "/kfp-workspace"  # where KFP mounts its workspace (backend co
 
 @functools.cache
 def _verdict(checker: Path, path: Path, gpu_count: int, keep_volume: bool, volume: str) -> kfpcheck.Verdict:
-    params = options.RunParameters(gpu_count=gpu_count, keep_volume=keep_volume).as_dict()
+    values = params.RunParameters(gpu_count=gpu_count, keep_volume=keep_volume).as_dict()
     # What prepare-data returns (pipelines.runtime): paths on the volume, which tell KFP's driver to mount
     # the workspace in the steps that take them.
     prepared = {"run_dir": runtime.run_dir(volume, "run-1"), "data_root": runtime.data_dir(volume, "download")}
     upstream = {"prepare-data": prepared}
-    return kfpcheck.check(path, params, upstream=upstream, checker=checker)
+    return kfpcheck.check(path, values, upstream=upstream, checker=checker)
 
 
 @pytest.fixture(params=CASES, ids=IDS)

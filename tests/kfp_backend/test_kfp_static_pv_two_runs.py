@@ -11,12 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
-from pipelines import options, pipeline
+from pipelines import params, pipeline
 from tests import kwait
-
-pytestmark = pytest.mark.controlplane
 
 
 def _claim_as_kfp_creates_it(name: str, pv: str) -> dict[str, Any]:
@@ -26,7 +22,7 @@ def _claim_as_kfp_creates_it(name: str, pv: str) -> dict[str, Any]:
         "metadata": {"name": name, "annotations": dict(pipeline.PVC_ANNOTATIONS)},
         "spec": {
             "accessModes": ["ReadWriteMany"],
-            "resources": {"requests": {"storage": options.RunParameters().volume_size}},
+            "resources": {"requests": {"storage": params.RunParameters().volume_size}},
             "storageClassName": "",
             "volumeName": pv,
         },

@@ -13,7 +13,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.paths import REPO
+
 BUILD = REPO / "scripts" / "kfpcheck" / "build.sh"
 
 

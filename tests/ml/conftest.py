@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from steps import data, produce_metrics, test_resnet, train_resnet
-
-TRAIN_IMAGES, TEST_IMAGES, BATCH, LR = 64, 32, 16, 0.05
-
-
-@dataclass
-class TrainedRun:
-    run_dir: Path
-    data_root: Path
-    summary: train_resnet.TrainSummary
-    result: test_resnet.EvalResult
-    bundle: produce_metrics.MetricsBundle
+from steps import data, produce_metrics
+from tests.ml.training import TEST_IMAGES, TRAIN_IMAGES, TrainedRun, evaluate, train
 
 
 @pytest.fixture(scope="session")
@@ -26,24 +15,6 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cifar")
     data.synthesize(str(root), train=TRAIN_IMAGES, test=TEST_IMAGES, seed=0)
     return root
-
-
-def train(run_dir: Path, dataset: Path, epochs: int) -> train_resnet.TrainSummary:
-    return train_resnet.train(
-        train_resnet.TrainConfig(
-            run_dir=str(run_dir),
-            data_root=str(dataset),
-            epochs=epochs,
-            batch_size=BATCH,
-            lr=LR,
-            device="cpu",
-            log_interval=5,
-        )
-    )
-
-
-def evaluate(run_dir: Path, dataset: Path) -> test_resnet.EvalResult:
-    return test_resnet.evaluate(test_resnet.TestConfig(run_dir=str(run_dir), data_root=str(dataset), device="cpu"))
 
 
 @pytest.fixture(scope="session")

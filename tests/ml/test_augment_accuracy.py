@@ -5,18 +5,15 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import pytest
+from steps import config, schemas, test_resnet, train_resnet
+from tests.ml.training import BATCH, TEST_IMAGES
 
-from steps import test_resnet, train_resnet
-from tests.ml.conftest import BATCH, TEST_IMAGES
-
-pytestmark = pytest.mark.ml
 EPOCHS = 3
 
 
-def accuracy(run_dir: Path, dataset: Path, augment: str) -> tuple[float, train_resnet.TrainSummary]:
+def accuracy(run_dir: Path, dataset: Path, augment: str) -> tuple[float, schemas.TrainSummary]:
     summary = train_resnet.train(
-        train_resnet.TrainConfig(
+        config.TrainConfig(
             run_dir=str(run_dir), data_root=str(dataset), epochs=EPOCHS, batch_size=BATCH, device="cpu",
             augment=augment, seed=7,
         )

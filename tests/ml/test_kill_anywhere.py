@@ -12,17 +12,16 @@ from pathlib import Path
 import pytest
 
 from steps import checkpoint, dataplane
-from tests.ml.conftest import BATCH, TRAIN_IMAGES, evaluate, train
-
-pytestmark = pytest.mark.ml
-REPO = Path(__file__).resolve().parents[2]
+from tests.ml.training import BATCH, LR, TRAIN_IMAGES, evaluate, train
+from tests.paths import REPO
 
 
 def train_killed_at(run_dir: Path, dataset: Path, at: int, epochs: int) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
     env |= {"KILLPOINT_ROOT": str(run_dir), "KILLPOINT_AT": str(at), "KILLPOINT_MODE": "kill"}
     cmd = [sys.executable, "-m", "tests.ml.killpoints", "pipelines", "train", "--run-dir", str(run_dir)]
-    cmd += ["--data-root", str(dataset), "--epochs", str(epochs), "--batch-size", str(BATCH), "--device", "cpu"]
+    cmd += ["--data-root", str(dataset), "--epochs", str(epochs), "--batch-size", str(BATCH), "--lr", str(LR)]
+    cmd += ["--device", "cpu"]  # the settings the run was started with: a resume with others is refused
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
 
 

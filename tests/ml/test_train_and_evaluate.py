@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from steps import checkpoint, dataplane, documents, errors, produce_metrics, safeload
-from tests.ml.conftest import BATCH, LR, TEST_IMAGES, TRAIN_IMAGES, TrainedRun, evaluate, train
-
-pytestmark = pytest.mark.ml
-REPO = Path(__file__).resolve().parents[2]
+from steps import checkpoint, dataplane, documents, errors, produce_metrics, safeload, schemas
+from tests import cli
+from tests.ml.training import BATCH, LR, TEST_IMAGES, TRAIN_IMAGES, TrainedRun, evaluate, train
 
 
 def test_training_publishes_weights_and_state_behind_one_manifest_and_a_summary(trained_run: TrainedRun) -> None:
@@ -47,12 +43,7 @@ def test_training_publishes_weights_and_state_behind_one_manifest_and_a_summary(
 
 
 def test_the_evaluation_result_is_consistent_with_itself(trained_run: TrainedRun) -> None:
-    doc = documents.read_json(
-        dataplane.RunLayout(str(trained_run.run_dir)).eval_result,
-        schema="sharedvol.eval_result",
-        versions=(2,),
-        required={},
-    )
+    doc = documents.read(dataplane.RunLayout(str(trained_run.run_dir)).eval_result, schemas.EvalResult).model_dump()
     matrix = doc["confusion_matrix"]
 
     assert doc["split"] == "test" and doc["size"] == TEST_IMAGES == sum(map(sum, matrix))
@@ -135,11 +126,11 @@ def plant(run_dir: Path, part: str, marker: Path) -> None:
 
     layout = dataplane.RunLayout(str(run_dir))
     m = checkpoint.require_manifest(layout.checkpoint)
-    ref = checkpoint.publish_file(layout.checkpoint_dir, m.epoch, "safetensors" if part == "weights" else "resume.pth",
-                                  planted_pickle(marker))  # fmt: skip
+    kind = "safetensors" if part == "weights" else "resume.safetensors"
+    ref = checkpoint.publish_file(layout.checkpoint_dir, m.epoch, kind, planted_pickle(marker))
     refs = {"weights": m.weights, "resume": m.resume, part: ref}
-    forged = checkpoint.Manifest(m.epoch, refs["weights"], refs["resume"], m.loss_per_epoch, layout.checkpoint)
-    documents.write_json(layout.checkpoint, forged.to_json())
+    forged = m.doc.model_copy(update={"weights": refs["weights"], "resume": refs["resume"]})
+    documents.write(layout.checkpoint, forged)
 
 
 def test_test_resnet_refuses_planted_weights_with_a_matching_digest_and_nothing_runs(
@@ -169,10 +160,9 @@ def test_a_resume_refuses_a_planted_state_file_with_a_matching_digest_and_nothin
     assert not marker.exists()
 
 
-def test_cuda_without_a_gpu_is_one_clear_error(dataset: Path, tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "pipelines", "train", "--run-dir", str(tmp_path / "r"), "--data-root", str(dataset)]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}  # no GPU, on any machine
-    out = subprocess.run([*cmd, "--device", "cuda"], cwd=REPO, env=env, capture_output=True, text=True, check=False)
+def test_cuda_without_a_gpu_is_one_clear_error(sharedvol: cli.Run, dataset: Path, tmp_path: Path) -> None:
+    args = ["train", "--run-dir", str(tmp_path / "r"), "--data-root", str(dataset), "--device", "cuda"]
+    out = sharedvol(*args, env={"CUDA_VISIBLE_DEVICES": ""})  # no GPU, on any machine
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1] == (
         "sharedvol train: error: --device cuda but no CUDA device is visible: "
@@ -184,14 +174,14 @@ def test_training_on_a_full_volume_is_one_line_and_leaves_no_partial_file(datase
     volume = tmp_path / "volume"
     volume.mkdir()
     run_dir = volume / "runs" / "r1"
-    train_cmd = [sys.executable, "-m", "pipelines", "train", "--run-dir", str(run_dir), "--data-root", str(dataset)]
+    train_cmd = cli.command("train", "--run-dir", str(run_dir), "--data-root", str(dataset))
     train_cmd += ["--epochs", "1", "--batch-size", str(BATCH), "--device", "cpu"]
     # 60 MB: the 44.7 MB of weights fit, weights and training state (2 x 44.7 MB) do not
     script = f"mount -t tmpfs -o size=60m sharedvol-test {shlex.quote(str(volume))} && {shlex.join(train_cmd)}"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
+    env = cli.environment({"CUDA_VISIBLE_DEVICES": ""})
     script += f" ; ls -a {run_dir}/checkpoints >&2"
     proc = subprocess.run(["unshare", "--map-root-user", "--mount", "sh", "-c", script],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
+                          cwd=cli.REPO, env=env, capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
     lines = proc.stderr.strip().splitlines()
     assert "Traceback" not in proc.stderr
     error = next(line for line in lines if line.startswith("sharedvol train: error:"))

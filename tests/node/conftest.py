@@ -1,7 +1,7 @@
 """Fixtures of the node tier: a real node (kubelet + containerd) for the whole session, the project's images built
 from docker/Dockerfile and k8s/nfs/server and imported into it, a namespace per test, and pods run to completion.
 
-Every test in tests/node is marked ``node`` (``-m "not node"`` leaves them out). The tier needs root. The node
+Every test in tests/node is marked ``node`` (tests/conftest.py, by folder). The tier needs root. The node
 itself is the session fixture ``node`` of tests/node/session.py (shared with the real KFP tier).
 """
 
@@ -14,18 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests import kwait, markers
+from tests import kwait
 from tests.node import pods
-from tests.node.session import IMAGE_TAG, NodeHandle
-
-STEP_IMAGE = f"sharedvol:{IMAGE_TAG}"
-PROVISIONER_IMAGE = f"sharedvol-provisioner:{IMAGE_TAG}"
-NFS_IMAGE = f"sharedvol-nfs-server:{IMAGE_TAG}"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test of this directory ``node``."""
-    markers.mark_folder(items, __file__, pytest.mark.node)
+from tests.node.session import NodeHandle
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tests import kwait
+from tests import images, kwait
 
-STEP_IMAGE = "sharedvol:0.1.0"
 MOUNT = "/mnt/shared"
 DONE = {"Succeeded", "Failed"}
 
@@ -17,7 +16,7 @@ def step_pod(
     name: str,
     args: list[str],
     claim: str | None = None,
-    image: str = STEP_IMAGE,
+    image: str = images.STEP_IMAGE,
     command: list[str] | None = None,
     uid: int = 1000,
 ) -> dict[str, Any]:

@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests import cluster as cp
+from tests import images
 from tests.node import realnode
-
-IMAGE_TAG = "0.1.0"
 
 
 @dataclass
@@ -80,4 +79,4 @@ def node(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) 
 def _build_images(handle: NodeHandle) -> None:
     print("[node] base image, the project's images, and their import into the node", flush=True)
     env = {**os.environ, "NODE_DIR": str(handle.workdir), "IMAGE_BUILD_LOG": str(handle.workdir / "images.log")}
-    subprocess.run([str(cp.REPO / "scripts" / "node" / "image.sh"), IMAGE_TAG], check=True, env=env)
+    subprocess.run([str(cp.REPO / "scripts" / "node" / "image.sh"), images.IMAGE_TAG], check=True, env=env)

@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 import yaml
 
-from storage import specs
+from storage import heartbeat, ownership, specs
 from tests import cluster as cp
-from tests import kwait
-from tests.node import conftest, pods
+from tests import images, kwait
+from tests.node import pods
+from tests.node.session import NodeHandle
 
 FALLBACK = cp.REPO / "k8s" / "fallback"
 NAMESPACE = "sharedvol-system"
@@ -28,7 +29,7 @@ def _ready(pod: Any) -> bool:
 
 
 @pytest.fixture(scope="module")
-def fallback(node: conftest.NodeHandle, node_api: Any) -> Iterator[Any]:
+def fallback(node: NodeHandle, node_api: Any) -> Iterator[Any]:
     """k8s/fallback applied as users apply it; its provisioner pod once Ready; everything deleted after."""
     from kubernetes import client
 
@@ -53,14 +54,31 @@ def test_the_provisioner_pod_of_k8s_fallback_runs_the_local_image_as_uid_1000_an
 ) -> None:
     deployment = yaml.safe_load((FALLBACK / "deployment.yaml").read_text())
     (declared,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert declared["image"] == conftest.PROVISIONER_IMAGE
+    assert declared["image"] == images.PROVISIONER_IMAGE
     (container,) = fallback.spec.containers
-    assert container.image == conftest.PROVISIONER_IMAGE
+    assert container.image == images.PROVISIONER_IMAGE
     assert container.readiness_probe.http_get.path == "/healthz"
     (status,) = fallback.status.container_statuses
     assert status.ready and status.restart_count == 0
     assert fallback.spec.security_context.run_as_user in (None, 1000)
     assert container.security_context.run_as_user == 1000 and container.security_context.run_as_non_root
+
+
+def test_the_provisioner_of_k8s_fallback_renews_its_heartbeat_so_doctor_sees_it_running(
+    fallback: Any, node_api: Any
+) -> None:
+    from kubernetes import client
+
+    lease = kwait.until(
+        client.CoordinationV1Api(node_api).list_namespaced_lease,
+        lambda lease: lease.spec.renew_time is not None,
+        NAMESPACE,
+        timeout=60,
+        what="the heartbeat Lease",
+        **kwait.named(heartbeat.NAME),
+    )
+    assert lease.metadata.annotations[heartbeat.SERVES] == "sharedvol.io/hostpath"
+    assert heartbeat.fallback_running(node_api) is True
 
 
 def _kfp_claim(name: str, namespace: str) -> dict[str, Any]:
@@ -97,6 +115,7 @@ def test_a_kfp_shaped_claim_binds_two_pods_share_a_file_through_it_and_deleting_
     assert bound.status.phase == "Bound" and bound.status.access_modes == ["ReadWriteMany"]
     pv = core.read_persistent_volume(bound.spec.volume_name)
     assert pv.metadata.annotations["pv.kubernetes.io/provisioned-by"] == "sharedvol.io/hostpath"
+    assert pv.metadata.annotations[ownership.VOLUME_UID] == pv.metadata.uid  # its RBAC lets it mark the PV
     directory = Path(pv.spec.host_path.path)
     storage_class = yaml.safe_load((FALLBACK / "storageclass.yaml").read_text())
     assert directory.parent == Path(storage_class["parameters"]["basePath"])

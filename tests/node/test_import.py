@@ -8,8 +8,8 @@ from pathlib import Path
 
 from tests import cluster as cp
 from tests.node.session import NodeHandle
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 NAME = "sharedvol-import-check:0.1.0"
 
 

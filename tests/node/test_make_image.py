@@ -5,21 +5,24 @@ from __future__ import annotations
 
 import subprocess
 
-from tests import cluster as cp
+from tests import images
+from tests.paths import REPO
+
+TAG = images.IMAGE_TAG
 
 
 def _dry_run(*variables: str) -> str:
-    out = subprocess.run(["make", "-n", "image", *variables], cwd=cp.REPO, capture_output=True, text=True, check=True)
+    out = subprocess.run(["make", "-n", "image", *variables], cwd=REPO, capture_output=True, text=True, check=True)
     return out.stdout
 
 
 def test_make_image_with_image_tags_the_built_step_image_with_that_name() -> None:
-    plan = _dry_run("IMAGE=registry.example.org/ml/sharedvol:0.1.0")
-    assert "scripts/node/image.sh 0.1.0" in plan
-    assert "docker tag sharedvol:0.1.0 registry.example.org/ml/sharedvol:0.1.0" in plan
+    plan = _dry_run("IMAGE=registry.example.org/ml/sharedvol:7.1")
+    assert f"scripts/node/image.sh {TAG}" in plan
+    assert f"docker tag sharedvol:{TAG} registry.example.org/ml/sharedvol:7.1" in plan
 
 
 def test_make_image_without_image_builds_and_tags_nothing_else() -> None:
     plan = _dry_run()
-    assert "scripts/node/image.sh 0.1.0" in plan
-    assert "docker tag sharedvol:0.1.0 sharedvol:0.1.0" not in plan
+    assert f"scripts/node/image.sh {TAG}" in plan
+    assert "docker tag" not in plan

@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 from tests import cluster as cp
-from tests import kwait
-from tests.node import conftest, pods
+from tests import images, kwait
+from tests.node import pods
+from tests.node.session import NodeHandle
 
 SERVER = cp.REPO / "k8s" / "nfs" / "server"
 NAMESPACE = "sharedvol-nfs"
@@ -32,7 +33,7 @@ def _export_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def nfs_server(node: conftest.NodeHandle, node_api: Any) -> Iterator[str]:
+def nfs_server(node: NodeHandle, node_api: Any) -> Iterator[str]:
     """k8s/nfs/server applied as users apply it, its pod Ready; the Service's cluster IP."""
     from kubernetes import client
 
@@ -72,7 +73,7 @@ def _client(name: str, script: str) -> dict[str, Any]:
         f"for i in 1 2 3 4 5 6 7 8 9 10; do if {{ {script}; }} 2>/tmp/err; then exit 0; fi; sleep 1; done; "
         "cat /tmp/err >&2; exit 1"
     )
-    return pods.step_pod(name, [retried], image=conftest.NFS_IMAGE, command=["/bin/bash", "-c"])
+    return pods.step_pod(name, [retried], image=images.NFS_IMAGE, command=["/bin/bash", "-c"])
 
 
 def test_client_pods_write_and_read_the_in_cluster_nfs_export_over_nfsv4_at_the_share_root(
@@ -110,7 +111,7 @@ def test_the_nfs_server_pod_runs_unprivileged_with_only_the_capabilities_its_man
     core = client.CoreV1Api(node_api)
     (pod,) = core.list_namespaced_pod(NAMESPACE, label_selector="app.kubernetes.io/name=nfs-server").items
     (container,) = pod.spec.containers
-    assert container.image == conftest.NFS_IMAGE
+    assert container.image == images.NFS_IMAGE
     assert not container.security_context.privileged
     assert container.security_context.capabilities.drop == ["ALL"]
     assert "SYS_ADMIN" not in container.security_context.capabilities.add

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from steps import checkpoint, documents, test_resnet
+from steps import checkpoint, documents, schemas
 from tests import cluster as cp
 from tests.node import nodeconfig, pods
 
@@ -72,13 +72,8 @@ def test_pods_on_a_static_claim_prepare_train_evaluate_and_report_and_leave_resu
     manifest = checkpoint.require_manifest(str(run / "checkpoints" / "latest.json"))
     for ref in (manifest.weights, manifest.resume):
         assert len(checkpoint.read_verified(manifest, ref)) == ref.size
-    sealed = documents.read_json(
-        str(run / "eval" / "eval_result.json"),
-        schema=test_resnet.EVAL_SCHEMA,
-        versions=(test_resnet.EVAL_VERSION,),
-        required={"top1": float},
-    )
-    assert sealed["top1"] == evaluation["top1"]
+    sealed = documents.read(str(run / "eval" / "eval_result.json"), schemas.EvalResult)
+    assert sealed.top1 == evaluation["top1"]
     assert all(p.stat().st_uid == 1000 for p in run.rglob("*"))
 
 

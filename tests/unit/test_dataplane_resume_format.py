@@ -12,13 +12,14 @@ import safetensors.torch
 import torch
 
 from steps import checkpoint, errors, safeload
+from tests.stepdocs import SETTINGS
 from tests.unit.test_dataplane_safeload import Payload, mmengine_shaped_checkpoint
 
 
 def written(state: dict[str, Any], tmp_path: Path) -> bytearray:
-    path = tmp_path / "state.resume.safetensors"
-    safeload.state_writer(state)(str(path))
-    return bytearray(path.read_bytes())
+    buf = io.BytesIO()
+    safeload.state_writer(state)(buf)
+    return bytearray(buf.getvalue())
 
 
 def address_range(buf: bytearray) -> range:
@@ -59,6 +60,7 @@ def test_the_resume_file_is_a_safetensors_file_whose_only_pickle_is_the_small_re
 def test_a_tensor_held_twice_loads_as_one_and_views_empty_and_unusual_tensors_round_trip(tmp_path: Path) -> None:
     shared, base = torch.arange(6.0), torch.arange(12.0).reshape(3, 4)
     state = {
+        **{k: v for k, v in mmengine_shaped_checkpoint().items() if k in ("meta", "optimizer")},
         "state_dict": {},
         "a": shared,
         "b": [shared, (base[1], base.t())],  # views of one storage: each is stored alone
@@ -74,10 +76,10 @@ def test_a_tensor_held_twice_loads_as_one_and_views_empty_and_unusual_tensors_ro
     assert loaded["d"].shape == (0, 3) and loaded["d"].dtype == torch.bfloat16
 
 
-def planted_resume_file(path: Path, rest: bytes, tensors: dict[str, Any] | None = None) -> None:
+def planted_resume_file(rest: bytes, tensors: dict[str, Any] | None = None) -> bytes:
     blob = torch.frombuffer(bytearray(rest), dtype=torch.uint8)
     metadata = {"format": safeload.RESUME_FORMAT}
-    safetensors.torch.save_file({**(tensors or {}), safeload.SKELETON: blob}, str(path), metadata=metadata)
+    return safetensors.torch.save({**(tensors or {}), safeload.SKELETON: blob}, metadata=metadata)
 
 
 def test_a_planted_pickle_as_the_rest_of_a_published_resume_file_is_refused_and_nothing_runs(tmp_path: Path) -> None:
@@ -90,9 +92,10 @@ def test_a_planted_pickle_as_the_rest_of_a_published_resume_file_is_refused_and_
         str(ckpt_dir),
         epoch=1,
         weights=weights,
-        resume=lambda path: planted_resume_file(Path(path), pickled.getvalue()),
+        resume=lambda f: f.write(planted_resume_file(pickled.getvalue())),
         loss_per_epoch=[1.0],
         keep=1,
+        settings=SETTINGS,
     )
     buf = checkpoint.read_verified(manifest, manifest.resume)  # the digest matches
 
@@ -105,7 +108,7 @@ def test_a_planted_pickle_as_the_rest_of_a_published_resume_file_is_refused_and_
 def test_a_resume_file_naming_a_tensor_it_does_not_hold_is_refused(tmp_path: Path) -> None:
     pickled = io.BytesIO()
     torch.save({"state_dict": {}, "m": {"__sharedvol_tensor__": "7"}}, pickled)
-    planted_resume_file(tmp_path / "r", pickled.getvalue(), {"0": torch.ones(2)})
+    (tmp_path / "r").write_bytes(planted_resume_file(pickled.getvalue(), {"0": torch.ones(2)}))
 
     with pytest.raises(errors.IntegrityError, match="names a tensor it does not hold"):
         safeload.resume_from_buffer(bytearray((tmp_path / "r").read_bytes()), "r")

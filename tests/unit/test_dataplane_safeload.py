@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from steps import checkpoint, errors, safeload
+from tests.stepdocs import SETTINGS
 
 
 class Payload:
@@ -34,7 +35,9 @@ def planted_pickle(marker: Path) -> bytes:
 def publish_planted(ckpt_dir: Path, marker: Path) -> checkpoint.Manifest:
     """A planted pickle as both files, published properly: its digests match."""
     data = planted_pickle(marker)
-    return checkpoint.publish(str(ckpt_dir), epoch=1, weights=data, resume=data, loss_per_epoch=[1.0], keep=1)
+    return checkpoint.publish(
+        str(ckpt_dir), epoch=1, weights=data, resume=data, loss_per_epoch=[1.0], keep=1, settings=SETTINGS
+    )
 
 
 def test_the_payload_does_run_code_when_unpickled_normally(tmp_path: Path) -> None:

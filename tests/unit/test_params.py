@@ -15,9 +15,9 @@ import yaml
 
 from pipelines import components, flagdocs, local, options, params, pipeline
 from steps import cli as steps_cli
+from steps import config
 from steps import errors as steps_errors
 from steps import params as steps_params
-from steps import train_resnet
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "pipeline.md"
 FIELDS = steps_params.fields(params.RunParameters)
@@ -40,8 +40,8 @@ def test_compile_submit_and_run_take_every_run_parameter_with_the_tables_flag_an
 
 def test_the_demo_takes_the_step_parameters_with_the_demo_profiles_defaults() -> None:
     got = flag_defaults(flagdocs.subparsers()["demo"])
-    assert {n: got[n][1] for n in local.DEMO_PARAMETERS} == {
-        n: getattr(steps_params.DEMO, n) for n in local.DEMO_PARAMETERS
+    assert {n: got[n][1] for n in steps_params.TRAINING} == {
+        n: getattr(steps_params.DEMO, n) for n in steps_params.TRAINING
     }
     assert local.DemoSettings(output=Path("x")).parameters("r").epochs == steps_params.DEMO.epochs
 
@@ -58,9 +58,9 @@ def test_the_step_programs_take_their_parameters_with_the_tables_defaults() -> N
     assert {n: getattr(test, n) for n in steps_params.TESTING} == {
         n: getattr(steps_params.DEFAULTS, n) for n in steps_params.TESTING
     }
-    config = train_resnet.TrainConfig(run_dir="r", data_root="d")
+    cfg = config.TrainConfig(run_dir="r", data_root="d")
     d = steps_params.DEFAULTS
-    assert {n: getattr(config, n) for n in steps_params.TRAINING} == {
+    assert {n: getattr(cfg, n) for n in steps_params.TRAINING} == {
         **{n: getattr(d, n) for n in steps_params.TRAINING},
         "amp": steps_params.amp_setting(d.amp),
         "num_workers": steps_params.workers_setting(d.num_workers),
@@ -70,8 +70,8 @@ def test_the_step_programs_take_their_parameters_with_the_tables_defaults() -> N
 def test_the_tables_defaults_leave_amp_augmentation_and_loader_workers_to_the_device() -> None:
     d = steps_params.DEFAULTS
     assert (d.amp, d.augment, d.num_workers) == ("auto", "auto", steps_params.AUTO_WORKERS)
-    config = train_resnet.TrainConfig(run_dir="r", data_root="d")
-    assert (config.amp, config.augment, config.num_workers) == (None, "auto", None)
+    cfg = config.TrainConfig(run_dir="r", data_root="d")
+    assert (cfg.amp, cfg.augment, cfg.num_workers) == (None, "auto", None)
 
 
 def test_the_train_program_passes_explicit_amp_augmentation_and_workers_and_auto_by_default() -> None:

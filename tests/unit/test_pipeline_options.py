@@ -130,12 +130,12 @@ def test_node_selectors_are_key_value_pairs() -> None:
 )
 def test_run_parameters_that_cannot_work_are_refused(changes: dict[str, object], message: str) -> None:
     with pytest.raises(errors.BadParameterError, match=message.replace("(", r"\(").replace(".", r"\.")):
-        options.RunParameters().replace(**changes).validate()
+        params.RunParameters().replace(**changes).validate()
 
 
 def test_an_unknown_run_parameter_is_refused_naming_the_known_ones() -> None:
     with pytest.raises(errors.BadParameterError) as e:
-        options.RunParameters().replace(epoch=3)
+        params.RunParameters().replace(epoch=3)
     assert str(e.value).startswith("unknown pipeline parameter(s) epoch: known: epochs, batch_size, lr,")
 
 

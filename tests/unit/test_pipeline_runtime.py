@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 from pathlib import Path
 
 import pytest
 
 from pipelines import cli, commands, errors, local, logscan, runtime
+from steps import documents, schemas
 
 
 @pytest.mark.parametrize(
@@ -58,10 +60,11 @@ def test_a_failed_local_run_names_the_task_and_the_reason() -> None:
         "Pipeline \x1b[95m'resnet18-cifar10'\x1b[0m finished with status \x1b[91mFAILURE\x1b[0m. "
         "Inner task failed: \x1b[96m'train-resnet'\x1b[0m."
     )
-    err = local._failure(message, ["    RuntimeError: CUDA out of memory: tried to allocate 2 GiB"])  # type: ignore[arg-type]
+    lines = collections.deque(["    RuntimeError: CUDA out of memory: tried to allocate 2 GiB"])
+    err = local._failure(message, lines, Path("/out/demo.log"))
     assert str(err) == (
         "task train-resnet failed: RuntimeError: CUDA out of memory: tried to allocate 2 GiB: "
-        "its log is printed above; fix the cause and run the demo again"
+        "its log is in /out/demo.log; fix the cause and run the demo again"
     )
 
 
@@ -106,7 +109,7 @@ def test_the_demo_lists_each_result_file_once_with_the_checkpoint_manifest_named
     ):
         (run / rel).parent.mkdir(parents=True, exist_ok=True)
         (run / rel).write_text("{}")
-    (run / "metrics" / "metrics.json").write_text('{"scalars": {"accuracy-top1": 0.5}}')
+    documents.write(str(run / "metrics" / "metrics.json"), schemas.MetricsDoc(scalars={"accuracy-top1": 0.5}))
 
     result = local.collect(tmp_path, "r", "synthetic")
 

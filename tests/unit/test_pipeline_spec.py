@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipelines import errors, options, pipeline
+from pipelines import errors, options, params, pipeline
 
 GOLDEN_DIR = Path(pipeline.__file__).parent / "golden"
 STEPS = ("prepare-data", "train-resnet", "test-resnet", "produce-metrics")
@@ -178,22 +178,22 @@ def test_produce_metrics_outputs_metrics_a_confusion_matrix_and_reports(tmp_path
 
 
 def test_run_parameter_defaults_come_from_the_compile_options(tmp_path: Path) -> None:
-    defaults = options.RunParameters(epochs=5, gpu_count=2, data_source="synthetic", keep_volume=True)
+    defaults = params.RunParameters(epochs=5, gpu_count=2, data_source="synthetic", keep_volume=True)
     spec, _ = compiled(tmp_path, options.CompileOptions(defaults=defaults))
-    params = spec["root"]["inputDefinitions"]["parameters"]
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
 
-    assert {k: params[k]["defaultValue"] for k in ("epochs", "gpu_count", "data_source", "keep_volume")} == {
+    assert {k: inputs[k]["defaultValue"] for k in ("epochs", "gpu_count", "data_source", "keep_volume")} == {
         "epochs": 5.0,
         "gpu_count": "2",
         "data_source": "synthetic",
         "keep_volume": True,
     }
-    assert set(params) == set(options.RunParameters().as_dict())
+    assert set(inputs) == set(params.RunParameters().as_dict())
 
 
 def test_compile_refuses_a_bad_option_before_writing_anything(tmp_path: Path) -> None:
     with pytest.raises(errors.BadParameterError, match="--gpus must be at least 0, got -1"):
-        pipeline.compile_to(options.CompileOptions(defaults=options.RunParameters(gpu_count=-1)), tmp_path / "x.yaml")
+        pipeline.compile_to(options.CompileOptions(defaults=params.RunParameters(gpu_count=-1)), tmp_path / "x.yaml")
     assert not (tmp_path / "x.yaml").exists()
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines import commands, errors, flags, options, pipeline
+from pipelines import commands, errors, flags, options, params, pipeline
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -39,7 +39,7 @@ def test_the_workspace_pipeline_asks_kfp_for_a_readwritemany_claim_of_the_class_
     spec, platform = yaml.safe_load_all(pipeline.compile_to(opts, tmp_path / "ws.yaml").path.read_text())
     workspace = platform["platforms"]["kubernetes"]["pipelineConfig"]["workspace"]
 
-    assert workspace["size"] == options.RunParameters().volume_size
+    assert workspace["size"] == params.RunParameters().volume_size
     assert workspace["kubernetes"]["pvcSpecPatch"] == {"accessModes": ["ReadWriteMany"], "storageClassName": "fast-nfs"}
     assert not {"createpvc", "deletepvc"} & set(spec["root"]["dag"]["tasks"])
     prepare = spec["root"]["dag"]["tasks"]["prepare-data"]["inputs"]["parameters"]
@@ -48,12 +48,12 @@ def test_the_workspace_pipeline_asks_kfp_for_a_readwritemany_claim_of_the_class_
 
 @pytest.mark.parametrize(("count", "sent"), [(0, "0"), (1, "1"), (2, "2"), ("3", "3")])
 def test_gpu_count_is_sent_to_kfp_as_a_string_of_digits(count: int | str, sent: str) -> None:
-    assert options.gpu_count_parameter(count) == sent
+    assert params.gpu_count_parameter(count) == sent
     if isinstance(count, int):
-        assert options.RunParameters(gpu_count=count).as_dict()["gpu_count"] == sent
+        assert params.RunParameters(gpu_count=count).as_dict()["gpu_count"] == sent
 
 
 @pytest.mark.parametrize("bad", [-1, "1.5", "one", "", True])
 def test_a_gpu_count_that_is_not_a_non_negative_integer_is_refused(bad: object) -> None:
     with pytest.raises(errors.BadParameterError, match="is not a non-negative integer"):
-        options.gpu_count_parameter(bad)  # type: ignore[arg-type]
+        params.gpu_count_parameter(bad)  # type: ignore[arg-type]

@@ -6,7 +6,8 @@ import re
 import tomllib
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.paths import REPO
+
 PATTERNS = ("storage/**/*.py", "steps/**/*.py", "pipelines/**/*.py", "scripts/**/*", "*.toml", "*.txt", "Makefile")
 SOURCES = [p for pattern in PATTERNS for p in REPO.glob(pattern) if p.is_file()]
 

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from sharedvol import fromargs
-from steps import errors, launch, test_resnet, train_resnet
+from steps import config, errors, launch, test_resnet
 from storage import errors as storage_errors
 from storage.provisioner import settings
 
@@ -37,9 +37,9 @@ def test_a_given_value_for_no_field_is_a_programming_error() -> None:
 
 def test_the_table_values_become_the_train_configs_forms_and_other_entries_are_left_out() -> None:
     values = {"run_dir": "/r", "data_root": "/d", "epochs": 3, "amp": "off", "num_workers": -1, "train_metrics": 1}
-    cfg = launch.config(train_resnet.TrainConfig, values)
+    cfg = launch.config(config.TrainConfig, values)
     assert (cfg.run_dir, cfg.data_root, cfg.epochs, cfg.amp, cfg.num_workers) == ("/r", "/d", 3, False, None)
-    assert cfg.lr == train_resnet.TrainConfig("/r", "/d").lr
+    assert cfg.lr == config.TrainConfig("/r", "/d").lr
 
 
 def test_the_test_config_takes_only_its_own_fields_from_the_same_values() -> None:
@@ -50,7 +50,7 @@ def test_the_test_config_takes_only_its_own_fields_from_the_same_values() -> Non
 @pytest.mark.parametrize(("name", "value", "flag"), [("amp", "true", "--amp"), ("num_workers", -2, "--num-workers")])
 def test_a_table_value_the_table_refuses_is_a_config_error_naming_the_flag(name: str, value: object, flag: str) -> None:
     with pytest.raises(errors.ConfigError) as e:
-        launch.config(train_resnet.TrainConfig, {"run_dir": "/r", "data_root": "/d", name: value})
+        launch.config(config.TrainConfig, {"run_dir": "/r", "data_root": "/d", name: value})
     assert str(e.value).startswith(f"{flag} ")
 
 

@@ -15,7 +15,7 @@ from mmcls.models.utils.data_preprocessor import ClsDataPreprocessor
 from mmcls.structures import ClsDataSample
 from mmcv.transforms import RandomFlip
 
-from steps import augment, config, train_resnet
+from steps import augment, config
 
 MEAN, STD = [125.307, 122.961, 113.8575], [51.5865, 50.847, 51.255]
 N = 4000
@@ -146,8 +146,8 @@ def test_evaluation_is_not_augmented() -> None:
     assert torch.equal(ours["inputs"], stock["inputs"])
 
 
-def cfg(tmp_path: Path, **kw: Any) -> train_resnet.TrainConfig:
-    return train_resnet.TrainConfig(run_dir=str(tmp_path), data_root=str(tmp_path), **kw)
+def cfg(tmp_path: Path, **kw: Any) -> config.TrainConfig:
+    return config.TrainConfig(run_dir=str(tmp_path), data_root=str(tmp_path), **kw)
 
 
 @pytest.mark.parametrize(("cores", "workers"), [(2, 2), (8, 8), (64, 8)])

@@ -128,11 +128,12 @@ def test_a_batch_file_that_is_a_directory_is_one_line(capsys: pytest.CaptureFixt
         capsys, "train", "--run-dir", str(tmp_path / "run"), "--data-root", str(tmp_path), "--device", "cpu"
     )
     assert code == 2
-    assert lines[-1].startswith(f"sharedvol train: error: {batch} cannot be read as a file")
+    assert lines[-1].startswith(f"sharedvol train: error: {batch} is a directory, not a regular file; refused unread")
 
 
 def test_float64_pixels_are_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     data.synthesize(str(tmp_path), train=10, test=10)
+    (tmp_path / data.MANIFEST).unlink()  # data sharedvol did not prepare: the file's contents decide
     path = tmp_path / "cifar-10-batches-py" / "test_batch"
     with open(path, "wb") as f:
         pickle.dump({"data": np.zeros((10, 3072), dtype=np.float64), "labels": [0] * 10}, f)
@@ -141,8 +142,8 @@ def test_float64_pixels_are_refused(capsys: pytest.CaptureFixture[str], tmp_path
     )
     assert code == 2
     assert lines[-1] == (
-        f"sharedvol train: error: {path} holds float64 pixels, not uint8 (0-255) like CIFAR-10: "
-        "convert the images to uint8, or re-create the dataset with `sharedvol data prepare`"
+        f"sharedvol train: error: {path}: it holds float64 pixels, not uint8 (0-255) like CIFAR-10: "
+        "re-create the dataset with `sharedvol data prepare` (or copy CIFAR-10's official files)"
     )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from steps import config, errors, train_resnet
+from steps import config, errors
 
 
 @pytest.mark.parametrize(("epochs", "expected"), [(1, []), (2, [1]), (3, [1, 2]), (4, [2, 3]), (200, [100, 150])])
@@ -35,8 +35,8 @@ def test_mmengines_scheduler_decays_at_most_tenfold_per_milestone(epochs: int) -
         assert lrs == pytest.approx([0.1, 0.01])  # not lr/100 as with milestones [1, 1]
 
 
-def cfg(tmp_path: Path, **kw: object) -> train_resnet.TrainConfig:
-    return train_resnet.TrainConfig(run_dir=str(tmp_path), data_root=str(tmp_path / "data"), **kw)  # type: ignore[arg-type]
+def cfg(tmp_path: Path, **kw: object) -> config.TrainConfig:
+    return config.TrainConfig(run_dir=str(tmp_path), data_root=str(tmp_path / "data"), **kw)  # type: ignore[arg-type]
 
 
 def test_the_config_is_the_stock_resnet18_cifar_config_with_our_overrides(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from steps import cifar_download, cli, data, errors
+from steps import cifar_download, cli, data, errors, prepare_data
 
 
 def test_synthesized_data_reads_with_an_independent_cifar_reader_as_the_manifest_says(tmp_path: Path) -> None:
@@ -39,9 +39,9 @@ def test_synthesized_data_reads_with_an_independent_cifar_reader_as_the_manifest
         meta = pickle.load(f, encoding="bytes")
 
     assert images == manifest.train_size == 50
-    assert tuple(labels[c] for c in range(10)) == manifest.train_label_counts
+    assert [labels[c] for c in range(10)] == manifest.train_label_counts
     assert test[b"data"].shape == (manifest.test_size, 3072)
-    assert tuple(Counter(test[b"labels"])[c] for c in range(10)) == manifest.test_label_counts
+    assert [Counter(test[b"labels"])[c] for c in range(10)] == manifest.test_label_counts
     assert [n.decode() for n in meta[b"label_names"]] == list(manifest.classes)
     on_disk = json.loads((tmp_path / "sharedvol-dataset.json").read_text())
     assert on_disk["schema"] == "sharedvol.dataset" and on_disk["train_size"] == 50
@@ -70,26 +70,42 @@ def test_a_missing_dataset_names_the_command_that_makes_it(tmp_path: Path) -> No
         data.validate(str(tmp_path))
 
 
-def test_a_file_that_is_not_a_cifar_batch_is_a_dataset_error(tmp_path: Path) -> None:
+def unprepared(tmp_path: Path) -> None:
+    """A dataset in CIFAR-10's format that sharedvol did not prepare (no manifest naming its files)."""
     data.synthesize(str(tmp_path), train=10, test=10)
+    (tmp_path / data.MANIFEST).unlink()
+
+
+def test_a_file_that_is_not_a_cifar_batch_is_a_dataset_error(tmp_path: Path) -> None:
+    unprepared(tmp_path)
     (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"PNG\x00not a pickle")
     with pytest.raises(errors.DatasetError, match="data_batch_3 is not a CIFAR-10 batch file"):
         data.validate(str(tmp_path))
 
 
 def test_a_batch_of_the_wrong_shape_is_a_dataset_error(tmp_path: Path) -> None:
-    data.synthesize(str(tmp_path), train=10, test=10)
+    unprepared(tmp_path)
     with open(tmp_path / "cifar-10-batches-py" / "test_batch", "wb") as f:
         pickle.dump({"data": np.zeros((10, 100), dtype=np.uint8), "labels": [0] * 10}, f)
-    with pytest.raises(errors.DatasetError, match="test_batch has no N x 3072 'data'"):
+    with pytest.raises(errors.DatasetError, match=r"test_batch: its data is \(10, 100\), not N x 3072"):
+        data.validate(str(tmp_path))
+
+
+def test_a_batch_changed_after_the_dataset_was_prepared_is_refused(tmp_path: Path) -> None:
+    data.synthesize(str(tmp_path), train=10, test=10)
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_2"
+    raw = bytearray(batch.read_bytes())
+    raw[-20] ^= 1  # one pixel
+    batch.write_bytes(bytes(raw))
+    with pytest.raises(errors.DatasetError, match="data_batch_2 is not the file the dataset's manifest names"):
         data.validate(str(tmp_path))
 
 
 def test_prepare_reuses_a_prepared_dataset(tmp_path: Path) -> None:
-    first = data.prepare(str(tmp_path), "synthetic:30:20")
+    first = prepare_data.prepare(str(tmp_path), "synthetic:30:20")
     batch = tmp_path / "cifar-10-batches-py" / "data_batch_1"
     stamp = batch.stat().st_mtime_ns
-    again = data.prepare(str(tmp_path), "synthetic:500:100")
+    again = prepare_data.prepare(str(tmp_path), "synthetic:500:100")
 
     assert (again.train_size, again.test_size) == (first.train_size, first.test_size) == (30, 20)
     assert batch.stat().st_mtime_ns == stamp
@@ -97,7 +113,7 @@ def test_prepare_reuses_a_prepared_dataset(tmp_path: Path) -> None:
 
 def test_prepare_copies_a_local_dataset(tmp_path: Path) -> None:
     data.synthesize(str(tmp_path / "src"), train=20, test=10)
-    m = data.prepare(str(tmp_path / "dst"), str(tmp_path / "src"))
+    m = prepare_data.prepare(str(tmp_path / "dst"), str(tmp_path / "src"))
     assert m.source == f"local:{tmp_path / 'src'}"
     assert data.validate(str(tmp_path / "dst")).train_size == 20
 
@@ -108,7 +124,7 @@ def test_prepare_copies_a_local_dataset(tmp_path: Path) -> None:
 )
 def test_a_bad_data_source_is_one_clear_error(tmp_path: Path, source: str, message: str) -> None:
     with pytest.raises(errors.ConfigError, match=message):
-        data.prepare(str(tmp_path), source)
+        prepare_data.prepare(str(tmp_path), source)
 
 
 def test_a_synthetic_size_below_one_image_per_class_is_refused(tmp_path: Path) -> None:

@@ -180,7 +180,8 @@ def test_a_local_path_only_cluster_gets_a_static_pv_on_its_node() -> None:
     assert p.pv is not None and p.claim is not None
     assert p.pv["spec"]["hostPath"]["path"] == "/var/lib/sharedvol/kfp/shared"
     assert p.claim["spec"]["volumeName"] == p.pv["metadata"]["name"] == "sharedvol.kfp.shared"
-    assert "no class serves ReadWriteMany (considered: local-path (rancher.io/local-path: RWX no))" in p.describe()
+    why = "no class can serve ReadWriteMany now (considered: local-path (rancher.io/local-path: RWX no))"
+    assert why in p.describe()
 
 
 def test_the_nfs_class_wins_over_other_rwx_classes() -> None:

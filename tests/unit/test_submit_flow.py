@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import cli, errors, follow, kfp_api, options, submit
+from pipelines import cli, errors, follow, kfp_api, options, params, submit
 from tests.kfp_fake import FORBIDDEN_TOKEN, GOOD_TOKEN, METRICS, FakeKfp, RunStep, running
 
 NO_WAIT = submit.PollSettings(initial_s=0.0, max_s=0.0, timeout_s=60.0)
@@ -76,7 +76,7 @@ def test_a_first_submit_creates_the_pipeline_a_version_the_experiment_and_a_run_
         "pipeline_id": result.pipeline_id,
         "pipeline_version_id": result.version_id,
     }
-    assert create.body["runtime_config"]["parameters"] == options.RunParameters().as_dict()
+    assert create.body["runtime_config"]["parameters"] == params.RunParameters().as_dict()
     assert create.body["experiment_id"] == result.experiment_id
     # progress: what was created, then each task's state changes, then the end
     assert lines[0] == "created pipeline 'resnet18-cifar10'"
@@ -86,6 +86,16 @@ def test_a_first_submit_creates_the_pipeline_a_version_the_experiment_and_a_run_
         "metrics read from ML Metadata (the produce-metrics task's Metrics artifact)",
     ]
     assert sorted(t.name for t in result.tasks) == sorted(STEPS)
+
+
+def test_task_events_print_in_the_pipelines_order_naming_create_volume_and_delete_volume(kfp_server: FakeKfp) -> None:
+    # every task ended between two polls, and the API lists them in another order
+    kfp_server.script = [RunStep("SUCCEEDED", dict.fromkeys(reversed(STEPS), "SUCCEEDED"))]
+    lines: list[str] = []
+    clock = FakeClock()
+    submit.submit(settings(kfp_server), progress=lines.append, sleep=clock.sleep, clock=clock)
+
+    assert [line for line in lines if line.startswith("  ")] == [f"  {step}: SUCCEEDED" for step in STEPS]
 
 
 def test_every_request_carries_the_bearer_token_and_the_namespace(kfp_server: FakeKfp) -> None:
@@ -134,8 +144,8 @@ def test_a_changed_pipeline_is_uploaded_as_a_new_version_of_the_same_pipeline(kf
 
 
 def test_run_parameters_given_to_submit_reach_the_run(kfp_server: FakeKfp) -> None:
-    params = options.RunParameters(epochs=3, gpu_count=0, keep_volume=True, data_source="synthetic:512:128")
-    run(kfp_server, params=params)
+    values = params.RunParameters(epochs=3, gpu_count=0, keep_volume=True, data_source="synthetic:512:128")
+    run(kfp_server, params=values)
 
     (create,) = kfp_server.calls("POST", "/apis/v2beta1/runs")
     sent = create.body["runtime_config"]["parameters"]
@@ -429,3 +439,11 @@ def test_the_in_cluster_token_file_is_read_when_no_token_is_given(tmp_path: Path
     assert kfp_api.read_token_file(paths=(str(tmp_path / "missing"),), env={}) is None
     assert kfp_api.read_token_file(paths=(str(token),), env={}) == "sa-token"
     assert kfp_api.read_token_file(paths=(), env={kfp_api.TOKEN_PATH_ENV: str(token)}) == "sa-token"
+
+
+def test_a_hostile_metrics_line_in_a_pod_log_gives_no_metrics_and_no_traceback() -> None:
+    deep = "sharedvol-metrics " + "[" * 200_000 + "]" * 200_000
+    assert follow.parse_metrics_line(deep) == {}
+    assert follow.parse_metrics_line('sharedvol-metrics {"a": NaN, "b": 1e999}') == {}
+    huge = 'sharedvol-metrics {"a": ' + "9" * 400 + ', "b": true, "c": 0.5}'
+    assert follow.parse_metrics_line(huge) == {"c": 0.5}

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sharedvol import version
 from tests import cluster as cp
 from tests.kfp_backend.real import backend as kb
 from tests.kfp_backend.real import images, procs
@@ -63,7 +64,7 @@ def _start_node(node_dir: Path, workdir: Path) -> int:
         return 1
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / NODE_STARTED).write_text(f"{node_dir}\n")
-    tag = os.environ.get("IMAGE_TAG", "0.1.0")
+    tag = os.environ.get("IMAGE_TAG", version.IMAGE_TAG)
     built = subprocess.run(
         [str(cp.REPO / "scripts" / "node" / "image.sh"), tag], env={**os.environ, "NODE_DIR": str(node_dir)}
     )

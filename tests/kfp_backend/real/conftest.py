@@ -12,22 +12,10 @@ from typing import Any
 import pytest
 
 from tests import cluster as cp
-from tests import markers
+from tests import images as project_images
 from tests.kfp_backend.real import backend as kb
 from tests.kfp_backend.real import config as kc
 from tests.kfp_backend.real import images
-
-STEP_IMAGE = "sharedvol:0.1.0"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Register this tier's marker (``-m "not kfp_real"`` leaves it out)."""
-    config.addinivalue_line("markers", "kfp_real: the real KFP backend's parts (builds and caches them first)")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test in this folder carries the marker."""
-    markers.mark_folder(items, __file__, pytest.mark.kfp_real)
 
 
 @dataclass
@@ -94,8 +82,9 @@ def kfp_on_node(real_node: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
     """The real backend on the real node, its images imported into the node's containerd; removed afterwards."""
     env = cp.read_env(Path(real_node.workdir) / "node.env")
     crictl = [str(Path(env["BIN_DIR"]) / "crictl"), "--runtime-endpoint", f"unix://{env['CONTAINERD_ADDRESS']}"]
-    if subprocess.run([*crictl, "inspecti", STEP_IMAGE], capture_output=True, check=False).returncode != 0:
-        pytest.fail(f"the node has no {STEP_IMAGE}: build it and import it (make image with the node up)")
+    step_image = project_images.STEP_IMAGE
+    if subprocess.run([*crictl, "inspecti", step_image], capture_output=True, check=False).returncode != 0:
+        pytest.fail(f"the node has no {step_image}: build it and import it (make image with the node up)")
     images.import_all(kb.kfp_bin_dir(), Path(env["CONTAINERD_ADDRESS"]), Path(env["BIN_DIR"]) / "crictl")
     backend = kb.KfpBackend(
         workdir=tmp_path_factory.mktemp("kfp"),

@@ -25,9 +25,10 @@ import pytest
 
 from storage import specs
 from tests import kwait
+from tests.images import STEP_IMAGE
 from tests.kfp_backend.real import backend as kb
 from tests.kfp_backend.real import config as kc
-from tests.kfp_backend.real.conftest import STEP_IMAGE, Mlmd
+from tests.kfp_backend.real.conftest import Mlmd
 
 RUN_TIMEOUT_S = 900
 RETRY_CLAIM = f"kfp-retried-{uuid.uuid4().hex[:6]}"  # a node kept by make node-up may hold older ones

@@ -8,15 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.paths import REPO
 
 FILL = """
 import json, os, sys
 from steps import checkpoint, errors
+from tests.stepdocs import SETTINGS
 d = sys.argv[1]
-checkpoint.publish(d, epoch=1, weights=b"w" * 100_000, resume=b"r" * 200_000, loss_per_epoch=[1.0], keep=1)
+checkpoint.publish(d, epoch=1, weights=b"w" * 100_000, resume=b"r" * 200_000, loss_per_epoch=[1.0], keep=1,
+                   settings=SETTINGS)
 try:
-    checkpoint.publish(d, epoch=2, weights=b"W" * 300_000, resume=b"R" * 3_000_000, loss_per_epoch=[1.0, 0.5], keep=1)
+    checkpoint.publish(d, epoch=2, weights=b"W" * 300_000, resume=b"R" * 3_000_000, loss_per_epoch=[1.0, 0.5], keep=1,
+                       settings=SETTINGS)
 except errors.StepError as e:
     print(json.dumps({"error": str(e), "left": sorted(os.listdir(d)),
                       "epoch": checkpoint.require_manifest(d + "/latest.json").epoch}))

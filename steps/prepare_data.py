@@ -1,0 +1,69 @@
+"""prepare-data: make CIFAR-10 available in a directory once (generated, downloaded or copied); later calls reuse it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from steps import cifar_download, cifar_format, data, dataplane, errors, schemas, volread
+
+log = logging.getLogger(__name__)
+
+
+def prepare(dest: str, source: str = "synthetic") -> schemas.DatasetManifest:
+    """Make CIFAR-10 available under ``dest`` once; a second call finds it and reuses it.
+
+    Args:
+        dest: the directory that will hold ``cifar-10-batches-py`` (on the shared volume: ``<mount>/data/cifar10``).
+        source: ``synthetic`` (small default sizes), ``synthetic:TRAIN:TEST``, ``download`` (the official archive,
+            MD5-checked), or a local directory that holds ``cifar-10-batches-py`` (its seven files are copied, each
+            read with the bounded reader).
+
+    Raises:
+        ConfigError: an unknown source.
+        DatasetError: the download or the copied data is not CIFAR-10, or the prepared data was changed since.
+    """
+    manifest_path = Path(dest) / data.MANIFEST
+    if manifest_path.exists() and (Path(dest) / data.BASE_FOLDER).is_dir():
+        found = data.validate(dest)
+        log.info(
+            "dataset already prepared in %s (%s, %d train / %d test)",
+            dest,
+            found.source,
+            found.train_size,
+            found.test_size,
+        )
+        return found
+    if source == "synthetic" or source.startswith("synthetic:"):
+        train, test = data.DEFAULT_SYNTHETIC
+        if source != "synthetic":
+            try:
+                _, a, b = source.split(":")
+                train, test = int(a), int(b)
+            except ValueError as e:
+                raise errors.ConfigError(
+                    f"data source {source!r} is not synthetic:TRAIN:TEST", hint="e.g. synthetic:512:128"
+                ) from e
+        return data.synthesize(dest, train=train, test=test)
+    if source == "download":
+        return cifar_download.download(dest)
+    if Path(source).is_dir():
+        return _copy(source, dest)
+    raise errors.ConfigError(
+        f"unknown data source {source!r}",
+        hint="use synthetic, synthetic:TRAIN:TEST, download, or a directory holding cifar-10-batches-py",
+    )
+
+
+def _copy(source: str, dest: str) -> schemas.DatasetManifest:
+    """Copy the dataset files of ``source`` to ``dest`` (only those seven, each bounded), then describe the copy."""
+    found = data.validate(source, source=f"local:{source}")
+    if Path(source).resolve() != Path(dest).resolve():
+        folder = Path(dest) / data.BASE_FOLDER
+        data.make_dir(folder)
+        for name, ref in found.files.items():
+            raw, _ = cifar_format.read_file(Path(source) / data.BASE_FOLDER / name, ref, cap=volread.BATCH_CAP)
+            dataplane.publish_bytes(str(folder / name), raw)
+    manifest = data.validate(dest, source=f"local:{source}")
+    data.write_manifest(manifest)
+    return manifest

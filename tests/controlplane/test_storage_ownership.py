@@ -1,0 +1,143 @@
+"""One owner per volume: release, provision and doctor agree with a running `sharedvol serve` on who owns what."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from kubernetes import client, watch
+
+from storage import specs
+from tests import kwait
+from tests.conftest import ClusterObjects
+from tests.controlplane.conftest import PROVISIONER, Service, SharedvolCli, fallback_class
+
+
+def _running(serve: Callable[..., Service], api: Any, namespace: str) -> Service:
+    """A service whose heartbeat Lease is up in ``namespace`` ("": where one started by hand puts it, ``default``)."""
+    svc = serve(env={"SHAREDVOL_NAMESPACE": namespace})
+    kwait.until(
+        client.CoordinationV1Api(api).list_namespaced_lease,
+        lambda lease: lease.spec.renew_time is not None,
+        namespace or "default",
+        what="the heartbeat Lease",
+        timeout=60,
+        **kwait.named("sharedvol-provisioner"),
+    )
+    return svc
+
+
+def _volume_path(api: Any, svc: Service, namespace: str, name: str) -> tuple[str, Any]:
+    claim = kwait.claim_phase(client.CoreV1Api(api), namespace, name, timeout=90)
+    pv = client.CoreV1Api(api).read_persistent_volume(claim.spec.volume_name)
+    return pv.metadata.name, svc.node_dir(pv.spec.host_path.path)
+
+
+def _wait_deleted(core: Any, volume: str, timeout: float = 90) -> None:
+    listing = core.list_persistent_volume(**kwait.named(volume))
+    if not listing.items:
+        return
+    w = watch.Watch()
+    for event in w.stream(
+        core.list_persistent_volume,
+        resource_version=listing.metadata.resource_version,
+        timeout_seconds=int(timeout),
+        **kwait.named(volume),
+    ):
+        if event["type"] == "DELETED":
+            w.stop()
+            return
+    raise AssertionError(f"PersistentVolume {volume} was not deleted in {timeout:.0f} s")
+
+
+@pytest.mark.parametrize("on_delete", ["delete", "archive"])
+def test_release_keep_data_of_a_claim_the_service_made_keeps_the_data_whatever_the_class_says(
+    api: Any,
+    namespace: str,
+    cluster_objects: ClusterObjects,
+    serve: Callable[..., Service],
+    sharedvol: SharedvolCli,
+    on_delete: str,
+) -> None:
+    svc = _running(serve, api, namespace)
+    sc = fallback_class(cluster_objects, on_delete=on_delete)
+    made = sharedvol("provision", "data", "-n", namespace, "--class", sc, "--size", "1Gi")
+    assert made.returncode == 0, made.stderr
+    volume, path = _volume_path(api, svc, namespace, "data")
+    cluster_objects.track_pv(volume)
+    (path / "epoch_1.pth").write_bytes(b"weights")
+
+    kept = sharedvol("release", "data", "-n", namespace, "--keep-data")
+
+    assert kept.returncode == 0, kept.stderr
+    assert f"PersistentVolume {volume}: kept" in kept.stdout and f"--class {sc}` binds it again" in kept.stdout
+    again = sharedvol("provision", "data", "-n", namespace, "--class", sc, "--size", "1Gi")
+    assert again.returncode == 0, again.stderr
+    assert kwait.claim_phase(client.CoreV1Api(api), namespace, "data", timeout=90).spec.volume_name == volume
+    assert (path / "epoch_1.pth").read_bytes() == b"weights"
+
+
+def test_a_plain_release_of_a_claim_the_service_made_lets_the_service_reclaim_it_as_its_class_says(
+    api: Any, namespace: str, cluster_objects: ClusterObjects, serve: Callable[..., Service], sharedvol: SharedvolCli
+) -> None:
+    svc = _running(serve, api, namespace)
+    sc = fallback_class(cluster_objects, on_delete="archive")
+    assert sharedvol("provision", "data", "-n", namespace, "--class", sc, "--size", "1Gi").returncode == 0
+    volume, path = _volume_path(api, svc, namespace, "data")
+    (path / "epoch_1.pth").write_bytes(b"weights")
+
+    released = sharedvol("release", "data", "-n", namespace)
+
+    assert released.returncode == 0, released.stderr
+    assert f"handed to sharedvol serve (StorageClass {sc})" in released.stdout
+    _wait_deleted(client.CoreV1Api(api), volume)
+    assert (path.with_name(f"archived-{path.name}") / "epoch_1.pth").read_bytes() == b"weights"
+
+
+def test_provision_of_a_class_whose_provisioner_is_not_running_is_refused_before_anything_is_made(
+    api: Any, namespace: str, cluster_objects: ClusterObjects, sharedvol: SharedvolCli
+) -> None:
+    sc = fallback_class(cluster_objects)  # sharedvol.io/hostpath, and no service runs
+
+    out = sharedvol("provision", "data", "-n", namespace, "--class", sc, "--size", "1Gi")
+
+    assert out.returncode == 2 and "its provisioner (`sharedvol serve`) is not running" in out.stderr
+    assert client.CoreV1Api(api).list_namespaced_persistent_volume_claim(namespace).items == []
+
+
+def test_a_static_provision_refused_for_a_read_write_once_claim_of_that_name_leaves_no_pv(
+    api: Any, namespace: str, sharedvol: SharedvolCli
+) -> None:
+    rwo = specs.rwx_claim("data", namespace, "1Gi", "")
+    rwo["spec"]["accessModes"] = ["ReadWriteOnce"]
+    client.CoreV1Api(api).create_namespaced_persistent_volume_claim(namespace, rwo)
+
+    out = sharedvol("provision", "data", "-n", namespace, "--static", "--no-prepare", "--timeout", "20")
+
+    assert out.returncode != 0 and "not ReadWriteMany" in out.stderr
+    names = {pv.metadata.name for pv in client.CoreV1Api(api).list_persistent_volume().items}
+    assert specs.static_pv_name(namespace, "data") not in names
+
+
+def test_doctor_says_a_service_started_by_hand_runs_and_its_headline_agrees_with_the_class_list(
+    api: Any, namespace: str, cluster_objects: ClusterObjects, serve: Callable[..., Service], sharedvol: SharedvolCli
+) -> None:
+    cluster_objects.storage_class(
+        {
+            "metadata": {"name": "sharedvol-hostpath"},
+            "provisioner": PROVISIONER,
+            "reclaimPolicy": "Delete",
+            "parameters": {"basePath": "/var/lib/sharedvol"},
+        }
+    )
+    _running(serve, api, "")  # started as by hand, with no settings: its Lease goes to namespace default
+
+    report = sharedvol("doctor", "--json")
+    text = sharedvol("doctor")
+
+    assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)["fallback_provisioner_running"] is True
+    assert "not running" not in text.stdout
+    assert "no class can serve ReadWriteMany" not in text.stdout

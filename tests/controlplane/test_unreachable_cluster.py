@@ -1,0 +1,51 @@
+"""Every command that talks to the cluster says in one line when its API server does not answer."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests import cluster as cp
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def silent_kubeconfig(tmp_path: Path) -> Path:
+    """A kubeconfig whose server is a local port nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return cp.write_kubeconfig(tmp_path / "silent.kubeconfig", f"https://127.0.0.1:{port}", "token", None, "u")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("run", "--host", "http://127.0.0.1:9", "--gpus", "0"),
+        ("compile", "--storage", "auto", "-o", "{tmp}/p.yaml"),
+        ("doctor",),
+        ("provision", "data", "--static"),
+        ("release", "data"),
+        ("serve", "--health-port", "0", "--text-logs"),
+    ],
+    ids=["run", "compile-auto", "doctor", "provision", "release", "serve"],
+)
+def test_a_command_against_an_api_server_that_does_not_answer_says_so_in_one_line(
+    silent_kubeconfig: Path, tmp_path: Path, argv: tuple[str, ...]
+) -> None:
+    args = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "KUBECONFIG": str(silent_kubeconfig)}
+    env.pop("KF_PIPELINES_ENDPOINT", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "pipelines", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr + out.stdout
+    errors = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "no answer from https://127.0.0.1:" in errors[0], out.stderr
