@@ -2,7 +2,7 @@
 ``kubectl apply -k k8s/nfs`` on that cluster. Every test here is marked ``vm`` (``-m "not vm"`` leaves them out).
 
 The tier needs root (the real node, the bridge, QEMU). SHAREDVOL_TEST_NODE_DIR=.node with ``make node-up NODES=2``
-reuses a running VM node.
+reuses a running VM node. The marker comes from the folder (tests/tiers.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from tests import cluster as cp
-from tests import markers
 from tests.node import nodeconfig as nc
 from tests.node.session import NodeHandle
 from tests.vm import guest, vmnode
@@ -27,11 +26,6 @@ BUSYBOX = "busybox:1.37.0"  # k8s/nfs/check's image, on the VM's image disk (scr
 SERVER_PIN = "sharedvol.io/nfs-server"
 # docs/nfs.md, "Pin the NFS server to one node"
 PIN_PATCH = '{"spec":{"template":{"spec":{"nodeSelector":{"sharedvol.io/nfs-server":"true"}}}}}'
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test of this directory ``vm``."""
-    markers.mark_folder(items, __file__, pytest.mark.vm)
 
 
 @contextlib.contextmanager
