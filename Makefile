@@ -12,7 +12,7 @@ IMAGE ?= sharedvol:$(IMAGE_TAG)
 NODE_DIR ?= $(CURDIR)/.node
 
 .PHONY: help preflight venv controlplane kfpcheck test lint unit demo install compile bench bench-train bench-data bench-loader bench-gpu bench-controlplane bench-storage bench-fallback bench-demo \
-        cluster-up cluster-down node-up node-down image test-node bench-node need-root clean
+        cluster-up cluster-down node-up node-down image test-node test-vm bench-node need-root clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -41,7 +41,7 @@ test: preflight venv lint ## every test, every tier: real node and real KFP incl
 	  SHAREDVOL_TRAINER_DIR=$$(scripts/trainer/build.sh --manifests) && \
 	  SHAREDVOL_KFP_UI=$$(scripts/kfp/ui-build.sh) && \
 	  export SHAREDVOL_CONTROLPLANE_BIN SHAREDVOL_KFPCHECK_BIN SHAREDVOL_KFP_BIN SHAREDVOL_TRAINER_DIR SHAREDVOL_KFP_UI && \
-	  $(RUN) -m pytest
+	  $(RUN) -m pytest -m "not vm"
 
 preflight: ## what make test needs before it builds anything (root, python3-venv, Go 1.26, apt-get), all named at once
 	@scripts/preflight.sh
@@ -53,6 +53,9 @@ test-kfp: need-root venv kfp-build ## only the real KFP backend tier (root; abou
 
 need-root:
 	@[ "$$(id -u)" = 0 ] || { echo "make: the real-node tier (tests/node) runs real pods and needs root: run it as root (CI does), or run make unit" >&2; exit 1; }
+
+test-vm: need-root venv ## only the two-node tier (root): the real node plus a QEMU VM node, k8s/nfs mounted by the VM's kernel (tests/vm)
+	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) -m pytest -m vm
 
 test-node: need-root venv ## only the real-node tier (root); SHAREDVOL_TEST_NODE_DIR=.node reuses a node from make node-up
 	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) -m pytest -m node
@@ -105,10 +108,15 @@ cluster-up: venv ## start the test control plane in the background, kubeconfig i
 cluster-down: venv ## stop the control plane started by cluster-up
 	$(RUN) -m tests.cluster down --dir $(CLUSTER_DIR)
 
-node-up: venv ## a real one-node cluster (root): control plane, containerd, kubelet, kube-proxy; kubeconfig in .node/
-	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) -m tests.node.realnode up --dir $(NODE_DIR)
+NODES ?= 1
 
-node-down: venv ## stop the node started by node-up (its pods first), every process by pid
+node-up: venv ## a real one-node cluster (root): control plane, containerd, kubelet, kube-proxy; kubeconfig in .node/; NODES=2 adds a VM node (QEMU) whose kernel mounts NFS
+	@[[ "$(NODES)" == 1 || "$(NODES)" == 2 ]] || { echo "make: NODES is 1 (the real node) or 2 (plus a VM node)" >&2; exit 1; }
+	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) -m tests.node.realnode up --dir $(NODE_DIR)
+	$(if $(filter 2,$(NODES)),$(RUN) -m tests.vm.vmnode up --node-dir $(NODE_DIR))
+
+node-down: venv ## stop the node started by node-up (its pods first), every process by pid; the VM node and its network first
+	$(RUN) -m tests.vm.vmnode down --node-dir $(NODE_DIR)
 	$(RUN) -m tests.node.realnode down --dir $(NODE_DIR)
 
 image: ## build the step, provisioner and NFS server images (Docker engine); IMAGE=NAME also tags the step image; after node-up, also into the node

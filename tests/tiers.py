@@ -15,6 +15,7 @@ TIERS = {
     "kfp_backend": "kfp_backend",
     "kfp_backend/real": "kfp_real",
     "node": "node",
+    "vm": "vm",
 }
 TESTS = Path(__file__).resolve().parent
 

@@ -79,8 +79,9 @@ state = "{layout.run_dir / "state"}"
 """
 
 
-def cni_conflist() -> str:
-    """A bridge network with host-local addresses, port mappings, and the firewall plugin for egress."""
+def cni_conflist(subnet: str = POD_SUBNET) -> str:
+    """A bridge network with host-local addresses from ``subnet`` (each node its own range), port mappings, and the
+    firewall plugin for egress."""
     return json.dumps(
         {
             "cniVersion": "0.4.0",
@@ -94,7 +95,7 @@ def cni_conflist() -> str:
                     "hairpinMode": True,
                     "ipam": {
                         "type": "host-local",
-                        "ranges": [[{"subnet": POD_SUBNET}]],
+                        "ranges": [[{"subnet": subnet}]],
                         "routes": [{"dst": "0.0.0.0/0"}],
                     },
                 },
@@ -140,15 +141,17 @@ def kubelet_config(layout: NodeLayout, port: int, healthz_port: int, client_ca: 
     return json.dumps(config, indent=2)
 
 
-def kube_proxy_config(kubeconfig: Path, metrics_port: int, healthz_port: int) -> str:
-    """KubeProxyConfiguration: iptables mode, conntrack sysctls left alone."""
+def kube_proxy_config(
+    kubeconfig: Path, metrics_port: int, healthz_port: int, node_name: str = NODE_NAME, cluster_cidr: str = POD_SUBNET
+) -> str:
+    """KubeProxyConfiguration: iptables mode, conntrack sysctls left alone; ``cluster_cidr``: every node's pods."""
     config = {
         "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
         "kind": "KubeProxyConfiguration",
         "mode": "iptables",
         "clientConnection": {"kubeconfig": str(kubeconfig)},
-        "hostnameOverride": NODE_NAME,
-        "clusterCIDR": POD_SUBNET,
+        "hostnameOverride": node_name,
+        "clusterCIDR": cluster_cidr,
         "bindAddress": "0.0.0.0",
         "metricsBindAddress": f"127.0.0.1:{metrics_port}",
         "healthzBindAddress": f"127.0.0.1:{healthz_port}",

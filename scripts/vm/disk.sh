@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The VM's image disk: a containerd root (namespace k8s.io) holding the sandbox image and every image of
+# scripts/vm/images.sh, filled by a containerd on the host (the same Debian containerd as in the VM) and written into
+# an ext4 image the VM mounts at /var/lib/containerd. Importing in the VM would cost minutes under TCG; here it is
+# seconds, once. Cached by the images' content: ~/.cache/sharedvol/vm/disk-<hash>/images.img.
+#
+#   scripts/vm/disk.sh PAUSE.tar      build if missing, print the image file's path
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../build-cache.sh
+source "$here/../build-cache.sh"
+log_name=vm-disk
+pause=$1
+
+images=$("$here/images.sh")
+key=$(cat "$here/disk.sh" "$pause" "$images"/*.tar | sha256sum | cut -c1-16)
+dest="$cache_root/vm/disk-$key"
+if [[ -s "$dest/images.img" ]]; then
+  log "reusing $dest/images.img"
+  echo "$dest/images.img"
+  exit 0
+fi
+work=$(mktemp -d /var/tmp/sharedvol-vm-disk.XXXXXX)
+pid=
+cleanup() {
+  [[ -n "$pid" ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  mountpoint -q "$work/state" && umount -R "$work/state"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+start=$(date +%s)
+mkdir -p "$work/root" "$work/state"
+cat >"$work/config.toml" <<TOML
+version = 2
+root = "$work/root"
+state = "$work/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$work/containerd.sock"
+TOML
+containerd --config "$work/config.toml" >"$work/containerd.log" 2>&1 &
+pid=$!
+for _ in $(seq 150); do [[ -S "$work/containerd.sock" ]] && break; sleep 0.2; done
+[[ -S "$work/containerd.sock" ]] || { tail -20 "$work/containerd.log" >&2; log "containerd did not start"; exit 1; }
+ctr() { command ctr --address "$work/containerd.sock" -n k8s.io "$@"; }
+ctr images import --snapshotter overlayfs "$pause" >/dev/null
+while read -r name tar; do
+  ctr images import --snapshotter overlayfs "$images/$tar" >/dev/null
+  log "imported $name"
+done <"$images/images.txt"
+ctr images ls -q >"$work/names"
+kill "$pid" && wait "$pid" 2>/dev/null || true
+pid=
+size=$(($(du -sm "$work/root" | cut -f1) * 2 + 512))
+mkfs.ext4 -q -F -L sharedvol-images -d "$work/root" "$work/images.img" "${size}M" >&2
+mkdir -p "$dest"
+mv "$work/images.img" "$dest/images.img"
+cp "$work/names" "$dest/images.txt"
+log "built in $(($(date +%s) - start)) s: $dest/images.img (${size} MiB)"
+echo "$dest/images.img"

@@ -1,0 +1,84 @@
+"""Fixtures of the two-node tier: the VM node (tests/vm/vmnode.py) joined to the session's real node, and
+``kubectl apply -k k8s/nfs`` on that cluster. Every test here is marked ``vm`` (``-m "not vm"`` leaves them out).
+
+The tier needs root (the real node, the bridge, QEMU). SHAREDVOL_TEST_NODE_DIR=.node with ``make node-up NODES=2``
+reuses a running VM node. The marker comes from the folder (tests/tiers.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import cluster as cp
+from tests.node import nodeconfig as nc
+from tests.node.session import NodeHandle
+from tests.vm import guest, vmnode
+
+NFS = cp.REPO / "k8s" / "nfs"
+NFS_NAMESPACE = "sharedvol-nfs"
+EXPORT_DIR = Path("/var/lib/sharedvol-nfs")  # k8s/nfs/server's hostPath, on the host node
+BUSYBOX = "busybox:1.37.0"  # k8s/nfs/check's image, on the VM's image disk (scripts/vm/images.sh)
+SERVER_PIN = "sharedvol.io/nfs-server"
+# docs/nfs.md, "Pin the NFS server to one node"
+PIN_PATCH = '{"spec":{"template":{"spec":{"nodeSelector":{"sharedvol.io/nfs-server":"true"}}}}}'
+
+
+@contextlib.contextmanager
+def _visible(config: pytest.Config) -> Iterator[None]:
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        yield
+
+
+@pytest.fixture(scope="session")
+def vm_node(node: NodeHandle, pytestconfig: pytest.Config) -> Iterator[vmnode.VMNode]:
+    """The VM node, Ready, for the rest of the session (reused when ``make node-up NODES=2`` runs it)."""
+    vm = vmnode.VMNode(node_dir=node.workdir, bin_dir=node.bin_dir)
+    if cp.alive_pids(vm.workdir):
+        yield vm
+        return
+    with _visible(pytestconfig):
+        print(f"\n[vm] starting the VM node {guest.VM_NODE_NAME} (QEMU, TCG) beside {nc.NODE_NAME}", flush=True)
+        vm.start()
+        print(f"[vm] {guest.VM_NODE_NAME} Ready in {vm.startup_seconds:.1f} s", flush=True)
+    try:
+        yield vm
+    finally:
+        vm.stop()
+
+
+@pytest.fixture(scope="session")
+def vm_api(vm_node: vmnode.VMNode) -> Any:
+    """A ``kubernetes.client.ApiClient`` for the two-node cluster's admin."""
+    from kubernetes import config
+
+    return config.new_client_from_config(str(vm_node.node_dir / "admin.kubeconfig"))
+
+
+def ready(pod: Any) -> bool:
+    """The pod is Ready."""
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+@pytest.fixture(scope="session")
+def nfs_installed(vm_node: vmnode.VMNode) -> Iterator[None]:
+    """``kubectl apply -k k8s/nfs`` as README shows it, the server pinned to the host node as docs/nfs.md shows it
+    for several nodes, and every pod of it Ready."""
+    vm_node.kubectl("label", "node", nc.NODE_NAME, f"{SERVER_PIN}=true", "--overwrite")
+    vm_node.kubectl("apply", "-k", str(NFS))
+    vm_node.kubectl("-n", NFS_NAMESPACE, "patch", "deployment", "nfs-server", "-p", PIN_PATCH)
+    try:
+        # docs/nfs.md's quick start, with more time: the VM is slow
+        vm_node.kubectl(
+            "-n", NFS_NAMESPACE, "rollout", "status", "deploy/nfs-server", "deploy/csi-nfs-controller",
+            "ds/csi-nfs-node", "--timeout=10m",
+        )  # fmt: skip
+        yield
+    finally:
+        vm_node.kubectl("delete", "-k", str(NFS), "--ignore-not-found", "--wait=false", check=False)
+        vm_node.kubectl("label", "node", nc.NODE_NAME, f"{SERVER_PIN}-", check=False)

@@ -1,0 +1,100 @@
+"""What runs inside the second node's VM, as files the host writes into the VM's 9p share before it boots: containerd,
+CNI, kubelet and kube-proxy configurations and ``start.sh`` (run by the VM's init, scripts/vm/guest/sharedvol-init).
+
+Pure functions of a :class:`GuestLayout`; tests/vm/vmnode.py writes them. The VM's paths are the usual ones
+(``/var/lib/kubelet``: k8s/nfs/driver mounts that directory), the host's programs come in read-only over 9p at
+``/sharedvol/bin``, the files written here are at ``/sharedvol/run``, and every log goes back there.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.node import nodeconfig as nc
+
+RUN = Path("/sharedvol/run")  # the host's run directory, inside the VM
+BIN = Path("/sharedvol/bin")  # the host's control-plane bin directory (kubelet, kube-proxy, crictl), read-only
+VM_NODE_NAME = "sharedvol-vm"
+VM_POD_SUBNET = "10.89.0.0/16"  # the host node has 10.88.0.0/16 (tests/node/nodeconfig.py)
+CLUSTER_CIDR = "10.88.0.0/15"  # both nodes' pods
+KUBELET_PORT = 10250
+
+
+@dataclass(frozen=True)
+class GuestLayout:
+    """The VM node's addresses and names.
+
+    Attributes:
+        address: the VM's address on the host's bridge (the kubelet's node IP).
+        host_address: the host's address on the bridge (the VM's gateway and its cluster DNS server).
+        pause_image: the sandbox image (on the VM's image disk).
+    """
+
+    address: str
+    host_address: str
+    pause_image: str
+
+    @property
+    def node_layout(self) -> nc.NodeLayout:
+        """The paths in nodeconfig's terms, as the VM sees them."""
+        return nc.NodeLayout(
+            workdir=RUN,
+            run_dir=Path("/run/containerd"),
+            containerd_root=Path("/var/lib/containerd"),
+            node_ip=self.address,
+            pause_image=self.pause_image,
+        )
+
+
+def containerd_toml(layout: GuestLayout) -> str:
+    """containerd 1.6 in the VM: nodeconfig's, with Debian's CNI plugins and the CNI configuration from the share."""
+    return nc.containerd_toml(layout.node_layout)
+
+
+def kubelet_config(layout: GuestLayout) -> str:
+    """nodeconfig's KubeletConfiguration, plus the cluster DNS server (CoreDNS on the host's bridge address)."""
+    config = json.loads(nc.kubelet_config(layout.node_layout, KUBELET_PORT, 10248, RUN / "certs" / "kubelet-ca.crt"))
+    config["clusterDNS"] = [layout.host_address]
+    # The VM has 2 GiB: keep some for the kernel and the page cache of the NFS client.
+    config["evictionHard"]["memory.available"] = "64Mi"
+    config["systemReserved"] = {"memory": "256Mi"}
+    return json.dumps(config, indent=2)
+
+
+def kube_proxy_config() -> str:
+    """kube-proxy in the VM: iptables mode, named after the VM node, masquerading outside both nodes' pod ranges."""
+    return nc.kube_proxy_config(RUN / "node.kubeconfig", 10249, 10256, VM_NODE_NAME, CLUSTER_CIDR)
+
+
+def cni_conflist() -> str:
+    """The VM's pod network (``RUN/cni``): the same bridge network as the host's node, on its own range."""
+    return nc.cni_conflist(VM_POD_SUBNET)
+
+
+def start_sh(layout: GuestLayout) -> str:
+    """The VM's start script: containerd, then kubelet and kube-proxy; it returns (and the VM powers off) when the
+    kubelet exits."""
+    kubelet_args = [
+        f"--config={RUN / 'kubelet.json'}",
+        f"--kubeconfig={RUN / 'node.kubeconfig'}",
+        f"--hostname-override={VM_NODE_NAME}",
+        f"--node-ip={layout.address}",
+        "--cert-dir=/var/lib/kubelet/pki",
+        "--v=1",
+    ]
+    return f"""#!/bin/bash
+# Written by tests/vm/guest.py for one boot of the VM node.
+set -u
+log={RUN}/log
+mkdir -p "$log" /run/containerd /var/lib/kubelet
+echo "start.sh: containerd at $(cut -d' ' -f1 /proc/uptime) s"
+containerd --config {RUN}/containerd.toml >"$log/containerd.log" 2>&1 &
+for _ in $(seq 300); do [ -S /run/containerd/containerd.sock ] && break; sleep 0.2; done
+echo "start.sh: kubelet and kube-proxy at $(cut -d' ' -f1 /proc/uptime) s"
+{BIN}/kube-proxy --config={RUN}/kube-proxy.json --v=1 >"$log/kube-proxy.log" 2>&1 &
+{BIN}/kubelet {shlex.join(kubelet_args)} >"$log/kubelet.log" 2>&1
+echo "start.sh: the kubelet exited ($?)"
+"""
