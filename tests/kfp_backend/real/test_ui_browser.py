@@ -29,6 +29,9 @@ from tests.kfp_backend.real import uichecks as checks
 from tests.kfp_backend.real import uipage
 from tests.kfp_backend.real.conftest import Mlmd
 
+# Run alone (make ui-screenshots), the first test's set-up starts the node and makes the runs: more than the
+# project's 900 s per test on a cold node.
+pytestmark = pytest.mark.timeout(1800)
 TASK = "produce-metrics"
 RUN_NAMES = {"submit": "journey", "run": "retried"}  # the runs' display names (journeys.py)
 
