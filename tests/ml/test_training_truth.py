@@ -10,7 +10,7 @@ import pytest
 
 from pipelines import cli
 from steps import checkpoint, config, dataplane, documents, errors, safeload, schemas, train_resnet
-from tests.ml.conftest import BATCH, LR, evaluate
+from tests.ml.training import BATCH, LR, evaluate
 
 
 def run_train(run_dir: Path, dataset: Path, epochs: int, **overrides: object) -> None:
