@@ -17,9 +17,11 @@ from tests.paths import REPO
 
 def test_make_install_gives_a_working_sharedvol_command_and_says_what_it_did(tmp_path: Path) -> None:
     home, bin_dir = tmp_path / "share" / "sharedvol", tmp_path / "bin"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(SHAREDVOL_HOME=str(home), BIN_DIR=str(bin_dir), MAKEFLAGS="")
-    proc = subprocess.run(["make", "install"], cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+    # not the outer make's variables either: under make test, MAKELEVEL would add "Entering directory" lines
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    env.update(SHAREDVOL_HOME=str(home), BIN_DIR=str(bin_dir))
+    cmd = ["make", "--no-print-directory", "install"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     venv = home / "venv"
