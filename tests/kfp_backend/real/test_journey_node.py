@@ -19,7 +19,6 @@ from tests.kfp_backend.real import config as kc
 from tests.kfp_backend.real.conftest import Mlmd
 from tests.kfp_backend.real.journeys import RETRY_CLAIM
 
-
 # the first test here makes the package's runs in its set-up (node, images, three pipeline runs): more than the
 # suite's 900 s on a busy machine, as the browser test's module already allows
 pytestmark = pytest.mark.timeout(1800)
