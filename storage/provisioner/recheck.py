@@ -55,7 +55,7 @@ class Recheck:
     def healthy(self) -> tuple[bool, str]:
         """(healthy, why): healthy while the last list of claims worked and is recent."""
         if self.last_ok is None:
-            return False, self.last_error
+            return False, self.last_error or "claims not listed yet"
         age = time.monotonic() - self.last_ok
         if self.last_error or age > 3 * self.settings.recheck_s + 30:
             return False, self.last_error or f"claims last listed {age:.0f} s ago"

@@ -75,10 +75,11 @@ def check_login(core: client.CoreV1Api) -> None:
 
 
 async def _serve(config: settings.Settings, core: Any, state: recheck.Recheck, memo: kopf.Memo) -> None:
-    await asyncio.to_thread(state.once, core)  # so /healthz knows from its first answer whether claims can be listed
+    # /healthz answers from the start (503 until the first list of claims worked): a first re-check that takes long
+    # (many claims to provision or reclaim) must not keep the pod unready
     runner = await _health(config, state) if config.health_port else None
     tasks = [
-        asyncio.create_task(state.run(core, first_delay=config.recheck_s)),
+        asyncio.create_task(state.run(core, first_delay=0.0)),
         asyncio.create_task(state.beating(core)),
     ]
     try:
