@@ -91,7 +91,7 @@ def fill(staged: Staged, data: Data, hash_threads: int | None = None) -> Staged:
     except OSError as e:
         discard_local(staged.tmp)
         raise write_error(staged.url, e) from e
-    except Exception as e:  # native writers (torch, safetensors) report a full disk in their own exception types
+    except Exception as e:  # a stream writer may report a full disk in its own exception type
         full = _disk_full(staged.tmp, e)
         discard_local(staged.tmp)
         if full:
