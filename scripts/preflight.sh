@@ -6,7 +6,8 @@
 #
 # Checked: root (the real-node tier runs real pods), Python 3.11+ with its venv module (Debian: python3-venv), Go 1.26
 # or newer (Debian 12 ships 1.19: take it from go.dev), and apt-get (the node's Debian packages are installed by
-# scripts/node/packages.sh). make is there, since make runs this.
+# scripts/node/packages.sh), and 10 GiB free for the caches and /tmp (SHAREDVOL_NEED_FREE_GIB). make is there, since
+# make runs this.
 set -uo pipefail
 python=${PYTHON:-python3}
 missing=()
@@ -28,6 +29,17 @@ else
   fi
 fi
 command -v apt-get >/dev/null || { missing+=("apt-get"); fixes+=("the test tiers need Debian 12 or newer"); }
+# The node's images, the test volumes and the builds need room: a nearly full disk shows up much later as pods that
+# never start (the kubelet deletes images under disk pressure).
+need_gib=${SHAREDVOL_NEED_FREE_GIB:-10}
+for dir in "${XDG_CACHE_HOME:-$HOME/.cache}" "${TMPDIR:-/tmp}"; do
+  mkdir -p "$dir" 2>/dev/null
+  free_gib=$(( $(df -Pk "$dir" 2>/dev/null | awk 'NR == 2 {print $4}') / 1048576 ))
+  if (( free_gib < need_gib )); then
+    missing+=("${need_gib} GiB free under $dir (found $free_gib GiB)")
+    fixes+=("free disk under $dir (old /tmp/pytest-of-*/ runs, unused venvs in ~/.cache/sharedvol/venvs), or set SHAREDVOL_NEED_FREE_GIB if you know better")
+  fi
+done
 
 ((${#missing[@]} == 0)) && exit 0
 echo "make test: missing before anything is built: $(IFS=,; echo "${missing[*]}" | sed 's/,/, /g')" >&2

@@ -134,7 +134,9 @@ def kubelet_config(layout: NodeLayout, port: int, healthz_port: int, client_ca: 
         # No registry: an image the kubelet deleted could never come back.
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
-        "evictionHard": {"memory.available": "100Mi", "nodefs.available": "2%", "imagefs.available": "2%"},
+        # Disk pressure would make the kubelet delete images (the pause image included) and evict pods: on a test
+        # machine whose disk is nearly full that turned every later pod into Pending. Only a truly full disk counts.
+        "evictionHard": {"memory.available": "100Mi", "nodefs.available": "512Mi", "imagefs.available": "512Mi"},
         "podPidsLimit": 4096,
         "maxPods": 50,
     }

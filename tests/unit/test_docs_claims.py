@@ -91,6 +91,15 @@ def test_preflight_names_every_missing_piece_at_once_and_how_to_get_it() -> None
     assert any("https://go.dev/dl" in fix for fix in fixes) and any("PYTHON=" in fix for fix in fixes)
 
 
+def test_preflight_refuses_a_machine_without_the_free_disk_the_tiers_need() -> None:
+    env = {**os.environ, "SHAREDVOL_NEED_FREE_GIB": "1000000"}
+    proc = subprocess.run([str(REPO / "scripts" / "preflight.sh")], env=env, capture_output=True, text=True)
+    assert proc.returncode == 1
+    first = proc.stderr.splitlines()[0]
+    assert "1000000 GiB free under " in first and "(found " in first
+    assert "pytest-of-" in proc.stderr
+
+
 def test_make_install_puts_the_environment_and_the_link_where_the_readme_says() -> None:
     script = (REPO / "scripts" / "install.sh").read_text()
     assert "home=${SHAREDVOL_HOME:-$HOME/.local/share/sharedvol}" in script and "venv=$home/venv" in script
