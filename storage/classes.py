@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from storage import provisioners
+
+if TYPE_CHECKING:  # kubernetes is imported lazily: `sharedvol --help` stays fast
+    from kubernetes.client import ApiClient, V1StorageClass
 
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 NFS_CLASS = "sharedvol-nfs"
@@ -59,7 +62,7 @@ def rwx_of(provisioner: str, *, local_path_shared: bool = False) -> tuple[str, s
     return "unknown", f"provisioner {provisioner} is not in sharedvol's table; whether it serves RWX is unknown"
 
 
-def describe(sc: Any, *, local_path_shared: bool = False) -> ClassInfo:
+def describe(sc: V1StorageClass, *, local_path_shared: bool = False) -> ClassInfo:
     """A ``V1StorageClass`` as a :class:`ClassInfo`."""
     annotations = sc.metadata.annotations or {}
     rwx, reason = rwx_of(sc.provisioner, local_path_shared=local_path_shared)
@@ -75,7 +78,7 @@ def describe(sc: Any, *, local_path_shared: bool = False) -> ClassInfo:
     )
 
 
-def local_path_shared(api: Any) -> bool:
+def local_path_shared(api: ApiClient) -> bool:
     """Whether local-path-provisioner's ConfigMap sets ``sharedFileSystemPath`` (unreadable counts as no)."""
     from kubernetes import client
 
@@ -93,7 +96,7 @@ def local_path_shared(api: Any) -> bool:
     return False
 
 
-def inspect(api: Any) -> list[ClassInfo]:
+def inspect(api: ApiClient) -> list[ClassInfo]:
     """Every StorageClass of the cluster, default first, then by name.
 
     Raises:

@@ -11,9 +11,12 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from storage import errors
+
+if TYPE_CHECKING:  # kubernetes is imported lazily: `sharedvol --help` stays fast
+    from kubernetes.client import ApiClient, CoreV1Api, V1PersistentVolume, V1PersistentVolumeClaim
 
 log = logging.getLogger(__name__)
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
@@ -66,7 +69,7 @@ def _quiet_retries() -> None:
         pool.addFilter(_quiet_urllib3)
 
 
-def server(api: Any) -> str:
+def server(api: ApiClient | object) -> str:
     """The API server's address, for messages."""
     return str(getattr(getattr(api, "configuration", None), "host", "") or "the API server")
 
@@ -107,7 +110,7 @@ def call(fn: Callable[..., Any], action: str, *args: Any, **kwargs: Any) -> Any:
     raise AssertionError("unreachable")
 
 
-def read_claim(core: Any, namespace: str, name: str) -> Any:
+def read_claim(core: CoreV1Api, namespace: str, name: str) -> V1PersistentVolumeClaim | None:
     """The claim ``namespace/name``, or None when there is none."""
     from kubernetes import client
 
@@ -205,7 +208,7 @@ def wait_gone(
     return False
 
 
-def watch_volume(core: Any, name: str, ok: Callable[[Any], bool], *, timeout: float) -> bool:
+def watch_volume(core: CoreV1Api, name: str, ok: Callable[[V1PersistentVolume], bool], *, timeout: float) -> bool:
     """List, then watch PersistentVolume ``name`` until ``ok(pv)``; False when ``timeout`` seconds passed first."""
     deadline = time.monotonic() + timeout
     what = f"PersistentVolume {name}"

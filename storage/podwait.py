@@ -12,9 +12,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from storage import errors, kube
+
+if TYPE_CHECKING:  # kubernetes is imported lazily: `sharedvol --help` stays fast
+    from kubernetes.client import CoreV1Api, CoreV1Event, V1Pod
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ class Ended:
     node: str = ""
 
 
-def wait_ended(core: Any, namespace: str, name: str, uid: str, *, timeout: float) -> Ended:
+def wait_ended(core: CoreV1Api, namespace: str, name: str, uid: str, *, timeout: float) -> Ended:
     """Watch pod ``namespace/name`` with UID ``uid`` until it ends or ``timeout`` seconds pass.
 
     Raises:
@@ -90,14 +93,14 @@ def wait_ended(core: Any, namespace: str, name: str, uid: str, *, timeout: float
     return Ended("Timeout", "", last, pod.status.phase or "", pod.spec.node_name or "")
 
 
-def _read(core: Any, namespace: str, name: str) -> Any:
+def _read(core: CoreV1Api, namespace: str, name: str) -> V1Pod | None:
     try:
         return kube.call(core.read_namespaced_pod, f"get pod {namespace}/{name}", name, namespace)
     except errors.NotFoundError:
         return None
 
 
-def _ended(pod: Any) -> Ended | None:
+def _ended(pod: V1Pod) -> Ended | None:
     """The end the pod's status shows (phase, or a container stuck), or None while it may still run."""
     status = pod.status
     phase = (status.phase if status else "") or ""
@@ -118,7 +121,7 @@ def _ended(pod: Any) -> Ended | None:
     return None
 
 
-def _stuck_by_event(core: Any, pod: Any) -> Ended | None:
+def _stuck_by_event(core: CoreV1Api, pod: V1Pod) -> Ended | None:
     """A kubelet Event of this pod saying it cannot start (pull failure, bad image, container error)."""
     for event in pod_events(core, pod):
         pulling = event.reason == "BackOff" and "pulling image" in (event.message or "").lower()
@@ -134,7 +137,7 @@ def one_line(text: str, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def pod_events(core: Any, pod: Any) -> list[Any]:
+def pod_events(core: CoreV1Api, pod: V1Pod) -> list[CoreV1Event]:
     """The Events of ``pod`` (by UID), oldest first; [] when they cannot be read."""
     from kubernetes import client
 

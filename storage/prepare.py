@@ -18,10 +18,13 @@ import math
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sharedvol import version
 from storage import errors, kube, podwait, prepare_pod, specs
+
+if TYPE_CHECKING:  # kubernetes is imported lazily: `sharedvol --help` stays fast
+    from kubernetes.client import ApiClient, CoreV1Api
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +156,7 @@ def pod(namespace: str, claim: str, s: Settings) -> dict[str, Any]:
     }
 
 
-def ensure(api: Any, namespace: str, claim: str, volume: str, s: Settings) -> Prepared:
+def ensure(api: ApiClient, namespace: str, claim: str, volume: str, s: Settings) -> Prepared:
     """Hand the root of Bound claim ``namespace/claim`` (on PV ``volume``) to ``s.owner``, unless done before.
 
     Raises:
@@ -196,12 +199,12 @@ def ensure(api: Any, namespace: str, claim: str, volume: str, s: Settings) -> Pr
     )
 
 
-def _stamp(core: Any, volume: str) -> str:
+def _stamp(core: CoreV1Api, volume: str) -> str:
     pv = kube.call(core.read_persistent_volume, f"read PersistentVolume {volume}", volume)
     return str((pv.metadata.annotations or {}).get(PREPARED_ANNOTATION, ""))
 
 
-def _mark(core: Any, volume: str, stamp: str) -> None:
+def _mark(core: CoreV1Api, volume: str, stamp: str) -> None:
     """Write the stamp on the PV; a refusal only costs a pod at the next run, so it is logged, not raised."""
     body = {"metadata": {"annotations": {PREPARED_ANNOTATION: stamp}}}
     try:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from storage import errors, kube
+
+if TYPE_CHECKING:  # kubernetes is imported lazily: `sharedvol --help` stays fast
+    from kubernetes.client import CoreV1Api, V1Pod
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +29,7 @@ def pod_name(claim: str) -> str:
     return name if len(name) <= 253 else "sharedvol-prepare-" + hashlib.sha256(claim.encode()).hexdigest()[:40]
 
 
-def create_or_adopt(core: Any, body: dict[str, Any]) -> Any:
+def create_or_adopt(core: CoreV1Api, body: dict[str, Any]) -> V1Pod | None:
     """Create the pod; on a name clash take a matching pod of a concurrent call, remove a stale one (None)."""
     ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
     try:
@@ -58,7 +61,7 @@ def create_or_adopt(core: Any, body: dict[str, Any]) -> Any:
     return None
 
 
-def remove_leftover(core: Any, namespace: str, claim: str) -> bool:
+def remove_leftover(core: CoreV1Api, namespace: str, claim: str) -> bool:
     """Delete the claim's prepare pod that a killed call left (it would keep a deleted claim Terminating).
 
     Best effort: False when there is none, or it cannot be read or deleted (no rights).
@@ -77,7 +80,7 @@ def remove_leftover(core: Any, namespace: str, claim: str) -> bool:
     return True
 
 
-def delete(core: Any, p: Any) -> None:
+def delete(core: CoreV1Api, p: V1Pod) -> None:
     """Delete pod ``p`` now (grace 0: it only ran chown), only that incarnation (UID precondition)."""
     from kubernetes import client
 

@@ -7,7 +7,10 @@ volumes with the command that releases each.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # kubernetes is imported lazily: `sharedvol --help` stays fast
+    from kubernetes.client import V1PersistentVolumeClaim
 
 PIPELINE_ANNOTATION = "sharedvol.io/pipeline"
 PIPELINE = "resnet18-cifar10"
@@ -33,7 +36,7 @@ class LeftVolume:
     fix: str
 
 
-def finished_run_volume(claim: Any, used_by_running_pod: bool) -> LeftVolume | None:
+def finished_run_volume(claim: V1PersistentVolumeClaim, used_by_running_pod: bool) -> LeftVolume | None:
     """The claim as a volume of a finished run, or None (not a pipeline volume, being deleted, or still in use)."""
     annotations = claim.metadata.annotations or {}
     if annotations.get(PIPELINE_ANNOTATION) != PIPELINE or used_by_running_pod or claim.metadata.deletion_timestamp:

@@ -91,7 +91,7 @@ def _check_pv(pv: client.V1PersistentVolume, p: plan.Plan) -> None:
         )
 
 
-def _source(spec: Any) -> str:
+def _source(spec: client.V1PersistentVolumeSpec) -> str:
     if spec.nfs is not None:
         return f"NFS {spec.nfs.server}:{spec.nfs.path}"
     if spec.host_path is not None:

@@ -132,7 +132,9 @@ def _touch(core: client.CoreV1Api, namespace: str, name: str) -> bool:
     return True
 
 
-def _stale_binding_refusal(core: client.CoreV1Api, claim: client.V1PersistentVolumeClaim, event: Any) -> bool:
+def _stale_binding_refusal(
+    core: client.CoreV1Api, claim: client.V1PersistentVolumeClaim, event: client.CoreV1Event
+) -> bool:
     """Whether a FailedBinding event of a pre-bound claim is stale: the live volume is reserved for this claim.
 
     After ``release --keep-data`` the PV controller may still hold the volume's old claimRef (the old claim's UID)

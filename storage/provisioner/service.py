@@ -74,7 +74,7 @@ def check_login(core: client.CoreV1Api) -> None:
             log.warning("cannot list claims yet: HTTP %s %s", e.status, e.reason)
 
 
-async def _serve(config: settings.Settings, core: Any, state: recheck.Recheck, memo: kopf.Memo) -> None:
+async def _serve(config: settings.Settings, core: client.CoreV1Api, state: recheck.Recheck, memo: kopf.Memo) -> None:
     # /healthz answers from the start (503 until the first list of claims worked): a first re-check that takes long
     # (many claims to provision or reclaim) must not keep the pod unready
     runner = await _health(config, state) if config.health_port else None
