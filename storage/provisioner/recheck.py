@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from kubernetes.client import CoreV1Api
 
-from storage import heartbeat
+from storage import errors, heartbeat
 from storage.provisioner import provision, reclaim
 from storage.provisioner import settings as settings_mod
 
@@ -33,6 +33,8 @@ class Recheck:
         last_error: why the last list failed ("" when it worked).
         failures: claim UID (or ``pv/<PV UID>``) -> (failed attempts, monotonic time of the next try).
         heartbeat_error: why the last heartbeat failed ("" when it worked; None before the first).
+        refused: set when the API server answered 401 (credentials revoked or expired while running): the
+            service stops, since nothing it does can work any more and a restart may bring a new token.
     """
 
     settings: settings_mod.Settings
@@ -40,6 +42,7 @@ class Recheck:
     last_error: str = "claims not listed yet"
     failures: dict[str, tuple[int, float]] = field(default_factory=dict)
     heartbeat_error: str | None = None
+    refused: str = ""
 
     def failed(self, uid: str) -> None:
         """Count a failed attempt for object ``uid`` and schedule the next one."""
@@ -80,6 +83,8 @@ class Recheck:
         try:
             claims = core.list_persistent_volume_claim_for_all_namespaces().items
         except Exception as e:  # reported by /healthz; the next period tries again
+            if getattr(e, "status", None) == 401:
+                self.refused = "the API server refused the service's credentials (401 Unauthorized) while it ran"
             self.last_error = f"cannot list claims: {getattr(e, 'reason', None) or e}"
             log.error("re-check: %s", self.last_error)
             return
@@ -115,10 +120,18 @@ class Recheck:
                 self.failed(key)
 
     async def run(self, core: CoreV1Api, *, first_delay: float = 0.0) -> None:
-        """Re-check forever (until cancelled), the first time after ``first_delay`` seconds."""
+        """Re-check until cancelled, the first time after ``first_delay`` seconds.
+
+        Raises:
+            ForbiddenError: the API server refused the credentials (401): revoked or expired while running.
+        """
         await asyncio.sleep(first_delay)
         while True:
             await asyncio.to_thread(self.once, core)
+            if self.refused:
+                raise errors.ForbiddenError(
+                    self.refused, hint="give it a valid token (the pod's service account, or --kubeconfig FILE)"
+                )
             await asyncio.sleep(self.settings.recheck_s)
 
     async def beating(self, core: CoreV1Api) -> None:

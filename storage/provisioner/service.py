@@ -1,6 +1,7 @@
 """Run the provisioner: logging, a login check, the health endpoint, the periodic re-check and kopf's event loop.
 
-Credentials the API server refuses (401), or no answer from it, stop the service at start in one line.
+Credentials the API server refuses (401), or no answer from it, stop the service at start in one line; credentials
+refused later (a token revoked or expired while it runs) stop it at the next re-check, in one line too.
 ``/healthz`` answers 200 while the service can list claims (the last re-check worked and is recent), else
 503 with the reason (no API server, no RBAC). A port that is taken stops the service at once, in one line.
 
@@ -49,7 +50,27 @@ def run(config: settings.Settings) -> None:
     check_login(core)
     state = recheck.Recheck(config)
     memo = kopf.Memo(settings=config, core=core, recheck=state)
-    asyncio.run(_serve(config, core, state, memo))
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_refused_in_one_line)
+    try:
+        asyncio.run(_serve(config, core, state, memo))
+    except kopf.LoginError as e:  # kopf's watch was refused (401) before the re-check noticed
+        raise errors.ForbiddenError(
+            "the API server refused the service's credentials (401 Unauthorized) while it ran",
+            hint="give it a valid token (the pod's service account, or --kubeconfig FILE)",
+        ) from e
+
+
+def _refused_in_one_line(record: logging.LogRecord) -> bool:
+    """Keep kopf's log of a refused login (401) to its line: no traceback, which says nothing more."""
+    error = record.exc_info[1] if record.exc_info else None
+    for _ in range(8):  # the chain of causes, bounded
+        if error is None or isinstance(error, kopf.LoginError):
+            break
+        error = error.__cause__ or error.__context__
+    if isinstance(error, kopf.LoginError):
+        record.exc_info, record.exc_text = None, None
+    return True
 
 
 def check_login(core: client.CoreV1Api) -> None:
@@ -78,14 +99,20 @@ async def _serve(config: settings.Settings, core: client.CoreV1Api, state: reche
     # /healthz answers from the start (503 until the first list of claims worked): a first re-check that takes long
     # (many claims to provision or reclaim) must not keep the pod unready
     runner = await _health(config, state) if config.health_port else None
-    tasks = [
-        asyncio.create_task(state.run(core, first_delay=0.0)),
-        asyncio.create_task(state.beating(core)),
-    ]
+    stop = asyncio.Event()
+    checking = asyncio.create_task(state.run(core, first_delay=0.0))
+    beating = asyncio.create_task(state.beating(core))
+    operator = asyncio.create_task(kopf.operator(clusterwide=True, standalone=True, memo=memo, stop_flag=stop))
     try:
-        await kopf.operator(clusterwide=True, standalone=True, memo=memo)
+        # The re-check ends only when the credentials were refused (401): stop kopf cleanly, then say it in one line
+        await asyncio.wait({operator, checking}, return_when=asyncio.FIRST_COMPLETED)
+        if checking.done():
+            stop.set()
+            await operator
+            checking.result()
+        await operator
     finally:
-        for task in tasks:
+        for task in (checking, beating, operator):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

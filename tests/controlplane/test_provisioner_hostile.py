@@ -274,3 +274,36 @@ def test_serve_with_a_token_the_api_server_refuses_says_so_in_one_line(
     assert "Traceback" not in out.stdout + out.stderr
     lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
     assert len(lines) == 1 and "refused the service's credentials (401 Unauthorized)" in lines[0], lines
+
+
+def test_serve_whose_token_is_revoked_while_it_runs_stops_in_one_line(
+    api: Any, cluster: cp.ClusterHandle, namespace: str, cluster_objects: ClusterObjects, serve: Callable[..., Service]
+) -> None:
+    from kubernetes.client import RbacAuthorizationV1Api
+
+    account = f"serve-{uuid.uuid4().hex[:6]}"
+    kubeconfig = cluster.service_account_kubeconfig(namespace, account)
+    binding = {
+        "metadata": {"name": account, "labels": {"sharedvol.io/test": "true"}},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+    }
+    rbac = RbacAuthorizationV1Api(api)
+    rbac.create_cluster_role_binding(binding)
+    try:
+        sc = fallback_class(cluster_objects)
+        svc = serve(kubeconfig=kubeconfig)
+        _claim(api, namespace, "before", sc)
+        cluster_objects.track_pv(_bound(api, namespace, "before").spec.volume_name)  # the token works
+
+        client.CoreV1Api(api).delete_namespaced_service_account(account, namespace)  # its tokens die with it
+        assert svc.proc is not None
+        code = svc.proc.wait(timeout=120)  # the next re-check (1 s here) is refused
+    finally:
+        rbac.delete_cluster_role_binding(account)
+
+    log = svc.output()
+    assert code != 0 and "Traceback" not in log, log
+    last = log.strip().splitlines()[-1]
+    assert "refused the service's credentials (401 Unauthorized) while it ran" in last, log
+    assert "give it a valid token" in last
