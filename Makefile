@@ -103,21 +103,21 @@ bench-node: venv ## the real node (root): node-up warm, a tiny pod create -> Suc
 	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) benchmarks/bench_node.py
 
 cluster-up: venv ## start the test control plane in the background, kubeconfig in .cluster/
-	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) -m tests.cluster up --dir $(CLUSTER_DIR)
+	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) -m rig.cluster up --dir $(CLUSTER_DIR)
 
 cluster-down: venv ## stop the control plane started by cluster-up
-	$(RUN) -m tests.cluster down --dir $(CLUSTER_DIR)
+	$(RUN) -m rig.cluster down --dir $(CLUSTER_DIR)
 
 NODES ?= 1
 
 node-up: venv ## a real one-node cluster (root): control plane, containerd, kubelet, kube-proxy; kubeconfig in .node/; NODES=2 adds a VM node (QEMU) whose kernel mounts NFS
 	@[[ "$(NODES)" == 1 || "$(NODES)" == 2 ]] || { echo "make: NODES is 1 (the real node) or 2 (plus a VM node)" >&2; exit 1; }
-	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) -m tests.node.realnode up --dir $(NODE_DIR)
-	$(if $(filter 2,$(NODES)),$(RUN) -m tests.vm.vmnode up --node-dir $(NODE_DIR))
+	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) -m rig.node.realnode up --dir $(NODE_DIR)
+	$(if $(filter 2,$(NODES)),$(RUN) -m rig.vm.vmnode up --node-dir $(NODE_DIR))
 
 node-down: venv ## stop the node started by node-up (its pods first), every process by pid; the VM node and its network first
-	$(RUN) -m tests.vm.vmnode down --node-dir $(NODE_DIR)
-	$(RUN) -m tests.node.realnode down --dir $(NODE_DIR)
+	$(RUN) -m rig.vm.vmnode down --node-dir $(NODE_DIR)
+	$(RUN) -m rig.node.realnode down --dir $(NODE_DIR)
 
 image: ## build the step, provisioner and NFS server images (Docker engine); IMAGE=NAME also tags the step image; after node-up, also into the node
 	NODE_DIR=$(NODE_DIR) scripts/node/image.sh $(IMAGE_TAG)
@@ -135,10 +135,10 @@ kfp-build: ## build or reuse the real KFP backend (KFP 2.17.0 from sources, Argo
 
 kfp-up: need-root venv kfp-build ## the real node (started with the images when none runs in NODE_DIR) plus the real KFP backend on it (KFP_KWOK=1: on the kwok control plane)
 	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) SHAREDVOL_KFP_BIN=$$(scripts/kfp/build.sh) IMAGE_TAG=$(IMAGE_TAG) \
-	  SHAREDVOL_KFP_UI=$$(scripts/kfp/ui-build.sh) $(RUN) -m tests.kfp_backend.real up --dir $(KFP_DIR) --node-dir $(NODE_DIR) $(if $(KFP_KWOK),--kwok)
+	  SHAREDVOL_KFP_UI=$$(scripts/kfp/ui-build.sh) $(RUN) -m rig.kfp up --dir $(KFP_DIR) --node-dir $(NODE_DIR) $(if $(KFP_KWOK),--kwok)
 
 kfp-down: venv ## stop the backend started by kfp-up, and the node if kfp-up started it
-	$(RUN) -m tests.kfp_backend.real down --dir $(KFP_DIR)
+	$(RUN) -m rig.kfp down --dir $(KFP_DIR)
 
 UI_SHOTS ?= $(CURDIR)/docs/images/ui
 

@@ -11,7 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import machine
-from tests import cluster as cp
+from rig import cluster as cp
 
 
 def main() -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import machine
-from tests.paths import REPO
+from rig.paths import REPO
 
 TASKS = ("prepare-data", "train-resnet", "test-resnet", "produce-metrics")
 STAMP = r"(\d\d:\d\d:\d\d\.\d+) - INFO - "

@@ -15,9 +15,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import machine
-from tests import cluster as cp
-from tests import kwait
-from tests.paths import REPO
+from rig import cluster as cp
+from rig import kwait
+from rig.paths import REPO
 
 
 def main() -> int:

@@ -29,8 +29,8 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import machine
-from tests import cluster as cp
-from tests.images import STEP_IMAGE
+from rig import cluster as cp
+from rig.images import STEP_IMAGE
 
 TINY = ["--image", STEP_IMAGE, "--gpus", "0", "--device", "cpu", "--batch-size", "16", "--num-workers", "0",
         "--volume-size", "1Gi", "--timeout", "1200", "--epochs", "1", "--data-source", "synthetic:64:32"]  # fmt: skip
@@ -46,7 +46,7 @@ def backend(tmp: Path) -> tuple[dict[str, str], list[str]]:
                 return env, []
         except requests.RequestException:
             pass
-    real = [sys.executable, "-m", "tests.kfp_backend.real"]
+    real = [sys.executable, "-m", "rig.kfp"]
     dirs = ["--dir", str(tmp / "kfp")]
     subprocess.run([*real, "up", *dirs, "--node-dir", str(tmp / "node")], check=True, cwd=cp.REPO)
     return cp.read_env(tmp / "kfp" / "kfp.env"), [*real, "down", *dirs]

@@ -21,9 +21,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import machine
-from tests import cluster as cp
-from tests import images
-from tests.node import pods, realnode
+from rig import cluster as cp
+from rig import images
+from rig.node import realnode
+from tests.node import pods
 
 TAG = images.IMAGE_TAG
 STEP, PROVISIONER, NFS = f"sharedvol:{TAG}", f"sharedvol-provisioner:{TAG}", f"sharedvol-nfs-server:{TAG}"

@@ -16,8 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import machine
-from tests import cluster as cp
-from tests.paths import REPO
+from rig import cluster as cp
+from rig.paths import REPO
 
 
 def bind_times(runs: int) -> list[float]:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from tests.paths import REPO
+from rig.paths import REPO
 
 Result = subprocess.CompletedProcess[str]
 Run = Callable[..., Result]

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from tests import cli, kwait, tiers
-from tests import cluster as cp
+from rig import cluster as cp
+from rig import kwait
+from tests import cli, tiers
 from tests.node.session import node  # noqa: F401 (one real node per session, for the node and real KFP tiers)
 from tests.objects import ClusterObjects
 

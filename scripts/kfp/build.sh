@@ -171,7 +171,7 @@ if ! have minio; then
 fi
 
 # --- MariaDB (KFP's default database driver) from Debian, when missing. Service starts are left to the
-# backend (tests/kfp_backend/real/backend.py runs mariadbd itself, on a free port).
+# backend (rig/kfp/backend.py runs mariadbd itself, on a free port).
 if [[ ! -x /usr/sbin/mariadbd ]]; then
   t0=$(date +%s)
   log "installing mariadb-server (Debian)"

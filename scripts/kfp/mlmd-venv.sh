@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Create (once) or reuse the cached ML Metadata venv and print its path. It is separate from the
-# project venv (ml-metadata 1.17.1 needs protobuf<5) and keyed by tests/kfp_backend/real/requirements-mlmd.txt.
+# project venv (ml-metadata 1.17.1 needs protobuf<5) and keyed by rig/kfp/requirements-mlmd.txt.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-req="$root/tests/kfp_backend/real/requirements-mlmd.txt"
+req="$root/rig/kfp/requirements-mlmd.txt"
 python=${PYTHON:-python3}
 pyver=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 key=$({ cat "$req"; echo "python$pyver"; } | sha256sum | cut -c1-16)

@@ -9,7 +9,7 @@ from typing import Any
 
 from kubernetes import client
 
-from tests import cluster as cp
+from rig import cluster as cp
 
 
 @contextlib.contextmanager

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from tests import cluster as cp
-from tests.conftest import ClusterObjects
-
-REPO = Path(__file__).resolve().parents[2]
+from rig import cluster as cp
+from rig.paths import REPO
+from tests.objects import ClusterObjects
 
 
 def _compile(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], str]:

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from tests import cluster as cp
-from tests import kwait
-from tests.conftest import ClusterObjects
+from rig import cluster as cp
+from rig import kwait
+from tests.objects import ClusterObjects
 
 
 def _claim(name: str, storage_class: str, *, volume_name: str | None = None, mode: str = "ReadWriteMany") -> dict:

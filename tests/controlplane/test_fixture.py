@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests import cluster as cp
+from rig import cluster as cp
 
 
 def _alive(pid: int) -> bool:

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 import yaml
 
+from rig import kwait
+from rig.cluster import ClusterHandle
+from rig.paths import REPO
 from storage import doctor, plan
-from tests import kwait
-from tests.cluster import ClusterHandle
 
-REPO = Path(__file__).resolve().parents[2]
 NFS = REPO / "k8s" / "nfs"
 KUSTOMIZATIONS = ["k8s/nfs", "k8s/nfs/driver", "k8s/nfs/server", "k8s/nfs/external-export", "k8s/nfs/check"]
 NAMESPACES = {

@@ -15,11 +15,12 @@ from typing import Any
 
 from kubernetes import client
 
+from rig import cluster as cp
+from rig import kwait
+from rig.paths import REPO
 from storage import specs
-from tests import cluster as cp
-from tests import kwait
-from tests.conftest import ClusterObjects
-from tests.controlplane.conftest import PROVISIONER, REPO, Service, fallback_class
+from tests.controlplane.serving import PROVISIONER, Service, fallback_class
+from tests.objects import ClusterObjects
 
 
 def _bound(api: Any, namespace: str, name: str, timeout: float = 90) -> Any:

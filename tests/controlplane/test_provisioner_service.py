@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
+from rig import cluster as cp
+from rig import kwait
+from rig.paths import REPO
 from storage import ownership, specs
 from storage.provisioner import volumes
-from tests import cluster as cp
-from tests import kwait
-from tests.conftest import ClusterObjects
-from tests.controlplane.conftest import PROVISIONER, REPO, Service, fallback_class
+from tests.controlplane.serving import PROVISIONER, Service, fallback_class
+from tests.objects import ClusterObjects
 
 
 @pytest.fixture

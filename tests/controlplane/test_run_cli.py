@@ -7,11 +7,11 @@ import argparse
 import pytest
 
 from pipelines import errors, params, run_cli
+from rig.cluster import ClusterHandle
 from storage import choice
 from storage import errors as storage_errors
-from tests.cluster import ClusterHandle
-from tests.conftest import ClusterObjects
 from tests.kfp_fake import GOOD_TOKEN, FakeKfp
+from tests.objects import ClusterObjects
 
 
 def parse(*argv: str) -> argparse.Namespace:

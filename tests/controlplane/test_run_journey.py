@@ -15,12 +15,12 @@ from kubernetes import client
 
 from pipelines import errors, kfp_api, options, params, submit
 from pipelines import run as run_lib
+from rig import kwait
+from rig.cluster import ClusterHandle
 from storage import choice, specs
-from tests import kwait
-from tests.cluster import ClusterHandle
-from tests.conftest import ClusterObjects
 from tests.controlplane import prepare_kubelet, rbac
 from tests.kfp_fake import GOOD_TOKEN, FakeKfp
+from tests.objects import ClusterObjects
 
 METRICS = {"accuracy-top1": 0.912, "accuracy-top5": 0.995, "test-loss": 0.31, "test-samples": 10000.0}
 FAST = submit.PollSettings(initial_s=0.01, factor=1.0, max_s=0.01, timeout_s=60)

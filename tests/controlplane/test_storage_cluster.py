@@ -12,13 +12,12 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
+from rig import cluster as cp
+from rig import kwait
+from rig.paths import REPO
 from storage import apply, doctor, errors, plan, release, specs, wait
-from tests import cluster as cp
-from tests import kwait
-from tests.conftest import ClusterObjects
 from tests.controlplane import rbac
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.objects import ClusterObjects
 
 
 def _sharedvol(

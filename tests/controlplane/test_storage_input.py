@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
+from rig import cluster as cp
+from rig import kwait
+from rig.paths import REPO
 from storage import errors, specs, wait
-from tests import cluster as cp
-from tests import kwait
-from tests.conftest import ClusterObjects
-from tests.controlplane.conftest import REPO, SharedvolCli
+from tests.controlplane.serving import SharedvolCli
+from tests.objects import ClusterObjects
 
 
 def _one_line(out: subprocess.CompletedProcess[str], command: str) -> str:

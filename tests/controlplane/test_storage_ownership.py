@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from kubernetes import client, watch
 
+from rig import kwait
 from storage import specs
-from tests import kwait
-from tests.conftest import ClusterObjects
-from tests.controlplane.conftest import PROVISIONER, Service, SharedvolCli, fallback_class
+from tests.controlplane.serving import PROVISIONER, Service, SharedvolCli, fallback_class
+from tests.objects import ClusterObjects
 
 
 def _running(serve: Callable[..., Service], api: Any, namespace: str) -> Service:

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from rig import kwait
+from rig.cluster import ClusterHandle
 from storage import apply, plan, prepare, specs, wait
-from tests import kwait
-from tests.cluster import ClusterHandle
-from tests.conftest import ClusterObjects
 from tests.controlplane import prepare_kubelet
-from tests.controlplane.conftest import SharedvolCli
+from tests.controlplane.serving import SharedvolCli
+from tests.objects import ClusterObjects
 
 CONTAINER = {
     "name": "prepare",

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from rig.cluster import ClusterHandle
 from storage import apply, errors, plan, prepare, specs
-from tests.cluster import ClusterHandle
-from tests.conftest import ClusterObjects
 from tests.controlplane import prepare_kubelet, rbac
-from tests.controlplane.conftest import SharedvolCli
+from tests.controlplane.serving import SharedvolCli
+from tests.objects import ClusterObjects
 
 
 def _one_line(out: Any) -> str:

@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kubernetes import client
 
+from rig import kwait
 from storage import apply, errors, plan, release, specs
-from tests import kwait
-from tests.conftest import ClusterObjects
+from tests.objects import ClusterObjects
 
 NAMES = ("alpha", "beta")
 OPS = ("provision", "release", "release-keep", "delete-claim")

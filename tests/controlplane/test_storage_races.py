@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from rig import kwait
 from storage import apply, doctor, errors, plan, release, specs, wait
-from tests import kwait
-from tests.conftest import ClusterObjects
+from tests.objects import ClusterObjects
 
 
 def _reserve_pv(cluster_objects: ClusterObjects, pv_name: str, namespace: str, claim: str) -> None:

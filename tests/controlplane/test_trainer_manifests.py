@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from pipelines import trainjob
+from rig import kwait
+from rig.cluster import ClusterHandle
+from rig.paths import REPO
 from steps import params
-from tests import kwait
-from tests.cluster import ClusterHandle
-from tests.paths import REPO
 
 BUILD = REPO / "scripts" / "trainer" / "build.sh"
 CRDS = {

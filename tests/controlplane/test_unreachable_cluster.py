@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import cluster as cp
-
-REPO = Path(__file__).resolve().parents[2]
+from rig import cluster as cp
+from rig.paths import REPO
 
 
 @pytest.fixture

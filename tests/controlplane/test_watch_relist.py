@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
+from rig import cluster as cp
+from rig import kwait
 from storage import apply, kube, plan, podwait, release, specs, wait
-from tests import cluster as cp
-from tests import kwait
-from tests.conftest import ClusterObjects
 from tests.controlplane import prepare_kubelet
 from tests.faultproxy import HOW, FaultProxy
+from tests.objects import ClusterObjects
 
 RELISTED = ["list", "watch 410", "list", "watch"]
 HOLD = "sharedvol.io/test-hold"

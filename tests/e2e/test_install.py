@@ -11,8 +11,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from rig.paths import REPO
 from sharedvol import version
-from tests.paths import REPO
 
 
 def test_make_install_gives_a_working_sharedvol_command_and_says_what_it_did(tmp_path: Path) -> None:

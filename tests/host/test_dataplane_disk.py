@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.paths import REPO
+from rig.paths import REPO
 
 FILL = """
 import json, os, sys

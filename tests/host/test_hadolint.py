@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.paths import REPO
+from rig.paths import REPO
 
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 HADOLINT = Path(sys.executable).parent / "hadolint"

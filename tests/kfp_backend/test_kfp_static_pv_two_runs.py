@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipelines import params, pipeline
-from tests import kwait
+from rig import kwait
 
 
 def _claim_as_kfp_creates_it(name: str, pv: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.paths import REPO
+from rig.paths import REPO
 
 BUILD = REPO / "scripts" / "kfpcheck" / "build.sh"
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from mmengine.config import Config
 
+from rig.paths import REPO
 from steps import checkpoint, dataplane, distributed, documents, errors, schemas
 from tests.ml.training import BATCH, LR, TRAIN_IMAGES, evaluate
-from tests.paths import REPO
 
 RANKS = 2
 ITERS_PER_EPOCH = TRAIN_IMAGES // (RANKS * BATCH)  # each rank trains on its share of the epoch

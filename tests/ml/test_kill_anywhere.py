@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from rig.paths import REPO
 from steps import checkpoint, dataplane
 from tests.ml.training import BATCH, LR, TRAIN_IMAGES, evaluate, train
-from tests.paths import REPO
 
 
 def train_killed_at(run_dir: Path, dataset: Path, at: int, epochs: int) -> subprocess.CompletedProcess[str]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests import kwait
+from rig import kwait
 from tests.node import pods
 from tests.node.session import NodeHandle
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tests import images, kwait
+from rig import images, kwait
 
 MOUNT = "/mnt/shared"
 DONE = {"Succeeded", "Failed"}

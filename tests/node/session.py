@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests import cluster as cp
-from tests import images
-from tests.node import realnode
+from rig import cluster as cp
+from rig import images
+from rig.node import realnode
 
 
 @dataclass

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
+from rig import cluster as cp
+from rig import images, kwait
 from storage import heartbeat, ownership, specs
-from tests import cluster as cp
-from tests import images, kwait
 from tests.node import pods
 from tests.node.session import NodeHandle
 

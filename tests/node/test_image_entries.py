@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from tests import cluster as cp
+from rig import cluster as cp
 from tests.node import pods
 
 GOLDEN = cp.REPO / "pipelines" / "golden" / "resnet18_cifar10.yaml"

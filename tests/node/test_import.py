@@ -6,9 +6,9 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests import cluster as cp
+from rig import cluster as cp
+from rig.paths import REPO
 from tests.node.session import NodeHandle
-from tests.paths import REPO
 
 NAME = "sharedvol-import-check:0.1.0"
 

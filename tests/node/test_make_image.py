@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import subprocess
 
-from tests import images
-from tests.paths import REPO
+from rig import images
+from rig.paths import REPO
 
 TAG = images.IMAGE_TAG
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests import cluster as cp
+from rig import cluster as cp
 
 MANIFESTS = sorted((cp.REPO / "k8s").rglob("*.yaml"))
 WORKLOADS = {"Deployment", "DaemonSet", "StatefulSet", "Job", "Pod"}

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests import cluster as cp
-from tests import images, kwait
+from rig import cluster as cp
+from rig import images, kwait
 from tests.node import pods
 from tests.node.session import NodeHandle
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.node import teardown
+from rig.node import teardown
 
 
 def _mounted_under(directory: Path) -> list[str]:

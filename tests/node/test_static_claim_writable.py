@@ -13,8 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests import cluster as cp
-from tests.node import nodeconfig, pods
+from rig import cluster as cp
+from rig.node import nodeconfig
+from tests.node import pods
 
 
 def provision(node, namespace: str, name: str, base: Path, *flags: str) -> subprocess.CompletedProcess[str]:

@@ -10,9 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from rig import cluster as cp
+from rig.node import nodeconfig
 from steps import checkpoint, documents, schemas
-from tests import cluster as cp
-from tests.node import nodeconfig, pods
+from tests.node import pods
 
 RUN = "/mnt/shared/runs/r1"
 DATA = "/mnt/shared/data"

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests import cluster as cp
-from tests.node import realnode, teardown
+from rig import cluster as cp
+from rig.node import realnode, teardown
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SHAREDVOL_CONTROLPLANE_BIN": str(cp.binary_dir())}
-    cmd = [sys.executable, "-m", "tests.cluster", *args]
+    cmd = [sys.executable, "-m", "rig.cluster", *args]
     return subprocess.run(cmd, cwd=cp.REPO, capture_output=True, text=True, env=env, check=False)
 
 

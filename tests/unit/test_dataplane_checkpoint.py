@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from rig.paths import REPO
 from steps import background, checkpoint, dataplane, documents, errors
-from tests.paths import REPO
 from tests.stepdocs import SETTINGS
 from tests.unit.test_steps_dataplane import Probe
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.paths import REPO
+from rig.paths import REPO
 
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 # pip options that take packages from another place than the index's pinned versions, and options with a value.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.paths import REPO
+from rig.paths import REPO
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")

@@ -6,8 +6,8 @@ import os
 import re
 import subprocess
 
+from rig.paths import REPO
 from tests import tiers
-from tests.paths import REPO
 
 DOCS = REPO / "docs"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.paths import REPO
+from rig.paths import REPO
 
 PAGES = [REPO / "README.md", REPO / "BENCHMARKS.md", *sorted((REPO / "docs").glob("*.md"))]
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from rig import cluster as cp
+from rig.paths import REPO
 from sharedvol import version
-from tests import cluster as cp
-from tests.paths import REPO
 
 # An image this project builds, named without a registry: sharedvol, sharedvol-provisioner, sharedvol-nfs-server.
 OUR_IMAGE = re.compile(r"(?<![\w./:-])(sharedvol(?:-provisioner|-nfs-server)?):([\w.-]*\w)")

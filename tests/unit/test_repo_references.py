@@ -6,7 +6,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from tests.paths import REPO
+from rig.paths import REPO
 
 PATTERNS = ("storage/**/*.py", "steps/**/*.py", "pipelines/**/*.py", "scripts/**/*", "*.toml", "*.txt", "Makefile")
 SOURCES = [p for pattern in PATTERNS for p in REPO.glob(pattern) if p.is_file()]

@@ -3,14 +3,15 @@ docs/tests.md; and the unit tier needs nothing but the venv."""
 
 from __future__ import annotations
 
+import ast
 import re
 import tomllib
 from pathlib import Path
 
 import pytest
 
+from rig.paths import REPO
 from tests import tiers
-from tests.paths import REPO
 
 # What a unit test must not need: a program of the machine run or looked up, a built binary, the control plane, a node.
 BEYOND_THE_VENV = re.compile(
@@ -49,3 +50,35 @@ def test_no_unit_test_needs_more_than_the_venv(path: Path) -> None:
     assert BEYOND_THE_VENV.findall(text) == []
     uses = {name for name in CLUSTER_FIXTURES if re.search(rf"def test_\w+\([^)]*\b{name}\b\s*:", text)}
     assert uses == set()
+
+
+def _imports(path: Path) -> set[str]:
+    """The modules ``path`` imports (``from a.b import c`` counts as ``a.b``)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+    return found
+
+
+def test_no_module_imports_from_a_conftest() -> None:
+    offenders = [
+        f"{path.relative_to(REPO)} imports {name}"
+        for folder in ("tests", "rig", "benchmarks")
+        for path in sorted((REPO / folder).rglob("*.py"))
+        for name in _imports(path)
+        if name == "conftest" or name.endswith(".conftest")
+    ]
+    assert offenders == []
+
+
+def test_the_rig_never_imports_the_tests() -> None:
+    offenders = [
+        f"{path.relative_to(REPO)} imports {name}"
+        for path in sorted((REPO / "rig").rglob("*.py"))
+        for name in _imports(path)
+        if name == "tests" or name.startswith("tests.")
+    ]
+    assert offenders == []

@@ -1,4 +1,4 @@
-"""Fixtures of the two-node tier: the VM node (tests/vm/vmnode.py) joined to the session's real node, and
+"""Fixtures of the two-node tier: the VM node (rig/vm/vmnode.py) joined to the session's real node, and
 ``kubectl apply -k k8s/nfs`` on that cluster. Every test here is marked ``vm`` (``-m "not vm"`` leaves them out).
 
 The tier needs root (the real node, the bridge, QEMU). SHAREDVOL_TEST_NODE_DIR=.node with ``make node-up NODES=2``
@@ -9,23 +9,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests import cluster as cp
-from tests.node import nodeconfig as nc
+from rig import cluster as cp
+from rig.node import nodeconfig as nc
+from rig.vm import guest, vmnode
 from tests.node.session import NodeHandle
-from tests.vm import guest, vmnode
-
-NFS = cp.REPO / "k8s" / "nfs"
-NFS_NAMESPACE = "sharedvol-nfs"
-EXPORT_DIR = Path("/var/lib/sharedvol-nfs")  # k8s/nfs/server's hostPath, on the host node
-BUSYBOX = "busybox:1.37.0"  # k8s/nfs/check's image, on the VM's image disk (scripts/vm/images.sh)
-SERVER_PIN = "sharedvol.io/nfs-server"
-# docs/nfs.md, "Pin the NFS server to one node"
-PIN_PATCH = '{"spec":{"template":{"spec":{"nodeSelector":{"sharedvol.io/nfs-server":"true"}}}}}'
+from tests.vm.nfs import NFS, NFS_NAMESPACE, PIN_PATCH, SERVER_PIN
 
 
 @contextlib.contextmanager
@@ -58,11 +50,6 @@ def vm_api(vm_node: vmnode.VMNode) -> Any:
     from kubernetes import config
 
     return config.new_client_from_config(str(vm_node.node_dir / "admin.kubeconfig"))
-
-
-def ready(pod: Any) -> bool:
-    """The pod is Ready."""
-    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from rig.node import nodeconfig as nc
+from rig.vm import guest, vmnode
 from storage import doctor, plan
-from tests.node import nodeconfig as nc
-from tests.vm import guest
-from tests.vm.conftest import EXPORT_DIR, NFS, NFS_NAMESPACE, vmnode
+from tests.vm.nfs import EXPORT_DIR, NFS, NFS_NAMESPACE
 
 CHECK_NAMESPACE = "sharedvol-nfs-check"
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from tests import kwait
+from rig import kwait
+from rig.vm import guest
 from tests.node import pods
-from tests.vm import guest
-from tests.vm.conftest import BUSYBOX, EXPORT_DIR
+from tests.vm.nfs import BUSYBOX, EXPORT_DIR
 
 WAIT = 'for _ in $(seq 600); do [ -f "$1" ] && break; sleep 0.5; done; [ -f "$1" ]'
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests import kwait
+from rig import kwait
 from tests.node import pods
-from tests.vm.conftest import BUSYBOX, EXPORT_DIR, NFS_NAMESPACE, ready
+from tests.vm.nfs import BUSYBOX, EXPORT_DIR, NFS_NAMESPACE, ready
 
 # One line per iteration, each an open-append-close (what a logging step does); it stops when the test says so.
 WRITER = (

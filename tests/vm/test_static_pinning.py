@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
+from rig import cluster as cp
+from rig import kwait
+from rig.node import nodeconfig as nc
+from rig.vm import vmnode
 from storage import apply, plan
-from tests import cluster as cp
-from tests import kwait
-from tests.node import nodeconfig as nc
 from tests.node import pods
-from tests.vm import vmnode
-from tests.vm.conftest import BUSYBOX
+from tests.vm.nfs import BUSYBOX
 
 # The pods tolerate the host node's no-NFS taint, so the scheduler may put them on either node.
 TOLERATE = [{"key": vmnode.NO_NFS, "operator": "Exists", "effect": "NoSchedule"}]

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
+from rig import kwait
+from rig.images import STEP_IMAGE
+from rig.kfp import backend as kb
+from rig.kfp import config as kc
 from storage import specs
-from tests import kwait
-from tests.images import STEP_IMAGE
-from tests.kfp_backend.real import backend as kb
-from tests.kfp_backend.real import config as kc
 
 RUN_TIMEOUT_S = 900
 RETRY_CLAIM = f"kfp-retried-{uuid.uuid4().hex[:6]}"  # a node kept by make node-up may hold older ones

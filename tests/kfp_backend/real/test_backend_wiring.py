@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests import cluster as cp
-from tests import kwait
-from tests.kfp_backend.real import backend as kb
-from tests.kfp_backend.real import config as kc
+from rig import cluster as cp
+from rig import kwait
+from rig.kfp import backend as kb
+from rig.kfp import config as kc
 
 WAIT_S = 120.0
 

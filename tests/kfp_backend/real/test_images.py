@@ -8,8 +8,8 @@ import json
 import tarfile
 from pathlib import Path
 
-from tests.kfp_backend.real import config as kc
-from tests.kfp_backend.real import images
+from rig.kfp import config as kc
+from rig.kfp import images
 
 
 def _fake_bins(directory: Path, content: bytes) -> Path:

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.kfp_backend.real import config as kc
-from tests.kfp_backend.real.conftest import Mlmd
+from rig.kfp import config as kc
 from tests.kfp_backend.real.journeys import RETRY_CLAIM
+from tests.kfp_backend.real.mlmd import Mlmd
 
 # the first test here makes the package's runs in its set-up (node, images, three pipeline runs): more than the
 # suite's 900 s on a busy machine, as the browser test's module already allows

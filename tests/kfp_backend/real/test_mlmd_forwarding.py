@@ -7,7 +7,7 @@ from __future__ import annotations
 import requests
 
 from pipelines import mlmd as mlmd_web
-from tests.kfp_backend.real import backend as kb
+from rig.kfp import backend as kb
 
 NOT_FOUND, ALREADY_EXISTS, UNIMPLEMENTED = 5, 6, 12
 SERVICE = "ml_metadata.MetadataStoreService"

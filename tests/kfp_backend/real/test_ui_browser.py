@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest
 
-from tests.kfp_backend.real import backend as kb
-from tests.kfp_backend.real import config as kc
-from tests.kfp_backend.real import ui as kui
+from rig.kfp import backend as kb
+from rig.kfp import config as kc
+from rig.kfp import ui as kui
 from tests.kfp_backend.real import uichecks as checks
 from tests.kfp_backend.real import uipage
-from tests.kfp_backend.real.conftest import Mlmd
+from tests.kfp_backend.real.mlmd import Mlmd
 
 # Run alone (make ui-screenshots), the first test's set-up starts the node and makes the runs: more than the
 # project's 900 s per test on a cold node.

@@ -19,8 +19,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tests import cluster as cp
-from tests.kfp_backend.real import config as kc
+from rig import cluster as cp
+from rig.kfp import config as kc
 
 BUILD = cp.REPO / "scripts" / "kfp" / "ui-build.sh"
 LOOPBACK = Path(__file__).with_name("ui_loopback.cjs")
@@ -94,8 +94,9 @@ def command(build: Path, port: int) -> list[str]:
 
 
 def start(backend: Any) -> None:
-    """Start the UI server of ``backend`` (a :class:`~tests.kfp_backend.real.backend.KfpBackend` whose other
-    processes run) and wait until it serves its page."""
+    """Start the UI server of ``backend`` (a :class:`~rig.kfp.backend.KfpBackend` whose other
+    processes run) and wait until it serves its page.
+    """
     ports = backend.ports
     items = rbac_objects()
     backend.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))

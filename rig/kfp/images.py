@@ -17,7 +17,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.kfp_backend.real import config as kc
+from rig.kfp import config as kc
 
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -35,7 +35,8 @@ class ImageSpec:
 
 def specs(bin_dir: Path, images: kc.Images) -> list[ImageSpec]:
     """The driver, launcher and argoexec images, laid out as KFP's and Argo's Dockerfiles lay them out (same
-    users: KFP's compiler sets runAsNonRoot on the driver)."""
+    users: KFP's compiler sets runAsNonRoot on the driver).
+    """
     return [
         ImageSpec(images.driver, bin_dir / "driver", "bin/driver", ("/bin/driver",), user="65532"),
         ImageSpec(images.launcher, bin_dir / "launcher-v2", "bin/launcher-v2", ("/bin/launcher-v2",), user="65532"),
@@ -80,7 +81,7 @@ def archive(spec: ImageSpec) -> tuple[bytes, str]:
             "User": spec.user,
         },
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        "history": [{"created_by": "sharedvol tests/kfp_backend/real/images.py", "created": "1970-01-01T00:00:00Z"}],
+        "history": [{"created_by": "sharedvol rig/kfp/images.py", "created": "1970-01-01T00:00:00Z"}],
         "created": "1970-01-01T00:00:00Z",
     }
     config_bytes = json.dumps(image_config, sort_keys=True).encode()
@@ -103,7 +104,8 @@ def _docker_name(name: str) -> str:
 
 def import_all(bin_dir: Path, containerd: Path, crictl: Path, images: kc.Images | None = None) -> list[str]:
     """Import into the node's containerd (namespace k8s.io) every image it lacks under the same image id;
-    return those imported."""
+    return those imported.
+    """
     imported = []
     for spec in specs(bin_dir, images or kc.Images()):
         data, image_id = archive(spec)

@@ -1,5 +1,6 @@
 """Wait for Kubernetes objects in tests: list once, then watch from that resourceVersion until a
-predicate holds or a deadline passes. No sleeping, no polling."""
+predicate holds or a deadline passes. No sleeping, no polling.
+"""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ and the answer in gRPC-web frames, the status in a trailer frame.
 
 Runs in the separate venv made by ``scripts/kfp/mlmd-venv.sh`` (ml-metadata needs protobuf<5)::
 
-    $(scripts/kfp/mlmd-venv.sh)/bin/python tests/kfp_backend/real/mlmd_server.py --db DIR/mlmd.sqlite --port 8080
+    $(scripts/kfp/mlmd-venv.sh)/bin/python rig/kfp/mlmd_server.py --db DIR/mlmd.sqlite --port 8080
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Stopping a real node (tests/node/realnode.py) and ``make node-down``: kubelet and kube-proxy first, then every pod
-sandbox through the CRI, then every other process by pid; then the kubelet's mounts and the machine's claim."""
+"""Stopping a real node (rig/node/realnode.py) and ``make node-down``: kubelet and kube-proxy first, then every pod
+sandbox through the CRI, then every other process by pid; then the kubelet's mounts and the machine's claim.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests import cluster as cp
+from rig import cluster as cp
 
 RUN_DIR = Path(os.environ.get("SHAREDVOL_NODE_RUN_DIR", "/run/sharedvol-node"))
 FIRST = ("kube-proxy", "kubelet")  # stopped before the pods are removed, so nothing restarts them

@@ -2,7 +2,7 @@
 kube-scheduler and kwok, started from the binaries ``scripts/controlplane/build.sh`` caches.
 
 Used by the pytest fixtures in ``tests/conftest.py`` and by ``make cluster-up`` / ``make cluster-down``
-(``python -m tests.cluster up|down --dir DIR``). Every process is started in its own session and stopped by
+(``python -m rig.cluster up|down --dir DIR``). Every process is started in its own session and stopped by
 pid. Pods never really run (there is no kubelet); kwok moves pods bound to its nodes to Running.
 """
 
@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.paths import REPO
+from rig.paths import REPO
 
 BUILD_SCRIPT = REPO / "scripts" / "controlplane" / "build.sh"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
@@ -100,7 +100,7 @@ class ControlPlane:
         workdir: where certificates, tokens, etcd data, kubeconfigs and logs go.
         nodes: how many kwok-managed Nodes to create (named ``kwok-node-<i>``).
         address: where the API server listens and what it advertises (a real node needs a non-loopback one).
-        kwok: run kwok and create its Nodes (False for a real node: tests/node/realnode.py).
+        kwok: run kwok and create its Nodes (False for a real node: rig/node/realnode.py).
         apiserver_args: extra kube-apiserver flags.
     """
 
@@ -506,8 +506,8 @@ def _alive(pid: int) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tests.cluster up|down --dir DIR``: a control plane for people, in the background."""
-    parser = argparse.ArgumentParser(prog="python -m tests.cluster")
+    """``python -m rig.cluster up|down --dir DIR``: a control plane for people, in the background."""
+    parser = argparse.ArgumentParser(prog="python -m rig.cluster")
     parser.add_argument("action", choices=["up", "down"])
     parser.add_argument("--dir", default=str(REPO / ".cluster"))
     parser.add_argument("--nodes", type=int, default=1)

@@ -1,8 +1,8 @@
-"""``python -m tests.kfp_backend.real up|down --dir DIR``: the real KFP backend (``make kfp-up``/``kfp-down``).
+"""``python -m rig.kfp up|down --dir DIR``: the real KFP backend (``make kfp-up``/``kfp-down``).
 
 ``up`` uses the real node in ``--node-dir`` (``make node-up``); where none runs there it starts one, builds the
 project's images and imports them (``scripts/node/image.sh``), and ``down`` then stops that node again. With
-``--kwok`` it starts the test control plane of tests/cluster.py instead (pods never run there: that checks the
+``--kwok`` it starts the test control plane of rig/cluster.py instead (pods never run there: that checks the
 backend's wiring only).
 """
 
@@ -14,10 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from rig import cluster as cp
+from rig.kfp import backend as kb
+from rig.kfp import images, procs
 from sharedvol import version
-from tests import cluster as cp
-from tests.kfp_backend.real import backend as kb
-from tests.kfp_backend.real import images, procs
 
 NODE_STARTED = "node-started"  # in the backend's directory: up started the node, down stops it
 
@@ -57,7 +57,7 @@ def _up(args: argparse.Namespace) -> int:
 
 def _start_node(node_dir: Path, workdir: Path) -> int:
     """The real node in ``node_dir``, with the project's images built and imported into it; non-zero on failure."""
-    from tests.node import realnode
+    from rig.node import realnode
 
     print(f"kfp-up: no node runs in {node_dir}: starting one (make node-up), then the images (make image)")
     if realnode.main(["up", "--dir", str(node_dir)]) != 0:
@@ -78,7 +78,7 @@ def _start_node(node_dir: Path, workdir: Path) -> int:
 
 def _down(workdir: Path) -> int:
     """Stop the backend, its kwok control plane if any, and the node ``up`` started if it did."""
-    from tests.node import realnode
+    from rig.node import realnode
 
     code = procs.down(workdir)
     if (workdir / "cluster" / "pids").exists():
@@ -92,7 +92,7 @@ def _down(workdir: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse and run ``up`` or ``down``."""
-    parser = argparse.ArgumentParser(prog="python -m tests.kfp_backend.real")
+    parser = argparse.ArgumentParser(prog="python -m rig.kfp")
     parser.add_argument("action", choices=["up", "down"])
     parser.add_argument("--dir", default=str(cp.REPO / ".kfp"))
     parser.add_argument("--node-dir", default=str(cp.REPO / ".node"))

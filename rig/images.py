@@ -1,5 +1,6 @@
 """The project's images as the tests name them: sharedvol/version.py's tag on the three images scripts/node/image.sh
-builds."""
+builds.
+"""
 
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
 """The second node: a QEMU VM (software emulation, 1 vCPU, 2 GiB) booting Debian's kernel, which has an NFS client,
-joined to the control plane of the real node (tests/node/realnode.py) as node ``sharedvol-vm``.
+joined to the control plane of the real node (rig/node/realnode.py) as node ``sharedvol-vm``.
 
-Inside: containerd, runc, the CNI bridge on 10.89.0.0/16, kubelet and kube-proxy (tests/vm/guest.py). On the host:
-the bridge, tap and routes (tests/vm/network.py) and CoreDNS, the cluster's DNS, on the bridge address (the
+Inside: containerd, runc, the CNI bridge on 10.89.0.0/16, kubelet and kube-proxy (rig/vm/guest.py). On the host:
+the bridge, tap and routes (rig/vm/network.py) and CoreDNS, the cluster's DNS, on the bridge address (the
 StorageClass names the NFS server by its Service name). The host node cannot mount NFS, so it is labelled and
 tainted ``sharedvol.io/no-nfs-client`` (docs/nfs.md): NFS pods and the CSI pods go to the VM.
 
-``python -m tests.vm.vmnode up|down --node-dir DIR`` is ``make node-up NODES=2`` / ``make node-down`` (after the real
+``python -m rig.vm.vmnode up|down --node-dir DIR`` is ``make node-up NODES=2`` / ``make node-down`` (after the real
 node's own up / before its down). Every process is started in its own session and stopped by pid; ``down`` removes
 the bridge and the tap. The images come from scripts/vm (cached in ~/.cache/sharedvol/vm).
 """
@@ -22,8 +22,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests import cluster as cp
-from tests.vm import guest, network
+from rig import cluster as cp
+from rig.vm import guest, network
 
 SCRIPTS = cp.REPO / "scripts" / "vm"
 READY_TIMEOUT_S = 600.0
@@ -100,7 +100,7 @@ class VMNode:
         return self.workdir / "run"
 
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """kubectl as the cluster's admin."""
+        """Kubectl as the cluster's admin."""
         return cp.kubectl(self.bin_dir, self.node_dir / "admin.kubeconfig", *args, check=check)
 
     def start(self) -> VMNode:
@@ -215,7 +215,7 @@ class VMNode:
 
     def _mark_host_node(self) -> None:
         """The host's kernel has no NFS client: label and taint its node so NFS pods and the CSI pods avoid it."""
-        from tests.node import nodeconfig as nc
+        from rig.node import nodeconfig as nc
 
         self.kubectl("label", "node", nc.NODE_NAME, f"{NO_NFS}=true", "--overwrite")
         self.kubectl("taint", "node", nc.NODE_NAME, f"{NO_NFS}=true:NoSchedule", "--overwrite")
@@ -223,7 +223,7 @@ class VMNode:
     def _wait_ready(self) -> None:
         from kubernetes import client, config
 
-        from tests import kwait
+        from rig import kwait
 
         core = client.CoreV1Api(config.new_client_from_config(str(self.node_dir / "admin.kubeconfig")))
 
@@ -271,7 +271,7 @@ class VMNode:
 
 def forget_node(bin_dir: Path, node_dir: Path) -> None:
     """Delete the VM's Node object and take the no-NFS label and taint off the host node (the API may be gone)."""
-    from tests.node import nodeconfig as nc
+    from rig.node import nodeconfig as nc
 
     admin = node_dir / "admin.kubeconfig"
     if not admin.exists():
@@ -297,8 +297,8 @@ def down(node_dir: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tests.vm.vmnode up|down --node-dir DIR``."""
-    parser = argparse.ArgumentParser(prog="python -m tests.vm.vmnode")
+    """``python -m rig.vm.vmnode up|down --node-dir DIR``."""
+    parser = argparse.ArgumentParser(prog="python -m rig.vm.vmnode")
     parser.add_argument("action", choices=["up", "down"])
     parser.add_argument("--node-dir", default=str(cp.REPO / ".node"))
     args = parser.parse_args(argv)

@@ -1,7 +1,7 @@
-"""A real single-node Kubernetes for the node tier: the control plane of tests/cluster.py (without kwok) plus
+"""A real single-node Kubernetes for the node tier: the control plane of rig/cluster.py (without kwok) plus
 containerd (CRI), runc, a CNI bridge, kubelet and kube-proxy on this machine, and dockerd when no Docker engine runs.
 
-``python -m tests.node.realnode up|down --dir DIR`` is ``make node-up`` / ``make node-down``. Needs root and the
+``python -m rig.node.realnode up|down --dir DIR`` is ``make node-up`` / ``make node-down``. Needs root and the
 Debian packages of scripts/node/packages.sh (installed when missing). The directory holds ``kubeconfig``, ``pids``,
 ``node.env`` (what scripts/node/import.sh needs) and every log. Every process is started in its own session and
 stopped by pid; before containerd stops, every pod sandbox is stopped and removed through the CRI (crictl), so no
@@ -21,9 +21,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests import cluster as cp
-from tests.node import nodeconfig as nc
-from tests.node.teardown import FIRST, RUN_DIR, claim_machine, cleanup, down, remove_pods
+from rig import cluster as cp
+from rig.node import nodeconfig as nc
+from rig.node.teardown import FIRST, RUN_DIR, claim_machine, cleanup, down, remove_pods
 
 CACHE = Path(os.environ.get("SHAREDVOL_CACHE", Path.home() / ".cache" / "sharedvol"))
 READY_TIMEOUT_S = 120.0
@@ -31,7 +31,8 @@ READY_TIMEOUT_S = 120.0
 
 def node_ip() -> str:
     """The machine's address on its default route (a UDP connect sends nothing; a unicast documentation address,
-    since connecting to a broadcast one is refused without SO_BROADCAST)."""
+    since connecting to a broadcast one is refused without SO_BROADCAST).
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.connect(("198.51.100.1", 9))
         return str(s.getsockname()[0])
@@ -161,7 +162,7 @@ class RealNode(cp.ControlPlane):
     def _wait_node_ready(self) -> None:
         from kubernetes import client, config
 
-        from tests import kwait
+        from rig import kwait
 
         # A node directory used before keeps its etcd, and so a Node object whose Ready condition is left over from
         # the last run: only a heartbeat from this kubelet counts.
@@ -215,8 +216,8 @@ class RealNode(cp.ControlPlane):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tests.node.realnode up|down --dir DIR``."""
-    parser = argparse.ArgumentParser(prog="python -m tests.node.realnode")
+    """``python -m rig.node.realnode up|down --dir DIR``."""
+    parser = argparse.ArgumentParser(prog="python -m rig.node.realnode")
     parser.add_argument("action", choices=["up", "down"])
     parser.add_argument("--dir", default=str(cp.REPO / ".node"))
     args = parser.parse_args(argv)

@@ -1,9 +1,9 @@
 """The real KFP 2.17.0 backend as processes on the node's machine, wired to a Kubernetes cluster.
 
-MariaDB (Debian), MinIO, ML Metadata (PyPI's store behind tests/kfp_backend/real/mlmd_server.py), KFP's
+MariaDB (Debian), MinIO, ML Metadata (PyPI's store behind rig/kfp/mlmd_server.py), KFP's
 api-server and persistence agent, Argo's workflow-controller: the binaries of ``scripts/kfp/build.sh``.
 The cluster gets the namespace ``kubeflow``, Argo's CRDs, KFP's pipeline-runner RBAC, the configmaps and
-the Services that give pods the in-cluster names of these processes (see :mod:`tests.kfp_backend.real.config`).
+the Services that give pods the in-cluster names of these processes (see :mod:`rig.kfp.config`).
 
 Every process is started in its own session and stopped by pid, newest first (``pids`` in the directory).
 """
@@ -23,15 +23,15 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests import cluster as cp
-from tests.kfp_backend.real import config as kc
-from tests.kfp_backend.real import procs, ui
-from tests.kfp_backend.real.procs import machine_address, stop_pid  # noqa: F401  (re-exported for the fixtures)
+from rig import cluster as cp
+from rig.kfp import config as kc
+from rig.kfp import procs, ui
+from rig.kfp.procs import machine_address, stop_pid  # noqa: F401  (re-exported for the fixtures)
 
 REPO = cp.REPO
 BUILD = REPO / "scripts" / "kfp" / "build.sh"
 MLMD_VENV = REPO / "scripts" / "kfp" / "mlmd-venv.sh"
-MLMD_SERVER = REPO / "tests" / "kfp_backend" / "real" / "mlmd_server.py"
+MLMD_SERVER = REPO / "rig" / "kfp" / "mlmd_server.py"
 DB_BIN = Path("/usr/bin")  # MariaDB from Debian (scripts/kfp/build.sh installs it when missing)
 DB_SBIN = Path("/usr/sbin")
 READY_TIMEOUT_S = 180.0
@@ -202,7 +202,7 @@ class KfpBackend:
 
     # ----- the cluster side
     def kubectl(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        """kubectl as the cluster's admin; a failure is a :class:`BackendError` naming the command."""
+        """Kubectl as the cluster's admin; a failure is a :class:`BackendError` naming the command."""
         try:
             return cp.kubectl(self.kubectl_bin, self.kubeconfig, *args, input=input)
         except AssertionError as e:

@@ -1,7 +1,7 @@
 """What runs inside the second node's VM, as files the host writes into the VM's 9p share before it boots: containerd,
 CNI, kubelet and kube-proxy configurations and ``start.sh`` (run by the VM's init, scripts/vm/guest/sharedvol-init).
 
-Pure functions of a :class:`GuestLayout`; tests/vm/vmnode.py writes them. The VM's paths are the usual ones
+Pure functions of a :class:`GuestLayout`; rig/vm/vmnode.py writes them. The VM's paths are the usual ones
 (``/var/lib/kubelet``: k8s/nfs/driver mounts that directory), the host's programs come in read-only over 9p at
 ``/sharedvol/bin``, the files written here are at ``/sharedvol/run``, and every log goes back there.
 """
@@ -13,12 +13,12 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.node import nodeconfig as nc
+from rig.node import nodeconfig as nc
 
 RUN = Path("/sharedvol/run")  # the host's run directory, inside the VM
 BIN = Path("/sharedvol/bin")  # the host's control-plane bin directory (kubelet, kube-proxy, crictl), read-only
 VM_NODE_NAME = "sharedvol-vm"
-VM_POD_SUBNET = "10.89.0.0/16"  # the host node has 10.88.0.0/16 (tests/node/nodeconfig.py)
+VM_POD_SUBNET = "10.89.0.0/16"  # the host node has 10.88.0.0/16 (rig/node/nodeconfig.py)
 CLUSTER_CIDR = "10.88.0.0/15"  # both nodes' pods
 KUBELET_PORT = 10250
 
@@ -50,12 +50,12 @@ class GuestLayout:
 
 
 def containerd_toml(layout: GuestLayout) -> str:
-    """containerd 1.6 in the VM: nodeconfig's, with Debian's CNI plugins and the CNI configuration from the share."""
+    """Containerd 1.6 in the VM: nodeconfig's, with Debian's CNI plugins and the CNI configuration from the share."""
     return nc.containerd_toml(layout.node_layout)
 
 
 def kubelet_config(layout: GuestLayout) -> str:
-    """nodeconfig's KubeletConfiguration, plus the cluster DNS server (CoreDNS on the host's bridge address)."""
+    """Nodeconfig's KubeletConfiguration, plus the cluster DNS server (CoreDNS on the host's bridge address)."""
     config = json.loads(nc.kubelet_config(layout.node_layout, KUBELET_PORT, 10248, RUN / "certs" / "kubelet-ca.crt"))
     config["clusterDNS"] = [layout.host_address]
     # The VM has 2 GiB: keep some for the kernel and the page cache of the NFS client.
@@ -76,7 +76,8 @@ def cni_conflist() -> str:
 
 def start_sh(layout: GuestLayout) -> str:
     """The VM's start script: containerd, then kubelet and kube-proxy; it returns (and the VM powers off) when the
-    kubelet exits."""
+    kubelet exits.
+    """
     kubelet_args = [
         f"--config={RUN / 'kubelet.json'}",
         f"--kubeconfig={RUN / 'node.kubeconfig'}",
@@ -86,7 +87,7 @@ def start_sh(layout: GuestLayout) -> str:
         "--v=1",
     ]
     return f"""#!/bin/bash
-# Written by tests/vm/guest.py for one boot of the VM node.
+# Written by rig/vm/guest.py for one boot of the VM node.
 set -u
 log={RUN}/log
 mkdir -p "$log" /run/containerd /var/lib/kubelet

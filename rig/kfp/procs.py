@@ -7,12 +7,13 @@ import socket
 import subprocess
 from pathlib import Path
 
-from tests import cluster as cp
+from rig import cluster as cp
 
 
 def machine_address() -> str:
     """The machine's address on its default route, as the node reports it (a UDP connect to a unicast
-    documentation address sends nothing)."""
+    documentation address sends nothing).
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.connect(("198.51.100.1", 9))
         return str(s.getsockname()[0])

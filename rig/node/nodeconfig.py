@@ -1,5 +1,5 @@
 """The configuration files of the real node: containerd, CNI, kubelet, kube-proxy, and the certificates that let the
-API server reach the kubelet (logs, exec). Pure functions of a :class:`NodeLayout`; tests/node/realnode.py runs them.
+API server reach the kubelet (logs, exec). Pure functions of a :class:`NodeLayout`; rig/node/realnode.py runs them.
 
 Every quirk of these machines is here with its reason (``../shared/docs/realnode.md``): cgroup v1 with the cgroupfs
 driver, ``restrict_oom_score_adj`` (no CAP_SYS_RESOURCE), the CNI firewall plugin (dockerd's FORWARD policy is DROP),
@@ -39,7 +39,7 @@ class NodeLayout:
 
     @property
     def containerd_socket(self) -> Path:
-        """containerd's gRPC socket (CRI included)."""
+        """Containerd's gRPC socket (CRI included)."""
         return self.run_dir / "containerd.sock"
 
     @property
@@ -54,7 +54,7 @@ class NodeLayout:
 
 
 def containerd_toml(layout: NodeLayout) -> str:
-    """containerd 1.6 configuration: CRI with runc on cgroupfs, the local pause image, CNI from Debian."""
+    """Containerd 1.6 configuration: CRI with runc on cgroupfs, the local pause image, CNI from Debian."""
     return f"""version = 2
 root = "{layout.containerd_root}"
 state = "{layout.run_dir / "state"}"
@@ -81,7 +81,8 @@ state = "{layout.run_dir / "state"}"
 
 def cni_conflist(subnet: str = POD_SUBNET) -> str:
     """A bridge network with host-local addresses from ``subnet`` (each node its own range), port mappings, and the
-    firewall plugin for egress."""
+    firewall plugin for egress.
+    """
     return json.dumps(
         {
             "cniVersion": "0.4.0",

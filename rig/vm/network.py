@@ -1,12 +1,13 @@
 """The host's side of the VM node's network: a bridge with the host's address, the VM's tap device on it, a route to
 the VM's pod range, and FORWARD rules that admit the traffic between the bridge and the host's pods (dockerd sets the
-FORWARD policy to DROP). Made by ``up`` and removed by ``down``, which also clears what a killed run left."""
+FORWARD policy to DROP). Made by ``up`` and removed by ``down``, which also clears what a killed run left.
+"""
 
 from __future__ import annotations
 
 import subprocess
 
-from tests.vm.guest import VM_POD_SUBNET
+from rig.vm.guest import VM_POD_SUBNET
 
 BRIDGE = "sharedvol-br0"
 TAP = "sharedvol-tap0"
