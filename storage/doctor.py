@@ -47,6 +47,7 @@ class Report:
     pending: list[Diagnosis] = field(default_factory=list)
     fallback_running: bool | None = None
     finished_runs: list[runs.LeftVolume] = field(default_factory=list)
+    held: list[runs.HeldVolume] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON-able data."""
@@ -57,6 +58,7 @@ class Report:
             "pending_claims": [asdict(d) for d in self.pending],
             "fallback_provisioner_running": self.fallback_running,
             "finished_run_volumes": [asdict(v) for v in self.finished_runs],
+            "deleted_claims_held_by_finished_pods": [asdict(v) for v in self.held],
         }
 
     def progress_lines(self) -> list[str]:
@@ -108,6 +110,15 @@ class Report:
             lines.append("Volumes of finished runs (kept for a retry or a resume; no running pod uses them):")
         for v in self.finished_runs:
             lines.append(f"  {v.namespace}/{v.name} ({v.size}, PersistentVolume {v.volume or 'none'}): {v.fix}")
+        if self.held:
+            lines.append(
+                "Deleted claims that only finished pods hold (Terminating, their space still used, until the pods "
+                "go; KFP keeps a run's pods until its workflow is garbage-collected):"
+            )
+        for h in self.held:
+            lines.append(
+                f"  {h.namespace}/{h.name} (PersistentVolume {h.volume or 'none'}, {len(h.pods)} pods): {h.fix}"
+            )
         return "\n".join(lines)
 
 
@@ -245,6 +256,10 @@ def diagnose(api: client.ApiClient, namespace: str | None = None) -> Report:
     report = Report(infos, strategy, reasons, fallback_running=running)
     for claim in claims:
         key = (claim.metadata.namespace, claim.metadata.name)
+        held = runs.held_by_finished_pods(claim, pods) if key in used and key not in running_use else None
+        if held is not None:
+            report.held.append(held)
+            continue
         if claim.status.phase != "Pending":
             left = runs.finished_run_volume(claim, key in running_use)
             if left is not None:

@@ -1,7 +1,11 @@
-"""The volumes of finished pipeline runs: claims annotated ``sharedvol.io/pipeline`` that no running pod uses.
+"""The volumes of finished pipeline runs, and deleted claims that only finished pods still hold.
 
-A failed run keeps its volume (the checkpoints stay for a retry or a resume); ``sharedvol doctor`` lists these
-volumes with the command that releases each.
+The first: claims annotated ``sharedvol.io/pipeline`` that no running pod uses. A failed run keeps its volume (the
+checkpoints stay for a retry or a resume); ``sharedvol doctor`` lists these volumes with the command that releases
+each. The second: a claim KFP's DeletePVC deleted stays Terminating while any pod that mounted it exists, finished or
+not (Kubernetes' PVC protection), and KFP keeps a run's pods until its workflow is garbage-collected
+(kubeflow/pipelines#10356), so the space stays used for days; ``sharedvol doctor`` lists those claims with the pods
+that hold them and the command that frees them.
 """
 
 from __future__ import annotations
@@ -44,6 +48,39 @@ def finished_run_volume(claim: V1PersistentVolumeClaim, used_by_running_pod: boo
     ns, name = claim.metadata.namespace, claim.metadata.name
     size = ((claim.spec.resources.requests or {}) if claim.spec.resources else {}).get("storage", "")
     return LeftVolume(ns, name, claim.spec.volume_name or "", size, f"sharedvol release {name} -n {ns}")
+
+
+@dataclass(frozen=True)
+class HeldVolume:
+    """A deleted claim that only finished pods keep (Terminating): the space frees when they go.
+
+    Attributes:
+        namespace: the claim's namespace.
+        name: the claim's name.
+        volume: the PV it is bound to ("" when none).
+        pods: the finished pods that mount it, sorted.
+        fix: the command that deletes them (and so frees the claim).
+    """
+
+    namespace: str
+    name: str
+    volume: str
+    pods: tuple[str, ...]
+    fix: str
+
+
+def held_by_finished_pods(claim: V1PersistentVolumeClaim, pods: list[Any]) -> HeldVolume | None:
+    """The deleted ``claim`` as held only by finished pods, or None (not deleted, unused, or a pod still runs)."""
+    meta = claim.metadata
+    if not meta.deletion_timestamp:
+        return None
+    users = [p for p in pods if (meta.namespace, meta.name) in claims_used([p])]
+    if not users or any((p.status.phase if p.status else None) not in FINISHED_POD_PHASES for p in users):
+        return None
+    names = tuple(sorted(p.metadata.name for p in users))
+    shown = " ".join(names[:20]) + (" ..." if len(names) > 20 else "")
+    fix = f"kubectl delete pod -n {meta.namespace} {shown}"
+    return HeldVolume(meta.namespace, meta.name, claim.spec.volume_name or "", names, fix)
 
 
 def claims_used(pods: list[Any], *, running_only: bool = False) -> set[tuple[str, str]]:

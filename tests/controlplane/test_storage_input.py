@@ -19,7 +19,7 @@ from kubernetes import client, config
 from rig import cluster as cp
 from rig import kwait
 from rig.paths import REPO
-from storage import errors, specs, wait
+from storage import errors, kube, specs, wait
 from tests.controlplane.serving import SharedvolCli
 from tests.objects import ClusterObjects
 
@@ -204,6 +204,56 @@ def test_doctor_json_lists_classes_strategy_pending_claims_and_finished_run_volu
     assert [(c["name"], c["cause"]) for c in report["pending_claims"]] == [("stuck", "rwx-unsupported")]
     [left] = report["finished_run_volumes"]
     assert (left["name"], left["fix"]) == ("run-1", f"sharedvol release run-1 -n {namespace}")
+
+
+def test_doctor_lists_a_deleted_claim_only_finished_pods_hold_and_its_fix_frees_it(
+    api: Any, cluster: cp.ClusterHandle, sharedvol: SharedvolCli, namespace: str, cluster_objects: ClusterObjects
+) -> None:
+    core = client.CoreV1Api(api)
+    cluster_objects.track_pv(specs.static_pv_name(namespace, "run-2"))
+    assert sharedvol("provision", "run-2", "-n", namespace, "--static", "--no-prepare").returncode == 0
+    pod = {
+        "metadata": {"name": "train-resnet-abc"},
+        "spec": {
+            "nodeName": cluster.node_names[0],
+            "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox", "volumeMounts": [{"name": "v", "mountPath": "/v"}]}],
+            "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "run-2"}}],
+        },
+    }
+    core.create_namespaced_pod(namespace, pod)
+    core.delete_namespaced_persistent_volume_claim("run-2", namespace)  # what KFP's DeletePVC does at the run's end
+
+    def doctor() -> list[dict[str, Any]]:
+        out = sharedvol("doctor", "-n", namespace, "--json")
+        assert out.returncode == 0, out.stderr
+        return list(json.loads(out.stdout)["deleted_claims_held_by_finished_pods"])
+
+    assert doctor() == []  # a pod still running may need it
+    core.patch_namespaced_pod_status("train-resnet-abc", namespace, {"status": {"phase": "Succeeded"}})
+    kwait.until(
+        core.list_namespaced_pod,
+        lambda p: p.status.phase == "Succeeded",
+        namespace,
+        timeout=30,
+        what="the pod Succeeded",
+        **kwait.named("train-resnet-abc"),
+    )
+    claim = core.read_namespaced_persistent_volume_claim("run-2", namespace)
+    assert claim.metadata.deletion_timestamp is not None  # Terminating: PVC protection counts the finished pod
+
+    [held] = doctor()
+    fix = f"kubectl delete pod -n {namespace} train-resnet-abc"
+    assert (held["name"], held["pods"], held["fix"]) == ("run-2", ["train-resnet-abc"], fix)
+    text = sharedvol("doctor", "-n", namespace)
+    assert "Deleted claims that only finished pods hold" in text.stdout and fix in text.stdout
+
+    cluster.kubectl(*fix.split()[1:])
+    list_claims = core.list_namespaced_persistent_volume_claim
+    what, kind = "claim run-2", "PersistentVolumeClaims"
+    assert kube.wait_gone(
+        list_claims, namespace, name="run-2", uid=claim.metadata.uid, what=what, kind=kind, timeout=60
+    )
 
 
 PROVISION = (sys.executable, "-m", "pipelines", "provision")
