@@ -68,21 +68,52 @@ def fallback_class(name: str = "", *, on_delete: str = "delete", **kw: Any) -> d
 
 def claim(
     name: str,
-    storage_class: str,
+    storage_class: str | None,
     *,
     size: str = "1Gi",
     mode: str = "ReadWriteMany",
     volume_name: str = "",
+    namespace: str = "",
+    annotations: dict[str, str] | None = None,
+    spec: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A PersistentVolumeClaim of ``storage_class`` (``""``: static binding only), ``volume_name`` pre-binds it."""
-    spec: dict[str, Any] = {
-        "accessModes": [mode],
-        "resources": {"requests": {"storage": size}},
-        "storageClassName": storage_class,
-    }
+    """A PersistentVolumeClaim of ``storage_class`` (``""``: static binding only; ``None``: names no class).
+
+    ``volume_name`` pre-binds it; ``spec``: more fields of its spec, over the ones built.
+    """
+    body_spec: dict[str, Any] = {"accessModes": [mode], "resources": {"requests": {"storage": size}}}
+    if storage_class is not None:
+        body_spec["storageClassName"] = storage_class
     if volume_name:
-        spec["volumeName"] = volume_name
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name}, "spec": spec}
+        body_spec["volumeName"] = volume_name
+    body_spec.update(spec or {})
+    metadata: dict[str, Any] = {"name": name}
+    if namespace:
+        metadata["namespace"] = namespace
+    if annotations:
+        metadata["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata, "spec": body_spec}
+
+
+def claim_model(body: dict[str, Any], *, uid: str = "") -> client.V1PersistentVolumeClaim:
+    """``body`` (from :func:`claim`) as the model the kubernetes client reads, ``uid`` as the API would set it.
+
+    For code tested without a cluster; nested fields other than ``resources`` stay dicts.
+    """
+    metadata, spec = body["metadata"], body["spec"]
+    fields = {
+        field: spec[key] for field, key in client.V1PersistentVolumeClaimSpec.attribute_map.items() if key in spec
+    }
+    fields["resources"] = client.V1VolumeResourceRequirements(**spec["resources"])
+    return client.V1PersistentVolumeClaim(
+        metadata=client.V1ObjectMeta(
+            name=metadata["name"],
+            namespace=metadata.get("namespace"),
+            uid=uid or None,
+            annotations=metadata.get("annotations"),
+        ),
+        spec=client.V1PersistentVolumeClaimSpec(**fields),
+    )
 
 
 class ClusterObjects:

@@ -12,6 +12,7 @@ import yaml
 
 from rig import cluster as cp
 from rig.paths import REPO
+from tests import objects
 from tests.objects import ClusterObjects
 
 
@@ -35,8 +36,7 @@ def _create_volume_class(compiled: str) -> str:
 def test_storage_auto_compiles_with_the_clusters_rwx_class(
     cluster: cp.ClusterHandle, cluster_objects: ClusterObjects, tmp_path: Path
 ) -> None:
-    nfs = f"nfs-{uuid.uuid4().hex[:6]}"
-    cluster_objects.storage_class({"metadata": {"name": nfs}, "provisioner": "nfs.csi.k8s.io"})
+    nfs = cluster_objects.storage_class(objects.nfs_class()).metadata.name
     out, compiled = _compile(tmp_path, "--storage", "auto", "--kubeconfig", str(cluster.kubeconfig))
 
     assert out.returncode == 0, out.stderr

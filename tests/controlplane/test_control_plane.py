@@ -10,18 +10,8 @@ from kubernetes import client, config
 
 from rig import cluster as cp
 from rig import kwait
+from tests import objects
 from tests.objects import ClusterObjects
-
-
-def _claim(name: str, storage_class: str, *, volume_name: str | None = None, mode: str = "ReadWriteMany") -> dict:
-    spec: dict[str, Any] = {
-        "accessModes": [mode],
-        "resources": {"requests": {"storage": "1Gi"}},
-        "storageClassName": storage_class,
-    }
-    if volume_name:
-        spec["volumeName"] = volume_name
-    return {"metadata": {"name": name}, "spec": spec}
 
 
 def _host_pv(name: str, storage_class: str, *, claim_ref: dict | None = None, node: str | None = None) -> dict:
@@ -59,7 +49,7 @@ def test_a_claim_against_a_pre_bound_static_pv_becomes_bound(
     core = client.CoreV1Api(api)
     pv_name = f"static-{uuid.uuid4().hex[:8]}"
     cluster_objects.pv(_host_pv(pv_name, "", claim_ref={"namespace": namespace, "name": "data"}))
-    core.create_namespaced_persistent_volume_claim(namespace, _claim("data", "", volume_name=pv_name))
+    core.create_namespaced_persistent_volume_claim(namespace, objects.claim("data", "", volume_name=pv_name))
 
     claim = kwait.claim_phase(core, namespace, "data")
     assert claim.spec.volume_name == pv_name
@@ -70,35 +60,28 @@ def test_a_claim_of_an_external_provisioner_class_waits_with_an_external_provisi
     api: Any, namespace: str, cluster_objects: ClusterObjects
 ) -> None:
     core = client.CoreV1Api(api)
-    sc = f"nfs-{uuid.uuid4().hex[:8]}"
-    cluster_objects.storage_class(
-        {"metadata": {"name": sc}, "provisioner": "nfs.csi.k8s.io", "volumeBindingMode": "Immediate"}
-    )
-    core.create_namespaced_persistent_volume_claim(namespace, _claim("shared", sc))
+    sc = cluster_objects.storage_class(objects.nfs_class()).metadata.name
+    core.create_namespaced_persistent_volume_claim(namespace, objects.claim("shared", sc))
 
     event = kwait.event(core, namespace, "ExternalProvisioning", "shared")
-    assert "nfs.csi.k8s.io" in event.message
+    assert objects.NFS_PROVISIONER in event.message
     claim = core.read_namespaced_persistent_volume_claim("shared", namespace)
     assert claim.status.phase == "Pending"
-    assert claim.metadata.annotations["volume.kubernetes.io/storage-provisioner"] == "nfs.csi.k8s.io"
+    assert claim.metadata.annotations["volume.kubernetes.io/storage-provisioner"] == objects.NFS_PROVISIONER
 
 
 def test_a_wait_for_first_consumer_claim_binds_only_after_its_pod_is_scheduled_onto_a_kwok_node(
     api: Any, cluster: cp.ClusterHandle, namespace: str, cluster_objects: ClusterObjects
 ) -> None:
     core = client.CoreV1Api(api)
-    sc = f"wffc-{uuid.uuid4().hex[:8]}"
-    cluster_objects.storage_class(
-        {
-            "metadata": {"name": sc},
-            "provisioner": "kubernetes.io/no-provisioner",
-            "volumeBindingMode": "WaitForFirstConsumer",
-        }
+    wffc = objects.storage_class(
+        "kubernetes.io/no-provisioner", name=objects.unique("wffc"), mode="WaitForFirstConsumer"
     )
+    sc = cluster_objects.storage_class(wffc).metadata.name
     node = cluster.node_names[0]
     pv_name = f"local-{uuid.uuid4().hex[:8]}"
     cluster_objects.pv(_host_pv(pv_name, sc, node=node))
-    core.create_namespaced_persistent_volume_claim(namespace, _claim("late", sc))
+    core.create_namespaced_persistent_volume_claim(namespace, objects.claim("late", sc))
 
     kwait.event(core, namespace, "WaitForFirstConsumer", "late")
     assert core.read_namespaced_persistent_volume_claim("late", namespace).status.phase == "Pending"

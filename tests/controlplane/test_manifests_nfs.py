@@ -17,6 +17,7 @@ from rig import kwait
 from rig.cluster import ClusterHandle
 from rig.paths import REPO
 from storage import doctor, plan
+from tests.objects import NFS_PROVISIONER
 
 NFS = REPO / "k8s" / "nfs"
 KUSTOMIZATIONS = ["k8s/nfs", "k8s/nfs/driver", "k8s/nfs/server", "k8s/nfs/external-export", "k8s/nfs/check"]
@@ -155,7 +156,7 @@ def act_as_the_csi_provisioner(api: Any, namespace: str, claim: str) -> str:
     server = "nfs-server.sharedvol-nfs.svc.cluster.local"
     core.create_persistent_volume(
         {
-            "metadata": {"name": name, "annotations": {"pv.kubernetes.io/provisioned-by": "nfs.csi.k8s.io"}},
+            "metadata": {"name": name, "annotations": {"pv.kubernetes.io/provisioned-by": NFS_PROVISIONER}},
             "spec": {
                 "capacity": {"storage": pvc.spec.resources.requests["storage"]},
                 "accessModes": ["ReadWriteMany"],
@@ -164,7 +165,7 @@ def act_as_the_csi_provisioner(api: Any, namespace: str, claim: str) -> str:
                 "mountOptions": ["nfsvers=4.1", "hard"],
                 "claimRef": {"namespace": namespace, "name": claim, "uid": pvc.metadata.uid},
                 "csi": {
-                    "driver": "nfs.csi.k8s.io",
+                    "driver": NFS_PROVISIONER,
                     "volumeHandle": f"{server}##{namespace}-{claim}-{name}#",
                     "volumeAttributes": {"server": server, "share": "/", "subdir": f"{namespace}-{claim}-{name}"},
                 },
@@ -178,7 +179,7 @@ def test_applied_the_nfs_pods_are_placed_on_every_node_and_the_check_claim_waits
     installed: ClusterHandle, api: Any
 ) -> None:
     # What this proves: the API server admits every manifest, the scheduler places the node plugin on every node,
-    # the check claim waits for nfs.csi.k8s.io, and doctor and the plan pick the class. kwok nodes run no
+    # the check claim waits for the CSI provisioner, and doctor and the plan pick the class. kwok nodes run no
     # container, so "Running" and a Job's success are kwok's, and the PV below stands in for the CSI
     # provisioner: real pods of k8s/nfs/server and k8s/nfs/check run in the real-node tier (tests/node/).
     from kubernetes import client
@@ -210,7 +211,7 @@ def test_applied_the_nfs_pods_are_placed_on_every_node_and_the_check_claim_waits
         ns,
         what="ExternalProvisioning event of claim nfs-check",
     )
-    assert "nfs.csi.k8s.io" in event.message
+    assert NFS_PROVISIONER in event.message
     assert core.read_namespaced_persistent_volume_claim("nfs-check", ns).status.phase == "Pending"
 
     # with the class installed, doctor and the plan choose dynamic RWX on it, and explain the waiting claim

@@ -16,17 +16,19 @@ from kubernetes import client
 from rig import cluster as cp
 from rig import kwait
 from rig.paths import REPO
-from storage import ownership, specs
+from storage import ownership
+from tests import objects
 from tests.controlplane.serving import PROVISIONER, Service, fallback_class
 from tests.objects import ClusterObjects
 
 STORAGE_PROVISIONER = "volume.kubernetes.io/storage-provisioner"
 
 
-def _claim(api: Any, namespace: str, name: str, storage_class: str, **spec: Any) -> Any:
-    body = specs.rwx_claim(name, namespace, "1Gi", storage_class)
-    body["spec"].update(spec)
-    return client.CoreV1Api(api).create_namespaced_persistent_volume_claim(namespace, body)
+def _create_claim(api: Any, namespace: str, name: str, storage_class: str, **kw: Any) -> Any:
+    """Create ``objects.claim(name, storage_class, **kw)`` in ``namespace``; the claim as the API returns it."""
+    return client.CoreV1Api(api).create_namespaced_persistent_volume_claim(
+        namespace, objects.claim(name, storage_class, **kw)
+    )
 
 
 def _bound(api: Any, namespace: str, name: str) -> Any:
@@ -95,8 +97,7 @@ def test_a_claim_without_a_class_that_names_our_provisioner_gets_an_event_at_sta
     api: Any, namespace: str, cluster_objects: ClusterObjects, serve: Callable[..., Service]
 ) -> None:
     core = client.CoreV1Api(api)
-    forged = specs.rwx_claim("forged", namespace, "1Gi", "")
-    forged["metadata"]["annotations"] = {STORAGE_PROVISIONER: PROVISIONER}
+    forged = objects.claim("forged", "", annotations={STORAGE_PROVISIONER: PROVISIONER})
     core.create_namespaced_persistent_volume_claim(namespace, forged)  # there before the service starts
     svc = serve()
     assert "spec.storageClassName: is empty" in _failed(api, namespace, "forged").message
@@ -104,7 +105,7 @@ def test_a_claim_without_a_class_that_names_our_provisioner_gets_an_event_at_sta
     core.create_namespaced_persistent_volume_claim(namespace, forged)  # and one while it runs
     _failed(api, namespace, "forged-later")
     sc = fallback_class(cluster_objects)
-    _claim(api, namespace, "good", sc)
+    _create_claim(api, namespace, "good", sc)
     cluster_objects.track_pv(_bound(api, namespace, "good").spec.volume_name)
     _alive(svc)
 
@@ -115,7 +116,7 @@ def test_a_253_character_claim_in_a_63_character_namespace_binds_and_survives_a_
     sc = fallback_class(cluster_objects)
     name = ("c" * 120 + "." + "d" * 131)[:253]
     first = serve()
-    made = _claim(api, long_namespace, name, sc)
+    made = _create_claim(api, long_namespace, name, sc)
     claim = _bound(api, long_namespace, name)
     cluster_objects.track_pv(claim.spec.volume_name)
     path = client.CoreV1Api(api).read_persistent_volume(claim.spec.volume_name).spec.host_path.path
@@ -125,7 +126,7 @@ def test_a_253_character_claim_in_a_63_character_namespace_binds_and_survives_a_
     assert "ProvisioningSucceeded" in {e.reason for e in events}
     first.kill()
     second = serve()
-    _claim(api, long_namespace, "after-restart", sc)
+    _create_claim(api, long_namespace, "after-restart", sc)
     cluster_objects.track_pv(_bound(api, long_namespace, "after-restart").spec.volume_name)
     _alive(second)
 
@@ -149,10 +150,10 @@ def test_a_malformed_class_gets_an_event_naming_the_class_and_field_and_others_s
 ) -> None:
     svc = serve()
     bad = fallback_class(cluster_objects, **params)
-    _claim(api, namespace, "bad", bad)
+    _create_claim(api, namespace, "bad", bad)
     assert f"StorageClass {bad}: {field}:" in _failed(api, namespace, "bad").message
     good = fallback_class(cluster_objects)
-    _claim(api, namespace, "good", good)
+    _create_claim(api, namespace, "good", good)
     cluster_objects.track_pv(_bound(api, namespace, "good").spec.volume_name)
     _alive(svc)
 
@@ -162,19 +163,18 @@ def test_claim_and_class_features_the_service_does_not_implement_are_refused_by_
 ) -> None:
     serve()
     sc = fallback_class(cluster_objects)
-    _claim(api, namespace, "block", sc, volumeMode="Block")
+    _create_claim(api, namespace, "block", sc, spec={"volumeMode": "Block"})
     assert "spec.volumeMode: Block is not supported" in _failed(api, namespace, "block").message
-    _claim(api, namespace, "limited", sc, resources={"requests": {"storage": "1Gi"}, "limits": {"storage": "1Gi"}})
+    limited = {"resources": {"requests": {"storage": "1Gi"}, "limits": {"storage": "1Gi"}}}
+    _create_claim(api, namespace, "limited", sc, spec=limited)
     assert "spec.resources.limits" in _failed(api, namespace, "limited").message
     name = f"opts-{uuid.uuid4().hex[:6]}"
     cluster_objects.storage_class({"metadata": {"name": name}, "provisioner": PROVISIONER, "mountOptions": ["noatime"]})
-    _claim(api, namespace, "opts", name)
+    _create_claim(api, namespace, "opts", name)
     assert f"StorageClass {name}: mountOptions" in _failed(api, namespace, "opts").message
     # a class that does not exist, with the annotation written by hand (the PV controller writes it only for a
     # class it knows): refused naming the class
-    forged = specs.rwx_claim("ghost", namespace, "1Gi", f"ghost-{uuid.uuid4().hex[:6]}")
-    forged["metadata"]["annotations"] = {STORAGE_PROVISIONER: PROVISIONER}
-    client.CoreV1Api(api).create_namespaced_persistent_volume_claim(namespace, forged)
+    _create_claim(api, namespace, "ghost", objects.unique("ghost"), annotations={STORAGE_PROVISIONER: PROVISIONER})
     assert "does not exist" in _failed(api, namespace, "ghost").message
 
 
@@ -186,7 +186,7 @@ def test_a_volume_directory_replaced_by_a_symlink_is_reclaimed_as_a_link_and_the
     sc = fallback_class(cluster_objects)
     paths = {}
     for name in ("victim", "attacker"):
-        _claim(api, namespace, name, sc)
+        _create_claim(api, namespace, name, sc)
         volume = _bound(api, namespace, name).spec.volume_name
         cluster_objects.track_pv(volume)
         paths[name] = (volume, svc.node_dir(core.read_persistent_volume(volume).spec.host_path.path))
@@ -207,7 +207,7 @@ def test_a_directory_left_by_a_service_killed_before_its_pv_is_removed_once_the_
     core = client.CoreV1Api(api)
     sc = fallback_class(cluster_objects)
     first = serve(env={"SHAREDVOL_CRASH_AT": "directory"})
-    made = _claim(api, namespace, "orphan", sc)
+    made = _create_claim(api, namespace, "orphan", sc)
     assert first.proc is not None and first.proc.wait(timeout=120) == 137, first.output()
     base = first.root / "var" / "lib" / "sharedvol"
     left = [p for p in base.iterdir() if p.name.endswith(made.metadata.uid[:8])]
@@ -225,7 +225,7 @@ def test_a_hand_made_pv_that_copies_a_service_pv_is_never_reclaimed(
     core = client.CoreV1Api(api)
     svc = serve()
     sc = fallback_class(cluster_objects)
-    _claim(api, namespace, "original", sc)
+    _create_claim(api, namespace, "original", sc)
     original = core.read_persistent_volume(_bound(api, namespace, "original").spec.volume_name)
     cluster_objects.track_pv(original.metadata.name)
     data = svc.node_dir(original.spec.host_path.path)
@@ -294,7 +294,7 @@ def test_serve_whose_token_is_revoked_while_it_runs_stops_in_one_line(
     try:
         sc = fallback_class(cluster_objects)
         svc = serve(kubeconfig=kubeconfig)
-        _claim(api, namespace, "before", sc)
+        _create_claim(api, namespace, "before", sc)
         cluster_objects.track_pv(_bound(api, namespace, "before").spec.volume_name)  # the token works
 
         client.CoreV1Api(api).delete_namespaced_service_account(account, namespace)  # its tokens die with it

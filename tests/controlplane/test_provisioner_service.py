@@ -17,8 +17,9 @@ from kubernetes import client, config
 from rig import cluster as cp
 from rig import kwait
 from rig.paths import REPO
-from storage import ownership, specs
+from storage import ownership
 from storage.provisioner import volumes
+from tests import objects
 from tests.controlplane.serving import PROVISIONER, Service, fallback_class
 from tests.objects import ClusterObjects
 
@@ -34,9 +35,10 @@ def _bound(api: Any, namespace: str, name: str, timeout: float = 60) -> Any:
     return kwait.claim_phase(core, namespace, name, timeout=timeout)
 
 
-def _claim(api: Any, namespace: str, name: str, storage_class: str, size: str = "1Gi") -> Any:
+def _create_claim(api: Any, namespace: str, name: str, storage_class: str, size: str = "1Gi") -> Any:
+    """Create ``objects.claim(name, storage_class)`` of ``size`` in ``namespace``; the claim as the API returns it."""
     return client.CoreV1Api(api).create_namespaced_persistent_volume_claim(
-        namespace, specs.rwx_claim(name, namespace, size, storage_class)
+        namespace, objects.claim(name, storage_class, size=size)
     )
 
 
@@ -44,7 +46,7 @@ def test_an_immediate_claim_of_the_fallback_class_binds_to_a_writable_hostpath_v
     api: Any, namespace: str, cluster_objects: ClusterObjects, service: Service
 ) -> None:
     sc = fallback_class(cluster_objects)
-    made = _claim(api, namespace, "shared", sc, "3Gi")
+    made = _create_claim(api, namespace, "shared", sc, "3Gi")
     claim = _bound(api, namespace, "shared")
     cluster_objects.track_pv(claim.spec.volume_name)
 
@@ -67,7 +69,7 @@ def test_a_wait_for_first_consumer_claim_binds_on_the_node_its_pod_is_scheduled_
     api: Any, cluster: cp.ClusterHandle, namespace: str, cluster_objects: ClusterObjects, service: Service
 ) -> None:
     sc = fallback_class(cluster_objects, mode="WaitForFirstConsumer")
-    _claim(api, namespace, "late", sc)
+    _create_claim(api, namespace, "late", sc)
     core = client.CoreV1Api(api)
     kwait.event(core, namespace, "WaitForFirstConsumer", "late")
     assert core.read_namespaced_persistent_volume_claim("late", namespace).spec.volume_name is None
@@ -102,9 +104,7 @@ def test_claims_shaped_like_kfps_own_bind(
     api: Any, namespace: str, cluster_objects: ClusterObjects, service: Service, name: str
 ) -> None:
     sc = fallback_class(cluster_objects)
-    body = specs.rwx_claim(name, namespace, "20Gi", sc)
-    body["metadata"].pop("labels")  # KFP's claims carry no sharedvol labels
-    client.CoreV1Api(api).create_namespaced_persistent_volume_claim(namespace, body)
+    _create_claim(api, namespace, name, sc, "20Gi")  # KFP's claims carry no sharedvol labels: nor does objects.claim
     claim = _bound(api, namespace, name)
     cluster_objects.track_pv(claim.spec.volume_name)
     assert claim.status.access_modes == ["ReadWriteMany"]
@@ -117,7 +117,7 @@ def test_deleting_a_claim_deletes_archives_or_keeps_its_directory_as_the_class_s
     dirs = {}
     for on_delete in ("delete", "archive", "retain"):
         sc = fallback_class(cluster_objects, on_delete=on_delete)
-        _claim(api, namespace, on_delete, sc)
+        _create_claim(api, namespace, on_delete, sc)
         claim = _bound(api, namespace, on_delete)
         path = service.node_dir(core.read_persistent_volume(claim.spec.volume_name).spec.host_path.path)
         (path / "latest.pth").write_bytes(b"weights")
@@ -162,7 +162,7 @@ def test_a_retain_class_keeps_the_volume_and_its_data(
 ) -> None:
     core = client.CoreV1Api(api)
     sc = fallback_class(cluster_objects, reclaim="Retain")
-    _claim(api, namespace, "keep", sc)
+    _create_claim(api, namespace, "keep", sc)
     volume = _bound(api, namespace, "keep").spec.volume_name
     cluster_objects.track_pv(volume)
     core.delete_namespaced_persistent_volume_claim("keep", namespace)
@@ -180,7 +180,7 @@ def test_a_service_killed_after_each_step_of_provisioning_and_restarted_leaves_e
     core = client.CoreV1Api(api)
     sc = fallback_class(cluster_objects)
     first = serve(env={"SHAREDVOL_CRASH_AT": step})
-    made = _claim(api, namespace, "crash", sc)
+    made = _create_claim(api, namespace, "crash", sc)
     assert first.proc is not None
     assert first.proc.wait(timeout=120) == 137, first.output()  # it died right after that step, as if killed
     assert f"SHAREDVOL_CRASH_AT={step}" in first.output()
@@ -233,7 +233,7 @@ def test_the_rbac_of_k8s_fallback_lets_the_service_work_and_denies_secrets(
 
         svc = Service(kubeconfig, tmp_path / "node", env={"SHAREDVOL_NAMESPACE": "sharedvol-system"}).start()
         try:
-            _claim(api, namespace, "kfp-run", "sharedvol-hostpath")
+            _create_claim(api, namespace, "kfp-run", "sharedvol-hostpath")
             pod = {
                 "metadata": {"name": "step"},
                 "spec": {

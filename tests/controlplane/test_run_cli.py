@@ -10,6 +10,7 @@ from pipelines import errors, params, run_cli
 from rig.cluster import ClusterHandle
 from storage import choice
 from storage import errors as storage_errors
+from tests import objects
 from tests.kfp_fake import GOOD_TOKEN, FakeKfp
 from tests.objects import ClusterObjects
 
@@ -72,14 +73,14 @@ def test_the_run_command_prints_each_step_and_the_run_link(
     fake_kfp: FakeKfp,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    cluster_objects.storage_class({"metadata": {"name": "sharedvol-nfs"}, "provisioner": "nfs.csi.k8s.io"})
+    cluster_objects.storage_class(objects.nfs_class("sharedvol-nfs"))
     args = parse(
         *("--host", fake_kfp.url, "--token", GOOD_TOKEN, "--namespace", namespace),
         *("--kubeconfig", str(cluster.kubeconfig), "--storage", "nfs", "--gpus", "0", "--no-wait"),
     )
     assert args.func(args) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("doctor: StorageClasses: sharedvol-nfs (nfs.csi.k8s.io, RWX yes)")
+    assert out[0].startswith(f"doctor: StorageClasses: sharedvol-nfs ({objects.NFS_PROVISIONER}, RWX yes)")
     assert f"storage: plan for claim {namespace}/sharedvol-runs: dynamic" in out
     (run_id,) = fake_kfp.runs
     assert out[-2:] == [

@@ -18,6 +18,7 @@ from pipelines import run as run_lib
 from rig import kwait
 from rig.cluster import ClusterHandle
 from storage import choice, specs
+from tests import objects
 from tests.controlplane import prepare_kubelet, rbac
 from tests.kfp_fake import GOOD_TOKEN, FakeKfp
 from tests.objects import ClusterObjects
@@ -107,9 +108,7 @@ def create_pvc_class(spec: dict[str, Any]) -> str | None:
 def test_with_sharedvol_nfs_installed_run_gets_a_dynamic_claim_per_run_and_prints_the_metrics(
     api: Any, namespace: str, cluster_objects: ClusterObjects, fake_kfp: FakeKfp
 ) -> None:
-    cluster_objects.storage_class(
-        {"metadata": {"name": "sharedvol-nfs"}, "provisioner": "nfs.csi.k8s.io", "parameters": {"server": "x"}}
-    )
+    cluster_objects.storage_class(objects.nfs_class("sharedvol-nfs", parameters={"server": "x"}))
     journey = Journey(api, fake_kfp)
     result = journey.run(settings(fake_kfp.url, namespace))
 
@@ -122,7 +121,7 @@ def test_with_sharedvol_nfs_installed_run_gets_a_dynamic_claim_per_run_and_print
     assert result.submitted.state == "SUCCEEDED"
     assert result.submitted.metrics == METRICS
     order = [
-        journey.index("doctor: StorageClasses: sharedvol-nfs (nfs.csi.k8s.io, RWX yes)"),
+        journey.index(f"doctor: StorageClasses: sharedvol-nfs ({objects.NFS_PROVISIONER}, RWX yes)"),
         journey.index("doctor: a run gets: dynamic"),
         journey.index("doctor: nodes for train-resnet: "),
         journey.index("doctor: the KFP API at"),

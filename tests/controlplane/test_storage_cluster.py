@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from rig import cluster as cp
 from rig import kwait
 from rig.paths import REPO
 from storage import apply, doctor, errors, plan, release, specs, wait
+from tests import objects
 from tests.controlplane import rbac
 from tests.objects import ClusterObjects
 
@@ -63,8 +63,7 @@ def test_a_rerun_finds_the_claim_and_creates_nothing(
 def test_with_an_nfs_csi_class_the_plan_is_dynamic_and_doctor_explains_the_waiting_claim(
     api: Any, namespace: str, cluster_objects: ClusterObjects
 ) -> None:
-    nfs = f"nfs-{uuid.uuid4().hex[:6]}"
-    cluster_objects.storage_class({"metadata": {"name": nfs}, "provisioner": "nfs.csi.k8s.io"})
+    nfs = cluster_objects.storage_class(objects.nfs_class()).metadata.name
     p = plan.make(api, plan.Request("data", namespace, "1Gi", storage_class=nfs))
     assert p.strategy == "dynamic" and p.claim is not None
     assert p.claim["spec"]["storageClassName"] == nfs
@@ -84,7 +83,7 @@ def test_with_an_nfs_csi_class_the_plan_is_dynamic_and_doctor_explains_the_waiti
     report = doctor.diagnose(api, namespace)
     [d] = report.pending
     assert (d.name, d.cause) == ("data", "no-provisioner")
-    assert "waits for the external provisioner nfs.csi.k8s.io" in d.explanation
+    assert f"waits for the external provisioner {objects.NFS_PROVISIONER}" in d.explanation
     assert d.fix.startswith("kubectl apply -k k8s/nfs")
 
 
@@ -176,8 +175,7 @@ def test_a_pv_bound_to_another_claim_is_a_conflict_and_nothing_is_created(
 def test_a_claim_that_exists_with_other_access_modes_is_a_conflict(
     api: Any, namespace: str, cluster_objects: ClusterObjects
 ) -> None:
-    nfs = f"nfs-{uuid.uuid4().hex[:6]}"
-    cluster_objects.storage_class({"metadata": {"name": nfs}, "provisioner": "nfs.csi.k8s.io"})
+    nfs = cluster_objects.storage_class(objects.nfs_class()).metadata.name
     rwo = specs.rwx_claim("data", namespace, "1Gi", nfs)
     rwo["spec"]["accessModes"] = ["ReadWriteOnce"]
     client.CoreV1Api(api).create_namespaced_persistent_volume_claim(namespace, rwo)
@@ -233,8 +231,7 @@ def test_a_pv_made_for_a_claim_that_could_not_be_created_is_deleted_again(
 def test_a_claim_that_does_not_bind_in_time_is_reported_with_what_was_left(
     api: Any, namespace: str, cluster_objects: ClusterObjects
 ) -> None:
-    nfs = f"nfs-{uuid.uuid4().hex[:6]}"
-    cluster_objects.storage_class({"metadata": {"name": nfs}, "provisioner": "nfs.csi.k8s.io"})
+    nfs = cluster_objects.storage_class(objects.nfs_class()).metadata.name
     with pytest.raises(errors.BindError) as e:
         apply.apply(api, plan.make(api, plan.Request("slow", namespace, "1Gi", storage_class=nfs)), timeout=2)
     assert f"claim {namespace}/slow was not Bound after 2 s" in str(e.value)

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from rig import cluster as cp
 from rig import kwait
 from rig.paths import REPO
 from storage import errors, kube, specs, wait
+from tests import objects
 from tests.controlplane.serving import SharedvolCli
 from tests.objects import ClusterObjects
 
@@ -106,8 +106,7 @@ def test_existing_uses_a_bound_rwx_claim_and_refuses_a_pending_or_rwo_one(
     assert out.returncode == 0, out.stderr
     assert f"claim {namespace}/mine is Bound to PersistentVolume sharedvol.{namespace}.mine" in out.stdout
     core = client.CoreV1Api(api)
-    nfs = f"nfs-{uuid.uuid4().hex[:6]}"
-    cluster_objects.storage_class({"metadata": {"name": nfs}, "provisioner": "nfs.csi.k8s.io"})
+    nfs = cluster_objects.storage_class(objects.nfs_class()).metadata.name
     core.create_namespaced_persistent_volume_claim(namespace, specs.rwx_claim("waiting", namespace, "1Gi", nfs))
     rwo = specs.rwx_claim("rwo", namespace, "1Gi", nfs)
     rwo["spec"]["accessModes"] = ["ReadWriteOnce"]
@@ -264,7 +263,7 @@ def test_an_api_server_killed_while_provision_waits_is_one_line(tmp_path: Path) 
         api = config.new_client_from_config(str(plane.kubeconfig))
         core = client.CoreV1Api(api)
         core.create_namespace({"metadata": {"name": "lost"}})
-        client.StorageV1Api(api).create_storage_class({"metadata": {"name": "nfs"}, "provisioner": "nfs.csi.k8s.io"})
+        client.StorageV1Api(api).create_storage_class(objects.nfs_class("nfs"))
         proc = subprocess.Popen(
             [
                 *PROVISION,

@@ -19,6 +19,7 @@ from kubernetes import client
 from rig import kwait
 from rig.cluster import ClusterHandle
 from storage import apply, plan, prepare, specs, wait
+from tests import objects
 from tests.controlplane import prepare_kubelet
 from tests.controlplane.serving import SharedvolCli
 from tests.objects import ClusterObjects
@@ -131,7 +132,7 @@ def test_no_prepare_runs_no_pod_and_nfs_and_dynamic_volumes_get_none_either(
     cluster_objects.track_pv(specs.static_pv_name(namespace, "mine"))
     cluster_objects.track_pv(specs.static_pv_name(namespace, "onnfs"))
     nfs_class = f"nfs-{namespace}"
-    cluster_objects.storage_class({"metadata": {"name": nfs_class}, "provisioner": "nfs.csi.k8s.io"})
+    cluster_objects.storage_class(objects.nfs_class(nfs_class))
     # a volume of that class, as its provisioner would have made it: the dynamic claim binds to it
     made = specs.static_pv(
         specs.StaticVolume(f"pv-{namespace}", namespace, "dyn", "1Gi", nfs_class, nfs_server="10.0.0.9", nfs_path="/d")

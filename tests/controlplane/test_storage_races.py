@@ -12,6 +12,7 @@ from kubernetes import client
 
 from rig import kwait
 from storage import apply, doctor, errors, plan, release, specs, wait
+from tests import objects
 from tests.objects import ClusterObjects
 
 
@@ -126,8 +127,7 @@ def test_an_old_claims_failed_binding_does_not_fail_a_new_claim_of_the_same_name
 def test_doctor_does_not_blame_a_new_claim_for_an_old_claims_provisioning_failure(
     api: Any, namespace: str, cluster_objects: ClusterObjects
 ) -> None:
-    nfs = f"nfs-{uuid.uuid4().hex[:6]}"
-    cluster_objects.storage_class({"metadata": {"name": nfs}, "provisioner": "nfs.csi.k8s.io"})
+    nfs = cluster_objects.storage_class(objects.nfs_class()).metadata.name
     core = client.CoreV1Api(api)
     old = core.create_namespaced_persistent_volume_claim(namespace, specs.rwx_claim("y", namespace, "1Gi", nfs))
     core.create_namespaced_event(
@@ -155,8 +155,7 @@ def test_doctor_does_not_blame_a_new_claim_for_an_old_claims_provisioning_failur
 def test_a_claim_deleted_while_provision_waits_ends_the_wait_at_once_with_that_reason(
     api: Any, namespace: str, cluster_objects: ClusterObjects
 ) -> None:
-    nfs = f"nfs-{uuid.uuid4().hex[:6]}"
-    cluster_objects.storage_class({"metadata": {"name": nfs}, "provisioner": "nfs.csi.k8s.io"})  # never binds here
+    nfs = cluster_objects.storage_class(objects.nfs_class()).metadata.name  # never binds here
     core = client.CoreV1Api(api)
     outcome: list[Any] = []
 

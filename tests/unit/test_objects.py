@@ -28,3 +28,13 @@ def test_each_class_builder_names_its_provisioner_and_a_name_no_other_test_uses(
 def test_a_default_class_carries_the_default_class_annotation() -> None:
     sc = objects.storage_class("example.com/x", name="x", default=True)
     assert sc["metadata"] == {"name": "x", "annotations": {classes.DEFAULT_CLASS_ANNOTATION: "true"}}
+
+
+def test_a_claim_of_no_class_omits_the_field_and_its_model_reads_like_its_body() -> None:
+    body = objects.claim("c", None, namespace="kfp", annotations={"a": "b"}, spec={"volumeMode": "Block"})
+    assert "storageClassName" not in body["spec"] and body["spec"]["volumeMode"] == "Block"
+    model = objects.claim_model(body, uid="u-1")
+    assert (model.metadata.name, model.metadata.namespace, model.metadata.uid) == ("c", "kfp", "u-1")
+    assert model.metadata.annotations == {"a": "b"} and model.spec.storage_class_name is None
+    assert model.spec.access_modes == ["ReadWriteMany"] and model.spec.volume_mode == "Block"
+    assert model.spec.resources.requests == {"storage": "1Gi"}

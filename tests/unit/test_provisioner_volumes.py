@@ -9,6 +9,7 @@ from kubernetes import client as k
 
 from storage import errors, ownership, validate
 from storage.provisioner import features, settings, volumes
+from tests import objects
 
 UID = "3f2a9c1e-0000-4000-8000-000000000001"
 PROVISIONER = "sharedvol.io/hostpath"
@@ -25,16 +26,14 @@ def _sc(mode: str = "WaitForFirstConsumer", **params: str) -> k.V1StorageClass:
 
 
 def _claim(annotations: dict[str, str] | None = None, **spec: Any) -> k.V1PersistentVolumeClaim:
-    fields: dict[str, Any] = {
-        "storage_class_name": "sharedvol-hostpath",
-        "access_modes": ["ReadWriteMany"],
-        "resources": k.V1VolumeResourceRequirements(requests={"storage": "20Gi"}),
-        **spec,
-    }
-    return k.V1PersistentVolumeClaim(
-        metadata=k.V1ObjectMeta(namespace="kubeflow", name="0f1e-sharedvol", uid=UID, annotations=annotations),
-        spec=k.V1PersistentVolumeClaimSpec(**fields),
+    """``objects.claim`` as the model the service reads, with its uid; ``spec``: model fields set over it."""
+    body = objects.claim(
+        "0f1e-sharedvol", "sharedvol-hostpath", size="20Gi", namespace="kubeflow", annotations=annotations
     )
+    claim = objects.claim_model(body, uid=UID)
+    for field, value in spec.items():
+        setattr(claim.spec, field, value)
+    return claim
 
 
 def _node(name: str, ready: bool = True, **labels: str) -> k.V1Node:

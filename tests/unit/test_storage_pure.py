@@ -7,8 +7,10 @@ from types import SimpleNamespace as NS
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from kubernetes.client import V1PersistentVolumeClaim
 
 from storage import classes, doctor, errors, plan, provisioners, specs, validate
+from tests import objects
 
 
 def test_the_static_pv_is_pre_bound_rwx_retain_hostpath_with_node_affinity() -> None:
@@ -185,7 +187,11 @@ def test_a_local_path_only_cluster_gets_a_static_pv_on_its_node() -> None:
 
 
 def test_the_nfs_class_wins_over_other_rwx_classes() -> None:
-    infos = [_info("cephfs", "cephfs.csi.ceph.com", default=True), _info("sharedvol-nfs", "nfs.csi.k8s.io"), LOCAL]
+    infos = [
+        _info("cephfs", "cephfs.csi.ceph.com", default=True),
+        _info("sharedvol-nfs", objects.NFS_PROVISIONER),
+        LOCAL,
+    ]
     p = plan.choose(plan.Request("shared"), infos, ["n"])
     assert (p.strategy, p.storage_class) == ("dynamic", "sharedvol-nfs")
     assert p.claim is not None and p.claim["spec"]["storageClassName"] == "sharedvol-nfs"
@@ -209,13 +215,9 @@ def test_a_missing_class_or_node_is_not_found() -> None:
         plan.choose(plan.Request("s", static=True, node="gpu-2"), [LOCAL], ["gpu-1"])
 
 
-def _claim(name: str, sc: str | None, modes: list[str], volume: str | None = None) -> NS:
-    return NS(
-        metadata=NS(namespace="kfp", name=name),
-        spec=NS(
-            storage_class_name=sc, access_modes=modes, volume_name=volume, resources=NS(requests={"storage": "5Gi"})
-        ),
-    )
+def _claim(name: str, sc: str | None, mode: str = "ReadWriteMany", volume: str = "") -> V1PersistentVolumeClaim:
+    """``objects.claim`` in namespace kfp as the model doctor reads (doctor is pure: no API to create it in)."""
+    return objects.claim_model(objects.claim(name, sc, size="5Gi", mode=mode, volume_name=volume, namespace="kfp"))
 
 
 def _event(reason: str, message: str = "") -> NS:
@@ -224,7 +226,7 @@ def _event(reason: str, message: str = "") -> NS:
 
 def test_doctor_explains_an_rwx_claim_on_local_path_and_names_the_fix() -> None:
     d = doctor.diagnose_claim(
-        _claim("data", "local-path", ["ReadWriteMany"]),
+        _claim("data", "local-path"),
         {"local-path": LOCAL},
         [_event("ProvisioningFailed", "NodePath only supports ReadWriteOnce and ReadWriteOncePod")],
         {},
@@ -238,26 +240,26 @@ def test_doctor_explains_an_rwx_claim_on_local_path_and_names_the_fix() -> None:
 @pytest.mark.parametrize(
     ("claim", "events", "consumer", "cause", "fix"),
     [
-        (_claim("a", "gone", ["ReadWriteMany"]), [], False, "missing-class", "sharedvol provision a -n kfp"),
-        (_claim("b", "sharedvol-nfs", ["ReadWriteMany"]), [], False, "missing-class", "kubectl apply -k k8s/nfs"),
+        (_claim("a", "gone"), [], False, "missing-class", "sharedvol provision a -n kfp"),
+        (_claim("b", "sharedvol-nfs"), [], False, "missing-class", "kubectl apply -k k8s/nfs"),
         (
-            _claim("c", "wffc", ["ReadWriteOnce"]),
+            _claim("c", "wffc", "ReadWriteOnce"),
             [_event("WaitForFirstConsumer")],
             False,
             "wait-for-consumer",
             "start the pod",
         ),
-        (_claim("d", "nfs", ["ReadWriteMany"]), [_event("ExternalProvisioning")], True, "no-provisioner", "k8s/nfs"),
-        (_claim("e", "", ["ReadWriteMany"], "pv-x"), [], False, "missing-volume", "--static"),
-        (_claim("f", None, ["ReadWriteMany"]), [], False, "no-class", "--static"),
+        (_claim("d", "nfs"), [_event("ExternalProvisioning")], True, "no-provisioner", "k8s/nfs"),
+        (_claim("e", "", volume="pv-x"), [], False, "missing-volume", "--static"),
+        (_claim("f", None), [], False, "no-class", "--static"),
     ],
 )
 def test_doctor_names_the_cause_of_each_kind_of_pending_claim(
-    claim: NS, events: list[NS], consumer: bool, cause: str, fix: str
+    claim: V1PersistentVolumeClaim, events: list[NS], consumer: bool, cause: str, fix: str
 ) -> None:
     infos = {
         "wffc": _info("wffc", "kubernetes.io/no-provisioner", mode="WaitForFirstConsumer"),
-        "nfs": _info("nfs", "nfs.csi.k8s.io"),
+        "nfs": _info("nfs", objects.NFS_PROVISIONER),
     }
     d = doctor.diagnose_claim(claim, infos, events, {}, consumer)
     assert d.cause == cause
