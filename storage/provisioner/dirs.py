@@ -150,9 +150,35 @@ class Base:
         return found
 
     def _ledger(self) -> int:
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(LEDGER, 0o700, dir_fd=self.fd)
-        return os.open(LEDGER, _NOFOLLOW_DIR, dir_fd=self.fd)
+        """The ledger directory, open (made when missing).
+
+        Raises:
+            PrepareError: it cannot be made or opened: not writable by this user (left by a run as another
+                user), a file, or a symlink (never followed).
+        """
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(LEDGER, 0o700, dir_fd=self.fd)
+            return os.open(LEDGER, _NOFOLLOW_DIR | os.O_NONBLOCK, dir_fd=self.fd)
+        except OSError as e:
+            where = f"{self.node_path}/{LEDGER}"
+            try:
+                st = os.lstat(LEDGER, dir_fd=self.fd)
+                what = f"{_kind(st.st_mode)} of uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o}"
+            except OSError:
+                what = "missing"
+            raise errors.PrepareError(
+                f"cannot use its ledger {where} ({what}): {e.strerror or e}",
+                hint=f"on the node, make it a directory owned by the service's user (uid {os.getuid()}): "
+                f"chown -h {os.getuid()} {where} (k8s/fallback's init container does), or remove it",
+            ) from e
+
+
+def _kind(mode: int) -> str:
+    """What a file mode is, in a word."""
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    return "a symlink" if stat.S_ISLNK(mode) else "a file"
 
 
 def _read_record(ledger: int, entry: str) -> Pending:

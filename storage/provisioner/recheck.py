@@ -65,10 +65,16 @@ class Recheck:
         return True, f"claims listed {age:.0f} s ago"
 
     def once(self, core: CoreV1Api) -> None:
-        """Re-check claims, then volumes, then pending records (blocking: run it in a thread). Never raises."""
-        self.claims(core)
-        self.volumes(core)
-        reclaim.sweep(core, self.settings)
+        """Re-check claims, then volumes, then pending records (blocking: run it in a thread). Never raises.
+
+        Each part on its own: whatever one raises is logged, and the loop goes on (a part that raised once
+        ended the loop for good: no claim was tried again).
+        """
+        for part in (self.claims, self.volumes, lambda c: reclaim.sweep(c, self.settings)):
+            try:
+                part(core)
+            except Exception as e:  # isolation: the re-check must outlive anything one part meets
+                log.error("re-check: unexpected %s: %s", type(e).__name__, str(e)[:300])
 
     def beat(self, core: CoreV1Api) -> None:
         """Renew the heartbeat Lease (:mod:`storage.heartbeat`); log only when its state changes."""

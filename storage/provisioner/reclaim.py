@@ -110,7 +110,12 @@ def sweep(core: CoreV1Api, config: settings_mod.Settings) -> None:
         with dirs.opened(config, base_path) as base:
             if base is None:
                 continue
-            for record in base.pending():
+            try:
+                records = base.pending()
+            except errors.StorageError as e:  # its claims get the same error as an Event when provisioned
+                log.error("orphan sweep: %s", e)
+                continue
+            for record in records:
                 try:
                     _settle(core, base, record, config)
                 except Exception as e:  # isolation: one record never stops the sweep

@@ -308,3 +308,21 @@ def test_serve_whose_token_is_revoked_while_it_runs_stops_in_one_line(
     last = log.strip().splitlines()[-1]
     assert "refused the service's credentials (401 Unauthorized) while it ran" in last, log
     assert "give it a valid token" in last
+
+
+def test_an_unusable_ledger_is_named_on_the_claim_and_the_claim_binds_once_it_is_fixed(
+    api: Any, namespace: str, cluster_objects: ClusterObjects, serve: Callable[..., Service]
+) -> None:
+    # What a run as another user, or a planted file, leaves: the service cannot keep its pending records. Before the
+    # fix the orphan sweep raised out of the re-check, which then never ran again: the claim stayed Pending for good.
+    sc = fallback_class(cluster_objects)
+    svc = serve()
+    ledger = svc.node_dir("/var/lib/sharedvol") / ".sharedvol"
+    ledger.write_text("not a directory")
+    _create_claim(api, namespace, "blocked", sc)
+    message = _failed(api, namespace, "blocked").message
+    assert "cannot use its ledger /var/lib/sharedvol/.sharedvol (a file of uid" in message
+    assert "chown -h" in message
+    ledger.unlink()
+    cluster_objects.track_pv(_bound(api, namespace, "blocked").spec.volume_name)  # the next re-check
+    _alive(svc)
