@@ -39,6 +39,9 @@ class FollowSettings:
     window_s: float = 30.0
 
 
+DEFAULTS = FollowSettings()
+
+
 def describe_pods(phases: list[str], workers: int) -> str:
     """The pods' phases in a few words: ``2/2 pods running``, ``0/2 pods running (2 Pending)``."""
     counts = collections.Counter(phases)
@@ -64,7 +67,7 @@ class Seen:
     pods: str = ""
 
     def trainjob(self, obj: Mapping[str, Any]) -> list[str]:
-        """The lines for the conditions of ``obj`` (the TrainJob as read) that changed: type, status, reason, message."""
+        """The lines for the conditions of ``obj`` (the TrainJob as read) that changed: type, status, reason, text."""
         lines = []
         for c in (obj.get("status") or {}).get("conditions") or []:
             kind, status, reason = c.get("type") or "?", c.get("status") or "Unknown", c.get("reason") or ""
@@ -120,7 +123,7 @@ def follow(
     name: str,
     workers: int,
     *,
-    settings: FollowSettings = FollowSettings(),
+    settings: FollowSettings = DEFAULTS,
     progress: Progress = lambda line: None,
 ) -> Mapping[str, Any]:
     """Follow TrainJob ``namespace/name`` until its ``Complete`` condition; return it as last read.

@@ -86,7 +86,7 @@ def create(api: Any, plan: trainjob.TrainJobPlan, progress: trainjob_follow.Prog
         )
     except storage_errors.ConflictError:
         progress(f"TrainJob {plan.name} exists (made by an earlier attempt of this step): following it")
-        return kube.call(custom.get_namespaced_custom_object, f"get {what}", *where, plan.name)  # type: ignore[no-any-return]
+        return kube.call(custom.get_namespaced_custom_object, f"get {what}", *where, plan.name)
     except storage_errors.NotFoundError as e:
         raise storage_errors.NotFoundError(e.message, hint=INSTALL_HINT) from e
     gpus = f", {plan.gpus_per_worker} GPU each" if plan.gpus_per_worker else " on the CPU"
@@ -101,7 +101,7 @@ def launch(
     api: Any,
     plan: trainjob.TrainJobPlan,
     *,
-    settings: trainjob_follow.FollowSettings = trainjob_follow.FollowSettings(),
+    settings: trainjob_follow.FollowSettings = trainjob_follow.DEFAULTS,
     progress: trainjob_follow.Progress = lambda line: None,
 ) -> Mapping[str, Any]:
     """Create the TrainJob of ``plan`` (or take the one a first attempt made) and follow it until it completes.
@@ -124,7 +124,7 @@ def train(
     *,
     api: Any = None,
     namespace: str | None = None,
-    settings: trainjob_follow.FollowSettings = trainjob_follow.FollowSettings(),
+    settings: trainjob_follow.FollowSettings = trainjob_follow.DEFAULTS,
     progress: trainjob_follow.Progress = lambda line: None,
 ) -> schemas.TrainSummary:
     """What the TrainJob variant's train step does: launch the TrainJob of ``values``, then read what it trained.
