@@ -189,7 +189,7 @@ def follow(
                 return last
     state = ", ".join(f"{k} {s}" for k, (s, _) in seen.conditions.items()) or "no condition"
     raise errors.RunTimeoutError(
-        f"TrainJob {name} did not finish in {settings.timeout_s:.0f} s ({state}; {seen.pods or 'no pods seen'})",
+        f"TrainJob {name} did not finish in {settings.timeout_s:.0f} s; last seen: {state}, {seen.pods or 'no pod'}",
         hint=f"it may still run: kubectl get trainjob {name} -n {namespace}; delete it to stop it",
     )
 

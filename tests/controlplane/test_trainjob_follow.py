@@ -236,3 +236,21 @@ def test_a_service_account_without_the_role_is_refused_with_the_role_that_fixes_
     assert error.message.startswith(f"not allowed to create TrainJob {namespace}/{p.name} (")
     assert error.hint == trainjob_follow.RBAC_HINT
     assert step.said == []
+
+
+def test_the_step_gives_up_at_its_deadline_saying_what_it_last_saw_of_the_trainjob(
+    trainer_crds: ClusterHandle, api: Any, namespace: str
+) -> None:
+    p = plan(namespace)
+    runner = runner_api(trainer_crds, api, namespace)
+    trainjob_launch.create(runner, p, progress=lambda line: None)
+    make_pods(api, namespace, p.name, 2)
+    settings = trainjob_follow.FollowSettings(timeout_s=2, window_s=1)
+
+    with pytest.raises(errors.RunTimeoutError) as e:
+        trainjob_follow.follow(runner, namespace, p.name, 2, settings=settings)
+
+    assert str(e.value) == (
+        f"TrainJob {p.name} did not finish in 2 s; last seen: no condition, 0/2 pods running (2 Pending): "
+        f"it may still run: kubectl get trainjob {p.name} -n {namespace}; delete it to stop it"
+    )
