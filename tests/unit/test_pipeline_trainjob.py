@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from pipelines import cli, errors, flagdocs, flags, options, pipeline
-from tests import cli as tests_cli
 
 GOLDEN = Path(pipeline.__file__).parent / "golden" / "resnet18_cifar10.yaml"
 WORKERS2 = options.CompileOptions(workers=2)
@@ -52,12 +51,12 @@ def test_one_worker_is_no_trainjob() -> None:
 
 @pytest.mark.parametrize("workers", ["0", "-2"])
 def test_compile_refuses_fewer_than_one_worker_in_one_line_with_exit_2(
-    workers: str, tmp_path: Path, sharedvol: tests_cli.Run
+    workers: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = sharedvol("compile", "--workers", workers, "-o", str(tmp_path / "p.yaml"))
+    status = cli.main(["compile", "--workers", workers, "-o", str(tmp_path / "p.yaml")])
 
-    assert out.returncode == 2
-    assert out.stderr.splitlines() == [
+    assert status == 2
+    assert capsys.readouterr().err.splitlines() == [
         f"sharedvol compile: error: --workers must be at least 1, got {workers}: 1 trains in the train step's own "
         "pod; 2 or more run a TrainJob of that many nodes"
     ]
