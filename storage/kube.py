@@ -196,8 +196,8 @@ def follow(
 def resource_version(obj: Any) -> str:
     """``metadata.resourceVersion`` of a model object, or of a custom object (a dict, as CustomObjectsApi gives it)."""
     if isinstance(obj, dict):
-        return str(obj.get("metadata", {}).get("resourceVersion", ""))
-    return str(obj.metadata.resource_version)
+        return str(obj.get("metadata", {}).get("resourceVersion") or "")
+    return str(obj.metadata.resource_version or "")
 
 
 def wait_gone(
