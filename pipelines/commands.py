@@ -56,10 +56,13 @@ def _compile(args: argparse.Namespace) -> int:
     volume, chosen = flags.compile_volume(args)
     if chosen:
         print(f"storage: {chosen}")
-    result = pipeline.compile_to(flags.compile_options(args, volume), args.output)
+    opts = flags.compile_options(args, volume)
+    result = pipeline.compile_to(opts, args.output)
     print(f"wrote {result.path} (sha256 {result.sha256[:12]})")
     print(f"  image:  {result.image}")
     print(f"  volume: {result.storage}")
+    if opts.trainjob:
+        print(f"  train:  a Kubeflow Trainer TrainJob of {opts.workers} nodes (docs/scaling-out.md)")
     print("  upload it in the KFP UI (Pipelines > Upload pipeline), or run: sharedvol submit --host URL --wait")
     return 0
 

@@ -18,6 +18,8 @@ from kfp import dsl
 from kfp.dsl import HTML, ClassificationMetrics, Markdown, Metrics, Output
 from kfp.dsl.python_component import PythonComponent
 
+from pipelines import trainjob_component
+
 
 def prepare_data(
     volume: str, data_source: str, run_id: str, run_dir_name: str
@@ -111,12 +113,13 @@ def produce_metrics(
 
 @dataclasses.dataclass(frozen=True)
 class Components:
-    """The four components, built for one image."""
+    """The four components, built for one image, and the TrainJob variant's train-resnet (``--workers N``)."""
 
     prepare_data: PythonComponent
     train_resnet: PythonComponent
     test_resnet: PythonComponent
     produce_metrics: PythonComponent
+    train_resnet_trainjob: PythonComponent
 
 
 def build(image: str) -> Components:
@@ -130,4 +133,5 @@ def build(image: str) -> Components:
         train_resnet=make(train_resnet),
         test_resnet=make(test_resnet),
         produce_metrics=make(produce_metrics),
+        train_resnet_trainjob=make(trainjob_component.train_resnet),
     )

@@ -66,7 +66,7 @@ def kfp_host(args: argparse.Namespace) -> str:
 
 
 def image_args(p: argparse.ArgumentParser) -> None:
-    """``--image``, ``--node-selector``, ``--toleration`` and ``--train-retries``: fixed in the YAML."""
+    """``--image``, ``--node-selector``, ``--toleration``, ``--train-retries`` and ``--workers``: fixed in the YAML."""
     g = p.add_argument_group("image and scheduling (fixed in the YAML)")
     g.add_argument(
         "--image",
@@ -85,6 +85,14 @@ def image_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--train-retries", type=int, default=2, metavar="N", help="retries of train-resnet, which resumes (default 2)"
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train-resnet's nodes: 1 trains in the step's pod; 2 or more run a Kubeflow Trainer TrainJob of N "
+        "nodes, each with --gpus GPUs (docs/scaling-out.md) (default 1)",
     )
 
 
@@ -197,4 +205,5 @@ def compile_options(args: argparse.Namespace, volume: options.StorageChoice) -> 
         train_retries=args.train_retries,
         defaults=params.from_args(args),
         workspace=bool(getattr(args, "workspace", False)),
+        workers=args.workers,
     ).validate()

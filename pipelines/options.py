@@ -169,6 +169,11 @@ class Toleration:
         tol = cls(key=key, operator="Equal" if eq else "Exists", value=value, effect=effect)
         return tol.validate()
 
+    def fields(self) -> dict[str, str]:
+        """The toleration as ``Pod.spec.tolerations[]`` holds it, without its empty fields."""
+        given = {"key": self.key, "operator": self.operator, "value": self.value, "effect": self.effect}
+        return {k: v for k, v in given.items() if v}
+
     def validate(self) -> Toleration:
         """Refuse a bad key, value, operator or effect; return self."""
         check_label_key(self.key, what="--toleration")
@@ -211,6 +216,10 @@ class CompileOptions:
         workspace: use KFP's own per-run workspace (KFP >= 2.15) instead of create-volume/delete-volume: a
             ReadWriteMany claim of ``storage.storage_class`` that KFP makes and mounts at ``/kfp-workspace``.
             Only with the ``dynamic`` strategy. Default False.
+        workers: train-resnet's nodes. 1 trains in the step's own pod (``gpu_count`` GPUs, the node selector and
+            tolerations above); 2 or more run it as a Kubeflow Trainer v2.0.0 TrainJob of that many pods
+            (``spec.trainer.numNodes``), each with ``gpu_count`` GPUs, the node selector and tolerations, created
+            and followed by the train step (docs/scaling-out.md). Not with ``workspace``. Default 1.
     """
 
     image: str = DEFAULT_IMAGE
@@ -221,6 +230,12 @@ class CompileOptions:
     defaults: params.RunParameters = field(default_factory=params.RunParameters)
     mount_path: str = "/mnt/shared"
     workspace: bool = False
+    workers: int = 1
+
+    @property
+    def trainjob(self) -> bool:
+        """Whether train-resnet runs as a TrainJob (``workers`` 2 or more)."""
+        return self.workers > 1
 
     def validate(self) -> CompileOptions:
         """Check every choice; return self."""
@@ -230,6 +245,17 @@ class CompileOptions:
             raise errors.BadParameterError(
                 f"--workspace cannot use {self.storage.describe()}",
                 hint="KFP's workspace is a new claim of a StorageClass per run: drop --existing-pvc/--static-pv",
+            )
+        if self.workers < 1:
+            raise errors.BadParameterError(
+                f"--workers must be at least 1, got {self.workers}",
+                hint="1 trains in the train step's own pod; 2 or more run a TrainJob of that many nodes",
+            )
+        if self.trainjob and self.workspace:
+            raise errors.BadParameterError(
+                f"--workers {self.workers} cannot use KFP's workspace",
+                hint="the TrainJob mounts the run's claim by name, which KFP keeps to itself for its workspace: "
+                "drop --workspace",
             )
         for key, value in self.node_selector.items():
             check_label_key(key, what="--node-selector")

@@ -10,7 +10,10 @@ every task (they all touch the volume). The workspace variant (``CompileOptions.
 per-run workspace instead of create-volume/delete-volume: KFP makes the claim (ReadWriteMany, the planned
 class) and mounts it at ``/kfp-workspace`` in every step. The local variant has the same parameters and the same
 components, without the two volume tasks and the Kubernetes settings (``kfp.local`` cannot run CreatePVC
-and ignores the rest): a local directory stands in for the volume.
+and ignores the rest): a local directory stands in for the volume. The TrainJob variant
+(``CompileOptions.workers`` 2 or more) runs train-resnet as a Kubeflow Trainer TrainJob of that many pods: its
+train-resnet task (:mod:`pipelines.trainjob_component`) asks for no GPU itself, creates the TrainJob with the run's
+claim, the image, the GPUs, the node selector and the tolerations, and follows it to its end.
 
 The pipeline function's parameters are :class:`pipelines.params.RunParameters`' fields (its signature is
 built from that table), and each component task gets the ones among its inputs by name. No
@@ -26,7 +29,7 @@ from kfp import compiler, dsl, kubernetes
 from kfp.dsl.graph_component import GraphComponent
 from kfp.dsl.pipeline_channel import PipelineChannel
 
-from pipelines import components, options, params
+from pipelines import components, options, params, trainjob_component
 
 PIPELINE_NAME = "resnet18-cifar10"
 DESCRIPTION = (
@@ -71,9 +74,12 @@ def _define(opts: options.CompileOptions, *, local_volume: str | None) -> GraphC
             **params.task_arguments(components.prepare_data, p),
         ).set_display_name("prepare-data")
         run_dir, data_root = prepare.outputs["run_dir"], prepare.outputs["data_root"]
-        train = comps.train_resnet(
-            run_dir=run_dir, data_root=data_root, **params.task_arguments(components.train_resnet, p)
-        ).set_display_name("train-resnet")
+        if local_volume is None and opts.trainjob and claim is not None:
+            train = _train_trainjob(comps, opts, p, run_dir, data_root, claim)
+        else:
+            train = comps.train_resnet(
+                run_dir=run_dir, data_root=data_root, **params.task_arguments(components.train_resnet, p)
+            ).set_display_name("train-resnet")
         test = (
             comps.test_resnet(run_dir=run_dir, data_root=data_root, **params.task_arguments(components.test_resnet, p))
             .set_display_name("test-resnet")
@@ -87,13 +93,14 @@ def _define(opts: options.CompileOptions, *, local_volume: str | None) -> GraphC
             return
 
         train.set_retry(opts.train_retries, backoff_duration="30s", backoff_factor=2.0)
-        train.set_accelerator_type(options.GPU_RESOURCE).set_accelerator_limit(gpu_count)
-        for key, value in opts.node_selector.items():
-            kubernetes.add_node_selector(train, label_key=key, label_value=value)
-        for tol in opts.tolerations:
-            kubernetes.add_toleration(
-                train, key=tol.key, operator=tol.operator, value=tol.value or None, effect=tol.effect or None
-            )
+        if not opts.trainjob:  # the TrainJob's workers ask for the GPUs, on the nodes chosen for them
+            train.set_accelerator_type(options.GPU_RESOURCE).set_accelerator_limit(gpu_count)
+            for key, value in opts.node_selector.items():
+                kubernetes.add_node_selector(train, label_key=key, label_value=value)
+            for tol in opts.tolerations:
+                kubernetes.add_toleration(
+                    train, key=tol.key, operator=tol.operator, value=tol.value or None, effect=tol.effect or None
+                )
         if claim is None:  # the workspace: KFP mounts it in every step that names its path
             return
         for task in steps:
@@ -151,6 +158,29 @@ def _create_volume(storage: options.StorageChoice, size: PipelineChannel) -> _Cl
     )
     create.set_display_name("create-volume").set_caching_options(False)
     return _Claim(name=create.outputs["name"], task=create)
+
+
+def _train_trainjob(
+    comps: components.Components,
+    opts: options.CompileOptions,
+    p: dict[str, Any],
+    run_dir: PipelineChannel,
+    data_root: PipelineChannel,
+    claim: _Claim,
+) -> dsl.PipelineTask:
+    """train-resnet as a TrainJob of ``opts.workers`` pods that mount the run's claim (``claim.name``)."""
+    return comps.train_resnet_trainjob(
+        run_dir=run_dir,
+        data_root=data_root,
+        workers=opts.workers,
+        image=opts.image,
+        claim=claim.name,
+        mount_path=opts.mount_path,
+        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        node_selector=dict(opts.node_selector),
+        tolerations=[tol.fields() for tol in opts.tolerations],
+        **params.task_arguments(trainjob_component.train_resnet, p),
+    ).set_display_name("train-resnet")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,19 +12,25 @@ Pure: nothing here talks to a cluster; :func:`trainjob` returns the object to cr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines import errors
 from steps import params
 
 GROUP = "trainer.kubeflow.org"
-API_VERSION = f"{GROUP}/v1alpha1"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+PLURAL = "trainjobs"
+POD_LABEL = "jobset.sigs.k8s.io/jobset-name"  # on every pod of the TrainJob's JobSet (named as the TrainJob)
 RUNTIME = "torch-distributed"  # the ClusterTrainingRuntime scripts/trainer/build.sh renders
 NODE = "node"  # the runtime's replicated job and its trainer container
 VOLUME = "sharedvol"  # the name of the claim's volume in the trainer pods
 MIN_WORKERS = 2
+NAME_PREFIX = "train-"
+NAME_MAX = 40  # JobSet's pods are <name>-node-0-<i>-<5 chars>, which must stay within 63 characters
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,9 @@ class TrainJobPlan:
         run_dir, data_root: train-resnet's ``--run-dir`` and ``--data-root`` (under ``mount_path``).
         values: the step parameters of :data:`steps.params.TRAINING`, as the table names them.
         gpus_per_worker: ``nvidia.com/gpu`` each pod asks for (0: CPU, gloo).
+        node_selector: ``Pod.spec.nodeSelector`` of every worker (``podSpecOverrides[].nodeSelector``). Default none.
+        tolerations: ``Pod.spec.tolerations`` of every worker (``podSpecOverrides[].tolerations``), each a
+            toleration's fields. Default none.
     """
 
     name: str
@@ -53,6 +62,22 @@ class TrainJobPlan:
     data_root: str
     values: Mapping[str, Any]
     gpus_per_worker: int = 0
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, str], ...] = ()
+
+
+def name_for(run_id: str) -> str:
+    """The TrainJob's name for the KFP run ``run_id``: ``train-<run id>``, a DNS-1035 label of at most 40 characters.
+
+    One name per run, so a retried task finds the TrainJob its first attempt made instead of starting another.
+
+    Raises:
+        BadParameterError: ``run_id`` holds no letter or digit.
+    """
+    stem = re.sub(r"[^a-z0-9-]+", "-", run_id.lower()).strip("-")
+    if not stem:
+        raise errors.BadParameterError(f"run id {run_id!r} cannot name a TrainJob", hint="pass the KFP run id")
+    return (NAME_PREFIX + stem)[:NAME_MAX].rstrip("-")
 
 
 def train_arguments(plan: TrainJobPlan) -> list[str]:
@@ -113,6 +138,15 @@ def trainjob(plan: TrainJobPlan) -> dict[str, Any]:
     if plan.gpus_per_worker:
         gpus = {"nvidia.com/gpu": plan.gpus_per_worker}
         trainer["resourcesPerNode"] = {"limits": gpus, "requests": gpus}
+    override: dict[str, Any] = {
+        "targetJobs": [{"name": NODE}],
+        "volumes": [{"name": VOLUME, "persistentVolumeClaim": {"claimName": plan.claim}}],
+        "containers": [{"name": NODE, "volumeMounts": [{"name": VOLUME, "mountPath": plan.mount_path}]}],
+    }
+    if plan.node_selector:
+        override["nodeSelector"] = dict(plan.node_selector)
+    if plan.tolerations:
+        override["tolerations"] = [dict(t) for t in plan.tolerations]
     return {
         "apiVersion": API_VERSION,
         "kind": "TrainJob",
@@ -124,13 +158,7 @@ def trainjob(plan: TrainJobPlan) -> dict[str, Any]:
         "spec": {
             "runtimeRef": {"apiGroup": GROUP, "kind": "ClusterTrainingRuntime", "name": RUNTIME},
             "trainer": trainer,
-            "podSpecOverrides": [
-                {
-                    "targetJobs": [{"name": NODE}],
-                    "volumes": [{"name": VOLUME, "persistentVolumeClaim": {"claimName": plan.claim}}],
-                    "containers": [{"name": NODE, "volumeMounts": [{"name": VOLUME, "mountPath": plan.mount_path}]}],
-                }
-            ],
+            "podSpecOverrides": [override],
         },
     }
 
@@ -150,7 +178,7 @@ def finished(obj: Mapping[str, Any]) -> bool:
         reason, message = failed.get("reason") or "Failed", (failed.get("message") or "").strip()
         raise errors.RunFailedError(
             f"TrainJob {name} failed: {reason}" + (f": {message}" if message else ""),
-            hint=f"see kubectl describe trainjob {name} and its pods' logs (jobset.sigs.k8s.io/jobset-name={name})",
+            hint=f"see kubectl describe trainjob {name} and its pods' logs ({POD_LABEL}={name})",
         )
     complete = conditions.get("Complete")
     return bool(complete and complete.get("status") == "True")

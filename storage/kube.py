@@ -139,8 +139,9 @@ def follow(
     client raises as the same ``ApiException``) lists again and goes on watching from the new resourceVersion.
 
     Args:
-        list_fn: the list call of the object's kind (``core.list_namespaced_pod``); it is watched by name.
-        *args: its positional arguments (the namespace).
+        list_fn: the list call of the object's kind (``core.list_namespaced_pod``); it is watched by name. A
+            custom object's (``CustomObjectsApi.list_namespaced_custom_object``) needs ``read``: its objects are dicts.
+        *args: its positional arguments (the namespace; a custom object's group, version, namespace and plural).
         name: the object's name (a ``metadata.name`` field selector).
         what: the object for messages (``claim ns/name``: "cannot watch claim ns/name").
         kind: its kind for messages, plural (``claims``: "cannot list claims").
@@ -165,7 +166,7 @@ def follow(
     def again() -> tuple[Any, str]:
         if read is not None:
             obj = read()
-            return obj, obj.metadata.resource_version if obj is not None else ""
+            return obj, resource_version(obj) if obj is not None else ""
         listing = call(list_fn, f"list {kind}", *args, field_selector=selector)
         return (listing.items[0] if listing.items else None), listing.metadata.resource_version
 
@@ -178,7 +179,7 @@ def follow(
         )
         try:
             for event in stream:
-                rv = event["object"].metadata.resource_version
+                rv = resource_version(event["object"])
                 yield event["type"], event["object"]
         except client.ApiException as e:
             if e.status != 410:
@@ -190,6 +191,13 @@ def follow(
             yield QUIET, None
         finally:
             stream.close()
+
+
+def resource_version(obj: Any) -> str:
+    """``metadata.resourceVersion`` of a model object, or of a custom object (a dict, as CustomObjectsApi gives it)."""
+    if isinstance(obj, dict):
+        return str(obj.get("metadata", {}).get("resourceVersion") or "")
+    return str(obj.metadata.resource_version or "")
 
 
 def wait_gone(

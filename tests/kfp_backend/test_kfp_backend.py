@@ -1,9 +1,11 @@
 """Every compiled pipeline variant through KFP 2.17.0's own API server and driver code (tests/kfpcheck).
 
-For each variant (claim per run, existing claim, static PV, KFP's workspace), gpu_count 0, 1, 2 and keep_volume
-true/false: the API server accepts the run and Argo validates the workflow; the volume tasks are where they
-belong; the container driver's pod-spec patch of every step mounts the volume, asks for exactly gpu_count GPUs
-on train-resnet, and carries the configured tolerations and node selector.
+For each variant (claim per run, existing claim, static PV, KFP's workspace, a TrainJob of two nodes), gpu_count 0,
+1, 2 and keep_volume true/false: the API server accepts the run and Argo validates the workflow; the volume tasks are
+where they belong; the container driver's pod-spec patch of every step mounts the volume, asks for exactly gpu_count
+GPUs on train-resnet, and carries the configured tolerations and node selector. In the TrainJob variant, train-resnet
+asks for none of these itself: the driver hands its component the claim, the GPUs, the node selector and the
+tolerations, which go into the TrainJob's pods.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kfp import dsl
 
-from pipelines import options, params, runtime
+from pipelines import options, params, runtime, trainjob, trainjob_launch
 from tests import kfpcheck
 from tests.kfp_backend.variants import SELECTOR, TOLERATIONS, VARIANTS
 
@@ -63,7 +66,8 @@ def test_create_volume_and_delete_volume_run_only_where_the_variant_needs_them(
 ) -> None:
     variant, _gpus, keep, verdict = case
     tasks = by_display_name(verdict)
-    makes_claim = variant in ("claim-per-run", "static-pv")
+    opts = VARIANTS[variant]
+    makes_claim = opts.storage.strategy in ("dynamic", "static") and not opts.workspace
     assert ("create-volume" in tasks) is makes_claim
     assert ("delete-volume" in tasks) is makes_claim
     if makes_claim:
@@ -73,7 +77,7 @@ def test_create_volume_and_delete_volume_run_only_where_the_variant_needs_them(
         assert tasks["delete-volume"]["inputs"]["pvc_name"] == "createpvc-name"
         create = tasks["create-volume"]["inputs"]
         assert create["access_modes"] == ["ReadWriteMany"]
-        if variant == "static-pv":
+        if opts.storage.strategy == "static":
             assert (create["storage_class_name"], create["volume_name"]) == ("", "sharedvol-pv-0")
         else:
             assert create["storage_class_name"] == "sharedvol-nfs" and "volume_name" not in create
@@ -89,6 +93,7 @@ def test_every_step_mounts_the_shared_claim(case: tuple[str, int, bool, Any]) ->
     claim = {
         "claim-per-run": "createpvc-name",  # create-volume's output
         "static-pv": "createpvc-name",
+        "workers2": "createpvc-name",
         "existing-claim": "team-data",
         "workspace": f"{verdict.workflow['metadata'].get('name') or 'resnet18-cifar10-kfpcheck'}-kfp-workspace",
     }[variant]
@@ -103,10 +108,12 @@ def test_every_step_mounts_the_shared_claim(case: tuple[str, int, bool, Any]) ->
 def test_train_asks_for_exactly_gpu_count_gpus_and_no_other_step_asks_for_one(
     case: tuple[str, int, bool, Any],
 ) -> None:
-    _variant, gpus, _keep, verdict = case
+    variant, gpus, _keep, verdict = case
     tasks = by_display_name(verdict)
     limits = (tasks["train-resnet"]["resources"] or {}).get("limits") or {}
-    if gpus:
+    if VARIANTS[variant].trainjob:  # the TrainJob's pods ask for them
+        assert options.GPU_RESOURCE not in limits
+    elif gpus:
         assert limits.get(options.GPU_RESOURCE) == str(gpus)
     else:
         # KFP's driver turns a parameterized count of "0" into a zero limit: no GPU is requested.
@@ -116,11 +123,38 @@ def test_train_asks_for_exactly_gpu_count_gpus_and_no_other_step_asks_for_one(
 
 
 def test_train_carries_the_configured_tolerations_and_node_selector(case: tuple[str, int, bool, Any]) -> None:
-    _variant, _gpus, _keep, verdict = case
+    variant, _gpus, _keep, verdict = case
     train = by_display_name(verdict)["train-resnet"]
     want = [{k: v for k, v in dataclass_dict(t).items() if v} for t in TOLERATIONS]
-    assert train["tolerations"] == want
-    assert train["nodeSelector"] == SELECTOR
+    if VARIANTS[variant].trainjob:  # the step that makes the TrainJob runs anywhere; the TrainJob's pods get them
+        assert not train.get("tolerations") and not train.get("nodeSelector")
+        assert (train["inputs"]["tolerations"], train["inputs"]["node_selector"]) == (want, SELECTOR)
+    else:
+        assert train["tolerations"] == want
+        assert train["nodeSelector"] == SELECTOR
+
+
+def test_the_trainjob_steps_inputs_from_kfps_driver_make_a_trainjob_of_the_runs_claim_gpus_workers_and_image(
+    case: tuple[str, int, bool, Any],
+) -> None:
+    variant, gpus, _keep, verdict = case
+    inputs = by_display_name(verdict)["train-resnet"]["inputs"]
+    if not VARIANTS[variant].trainjob:
+        assert "workers" not in inputs and "claim" not in inputs
+        return
+    job = trainjob.trainjob(trainjob_launch.plan_of(inputs, "kubeflow"))  # what the step will create
+    override = job["spec"]["podSpecOverrides"][0]
+    want = [{k: v for k, v in dataclass_dict(t).items() if v} for t in TOLERATIONS]
+
+    assert inputs["run_id"] not in ("", dsl.PIPELINE_JOB_ID_PLACEHOLDER)  # the driver put the run's id in
+    assert job["metadata"]["name"] == trainjob.name_for(inputs["run_id"])
+    assert override["volumes"][0]["persistentVolumeClaim"]["claimName"] == "createpvc-name"  # create-volume's claim
+    assert override["containers"][0]["volumeMounts"][0]["mountPath"] == "/mnt/shared"
+    assert (override["nodeSelector"], override["tolerations"]) == (SELECTOR, want)
+    trainer = job["spec"]["trainer"]
+    assert (trainer["numNodes"], trainer["image"]) == (2, options.DEFAULT_IMAGE)
+    assert trainer.get("resourcesPerNode", {}).get("limits", {}).get(options.GPU_RESOURCE, 0) == gpus
+    assert trainer["command"][:6] == ["torchrun", "-m", "pipelines", "train", "--run-dir", inputs["run_dir"]]
 
 
 def test_caching_is_off_and_train_is_retried_as_configured(case: tuple[str, int, bool, Any]) -> None:

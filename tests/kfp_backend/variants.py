@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pipelines import options
 
-# The variants `sharedvol compile` writes: claim per run, existing claim, static PV, KFP's workspace.
+# The variants `sharedvol compile` writes: claim per run, existing claim, static PV, KFP's workspace, and train-resnet
+# as a TrainJob of two nodes (--workers 2) with a claim per run.
 SELECTOR = {"nvidia.com/gpu.present": "true"}
 TOLERATIONS = (*options.CompileOptions().tolerations, options.Toleration.parse("dedicated=ml:NoExecute"))
 VARIANTS = {
@@ -22,5 +23,11 @@ VARIANTS = {
         node_selector=SELECTOR,
         tolerations=TOLERATIONS,
         workspace=True,
+    ),
+    "workers2": options.CompileOptions(
+        storage=options.StorageChoice.dynamic("sharedvol-nfs"),
+        node_selector=SELECTOR,
+        tolerations=TOLERATIONS,
+        workers=2,
     ),
 }

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipelines import components, flagdocs, local, options, params, pipeline
+from pipelines import components, flagdocs, local, options, params, pipeline, trainjob_component
 from steps import cli as steps_cli
 from steps import config
 from steps import errors as steps_errors
@@ -122,7 +122,8 @@ def test_the_compiled_pipelines_parameters_are_the_tables_names_types_and_defaul
 def test_every_component_input_named_like_a_run_parameter_has_the_tables_type_and_every_parameter_is_used() -> None:
     types = {f.name: params.kfp_type(f) for f in FIELDS}
     used = set()
-    for func in (components.prepare_data, components.train_resnet, components.test_resnet, components.produce_metrics):
+    funcs = (components.prepare_data, components.train_resnet, components.test_resnet, components.produce_metrics)
+    for func in (*funcs, trainjob_component.train_resnet):
         for name, p in inspect.signature(func).parameters.items():
             if name in types:
                 assert p.annotation is types[name], f"{func.__name__}({name}: {p.annotation})"
@@ -137,6 +138,7 @@ def test_train_and_test_components_take_exactly_the_tables_training_and_testing_
         return set(inspect.signature(func).parameters) & names
 
     assert run_inputs(components.train_resnet) == set(steps_params.TRAINING)
+    assert run_inputs(trainjob_component.train_resnet) == {*steps_params.TRAINING, "gpu_count"}  # GPUs per worker
     assert run_inputs(components.test_resnet) == set(steps_params.TESTING)
     assert run_inputs(components.prepare_data) == {"data_source", "run_dir_name"}
 

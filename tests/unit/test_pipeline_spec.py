@@ -23,6 +23,7 @@ GOLDEN = {
     "resnet18_cifar10_static_pv.yaml": STATIC,
     "resnet18_cifar10_existing_pvc.yaml": options.CompileOptions(storage=options.StorageChoice.existing("team-data")),
     "resnet18_cifar10_workspace.yaml": options.CompileOptions(workspace=True),
+    "resnet18_cifar10_workers2.yaml": options.CompileOptions(workers=2),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -57,6 +58,35 @@ def test_gpu_workers_ask_for_their_gpus_per_node_and_run_one_rank_per_gpu() -> N
 
     assert spec["resourcesPerNode"] == {"limits": {"nvidia.com/gpu": 2}, "requests": {"nvidia.com/gpu": 2}}
     assert spec["numNodes"] == 4 and spec["numProcPerNode"] == 2
+
+
+def test_the_node_selector_and_tolerations_go_into_every_workers_pod_beside_the_claim() -> None:
+    tolerations = ({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},)
+    plan = dataclasses.replace(PLAN, node_selector={"nvidia.com/gpu.present": "true"}, tolerations=tolerations)
+
+    (override,) = trainjob.trainjob(plan)["spec"]["podSpecOverrides"]
+
+    assert override["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert override["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert override["targetJobs"] == [{"name": "node"}]
+
+
+@pytest.mark.parametrize(
+    ("run_id", "name"),
+    [
+        ("0b4f5c1e-7d1a-4c55-9a0e-3f6e2d8c9b10", "train-0b4f5c1e-7d1a-4c55-9a0e-3f6e2d8c9b"),
+        ("Run_7", "train-run-7"),
+        ("abcdefghijklmnopqrstuvwxyz0123456-89", "train-abcdefghijklmnopqrstuvwxyz0123456"),  # no "-" at the cut
+    ],
+)
+def test_a_trainjob_is_named_after_its_run_as_a_dns_label_of_at_most_40_characters(run_id: str, name: str) -> None:
+    assert trainjob.name_for(run_id) == name
+    assert re.fullmatch(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?", name)
+
+
+def test_a_run_id_without_a_letter_or_digit_cannot_name_a_trainjob() -> None:
+    with pytest.raises(errors.BadParameterError, match="run id '--' cannot name a TrainJob"):
+        trainjob.name_for("--")
 
 
 def test_the_trainjob_passes_every_training_parameter_of_the_table_by_its_flag() -> None:
