@@ -40,6 +40,15 @@ def test_submit_wait_prints_the_metrics_that_ml_metadata_holds(
     assert f"{100 * top1:10.2f} %" in out  # the accuracy row of the printed table
 
 
+def test_submit_wait_prints_every_task_readme_names_succeeded_in_the_dags_order(journeys: dict[str, Any]) -> None:
+    out = journeys["submit"].check().stdout
+    names = ["create-volume", "prepare-data", "train-resnet", "test-resnet", "produce-metrics", "delete-volume"]
+    first_success = [out.find(f"  {name}: SUCCEEDED") for name in names]
+
+    assert -1 not in first_success, out
+    assert first_success == sorted(first_success), out
+
+
 def test_sharedvol_run_makes_the_static_volume_and_runs_the_pipeline_to_success(journeys: dict[str, Any]) -> None:
     out = journeys["run"].check().stdout
     [summary] = list(journeys["base"].glob("**/train/summary.json"))
