@@ -33,7 +33,7 @@ mirror=$(grep -hoE '^URIs: *http[^ ]*/debian/?$' /etc/apt/sources.list.d/*.sourc
 mirror=${mirror:-http://deb.debian.org/debian}
 
 work=$(mktemp -d /var/tmp/sharedvol-vm.XXXXXX)
-trap 'umount -R "$work/root/proc" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'umount -R "$work/root/proc" 2>/dev/null || true; rm -rf "$work"' EXIT  # || true: under set -e a failed umount (proc already unmounted) would make a good build exit 1
 start=$(date +%s)
 
 # --- the kernel
