@@ -1,12 +1,10 @@
 """Whether StorageClass ``sharedvol-nfs`` looks working: what ``kubectl apply -k k8s/nfs`` installs, checked.
 
-Checked, each a GET or a bounded list: the CSIDriver ``nfs.csi.k8s.io``; the CSI controller Deployment and the node
-plugin DaemonSet in ``sharedvol-nfs`` (at least one Ready pod each); the server the class's ``parameters.server``
-names, when it is a Service of the cluster (``<svc>.<ns>.svc`` or ``<svc>.<ns>.svc.cluster.local``: the Service
-exists and an EndpointSlice of it has a ready endpoint); and then cluster DNS, which the CSI pods resolve that name
-with (Services labelled ``k8s-app=kube-dns`` in kube-system, with a ready endpoint). A server outside the cluster,
-and DNS no Service of that label stands for, are not checked. What these credentials may not read is ``unknown``,
-never a problem. Everything read is untrusted: missing fields count as nothing ready, reads are bounded.
+Each check is a GET or a bounded list: the CSIDriver ``nfs.csi.k8s.io``; a Ready pod of the CSI controller
+Deployment and of the node plugin DaemonSet (by name, in any namespace); when ``parameters.server`` names a Service
+(``<svc>.<ns>.svc[.cluster.local]``), a ready endpoint of it and of cluster DNS (Services labelled ``k8s-app=kube-dns``
+in kube-system). A server outside the cluster, and DNS no such Service stands for, are not checked. What these
+credentials may not read is ``unknown``, never a problem. Everything read is untrusted: typed, checked, bounded.
 """
 
 from __future__ import annotations
@@ -23,13 +21,14 @@ from kubernetes import client
 from storage import hints, validate
 
 DRIVER = "nfs.csi.k8s.io"
-NAMESPACE = "sharedvol-nfs"
+NAMESPACE = "sharedvol-nfs"  # where k8s/nfs installs the driver and the server
 CONTROLLER = "csi-nfs-controller"
 NODE_PLUGIN = "csi-nfs-node"
 DNS_NAMESPACE = "kube-system"
 DNS_LABEL = "k8s-app=kube-dns"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 MAX_SLICES = 16  # EndpointSlices read per Service (a Service of one server has one)
+MAX_WORKLOADS = 4  # Deployments or DaemonSets of one of the driver's names read (an install has one)
 MAX_DNS = 4  # Services labelled k8s-app=kube-dns read in kube-system (clusters have one)
 MAX_BYTES = 1 << 20  # of a list of EndpointSlices read as JSON (MAX_SLICES slices of a few endpoints)
 SHOWN = 80  # characters of a value read from the cluster that a message shows
@@ -38,14 +37,10 @@ PLAIN = re.compile(r"[A-Za-z0-9._/:-]*")  # a value shown unquoted: names, provi
 
 @dataclass(frozen=True)
 class Server:
-    """The class's ``parameters.server``, as the CSI pods will use it.
+    """The class's ``parameters.server``.
 
-    Attributes:
-        kind: ``cluster`` (a Service's name), ``external`` (an IP address or another host name), ``missing``
-            or ``invalid``.
-        host: the server as written (lowercased; shortened for messages when invalid).
-        service: the Service's name (``cluster`` only).
-        namespace: the Service's namespace (``cluster`` only).
+    ``kind``: ``cluster`` (a Service's name: ``service``, ``namespace``), ``external`` (an IP address or another host
+    name), ``missing`` or ``invalid``; ``host``: as written, lowercased (shortened and quoted when invalid).
     """
 
     kind: Literal["cluster", "external", "missing", "invalid"]
@@ -117,8 +112,11 @@ def check(api: client.ApiClient, provisioner: str, parameters: Mapping[str, str]
     storage, apps, core = client.StorageV1Api(api), client.AppsV1Api(api), client.CoreV1Api(api)
     if _read(found, f"CSIDriver {DRIVER}", storage.read_csi_driver, DRIVER) is MISSING:
         found.problems.append(f"the CSIDriver {DRIVER} is missing ({hints.INSTALL['nfs']})")
-    _check_workload(found, "the CSI controller (Deployment", apps.read_namespaced_deployment, CONTROLLER)
-    _check_workload(found, "the CSI node plugin (DaemonSet", apps.read_namespaced_daemon_set, NODE_PLUGIN)
+    for role, kind, name, list_all in (
+        ("the CSI controller", "Deployment", CONTROLLER, apps.list_deployment_for_all_namespaces),
+        ("the CSI node plugin", "DaemonSet", NODE_PLUGIN, apps.list_daemon_set_for_all_namespaces),
+    ):
+        _check_workload(found, role, kind, name, list_all)
     server = server_of(parameters)
     if server.kind == "missing":
         found.problems.append(f"the class names no NFS server (parameters.server; {hints.INSTALL['nfs']})")
@@ -162,31 +160,31 @@ def has_ready_endpoint(slices: Any) -> bool:
     """
     for eps in slices[:MAX_SLICES] if isinstance(slices, list) else []:
         endpoints = eps.get("endpoints") if isinstance(eps, dict) else None
-        for ep in endpoints if isinstance(endpoints, list) else []:
-            conditions = ep.get("conditions") if isinstance(ep, dict) else None
+        for ep in [e for e in endpoints if isinstance(e, dict)] if isinstance(endpoints, list) else []:
+            conditions = ep.get("conditions")
             ready = conditions.get("ready") if isinstance(conditions, dict) else None
-            if (
-                isinstance(ep, dict)
-                and isinstance(ep.get("addresses"), list)
-                and ep["addresses"]
-                and ready is not False
-            ):
+            if isinstance(ep.get("addresses"), list) and ep["addresses"] and ready is not False:
                 return True
     return False
 
 
-def _check_workload(found: Health, kind: str, read: Callable[..., Any], name: str) -> None:
-    """A Deployment or DaemonSet of the driver: present, with a Ready pod (``readyReplicas``/``numberReady``)."""
-    what = f"{kind} {NAMESPACE}/{name})"
-    workload = _read(found, what, read, name, NAMESPACE)
-    status = getattr(workload, "status", None)
-    if workload is MISSING:
+def _check_workload(found: Health, role: str, kind: str, name: str, list_all: Callable[..., Any]) -> None:
+    """The driver's Deployment or DaemonSet ``name`` in any namespace, not being deleted, with a Ready pod.
+
+    k8s/nfs puts it in sharedvol-nfs; a csi-driver-nfs installed before (docs/nfs.md) often in kube-system.
+    """
+    what = f"{role} ({kind} {name})"
+    listed = _read(found, what, list_all, field_selector=f"metadata.name={name}", limit=MAX_WORKLOADS)
+    if listed is None:
+        return
+    items = [w for w in (getattr(listed, "items", None) or [])[:MAX_WORKLOADS] if not w.metadata.deletion_timestamp]
+    statuses = [getattr(w, "status", None) for w in items]
+    if not items:
         found.problems.append(f"{what} is missing ({hints.INSTALL['nfs']})")
-    elif workload is not None and not ready_count(
-        getattr(status, "ready_replicas", getattr(status, "number_ready", 0))
-    ):
-        command = f"kubectl -n {NAMESPACE} get pods -o wide -l app.kubernetes.io/name={name}"
-        found.problems.append(f"{what} has no Ready pod ({command})")
+    elif not any(ready_count(getattr(s, "ready_replicas", getattr(s, "number_ready", 0))) for s in statuses):
+        ns = shown(items[0].metadata.namespace or "")
+        command = f"kubectl -n {ns} describe {kind.lower()} {name}"
+        found.problems.append(f"{role} ({kind} {ns}/{name}) has no Ready pod ({command})")
 
 
 def _endpoints_ready(core: client.CoreV1Api, namespace: str, service: str, found: Health) -> bool | None:

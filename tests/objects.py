@@ -161,7 +161,7 @@ class ClusterObjects:
                         raise
 
 
-def _workload(kind: str, name: str, **spec: Any) -> dict[str, Any]:
+def workload(kind: str, name: str, **spec: Any) -> dict[str, Any]:
     """A Deployment or DaemonSet of one container labelled ``app.kubernetes.io/name: name``, as k8s/nfs labels."""
     labels = {"app.kubernetes.io/name": name}
     template = {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "main", "image": "busybox:1.37.0"}]}}
@@ -185,9 +185,9 @@ def nfs_installed(api: client.ApiClient, made: ClusterObjects, *, timeout: float
     try:
         driver = {"attachRequired": False, "volumeLifecycleModes": ["Persistent"]}
         storage.create_csi_driver({"metadata": {"name": NFS_PROVISIONER}, "spec": driver})
-        apps.create_namespaced_deployment(ns, _workload("Deployment", nfshealth.CONTROLLER, replicas=1))
-        apps.create_namespaced_daemon_set(ns, _workload("DaemonSet", nfshealth.NODE_PLUGIN))
-        apps.create_namespaced_deployment(ns, _workload("Deployment", "nfs-server", replicas=1))
+        apps.create_namespaced_deployment(ns, workload("Deployment", nfshealth.CONTROLLER, replicas=1))
+        apps.create_namespaced_daemon_set(ns, workload("DaemonSet", nfshealth.NODE_PLUGIN))
+        apps.create_namespaced_deployment(ns, workload("Deployment", "nfs-server", replicas=1))
         service = {"name": "nfs", "port": 2049, "protocol": "TCP"}
         selector = {"app.kubernetes.io/name": "nfs-server"}
         core.create_namespaced_service(

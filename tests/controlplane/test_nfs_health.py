@@ -50,8 +50,8 @@ def test_with_the_class_alone_doctor_names_each_missing_part_and_auto_plans_stat
     the_class_alone(cluster_objects)
     problems = [
         f"the CSIDriver nfs.csi.k8s.io is missing ({INSTALL})",
-        f"the CSI controller (Deployment {NS}/csi-nfs-controller) is missing ({INSTALL})",
-        f"the CSI node plugin (DaemonSet {NS}/csi-nfs-node) is missing ({INSTALL})",
+        f"the CSI controller (Deployment csi-nfs-controller) is missing ({INSTALL})",
+        f"the CSI node plugin (DaemonSet csi-nfs-node) is missing ({INSTALL})",
         f"the NFS server's Service {NS}/nfs-server (parameters.server) is missing (kubectl -n {NS} get svc,pods)",
     ]
     not_working = "sharedvol-nfs is installed but not working: " + "; ".join(problems)
@@ -127,12 +127,52 @@ def test_the_controller_and_the_server_scaled_to_zero_are_reported_and_auto_pass
         lines = dry_run(sharedvol, namespace)
     assert health.problems == [
         f"the CSI controller (Deployment {NS}/csi-nfs-controller) has no Ready pod "
-        f"(kubectl -n {NS} get pods -o wide -l app.kubernetes.io/name=csi-nfs-controller)",
+        f"(kubectl -n {NS} describe deployment csi-nfs-controller)",
         f"the NFS server is down: the NFS server's Service {NS}/nfs-server has no ready endpoint "
         f"(kubectl -n {NS} get pods,endpointslices -l kubernetes.io/service-name=nfs-server)",
     ]
     assert lines[0] == f"plan for claim {namespace}/data: static"
     assert f"  why: sharedvol-nfs is installed but not working: {'; '.join(health.problems)}" in lines
+
+
+def test_a_csi_driver_nfs_installed_before_in_another_namespace_counts_as_the_driver(
+    api: Any, namespace: str, cluster_objects: ClusterObjects
+) -> None:
+    # docs/nfs.md: with csi-driver-nfs already installed, only the class is applied (here pointed at an export)
+    apps, storage = client.AppsV1Api(api), client.StorageV1Api(api)
+    storage.create_csi_driver({"metadata": {"name": objects.NFS_PROVISIONER}, "spec": {"attachRequired": False}})
+    try:
+        apps.create_namespaced_deployment(namespace, objects.workload("Deployment", nfshealth.CONTROLLER, replicas=1))
+        apps.create_namespaced_daemon_set(namespace, objects.workload("DaemonSet", nfshealth.NODE_PLUGIN))
+        cluster_objects.storage_class(objects.nfs_class(classes.NFS_CLASS, parameters={"server": "10.0.0.5"}))
+        kwait.until(
+            apps.list_namespaced_daemon_set,
+            lambda d: (d.status.number_ready or 0) >= 1,
+            namespace,
+            what=nfshealth.NODE_PLUGIN,
+            **kwait.named(nfshealth.NODE_PLUGIN),
+        )
+        kwait.until(
+            apps.list_namespaced_deployment,
+            lambda d: (d.status.ready_replicas or 0) >= 1,
+            namespace,
+            what=nfshealth.CONTROLLER,
+            **kwait.named(nfshealth.CONTROLLER),
+        )
+        health = nfshealth.check(api, objects.NFS_PROVISIONER, {"server": "10.0.0.5"})
+        chosen = plan.make(api, plan.Request(name="data", namespace=namespace, size="1Gi"))
+    finally:
+        storage.delete_csi_driver(objects.NFS_PROVISIONER)
+        # gone now, not with the namespace later: the next test looks for them in every namespace
+        apps.delete_namespaced_deployment(nfshealth.CONTROLLER, namespace)
+        apps.delete_namespaced_daemon_set(nfshealth.NODE_PLUGIN, namespace)
+    assert health.to_json() == {
+        "working": True,
+        "problems": [],
+        "unknown": [],
+        "not_checked": ["the NFS server 10.0.0.5 is outside the cluster: not checked from here"],
+    }
+    assert (chosen.strategy, chosen.storage_class, chosen.reasons) == ("dynamic", "sharedvol-nfs", WORKING_REASONS)
 
 
 def test_cluster_dns_without_a_ready_endpoint_is_a_problem_for_a_server_named_in_the_cluster_not_for_an_ip(
@@ -206,8 +246,8 @@ def test_a_user_who_may_not_read_the_driver_objects_gets_unknown_and_auto_still_
         "problems": [],
         "unknown": [
             "not allowed to read CSIDriver nfs.csi.k8s.io",
-            f"not allowed to read the CSI controller (Deployment {NS}/csi-nfs-controller)",
-            f"not allowed to read the CSI node plugin (DaemonSet {NS}/csi-nfs-node)",
+            "not allowed to read the CSI controller (Deployment csi-nfs-controller)",
+            "not allowed to read the CSI node plugin (DaemonSet csi-nfs-node)",
             f"not allowed to read the NFS server's Service {NS}/nfs-server",
             "not allowed to read the cluster DNS Services (k8s-app=kube-dns in kube-system)",
         ],
