@@ -4,9 +4,9 @@ In order, each step reported through ``progress`` before the next one starts:
 
 1. doctor: the cluster's StorageClasses and the strategy they give, Pending claims in the run's namespace, a node
    that can run train-resnet (a GPU node when it asks for GPUs), and the KFP API answering;
-2. storage: the plan (``auto``: StorageClass ``sharedvol-nfs`` when installed, else another RWX class, else
-   ``sharedvol-hostpath`` when its provisioner runs, else a one-shot static PV made now by :mod:`storage.apply`,
-   pre-bound to a claim and waited on until Bound);
+2. storage: the plan (``auto``: StorageClass ``sharedvol-nfs`` when installed and not found broken, else another
+   RWX class, else ``sharedvol-hostpath`` when its provisioner runs, else a one-shot static PV made now by
+   :mod:`storage.apply`, pre-bound to a claim and waited on until Bound);
 3. compile, upload or reuse, start the run, follow it with progress, read the metrics (:func:`pipelines.submit.submit`).
 
 Nothing is created before every check has passed. A dynamic class makes each run's claim inside the pipeline

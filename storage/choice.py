@@ -2,8 +2,9 @@
 
 ::
 
-    auto               detect: StorageClass sharedvol-nfs, another RWX class, sharedvol-hostpath when its
-                       provisioner runs; where a volume can be made now (run, provision): else `static`
+    auto               detect: StorageClass sharedvol-nfs unless found broken, another RWX class,
+                       sharedvol-hostpath when its provisioner runs; where a volume can be made now (run,
+                       provision): else `static`
     nfs                StorageClass sharedvol-nfs (kubectl apply -k k8s/nfs)
     fallback           StorageClass sharedvol-hostpath, served by `sharedvol serve` (kubectl apply -k k8s/fallback)
     CLASS, class:CLASS that StorageClass (write class:CLASS for a class named like a keyword here)

@@ -1,6 +1,7 @@
 """``sharedvol doctor``: what storage the cluster offers and why each Pending claim is pending.
 
-It also says which strategy a run gets, and for each Pending claim the command that fixes it.
+It also says which strategy a run gets, whether StorageClass sharedvol-nfs works (:mod:`storage.nfshealth`),
+and for each Pending claim the command that fixes it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 
 from kubernetes import client
 
-from storage import classes, errors, heartbeat, hints, plan, runs, validate
+from storage import classes, errors, hints, nfshealth, plan, runs, validate
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,10 @@ class Diagnosis:
 
 @dataclass
 class Report:
-    """Everything doctor found."""
+    """Everything doctor found.
+
+    ``nfs_health``: what :func:`storage.nfshealth.check` found of StorageClass sharedvol-nfs (None: not installed).
+    """
 
     classes: list[classes.ClassInfo]
     strategy: str
@@ -48,6 +52,7 @@ class Report:
     fallback_running: bool | None = None
     finished_runs: list[runs.LeftVolume] = field(default_factory=list)
     held: list[runs.HeldVolume] = field(default_factory=list)
+    nfs_health: nfshealth.Health | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON-able data."""
@@ -59,6 +64,7 @@ class Report:
             "fallback_provisioner_running": self.fallback_running,
             "finished_run_volumes": [asdict(v) for v in self.finished_runs],
             "deleted_claims_held_by_finished_pods": [asdict(v) for v in self.held],
+            "nfs_health": self.nfs_health.to_json() if self.nfs_health else None,
         }
 
     def progress_lines(self) -> list[str]:
@@ -71,6 +77,8 @@ class Report:
         ]
         if self.fallback_running is False:
             lines.append(f"{classes.FALLBACK_CLASS}'s provisioner (`sharedvol serve`) is not running")
+        if self.nfs_health is not None:
+            lines.append(nfs_line(self.nfs_health))
         lines.append(f"a run gets: {self.strategy} ({'; '.join(self.strategy_reasons)})")
         lines += [f"Pending claim {d.namespace}/{d.name}: {d.explanation}; fix: {d.fix}" for d in self.pending]
         return lines
@@ -88,6 +96,12 @@ class Report:
             )
         if not any(c.name == classes.NFS_CLASS for c in self.classes):
             lines.append(f"  ({classes.NFS_CLASS} is not installed: {hints.INSTALL['nfs']})")
+        elif self.nfs_health is not None:
+            nfs = self.nfs_health
+            state = {False: "not working", True: "working", None: "unknown (no problem found; not everything readable)"}
+            lines.append(f"  {classes.NFS_CLASS} health: {state[nfs.working]}")
+            lines += [f"    problem: {p}" for p in nfs.problems] + [f"    unknown: {u}" for u in nfs.unknown]
+            lines += [f"    not checked: {n}" for n in nfs.not_checked]
         if not any(c.name == classes.FALLBACK_CLASS for c in self.classes):
             lines.append(f"  ({classes.FALLBACK_CLASS} is not installed: {hints.INSTALL['fallback']})")
         elif self.fallback_running is False:
@@ -120,6 +134,16 @@ class Report:
                 f"  {h.namespace}/{h.name} (PersistentVolume {h.volume or 'none'}, {len(h.pods)} pods): {h.fix}"
             )
         return "\n".join(lines)
+
+
+def nfs_line(health: nfshealth.Health) -> str:
+    """Whether StorageClass sharedvol-nfs works, in one line: its problems, or what could not be checked."""
+    if health.working is False:
+        return f"{classes.NFS_CLASS} is installed but not working: {'; '.join(health.problems)}"
+    if health.working is None:
+        return f"{classes.NFS_CLASS}: no problem found, but it could not all be checked: {'; '.join(health.unknown)}"
+    rest = f" (not checked: {'; '.join(health.not_checked)})" if health.not_checked else ""
+    return f"{classes.NFS_CLASS} works as far as doctor checks{rest}"
 
 
 def _provision_fix(ns: str, name: str, size: str) -> str:
@@ -232,8 +256,9 @@ def diagnose(api: client.ApiClient, namespace: str | None = None) -> Report:
     if namespace is not None:
         _check_namespace(core, namespace)
     infos = classes.inspect(api)
+    probe = plan.with_cluster_facts(api, plan.Request(name="sharedvol-probe", namespace=namespace or "default"), infos)
     try:
-        p = plan.make(api, plan.Request(name="sharedvol-probe", namespace=namespace or "default"))
+        p = plan.make(api, probe)
         strategy, reasons = p.strategy, p.reasons
     except errors.StorageError as e:
         strategy, reasons = "none", [str(e)]
@@ -251,9 +276,7 @@ def diagnose(api: client.ApiClient, namespace: str | None = None) -> Report:
     running_use = runs.claims_used(pods, running_only=True)
     by_name = {c.name: c for c in infos}
     default = next((c.name for c in infos if c.default), None)
-    served = any(c.provisioner == classes.FALLBACK_PROVISIONER for c in infos)
-    running = heartbeat.fallback_running(api) if served else None
-    report = Report(infos, strategy, reasons, fallback_running=running)
+    report = Report(infos, strategy, reasons, fallback_running=probe.fallback_running, nfs_health=probe.nfs_health)
     for claim in claims:
         key = (claim.metadata.namespace, claim.metadata.name)
         held = runs.held_by_finished_pods(claim, pods) if key in used and key not in running_use else None

@@ -2,18 +2,20 @@
 
 Strategies (docs/storage.md): ``dynamic`` (a class whose provisioner serves RWX), ``static`` (a PV made by
 sharedvol, pre-bound to the claim: hostPath on one node, or an NFS export), ``existing`` (a claim the user
-names). Choice order: explicit flag, then detection: ``sharedvol-nfs``, any other RWX class (the default
-first), ``sharedvol-hostpath`` when its provisioner runs, else the static fallback.
+names). Choice order: explicit flag, then detection: ``sharedvol-nfs`` unless :mod:`storage.nfshealth` finds
+it broken, any other RWX class (the default first), ``sharedvol-hostpath`` when its provisioner runs, else the
+static fallback.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client
 
-from storage import classes, errors, heartbeat, hints, kube, specs, validate
+from storage import classes, errors, heartbeat, hints, kube, nfshealth, specs, validate
 from storage import nodes as nodes_mod
 
 DEFAULT_BASE = "/var/lib/sharedvol"
@@ -34,6 +36,8 @@ class Request:
         nfs: ``SERVER:/PATH``: make a static PV on this NFS export instead of hostPath.
         existing: use this existing claim; nothing is made.
         fallback_running: whether the sharedvol-hostpath provisioner is installed (None: do not consider it).
+        nfs_health: what :func:`storage.nfshealth.check` found of StorageClass sharedvol-nfs (None: not checked).
+            Known broken (``working`` False): auto detection passes it over as if it were absent.
     """
 
     name: str
@@ -46,6 +50,7 @@ class Request:
     nfs: str | None = None
     existing: str | None = None
     fallback_running: bool | None = None
+    nfs_health: nfshealth.Health | None = None
 
     def validate(self) -> None:
         """Check every field that can be checked without the cluster.
@@ -131,7 +136,8 @@ def choose(req: Request, infos: list[classes.ClassInfo], nodes: list[str]) -> Pl
     """
     req.validate()
     by_name = {c.name: c for c in infos}
-    considered = ", ".join(_considered(c, req.fallback_running) for c in infos) or "none"
+    broken = _nfs_broken(req)
+    considered = ", ".join(_considered(c, req.fallback_running, bool(broken)) for c in infos) or "none"
     if req.existing:
         return Plan("existing", req, "", reasons=[f"--existing {req.existing} was given"])
     if req.nfs:
@@ -167,19 +173,25 @@ def choose(req: Request, infos: list[classes.ClassInfo], nodes: list[str]) -> Pl
         reasons = [f"--class {info.name} was given ({info.reason})"]
         if info.rwx == "unknown":
             reasons.append(f"warning: {info.reason}")
+        if info.name == classes.NFS_CLASS and broken:
+            reasons.append(f"warning: {broken}; its claims may stay Pending until that is fixed")
         return _dynamic(req, info.name, reasons)
     if not req.static:
-        rwx = [c for c in infos if c.rwx == "yes" and c.provisioner != classes.FALLBACK_PROVISIONER]
+        passed = [broken] if broken else []  # a broken sharedvol-nfs is passed over as if absent, saying why
+        usable = [c for c in infos if not (broken and c.name == classes.NFS_CLASS)]
+        rwx = [c for c in usable if c.rwx == "yes" and c.provisioner != classes.FALLBACK_PROVISIONER]
         nfs = by_name.get(classes.NFS_CLASS)
-        if nfs is not None and nfs.rwx == "yes":
+        if nfs is not None and nfs.rwx == "yes" and not broken:
             return _dynamic(req, nfs.name, [f"StorageClass {nfs.name} is installed ({nfs.reason})"])
         if rwx:
             best = rwx[0]  # default class first
-            return _dynamic(req, best.name, [f"StorageClass {best.name} serves RWX ({best.reason})"])
+            return _dynamic(req, best.name, [*passed, f"StorageClass {best.name} serves RWX ({best.reason})"])
         fallback = by_name.get(classes.FALLBACK_CLASS)
         if fallback is not None and req.fallback_running is not False:
             return _dynamic(
-                req, fallback.name, [f"no NFS-like class; StorageClass {fallback.name} (sharedvol serve) is installed"]
+                req,
+                fallback.name,
+                [*passed, f"no NFS-like class; StorageClass {fallback.name} (sharedvol serve) is installed"],
             )
     node = _node(req, nodes)
     vol = specs.StaticVolume(
@@ -191,13 +203,24 @@ def choose(req: Request, infos: list[classes.ClassInfo], nodes: list[str]) -> Pl
         node=node,
     )
     why = "--static was given" if req.static else f"no class can serve ReadWriteMany now (considered: {considered})"
-    return _static(req, vol, [why, f"hostPath on node {node}: every pod using the claim runs there"])
+    passed = [broken] if broken and not req.static else []
+    return _static(req, vol, [*passed, why, f"hostPath on node {node}: every pod using the claim runs there"])
 
 
-def _considered(c: classes.ClassInfo, fallback_running: bool | None) -> str:
+def _nfs_broken(req: Request) -> str:
+    """Why StorageClass sharedvol-nfs is known not to work (one reasons line), or "" (working, or not known)."""
+    health = req.nfs_health
+    if health is None or health.working is not False:
+        return ""
+    return f"{classes.NFS_CLASS} is installed but not working: {'; '.join(health.problems)}"
+
+
+def _considered(c: classes.ClassInfo, fallback_running: bool | None, nfs_broken: bool) -> str:
     """One class as the plan weighed it, for the reasons line."""
     if c.provisioner == classes.FALLBACK_PROVISIONER and fallback_running is False:
         return f"{c.name} ({c.provisioner}: RWX {c.rwx}, but its provisioner is not running)"
+    if c.name == classes.NFS_CLASS and nfs_broken:
+        return f"{c.name} ({c.provisioner}: RWX {c.rwx}, but not working)"
     return f"{c.name} ({c.provisioner}: RWX {c.rwx})"
 
 
@@ -249,10 +272,24 @@ def make(api: client.ApiClient, req: Request) -> Plan:
         if e.status != 403:  # may read claims in it without reading the namespace itself
             raise errors.from_api(e, f"read namespace {req.namespace}") from e
     infos = classes.inspect(api)
-    if req.fallback_running is None and any(c.provisioner == classes.FALLBACK_PROVISIONER for c in infos):
-        req = Request(**{**req.__dict__, "fallback_running": heartbeat.fallback_running(api)})
+    req = with_cluster_facts(api, req, infos)
     needs_nodes = not (req.existing or req.nfs or req.storage_class)
     return choose(req, infos, ready_nodes(api) if needs_nodes else [])
+
+
+def with_cluster_facts(api: client.ApiClient, req: Request, infos: list[classes.ClassInfo]) -> Request:
+    """``req`` with the cluster facts :func:`choose` weighs that it was not given.
+
+    ``fallback_running`` when a class of the fallback provisioner exists; ``nfs_health``
+    (:func:`storage.nfshealth.check`) when StorageClass sharedvol-nfs exists and may be chosen (auto, or named).
+    """
+    if req.fallback_running is None and any(c.provisioner == classes.FALLBACK_PROVISIONER for c in infos):
+        req = dataclasses.replace(req, fallback_running=heartbeat.fallback_running(api))
+    nfs = next((c for c in infos if c.name == classes.NFS_CLASS), None)
+    auto = not (req.existing or req.nfs or req.static or req.storage_class)
+    if req.nfs_health is None and nfs is not None and (auto or req.storage_class == nfs.name):
+        req = dataclasses.replace(req, nfs_health=nfshealth.check(api, nfs.provisioner, nfs.parameters))
+    return req
 
 
 def auto_class(api: client.ApiClient) -> tuple[str | None, list[str]]:
@@ -266,9 +303,8 @@ def auto_class(api: client.ApiClient) -> tuple[str | None, list[str]]:
     """
     with kube.reachable("choose a StorageClass for --storage auto", api):
         infos = classes.inspect(api)
-        served = any(c.provisioner == classes.FALLBACK_PROVISIONER for c in infos)
-        running = heartbeat.fallback_running(api) if served else None
-    chosen = choose(Request(name="kfp-run", fallback_running=running), infos, ["any"])
+        req = with_cluster_facts(api, Request(name="kfp-run"), infos)
+    chosen = choose(req, infos, ["any"])
     if chosen.strategy != "dynamic":
         return None, chosen.reasons
     return chosen.storage_class, chosen.reasons

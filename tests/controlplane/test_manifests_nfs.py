@@ -17,7 +17,7 @@ from rig import kwait
 from rig.cluster import ClusterHandle
 from rig.paths import REPO
 from storage import doctor, plan
-from tests.objects import NFS_PROVISIONER
+from tests.objects import NFS_PROVISIONER, server_ready
 
 NFS = REPO / "k8s" / "nfs"
 KUSTOMIZATIONS = ["k8s/nfs", "k8s/nfs/driver", "k8s/nfs/server", "k8s/nfs/external-export", "k8s/nfs/check"]
@@ -214,8 +214,17 @@ def test_applied_the_nfs_pods_are_placed_on_every_node_and_the_check_claim_waits
     assert NFS_PROVISIONER in event.message
     assert core.read_namespaced_persistent_volume_claim("nfs-check", ns).status.phase == "Pending"
 
-    # with the class installed, doctor and the plan choose dynamic RWX on it, and explain the waiting claim
+    # with the class installed and what doctor checks of it Ready (the pods' Ready status counted by their
+    # controllers, the server's EndpointSlice), doctor and the plan choose dynamic RWX on it, and explain the claim
+    apps = client.AppsV1Api(api)
+    for list_fn, name, ready in (
+        (apps.list_namespaced_deployment, "csi-nfs-controller", lambda d: (d.status.ready_replicas or 0) >= 1),
+        (apps.list_namespaced_daemon_set, "csi-nfs-node", lambda d: (d.status.number_ready or 0) >= 1),
+    ):
+        kwait.until(list_fn, ready, "sharedvol-nfs", what=name, **kwait.named(name))
+    server_ready(api, True)
     report = doctor.diagnose(api, ns)
+    assert report.nfs_health is not None and report.nfs_health.working is True, report.nfs_health
     assert report.strategy == "dynamic"
     assert report.strategy_reasons == ["StorageClass sharedvol-nfs is installed (CSI NFS driver)"]
     (waiting,) = report.pending

@@ -108,9 +108,9 @@ def create_pvc_class(spec: dict[str, Any]) -> str | None:
 def test_with_sharedvol_nfs_installed_run_gets_a_dynamic_claim_per_run_and_prints_the_metrics(
     api: Any, namespace: str, cluster_objects: ClusterObjects, fake_kfp: FakeKfp
 ) -> None:
-    cluster_objects.storage_class(objects.nfs_class("sharedvol-nfs", parameters={"server": "x"}))
     journey = Journey(api, fake_kfp)
-    result = journey.run(settings(fake_kfp.url, namespace))
+    with objects.nfs_installed(api, cluster_objects):
+        result = journey.run(settings(fake_kfp.url, namespace))
 
     assert result.plan is not None and result.plan.strategy == "dynamic"
     assert result.storage == options.StorageChoice.dynamic("sharedvol-nfs")
@@ -122,6 +122,7 @@ def test_with_sharedvol_nfs_installed_run_gets_a_dynamic_claim_per_run_and_print
     assert result.submitted.metrics == METRICS
     order = [
         journey.index(f"doctor: StorageClasses: sharedvol-nfs ({objects.NFS_PROVISIONER}, RWX yes)"),
+        journey.index("doctor: sharedvol-nfs works as far as doctor checks"),
         journey.index("doctor: a run gets: dynamic"),
         journey.index("doctor: nodes for train-resnet: "),
         journey.index("doctor: the KFP API at"),
@@ -147,13 +148,8 @@ def fallback_provisioner(api: Any, cluster_objects: ClusterObjects) -> Iterator[
     )
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     ns = "sharedvol-system"
-    made_ns = False
-    try:
-        core.create_namespace({"metadata": {"name": ns}})
-        made_ns = True
-    except client.ApiException as e:
-        if e.status != 409:
-            raise
+    objects.namespace_gone(core, ns, 60)  # the previous test's, being deleted
+    core.create_namespace({"metadata": {"name": ns}})
     name = f"test-provisioner-{uuid.uuid4().hex[:6]}"
     labels = {"app.kubernetes.io/name": "sharedvol-provisioner", "test": name}
     apps.create_namespaced_deployment(
@@ -180,9 +176,7 @@ def fallback_provisioner(api: Any, cluster_objects: ClusterObjects) -> Iterator[
         )
         yield
     finally:
-        apps.delete_namespaced_deployment(name, ns)
-        if made_ns:
-            core.delete_namespace(ns)
+        objects.namespace_gone(core, ns, 60, delete=True)
 
 
 def test_with_only_the_fallback_class_and_its_provisioner_running_run_uses_sharedvol_hostpath(
@@ -195,6 +189,24 @@ def test_with_only_the_fallback_class_and_its_provisioner_running_run_uses_share
     assert result.created == []
     assert create_pvc_class(journey.uploaded_spec()) == "sharedvol-hostpath"
     assert "doctor: sharedvol-nfs is not installed (kubectl apply -k k8s/nfs)" in journey.lines
+
+
+def test_with_sharedvol_nfs_installed_but_its_driver_missing_run_passes_it_over_for_the_fallback_and_says_why(
+    api: Any, namespace: str, cluster_objects: ClusterObjects, fake_kfp: FakeKfp
+) -> None:
+    cluster_objects.storage_class(objects.nfs_class("sharedvol-nfs", parameters={"server": "10.0.0.5"}))
+    journey = Journey(api, fake_kfp)
+    with fallback_provisioner(api, cluster_objects):
+        result = journey.run(settings(fake_kfp.url, namespace))
+    assert result.storage == options.StorageChoice.dynamic("sharedvol-hostpath")
+    assert create_pvc_class(journey.uploaded_spec()) == "sharedvol-hostpath"
+    not_working = (
+        "sharedvol-nfs is installed but not working: the CSIDriver nfs.csi.k8s.io is missing (kubectl apply -k k8s/nfs)"
+    )
+    assert journey.lines[journey.index("doctor: sharedvol-nfs is installed")].startswith(f"doctor: {not_working}; ")
+    plan_lines = journey.lines[journey.index(f"storage: plan for claim {namespace}/sharedvol-runs: dynamic")]
+    assert f"  why: {not_working}; " in plan_lines
+    assert "  why: no NFS-like class; StorageClass sharedvol-hostpath (sharedvol serve) is installed" in plan_lines
 
 
 def test_without_an_rwx_class_run_makes_a_static_volume_bound_before_submitting_and_reuses_it(
