@@ -41,7 +41,7 @@ test: preflight venv lint ## every test, every tier: real node and real KFP incl
 	  SHAREDVOL_TRAINER_DIR=$$(scripts/trainer/build.sh --manifests) && \
 	  SHAREDVOL_KFP_UI=$$(scripts/kfp/ui-build.sh) && \
 	  export SHAREDVOL_CONTROLPLANE_BIN SHAREDVOL_KFPCHECK_BIN SHAREDVOL_KFP_BIN SHAREDVOL_TRAINER_DIR SHAREDVOL_KFP_UI && \
-	  $(RUN) -m pytest -m "not vm"
+	  $(RUN) -m pytest --durations=25
 
 preflight: ## what make test needs before it builds anything (root, python3-venv, Go 1.26, apt-get), all named at once
 	@scripts/preflight.sh
