@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import collections
+import importlib
 import io
 import json
 import math
@@ -47,8 +48,6 @@ _DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat
 
 def allowed_globals() -> list[Any]:
     """The objects :data:`RESUME_ALLOWED` names."""
-    import importlib
-
     found = []
     for dotted in RESUME_ALLOWED:
         module, name = dotted.rsplit(".", 1)

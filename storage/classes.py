@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from storage import provisioners
+from storage import errors, provisioners
 
 if TYPE_CHECKING:  # kubernetes is imported lazily: `sharedvol --help` stays fast
     from kubernetes.client import ApiClient, V1StorageClass
@@ -103,8 +103,6 @@ def inspect(api: ApiClient) -> list[ClassInfo]:
         StorageError: the classes cannot be listed.
     """
     from kubernetes import client
-
-    from storage import errors
 
     try:
         items = client.StorageV1Api(api).list_storage_class().items

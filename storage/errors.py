@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from sharedvol import errors as base
 
 
@@ -48,8 +50,6 @@ def from_api(e: Exception, action: str) -> StorageError:
     body = getattr(e, "body", "") or ""
     detail = ""
     if body:
-        import json
-
         try:
             detail = json.loads(body).get("message", "")
         except (ValueError, AttributeError):

@@ -5,6 +5,7 @@ No API calls here; tests compare the output with exact dictionaries.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,6 +142,4 @@ def static_pv_name(namespace: str, claim: str) -> str:
     readable = f"sharedvol.{namespace}.{claim}"
     if len(readable) <= 253:
         return readable
-    import hashlib
-
     return "sharedvol-" + hashlib.sha256(f"{namespace}/{claim}".encode()).hexdigest()[:40]

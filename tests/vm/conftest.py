@@ -1,5 +1,6 @@
 """Fixtures of the two-node tier: the VM node (rig/vm/vmnode.py) joined to the session's real node, and
-``kubectl apply -k k8s/nfs`` on that cluster. Every test here is marked ``vm`` (``make test`` runs them; ``-m "not vm"`` leaves them out).
+``kubectl apply -k k8s/nfs`` on that cluster. Every test here is marked ``vm`` (``make test`` runs them; ``-m "not vm"``
+leaves them out).
 
 The tier needs root (the real node, the bridge, QEMU). SHAREDVOL_TEST_NODE_DIR=.node with ``make node-up NODES=2``
 reuses a running VM node. The marker comes from the folder (tests/tiers.py).
