@@ -91,6 +91,20 @@ def init(device: str) -> None:
         ) from e
 
 
+def finish() -> None:
+    """Leave the other ranks (nothing with one process): destroy the process group.
+
+    A gloo group left for the interpreter's exit to tear down can abort the process ("terminate called without an
+    active exception", exit -6) after its work is done, and torchrun then reports the rank as failed.
+    """
+    if not launched():
+        return
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def configure(c: Any) -> None:
     """Set mmengine's launcher in the config ``c``, and the DDP wrapper when there are several ranks."""
     c.launcher = launcher()

@@ -58,6 +58,14 @@ def train(cfg: config.TrainConfig) -> schemas.TrainSummary:
     cfg.validate()
     device = devices.resolve(cfg.device)
     distributed.init(device)  # several ranks under torchrun: join them before reading the run directory
+    try:
+        return _train(cfg, device)
+    finally:
+        distributed.finish()
+
+
+def _train(cfg: config.TrainConfig, device: str) -> schemas.TrainSummary:
+    """:func:`train` once the ranks (if several) have joined."""
     dataset = data.validate(cfg.data_root)
     layout = dataplane.RunLayout(cfg.run_dir)
     work_dir = dataplane.local_path(layout.train_dir) if dataplane.is_local(cfg.run_dir) else _scratch()

@@ -98,6 +98,7 @@ try:
     distributed.agree("the published epoch to start from", (rank + 1, "digest"))
 except errors.IntegrityError as e:
     say(f"rank {rank} refused: {e}")
+distributed.finish()  # else gloo's teardown at exit could abort a rank after its work (exit -6)
 """
 
 
