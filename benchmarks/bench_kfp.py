@@ -8,11 +8,11 @@ that do nothing, delete-volume in its condition). Reported: each run's wall time
 each task's (the API's start/end), and the steps' own compute as their summaries record it (train-resnet's and
 test-resnet's ``wall_time_s``). Goal (issue 22): (tiny wall - steps' compute) <= 1.15 x the empty run's wall.
 
+No ``from __future__ import annotations`` here: KFP reads the components' annotations as objects.
+
 Uses the backend of ``make kfp-up`` when ``.kfp/kfp.env`` names one that answers, else starts one (and the node) in a
 temporary directory and stops it.
 """
-
-from __future__ import annotations
 
 import json
 import os
