@@ -77,8 +77,21 @@ def empty_pipeline(pv: str, path: Path) -> Path:
     """The pipeline's DAG with steps that do nothing: create-volume, four steps on the claim, delete-volume."""
     from kfp import compiler, dsl, kubernetes
 
+    # One component per step, named as the pipeline's: KFP keys a run's tasks by their component's name.
     @dsl.component(base_image=STEP_IMAGE, install_kfp_package=False)
-    def nothing() -> None:
+    def prepare_data() -> None:
+        """Does nothing."""
+
+    @dsl.component(base_image=STEP_IMAGE, install_kfp_package=False)
+    def train_resnet() -> None:
+        """Does nothing."""
+
+    @dsl.component(base_image=STEP_IMAGE, install_kfp_package=False)
+    def test_resnet() -> None:
+        """Does nothing."""
+
+    @dsl.component(base_image=STEP_IMAGE, install_kfp_package=False)
+    def produce_metrics() -> None:
         """Does nothing."""
 
     @dsl.pipeline(name="sharedvol-bench-empty")
@@ -87,8 +100,8 @@ def empty_pipeline(pv: str, path: Path) -> Path:
             access_modes=["ReadWriteMany"], size="1Gi", pvc_name_suffix="-bench", storage_class_name="", volume_name=pv
         ).set_display_name("create-volume")
         previous = create
-        for name in ("prepare-data", "train-resnet", "test-resnet", "produce-metrics"):
-            task = nothing().set_display_name(name).set_caching_options(False).after(previous)
+        for step in (prepare_data, train_resnet, test_resnet, produce_metrics):
+            task = step().set_caching_options(False).after(previous)
             kubernetes.mount_pvc(task, pvc_name=create.outputs["name"], mount_path="/mnt/shared")
             previous = task
         with dsl.If(keep_volume == False, name="unless-keep-volume"):  # noqa: E712 (a pipeline condition)
