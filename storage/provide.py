@@ -86,6 +86,8 @@ class Provided:
         strategy: the strategy doctor reported (``unknown`` when it could not look; "" without a survey).
         nodes: the Ready nodes the surveyed step can run on (empty: not surveyed, or not allowed to list).
         notes: what the user should know (checks skipped for lack of permission).
+        surveyed: the survey's doctor report (None: no survey, or not allowed to look); the plan reuses what it
+            read of the cluster (the fallback's heartbeat, sharedvol-nfs's health) instead of reading it again.
     """
 
     plan: plan.Plan | None
@@ -95,6 +97,7 @@ class Provided:
     strategy: str = ""
     nodes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    surveyed: doctor.Report | None = None
 
     def say(self, ask: Ask, line: str) -> None:
         """Keep a storage line and pass it on as it happens."""
@@ -134,7 +137,7 @@ def _survey(api: client.ApiClient, ask: Ask, survey: Survey, done: Provided) -> 
     else:
         for line in report.progress_lines():
             ask.progress("doctor", line)
-        done.strategy = report.strategy
+        done.strategy, done.surveyed = report.strategy, report
     fit = nodes.fitting(api, survey.step, survey.node_selector, survey.gpus)
     for line in fit.lines:
         ask.progress("doctor", line)
@@ -148,6 +151,9 @@ def _provide(api: client.ApiClient, ask: Ask, done: Provided) -> None:
     node = ask.node or (done.nodes[0] if done.nodes else None)
     request = plan.Request(ask.name, ask.namespace, ask.size, host_path_base=ask.host_path_base, node=node)
     request = dataclasses.replace(request, **ask.choice.plan_fields())
+    if done.surveyed is not None:  # what the survey read of the cluster: not read twice
+        seen = done.surveyed
+        request = dataclasses.replace(request, fallback_running=seen.fallback_running, nfs_health=seen.nfs_health)
     explicit = ask.choice.kind in ("class", "claim")
     try:
         p = plan.make(api, request)
