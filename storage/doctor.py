@@ -272,14 +272,15 @@ def diagnose(api: client.ApiClient, namespace: str | None = None) -> Report:
         pods = (core.list_namespaced_pod(namespace) if namespace else core.list_pod_for_all_namespaces()).items
     except client.ApiException as e:
         raise errors.from_api(e, "list claims, volumes and pods") from e
-    used = runs.claims_used(pods)
+    users = runs.pods_by_claim(pods)
+    used = set(users)
     running_use = runs.claims_used(pods, running_only=True)
     by_name = {c.name: c for c in infos}
     default = next((c.name for c in infos if c.default), None)
     report = Report(infos, strategy, reasons, fallback_running=probe.fallback_running, nfs_health=probe.nfs_health)
     for claim in claims:
         key = (claim.metadata.namespace, claim.metadata.name)
-        held = runs.held_by_finished_pods(claim, pods) if key in used and key not in running_use else None
+        held = runs.held_by_finished_pods(claim, users[key]) if key in used and key not in running_use else None
         if held is not None:
             report.held.append(held)
             continue

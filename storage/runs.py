@@ -69,12 +69,14 @@ class HeldVolume:
     fix: str
 
 
-def held_by_finished_pods(claim: V1PersistentVolumeClaim, pods: list[Any]) -> HeldVolume | None:
-    """The deleted ``claim`` as held only by finished pods, or None (not deleted, unused, or a pod still runs)."""
+def held_by_finished_pods(claim: V1PersistentVolumeClaim, users: list[Any]) -> HeldVolume | None:
+    """The deleted ``claim`` as held only by finished pods, or None (not deleted, unused, or a pod still runs).
+
+    ``users``: the pods that mount it (:func:`pods_by_claim`).
+    """
     meta = claim.metadata
     if not meta.deletion_timestamp:
         return None
-    users = [p for p in pods if (meta.namespace, meta.name) in claims_used([p])]
     if not users or any((p.status.phase if p.status else None) not in FINISHED_POD_PHASES for p in users):
         return None
     names = tuple(sorted(p.metadata.name for p in users))
@@ -83,13 +85,18 @@ def held_by_finished_pods(claim: V1PersistentVolumeClaim, pods: list[Any]) -> He
     return HeldVolume(meta.namespace, meta.name, claim.spec.volume_name or "", names, fix)
 
 
+def pods_by_claim(pods: list[Any]) -> dict[tuple[str, str], list[Any]]:
+    """``(namespace, claim)`` -> the pods that mount it, for every claim a pod mounts (one pass over the pods)."""
+    users: dict[tuple[str, str], list[Any]] = {}
+    for pod in pods:
+        for key in {(pod.metadata.namespace, v.persistent_volume_claim.claim_name) for v in pod.spec.volumes or []
+                    if v.persistent_volume_claim}:  # fmt: skip
+            users.setdefault(key, []).append(pod)
+    return users
+
+
 def claims_used(pods: list[Any], *, running_only: bool = False) -> set[tuple[str, str]]:
     """``(namespace, claim)`` of every claim the pods mount (only pods not yet finished, with ``running_only``)."""
     if running_only:
         pods = [p for p in pods if (p.status.phase if p.status else None) not in FINISHED_POD_PHASES]
-    return {
-        (pod.metadata.namespace, v.persistent_volume_claim.claim_name)
-        for pod in pods
-        for v in (pod.spec.volumes or [])
-        if v.persistent_volume_claim
-    }
+    return set(pods_by_claim(pods))
