@@ -22,12 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     flags.image_args(p)
     flags.storage_args(p, default="nfs")
     flags.parameter_args(p, written=True)
-    p.add_argument(
-        "--workspace",
-        action="store_true",
-        help="use KFP's own per-run workspace (KFP >= 2.15: ReadWriteMany, the chosen class, at /kfp-workspace) "
-        "instead of create-volume/delete-volume",
-    )
+    flags.workspace_arg(p)
     p.set_defaults(func=_compile)
 
     p = sub.add_parser("submit", help="upload or reuse the pipeline, start a run, and follow it with --wait")
@@ -36,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     flags.image_args(p)
     flags.storage_args(p, default="nfs")
     flags.parameter_args(p, written=False)
+    flags.workspace_arg(p)
     p.set_defaults(func=_submit)
 
     p = sub.add_parser("demo", help="the whole pipeline on this machine (kfp.local), a local directory as the volume")
@@ -77,11 +73,19 @@ def submit_settings(args: argparse.Namespace, host: str, volume: Any) -> Any:
         args,
         api=kfp_api.ApiSettings(host=host, token=args.token or kfp_api.read_token_file(), namespace=args.namespace),
         # the flags are this run's values; the uploaded YAML keeps the standard defaults, so runs with other
-        # values reuse the same pipeline version
-        compile=dataclasses.replace(opts, defaults=params.RunParameters()),
+        # values reuse the same pipeline version. KFP's workspace is sized in the YAML, so with --workspace
+        # --volume-size is written there too.
+        compile=dataclasses.replace(opts, defaults=_yaml_defaults(opts)),
         params=opts.defaults,
         poll=submit.PollSettings(timeout_s=args.timeout),
     )
+
+
+def _yaml_defaults(opts: Any) -> params.RunParameters:
+    """The parameter defaults the uploaded YAML holds: the standard ones, and the workspace's size if it has one."""
+    if opts.workspace:
+        return params.RunParameters(volume_size=opts.defaults.volume_size)
+    return params.RunParameters()
 
 
 def _submit(args: argparse.Namespace) -> int:

@@ -66,7 +66,7 @@ def kfp_host(args: argparse.Namespace) -> str:
 
 
 def image_args(p: argparse.ArgumentParser) -> None:
-    """``--image``, ``--node-selector``, ``--toleration``, ``--train-retries`` and ``--workers``: fixed in the YAML."""
+    """The flags fixed in the YAML: image, scheduling, retries, the succeeded run's TTL and the workers."""
     g = p.add_argument_group("image and scheduling (fixed in the YAML)")
     g.add_argument(
         "--image",
@@ -87,12 +87,30 @@ def image_args(p: argparse.ArgumentParser) -> None:
         "--train-retries", type=int, default=2, metavar="N", help="retries of train-resnet, which resumes (default 2)"
     )
     g.add_argument(
+        "--ttl-after-success",
+        type=int,
+        default=options.DEFAULT_TTL_S,
+        metavar="SECONDS",
+        help="seconds a succeeded run's pods stay; their going frees the run's deleted volume, the run and its "
+        f"metrics stay in the UI; 0: the cluster's own TTL (default {options.DEFAULT_TTL_S})",
+    )
+    g.add_argument(
         "--workers",
         type=int,
         default=1,
         metavar="N",
         help="train-resnet's nodes: 1 trains in the step's pod; 2 or more run a Kubeflow Trainer TrainJob of N "
         "nodes, each with --gpus GPUs (docs/scaling-out.md) (default 1)",
+    )
+
+
+def workspace_arg(p: argparse.ArgumentParser) -> None:
+    """``--workspace`` (compile and submit): KFP's own per-run workspace instead of create-volume/delete-volume."""
+    p.add_argument(
+        "--workspace",
+        action="store_true",
+        help="use KFP's own per-run workspace (KFP >= 2.15: ReadWriteMany, the chosen class, at /kfp-workspace) "
+        "instead of create-volume/delete-volume",
     )
 
 
@@ -206,4 +224,5 @@ def compile_options(args: argparse.Namespace, volume: options.StorageChoice) -> 
         defaults=params.from_args(args),
         workspace=bool(getattr(args, "workspace", False)),
         workers=args.workers,
+        ttl_after_success_s=args.ttl_after_success,
     ).validate()

@@ -200,6 +200,11 @@ def parse_node_selector(items: list[str]) -> dict[str, str]:
     return selector
 
 
+DEFAULT_TTL_S = 600  # a succeeded run's pods (and its deleted volume) go 10 minutes after it ends
+MIN_TTL_S = 30  # KFP's persistence agent must read the run's end from the Workflow before it goes
+MAX_TTL_S = 30 * 24 * 3600  # Argo's TTL is an int32 of seconds; a month is more than any run needs kept
+
+
 @dataclass(frozen=True)
 class CompileOptions:
     """Everything fixed when the pipeline YAML is written.
@@ -220,6 +225,14 @@ class CompileOptions:
             tolerations above); 2 or more run it as a Kubeflow Trainer v2.0.0 TrainJob of that many pods
             (``spec.trainer.numNodes``), each with ``gpu_count`` GPUs, the node selector and tolerations, created
             and followed by the train step (docs/scaling-out.md). Not with ``workspace``. Default 1.
+        ttl_after_success_s: seconds a succeeded run's Argo Workflow, and so its pods, stay before Argo deletes
+            them (``PipelineConfig.ttl_seconds_after_success``: the Workflow's
+            ``spec.ttlStrategy.secondsAfterSuccess``). The run's deleted claim is held by those pods until then
+            (the pvc-protection finalizer), so this is when its space is freed; the run, its metrics and (with
+            Argo's log archive) its logs stay in the KFP UI. 0: not set, the cluster's own TTL applies (KFP's
+            manifests: one hour; without one, days). Failed runs keep their pods for debugging either way.
+            Default 600; else :data:`MIN_TTL_S` (KFP's persistence agent records the run's end from the Workflow:
+            gone sooner, the run could stay Running in KFP) to :data:`MAX_TTL_S`.
     """
 
     image: str = DEFAULT_IMAGE
@@ -231,6 +244,7 @@ class CompileOptions:
     mount_path: str = "/mnt/shared"
     workspace: bool = False
     workers: int = 1
+    ttl_after_success_s: int = DEFAULT_TTL_S
 
     @property
     def trainjob(self) -> bool:
@@ -262,6 +276,11 @@ class CompileOptions:
             check_label_value(value, what="--node-selector")
         for tol in self.tolerations:
             tol.validate()
+        if self.ttl_after_success_s != 0 and not MIN_TTL_S <= self.ttl_after_success_s <= MAX_TTL_S:
+            raise errors.BadParameterError(
+                f"--ttl-after-success must be 0 or {MIN_TTL_S} to {MAX_TTL_S} seconds, got {self.ttl_after_success_s}",
+                hint="e.g. 600 (10 minutes; sooner, KFP may not record the run's end); 0 leaves it to the cluster",
+            )
         if self.train_retries < 0:
             raise errors.BadParameterError(f"train retries must be 0 or more, got {self.train_retries}", hint="e.g. 2")
         if not self.mount_path.startswith("/"):

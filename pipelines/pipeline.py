@@ -122,11 +122,16 @@ def _define(opts: options.CompileOptions, *, local_volume: str | None) -> GraphC
 
 
 def _pipeline_config(opts: options.CompileOptions, local_volume: str | None) -> dsl.PipelineConfig | None:
-    """KFP's per-run workspace for the workspace variant: ReadWriteMany, the planned class; else None."""
-    if local_volume is not None or not opts.workspace:
+    """The cluster pipeline's config (None locally, or when it has nothing to say).
+
+    A succeeded run's TTL (its pods go, and its deleted claim with them), and KFP's per-run workspace for the
+    workspace variant (ReadWriteMany, the planned class).
+    """
+    if local_volume is not None:
         return None
-    return dsl.PipelineConfig(
-        workspace=dsl.WorkspaceConfig(
+    workspace = None
+    if opts.workspace:
+        workspace = dsl.WorkspaceConfig(
             size=opts.defaults.volume_size,
             kubernetes=dsl.KubernetesWorkspaceConfig(
                 pvcSpecPatch={
@@ -135,7 +140,10 @@ def _pipeline_config(opts: options.CompileOptions, local_volume: str | None) -> 
                 }
             ),
         )
-    )
+    ttl = opts.ttl_after_success_s or None
+    if workspace is None and ttl is None:
+        return None
+    return dsl.PipelineConfig(workspace=workspace, ttl_seconds_after_success=ttl)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -46,6 +46,28 @@ def until(
     raise AssertionError(f"{what} did not reach the expected state in {timeout:.0f} s; last seen: {_brief(last)}")
 
 
+def gone(list_func: Callable[..., Any], name: str, *args: Any, timeout: float = 30.0, what: str = "") -> None:
+    """Return once the object ``name`` of ``list_func(*args)`` is gone: listed, then watched for its DELETED event
+    until the deadline.
+
+    Raises:
+        AssertionError: it still exists at the deadline.
+    """
+    deadline = time.monotonic() + timeout
+    listing = list_func(*args, **named(name))
+    if not listing.items:
+        return
+    rv = listing.metadata.resource_version
+    while (left := deadline - time.monotonic()) > 0:
+        w = watch.Watch()
+        for event in w.stream(list_func, *args, resource_version=rv, timeout_seconds=max(1, int(left)), **named(name)):
+            rv = event["object"].metadata.resource_version
+            if event["type"] == "DELETED":
+                w.stop()
+                return
+    raise AssertionError(f"{what or name} was not deleted in {timeout:.0f} s")
+
+
 def _brief(obj: Any) -> str:
     if obj is None:
         return "nothing"

@@ -194,6 +194,7 @@ class FakeKfp:
         self.pipelines: dict[str, dict[str, Any]] = {}
         self.versions: dict[str, list[dict[str, Any]]] = {}
         self.specs: dict[str, dict[str, Any]] = {}
+        self.platform_specs: dict[str, dict[str, Any]] = {}  # the package's second document (kubernetes platform)
         self.experiments: dict[str, dict[str, Any]] = {}
         self.runs: dict[str, dict[str, Any]] = {}
         self._polls: dict[str, int] = {}
@@ -343,6 +344,7 @@ class FakeKfp:
         )
         self.versions[pid].append(serialize(model))
         self.specs[vid] = docs[0]
+        self.platform_specs[vid] = docs[1] if len(docs) > 1 else {}
         return 200, serialize(model), "application/json"
 
     def _list_experiments(self, q: dict[str, list[str]]) -> tuple:

@@ -20,6 +20,9 @@ BUCKET = "mlpipeline"
 ACCESS_KEY = "minio"
 SECRET_KEY = "minio123"  # KFP's default object-store credentials; the store listens for this test node only
 ARTIFACT_SECRET = "mlpipeline-minio-artifact"
+# Where Argo archives each pod's main log (archiveLogs, as KFP's manifests set it), and where the UI server looks for
+# it once the pod is gone (ARGO_KEYFORMAT): the same key, or the UI cannot show a deleted pod's log.
+LOG_KEY_FORMAT = "private-artifacts/{{workflow.namespace}}/{{workflow.name}}/{{pod.name}}"
 RUNNER_SA = "pipeline-runner"
 CLUSTER_DOMAIN = "cluster.local"
 
@@ -134,15 +137,16 @@ def launcher_configmap() -> dict[str, Any]:
 
 
 def workflow_controller_configmap(images: Images) -> dict[str, Any]:
-    """Argo's configuration: KFP's upstream settings, local images, no metrics servers on fixed ports."""
+    """Argo's configuration: KFP's upstream settings (pods' logs archived), local images, no metrics servers on
+    fixed ports."""
     executor = {"imagePullPolicy": "IfNotPresent"}
     repository = {
-        "archiveLogs": False,
+        "archiveLogs": True,
         "s3": {
             "endpoint": f"minio-service.{NAMESPACE}:9000",
             "bucket": BUCKET,
             "insecure": True,
-            "keyFormat": "private-artifacts/{{workflow.namespace}}/{{workflow.name}}/{{pod.name}}",
+            "keyFormat": LOG_KEY_FORMAT,
             "accessKeySecret": {"name": ARTIFACT_SECRET, "key": "accesskey"},
             "secretKeySecret": {"name": ARTIFACT_SECRET, "key": "secretkey"},
         },

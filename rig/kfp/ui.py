@@ -80,6 +80,12 @@ def env(ports: kc.Ports, kubeconfig_path: Path) -> dict[str, str]:
         "MINIO_SECRET_KEY": kc.SECRET_KEY,
         "MINIO_ENDPOINT_REWRITE": f"minio-service.{kc.NAMESPACE}:9000=http://127.0.0.1:{ports.minio}",
         "FRONTEND_SERVER_NAMESPACE": kc.NAMESPACE,
+        # a pod's log once the pod is gone (a succeeded run's TTL): Argo's archive in MinIO, as upstream sets it,
+        # at the key Argo writes it to
+        "ARGO_ARCHIVE_LOGS": "true",
+        "ARGO_ARCHIVE_ARTIFACTORY": "minio",
+        "ARGO_ARCHIVE_BUCKETNAME": kc.BUCKET,
+        "ARGO_KEYFORMAT": kc.LOG_KEY_FORMAT,
         "KUBECONFIG": str(kubeconfig_path),
         "DISABLE_GKE_METADATA": "true",
         "NODE_ENV": "production",

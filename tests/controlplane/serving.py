@@ -20,12 +20,15 @@ SharedvolCli = Callable[..., subprocess.CompletedProcess[str]]
 
 
 class Service:
-    """`python -m pipelines serve` in a subprocess, with a temp dir standing in for the node's filesystem."""
+    """`python -m pipelines serve` in a subprocess, with a temp dir standing in for the node's filesystem (``/`` on the
+    real node, where the service's directories are the node's own); its output in ``log``."""
 
-    def __init__(self, kubeconfig: Path, root: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, kubeconfig: Path, root: Path, *args: str, env: dict[str, str] | None = None, log: Path | None = None
+    ) -> None:
         self.kubeconfig, self.root, self.args, self.env = kubeconfig, root, args, env or {}
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log = root.parent / f"serve-{uuid.uuid4().hex[:6]}.log"
+        self.log = log or root.parent / f"serve-{uuid.uuid4().hex[:6]}.log"
 
     def start(self, *, defaults: bool = False) -> Service:
         """Start it; ``defaults``: without --health-port 0 --text-logs (JSON logs, /healthz served)."""

@@ -52,26 +52,6 @@ def _alive(svc: Service) -> None:
     assert "Traceback" not in svc.output()
 
 
-def _wait_gone(core: Any, volume: str, timeout: float = 90) -> None:
-    """Watch PV ``volume`` until it is deleted."""
-    from kubernetes import watch
-
-    listing = core.list_persistent_volume(**kwait.named(volume))
-    if not listing.items:
-        return
-    w = watch.Watch()
-    for event in w.stream(
-        core.list_persistent_volume,
-        resource_version=listing.metadata.resource_version,
-        timeout_seconds=int(timeout),
-        **kwait.named(volume),
-    ):
-        if event["type"] == "DELETED":
-            w.stop()
-            return
-    raise AssertionError(f"PersistentVolume {volume} was not deleted in {timeout:.0f} s")
-
-
 def _until_path(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
     """Wait for a file-system condition on the stand-in node (no API object to watch: a bounded poll)."""
     deadline = time.monotonic() + timeout
@@ -195,7 +175,7 @@ def test_a_volume_directory_replaced_by_a_symlink_is_reclaimed_as_a_link_and_the
     attacker.rmdir()
     attacker.symlink_to(paths["victim"][1])
     core.delete_namespaced_persistent_volume_claim("attacker", namespace)
-    _wait_gone(core, paths["attacker"][0])
+    kwait.gone(core.list_persistent_volume, paths["attacker"][0], timeout=90)
     assert (paths["victim"][1] / "weights").read_text() == "victim's"
     assert not attacker.is_symlink()
     _alive(svc)

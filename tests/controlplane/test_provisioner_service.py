@@ -124,37 +124,12 @@ def test_deleting_a_claim_deletes_archives_or_keeps_its_directory_as_the_class_s
         dirs[on_delete] = (claim.spec.volume_name, path)
         core.delete_namespaced_persistent_volume_claim(on_delete, namespace)
     for volume, _ in dirs.values():
-        _gone(core, volume)
+        kwait.gone(core.list_persistent_volume, volume, timeout=60)
 
     assert not dirs["delete"][1].exists()
     archived = dirs["archive"][1].with_name(f"archived-{dirs['archive'][1].name}")
     assert not dirs["archive"][1].exists() and (archived / "latest.pth").read_bytes() == b"weights"
     assert (dirs["retain"][1] / "latest.pth").read_bytes() == b"weights"
-
-
-def _gone(core: Any, volume: str, timeout: float = 60) -> None:
-    """Watch until PersistentVolume ``volume`` is deleted."""
-    import time
-
-    from kubernetes import watch
-
-    listing = core.list_persistent_volume(field_selector=f"metadata.name={volume}")
-    if not listing.items:
-        return
-    deadline = time.monotonic() + timeout
-    w = watch.Watch()
-    for event in w.stream(
-        core.list_persistent_volume,
-        field_selector=f"metadata.name={volume}",
-        resource_version=listing.metadata.resource_version,
-        timeout_seconds=int(timeout),
-    ):
-        if event["type"] == "DELETED":
-            w.stop()
-            return
-        if time.monotonic() > deadline:
-            break
-    raise AssertionError(f"PersistentVolume {volume} was not deleted in {timeout:.0f} s")
 
 
 def test_a_retain_class_keeps_the_volume_and_its_data(

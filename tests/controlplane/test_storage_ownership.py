@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from kubernetes import client, watch
+from kubernetes import client
 
 from rig import kwait
 from storage import specs
@@ -33,23 +33,6 @@ def _volume_path(api: Any, svc: Service, namespace: str, name: str) -> tuple[str
     claim = kwait.claim_phase(client.CoreV1Api(api), namespace, name, timeout=90)
     pv = client.CoreV1Api(api).read_persistent_volume(claim.spec.volume_name)
     return pv.metadata.name, svc.node_dir(pv.spec.host_path.path)
-
-
-def _wait_deleted(core: Any, volume: str, timeout: float = 90) -> None:
-    listing = core.list_persistent_volume(**kwait.named(volume))
-    if not listing.items:
-        return
-    w = watch.Watch()
-    for event in w.stream(
-        core.list_persistent_volume,
-        resource_version=listing.metadata.resource_version,
-        timeout_seconds=int(timeout),
-        **kwait.named(volume),
-    ):
-        if event["type"] == "DELETED":
-            w.stop()
-            return
-    raise AssertionError(f"PersistentVolume {volume} was not deleted in {timeout:.0f} s")
 
 
 @pytest.mark.parametrize("on_delete", ["delete", "archive"])
@@ -92,7 +75,7 @@ def test_a_plain_release_of_a_claim_the_service_made_lets_the_service_reclaim_it
 
     assert released.returncode == 0, released.stderr
     assert f"handed to sharedvol serve (StorageClass {sc})" in released.stdout
-    _wait_deleted(client.CoreV1Api(api), volume)
+    kwait.gone(client.CoreV1Api(api).list_persistent_volume, volume, timeout=90)
     assert (path.with_name(f"archived-{path.name}") / "epoch_1.pth").read_bytes() == b"weights"
 
 

@@ -61,6 +61,15 @@ def test_the_api_server_accepts_the_run_and_argo_validates_the_workflow(case: tu
     assert set(STEPS) <= set(tasks)
 
 
+def test_kfps_workflow_deletes_a_succeeded_run_after_ttl_after_success_and_keeps_a_failed_one(
+    case: tuple[str, int, bool, Any],
+) -> None:
+    variant, _gpus, _keep, verdict = case
+    ttl = verdict.workflow["spec"].get("ttlStrategy") or {}
+
+    assert ttl == {"secondsAfterSuccess": VARIANTS[variant].ttl_after_success_s}
+
+
 def test_create_volume_and_delete_volume_run_only_where_the_variant_needs_them(
     case: tuple[str, int, bool, Any],
 ) -> None:

@@ -97,25 +97,7 @@ class PodRunner:
 
     def wait_deleted(self, name: str, timeout: float) -> None:
         """Return once the pod is gone (watched, with a deadline)."""
-        wait_gone(self.core.list_namespaced_pod, name, timeout, self.namespace)
-
-
-def wait_gone(list_func: Any, name: str, timeout: float, *args: Any) -> None:
-    """Return once the object ``name`` of ``list_func(*args)`` is gone (listed, then watched, with a deadline)."""
-    from kubernetes import watch
-
-    listing = list_func(*args, **kwait.named(name))
-    if not listing.items:
-        return
-    w = watch.Watch()
-    for event in w.stream(
-        list_func, *args, resource_version=listing.metadata.resource_version, timeout_seconds=int(timeout),
-        **kwait.named(name),
-    ):  # fmt: skip
-        if event["type"] == "DELETED":
-            w.stop()
-            return
-    raise AssertionError(f"{name} was not deleted within {timeout:.0f} s")
+        kwait.gone(self.core.list_namespaced_pod, name, self.namespace, timeout=timeout)
 
 
 def _exit_code(pod: Any) -> int | None:

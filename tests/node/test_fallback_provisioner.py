@@ -142,7 +142,7 @@ def test_a_kfp_shaped_claim_binds_two_pods_share_a_file_through_it_and_deleting_
             core.delete_namespaced_pod(name, node_namespace, grace_period_seconds=0)
             run_pod.wait_deleted(name, 60)
         core.delete_namespaced_persistent_volume_claim(claim, node_namespace)
-        pods.wait_gone(core.list_persistent_volume, pv.metadata.name, 120)
+        kwait.gone(core.list_persistent_volume, pv.metadata.name, timeout=120)
 
         assert not directory.exists()
         assert (archived / "handoff.txt").read_text().strip() == token

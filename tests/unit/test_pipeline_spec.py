@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -208,3 +209,48 @@ def test_the_compile_command_writes_the_golden_pipeline_by_default(
     assert cli.main(["compile", "-o", str(out)]) == 0
     assert out.read_text() == (GOLDEN_DIR / "resnet18_cifar10.yaml").read_text()
     assert f"wrote {out}" in capsys.readouterr().out
+
+
+def pipeline_config(tmp_path: Path, opts: options.CompileOptions) -> dict[str, Any] | None:
+    out = pipeline.compile_to(opts, tmp_path / "p.yaml").path
+    _, platform = yaml.safe_load_all(out.read_text())
+    config: dict[str, Any] | None = platform["platforms"]["kubernetes"].get("pipelineConfig")
+    return config
+
+
+@pytest.mark.parametrize("opts", [options.CompileOptions(), options.CompileOptions(workspace=True)], ids=str)
+def test_a_succeeded_run_is_given_the_ttl_of_ttl_after_success_and_a_failed_one_none(
+    tmp_path: Path, opts: options.CompileOptions
+) -> None:
+    config = pipeline_config(tmp_path, dataclasses.replace(opts, ttl_after_success_s=42))
+
+    assert config is not None and config["resourceTtlOnSuccess"] == 42
+    assert "resourceTtlOnFailure" not in config and "resourceTtlOnCompletion" not in config
+    assert ("workspace" in config) == opts.workspace
+
+
+def test_the_default_ttl_after_success_is_ten_minutes(tmp_path: Path) -> None:
+    config = pipeline_config(tmp_path, options.CompileOptions())
+
+    assert options.DEFAULT_TTL_S == 600
+    assert config == {"resourceTtlOnSuccess": 600}
+
+
+def test_ttl_after_success_0_leaves_the_ttl_to_the_cluster(tmp_path: Path) -> None:
+    assert pipeline_config(tmp_path, options.CompileOptions(ttl_after_success_s=0)) is None
+
+
+@pytest.mark.parametrize("value", ["-1", "1", str(options.MIN_TTL_S - 1), str(options.MAX_TTL_S + 1)])
+def test_the_compile_command_refuses_a_ttl_out_of_range_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    from pipelines import cli
+
+    out = tmp_path / "p.yaml"
+    code = cli.main(["compile", "-o", str(out), "--ttl-after-success", value])
+
+    err = capsys.readouterr().err
+    assert code == 2 and not out.exists()
+    assert (
+        err.count("\n") == 1 and f"must be 0 or {options.MIN_TTL_S} to {options.MAX_TTL_S} seconds, got {value}" in err
+    )

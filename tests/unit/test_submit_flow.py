@@ -451,3 +451,21 @@ def test_a_hostile_metrics_line_in_a_pod_log_gives_no_metrics_and_no_traceback()
     assert follow.parse_metrics_line('sharedvol-metrics {"a": NaN, "b": 1e999}') == {}
     huge = 'sharedvol-metrics {"a": ' + "9" * 400 + ', "b": true, "c": 0.5}'
     assert follow.parse_metrics_line(huge) == {"c": 0.5}
+
+
+def test_submit_with_workspace_uploads_kfps_workspace_sized_by_volume_size_and_makes_no_claim_task(
+    kfp_server: FakeKfp, fast_polls: None
+) -> None:
+    argv = ["submit", "--host", kfp_server.url, "--token", GOOD_TOKEN, "--wait", "--workspace"]
+    code = cli.main([*argv, "--storage", "sharedvol-hostpath", "--volume-size", "3Gi"])
+
+    assert code == 0
+    [version_id] = kfp_server.specs
+    workspace = kfp_server.platform_specs[version_id]["platforms"]["kubernetes"]["pipelineConfig"]["workspace"]
+    assert workspace["size"] == "3Gi"
+    assert workspace["kubernetes"]["pvcSpecPatch"] == {
+        "accessModes": ["ReadWriteMany"],
+        "storageClassName": "sharedvol-hostpath",
+    }
+    tasks = kfp_server.specs[version_id]["root"]["dag"]["tasks"]
+    assert "create-volume" not in tasks and "delete-volume" not in str(tasks)

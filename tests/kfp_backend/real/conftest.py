@@ -14,7 +14,12 @@ from rig import images as project_images
 from rig.kfp import backend as kb
 from rig.kfp import config as kc
 from rig.kfp import images
-from tests.kfp_backend.real.journeys import journeys, static_volume  # noqa: F401 (package fixtures)
+from tests.kfp_backend.real.journeys import (  # noqa: F401 (package fixtures)
+    journeys,
+    static_volume,
+    submit_collected,
+    workspace_class,
+)
 from tests.kfp_backend.real.mlmd import Mlmd
 
 

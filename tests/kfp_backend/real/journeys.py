@@ -1,14 +1,16 @@
 """The tier's real runs, made once for the package (the journey's checks and the browser's share them).
 
-Three runs at once on the real backend, each to its end: ``sharedvol submit --wait`` on a static PV, ``sharedvol
-run --storage static`` whose train step is killed once and retried, and a ``sharedvol run`` whose prepare-data
-fails. The fixtures are re-exported by conftest.py.
+Four runs at once on the real backend, each to its end: ``sharedvol submit --wait`` on a static PV, ``sharedvol
+run --storage static`` whose train step is killed once and retried, a ``sharedvol run`` whose prepare-data fails,
+and ``sharedvol submit --workspace`` on KFP's own workspace, a claim of a class ``sharedvol serve`` provisions. The
+fixtures are re-exported by conftest.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +28,7 @@ from rig.images import STEP_IMAGE
 from rig.kfp import backend as kb
 from rig.kfp import config as kc
 from storage import specs
+from tests.controlplane.serving import PROVISIONER, Service
 
 RUN_TIMEOUT_S = 900
 RETRY_CLAIM = f"kfp-retried-{uuid.uuid4().hex[:6]}"  # a node kept by make node-up may hold older ones
@@ -56,6 +59,45 @@ def static_volume(kfp_on_node: Any, tmp_path_factory: pytest.TempPathFactory) ->
     backend.kubectl("delete", "pv", name, "--wait=false")
 
 
+@dataclass(frozen=True)
+class WorkspaceClass:
+    """The class the workspace run's claim asks for, served by ``sharedvol serve`` on this machine."""
+
+    name: str
+    base: Path  # its basePath: the volumes' directories on the node (this machine)
+    service: Service
+
+
+@pytest.fixture(scope="package")
+def workspace_class(kfp_on_node: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkspaceClass]:
+    """A WaitForFirstConsumer class of the fallback provisioner, ``sharedvol serve`` running for it as a process
+    on this machine (the node's own filesystem: the directories it makes are the ones the kubelet mounts), archiving
+    a deleted claim's directory. The class and the service's volumes are deleted afterwards."""
+    backend = kfp_on_node
+    base = tmp_path_factory.mktemp("workspace-volumes")
+    name = f"kfp-workspace-{uuid.uuid4().hex[:6]}"
+    sc = {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": name},
+        "provisioner": PROVISIONER,
+        "volumeBindingMode": "WaitForFirstConsumer",
+        "reclaimPolicy": "Delete",
+        "parameters": {"basePath": str(base), "onDelete": "archive"},
+    }
+    backend.kubectl("apply", "-f", "-", input=json.dumps(sc))
+    service = Service(backend.kubeconfig, Path("/"), log=base.parent / "serve.log").start()
+    try:
+        yield WorkspaceClass(name, base, service)
+    finally:
+        service.kill(signal.SIGTERM)
+        volumes = json.loads(backend.kubectl("get", "pv", "-o", "json").stdout)["items"]
+        made = [v["metadata"]["name"] for v in volumes if v["spec"].get("storageClassName") == name]
+        if made:
+            backend.kubectl("delete", "pv", *made, "--ignore-not-found", "--wait=false")
+        backend.kubectl("delete", "storageclass", name, "--ignore-not-found")
+
+
 @dataclass(eq=False)  # one per command, keyed by identity
 class Journey:
     """One sharedvol command against the backend, run to its end."""
@@ -70,40 +112,53 @@ class Journey:
         return self.out
 
 
+# The submitted run's Workflow and pods go this long after it succeeds; the other runs' stay (the UI reads their
+# pods' logs from Kubernetes, doctor finds the workspace's claim held by them).
+SUBMIT_TTL_S = 30
+KEEP_PODS = ["--ttl-after-success", "0"]
 TINY = ["--image", STEP_IMAGE, "--gpus", "0", "--device", "cpu", "--batch-size", "16", "--num-workers", "0",
         "--volume-size", "1Gi", "--timeout", str(RUN_TIMEOUT_S)]  # fmt: skip
 
 
 @pytest.fixture(scope="package")
 def journeys(
-    kfp_on_node: Any, static_volume: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory
+    kfp_on_node: Any,
+    static_volume: tuple[str, Path],
+    workspace_class: WorkspaceClass,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, Any]]:
-    """Three runs at once, each to its end: ``submit --wait`` on the static PV (1 epoch); ``sharedvol run
-    --storage static`` (2 epochs) whose train-resnet is killed once, after it published epoch 1; and a ``sharedvol
-    run`` whose prepare-data fails (a data directory that does not exist)."""
+    """Four runs at once, each to its end: ``submit --wait`` on the static PV (1 epoch; its Workflow and pods
+    deleted :data:`SUBMIT_TTL_S` after it succeeds, see :func:`submit_collected`); ``sharedvol run
+    --storage static`` (2 epochs) whose train-resnet is killed once, after it published epoch 1; a ``sharedvol
+    run`` whose prepare-data fails (a data directory that does not exist); and ``submit --wait --workspace`` (1
+    epoch) on KFP's workspace of ``workspace_class``."""
     backend = kfp_on_node
     pv, _ = static_volume
     base = tmp_path_factory.mktemp("run-static")
     api = ["--host", backend.api_url, "--ui-url", backend.ui_url]
     submit = Journey([
         "submit", *api, "--wait", "--static-pv", pv, "--storage-class", "", "--epochs", "1", "--run-name", "journey",
-        "--data-source", "synthetic:64:32", *TINY,
+        "--data-source", "synthetic:64:32", "--ttl-after-success", str(SUBMIT_TTL_S), *TINY,
     ])  # fmt: skip
     run = Journey([
         "run", *api, "--kubeconfig", str(backend.kubeconfig), "--namespace", kc.NAMESPACE, "--storage", "static",
         "--host-path", str(base), "--claim-name", RETRY_CLAIM, "--epochs", "2", "--train-retries", "1",
-        "--run-name", "retried", "--data-source", "synthetic:256:32", *TINY,  # 16 iterations an epoch: time to kill
+        "--run-name", "retried", "--data-source", "synthetic:256:32", *TINY, *KEEP_PODS,  # 16 iterations an epoch
     ])  # fmt: skip
     failing = Journey([
         "run", *api, "--kubeconfig", str(backend.kubeconfig), "--namespace", kc.NAMESPACE, "--storage", "static",
         "--host-path", str(base), "--claim-name", FAILING_CLAIM, "--epochs", "1", "--run-name", "failing",
-        "--data-source", "/no/such/directory", *TINY,
+        "--data-source", "/no/such/directory", *TINY, *KEEP_PODS,
+    ])  # fmt: skip
+    workspace = Journey([
+        "submit", *api, "--wait", "--workspace", "--storage", workspace_class.name, "--epochs", "1",
+        "--run-name", "workspace", "--data-source", "synthetic:64:32", *TINY, *KEEP_PODS,
     ])  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(kb.REPO)}
     started = {
         j: subprocess.Popen([sys.executable, "-m", "pipelines", *j.argv], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
-        for j in (submit, run, failing)
+        for j in (submit, run, failing, workspace)
     }  # fmt: skip
     killed: dict[str, Any] = {}
     killer = threading.Thread(target=_kill_train_after_epoch_1, args=(backend, base, killed), daemon=True)
@@ -112,10 +167,29 @@ def journeys(
         stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT_S + 300)
         j.out = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     killer.join(timeout=5)
-    yield {"submit": submit, "run": run, "failing": failing, "base": base, "killed": killed}
+    yield {"submit": submit, "run": run, "failing": failing, "workspace": workspace, "base": base, "killed": killed}
     # The static PVs sharedvol made (Retain): the claims go with the namespace, the PVs with this.
     made = [specs.static_pv_name(kc.NAMESPACE, claim) for claim in (RETRY_CLAIM, FAILING_CLAIM)]
     backend.kubectl("delete", "pv", *made, "--ignore-not-found", "--wait=false")
+
+
+@pytest.fixture(scope="package")
+def submit_collected(kfp_on_node: Any, static_volume: tuple[str, Path], journeys: dict[str, Any]) -> str:
+    """The submitted run's id, once Argo deleted its Workflow (its TTL) and with it the pods that held its claim:
+    the static PV is Released."""
+    from kubernetes import client, config
+
+    run_id = re.findall(r"#/runs/details/([0-9a-f-]+)", journeys["submit"].check().stdout)[-1]
+    core = client.CoreV1Api(config.new_client_from_config(str(kfp_on_node.kubeconfig)))
+    pv, _ = static_volume
+    kwait.until(
+        core.list_persistent_volume,
+        lambda v: v.status.phase == "Released",
+        timeout=SUBMIT_TTL_S + 180,
+        what=f"PV {pv} Released (the submitted run's pods gone)",
+        **kwait.named(pv),
+    )
+    return run_id
 
 
 def _kill_train_after_epoch_1(backend: Any, base: Path, killed: dict[str, Any]) -> None:

@@ -69,20 +69,28 @@ def test_a_train_step_killed_after_epoch_1_is_retried_and_resumes_from_that_epoc
     assert train["epochs"] == 2 and len(train["loss_per_epoch"]) == 2
 
 
-def test_the_driver_created_the_claim_on_the_static_volume_and_deleted_it_at_the_end(
-    kfp_on_node: Any, static_volume: tuple[str, Path], journeys: dict[str, Any]
+def test_the_driver_created_the_claim_on_the_static_volume_and_the_runs_ttl_freed_it_after_delete_volume(
+    kfp_on_node: Any, static_volume: tuple[str, Path], submit_collected: str
 ) -> None:
     pv_name, _ = static_volume
     pv = json.loads(kfp_on_node.kubectl("get", "pv", pv_name, "-o", "json").stdout)
     claim_ref = pv["spec"].get("claimRef") or {}
     claims = json.loads(kfp_on_node.kubectl("get", "pvc", "-n", kc.NAMESPACE, "-o", "json").stdout)["items"]
-    claim = {c["metadata"]["name"]: c for c in claims}.get(claim_ref.get("name", ""))
+    pods = json.loads(kfp_on_node.kubectl("get", "pods", "-n", kc.NAMESPACE, "-o", "json").stdout)["items"]
+    holders = [
+        p["metadata"]["name"]
+        for p in pods
+        for v in p["spec"].get("volumes") or []
+        if (v.get("persistentVolumeClaim") or {}).get("claimName") == claim_ref.get("name")
+    ]
 
     # create-volume made a claim bound to the PV (its claimRef) ...
     assert claim_ref.get("namespace") == kc.NAMESPACE and claim_ref.get("name", "").endswith("-sharedvol")
-    # ... and delete-volume deleted it: gone, or Terminating while the run's finished pods still reference it
-    # (the pvc-protection finalizer; kubeflow/pipelines#10356).
-    assert claim is None or claim["metadata"].get("deletionTimestamp")
+    # ... delete-volume deleted it, and once the run's TTL (--ttl-after-success) took its Workflow and pods, which
+    # held it (the pvc-protection finalizer; kubeflow/pipelines#10356), it was gone and the PV Released
+    assert claim_ref["name"] not in {c["metadata"]["name"] for c in claims}
+    assert pv["status"]["phase"] == "Released"
+    assert holders == []
 
 
 def test_the_steps_wrote_the_evaluation_and_the_metrics_files_on_the_volume(

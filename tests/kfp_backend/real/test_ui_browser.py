@@ -27,6 +27,7 @@ from rig.kfp import config as kc
 from rig.kfp import ui as kui
 from tests.kfp_backend.real import uichecks as checks
 from tests.kfp_backend.real import uipage
+from tests.kfp_backend.real.journeys import WorkspaceClass
 from tests.kfp_backend.real.mlmd import Mlmd
 
 # Run alone (make ui-screenshots), the first test's set-up starts the node and makes the runs: more than the
@@ -37,16 +38,23 @@ RUN_NAMES = {"submit": "journey", "run": "retried"}  # the runs' display names (
 
 
 @pytest.fixture(scope="module")
-def runs(journeys: dict[str, Any], static_volume: tuple[str, Path]) -> dict[str, Any]:
-    """The two finished runs (``submit`` and the retried ``run``) and the failed one: ids and evaluations."""
+def runs(
+    journeys: dict[str, Any], static_volume: tuple[str, Path], workspace_class: WorkspaceClass, submit_collected: str
+) -> dict[str, Any]:
+    """The three finished runs (``submit``, the retried ``run``, the ``workspace`` one) and the failed one: ids and
+    evaluations. The submitted run's Workflow and pods are gone by then (its TTL): what the UI shows of it, it
+    shows without them."""
     [submitted] = list(static_volume[1].glob("runs/*/eval/eval_result.json"))
     [retried] = list(journeys["base"].glob("**/eval/eval_result.json"))
+    [in_workspace] = list(workspace_class.base.glob("*/runs/*/eval/eval_result.json"))
     return {
-        "submit": checks.run_id(journeys["submit"].check().stdout),
+        "submit": submit_collected,
         "run": checks.run_id(journeys["run"].check().stdout),
+        "workspace": checks.run_id(journeys["workspace"].check().stdout),
         "failing": checks.run_id(journeys["failing"].out.stdout),
         "eval": checks.evaluation(submitted),
         "eval_run": checks.evaluation(retried),
+        "eval_workspace": checks.evaluation(in_workspace),
     }
 
 
@@ -68,6 +76,12 @@ def ui(chromium: Any, kfp_on_node: kb.KfpBackend, tmp_path_factory: pytest.TempP
 def broken_ui(chromium: Any, kfp_on_node: kb.KfpBackend, tmp_path_factory: pytest.TempPathFactory) -> uipage.Ui:
     """The same UI, its screenshots apart (the broken pages must not replace the documented ones)."""
     return uipage.Ui(chromium, kfp_on_node.ui_url, tmp_path_factory.mktemp("ui-screenshots-broken"))
+
+
+@pytest.fixture(scope="module")
+def other_ui(chromium: Any, kfp_on_node: kb.KfpBackend, tmp_path_factory: pytest.TempPathFactory) -> uipage.Ui:
+    """The same UI for the other runs' pages, their screenshots apart from the documented ones."""
+    return uipage.Ui(chromium, kfp_on_node.ui_url, tmp_path_factory.mktemp("ui-screenshots-workspace"))
 
 
 def test_the_run_graph_shows_every_task_of_the_pipeline_as_succeeded(ui: uipage.Ui, runs: dict[str, Any]) -> None:
@@ -107,7 +121,15 @@ def test_the_markdown_summary_renders(ui: uipage.Ui, runs: dict[str, Any]) -> No
 
 
 def test_a_tasks_logs_open_from_the_run_page(ui: uipage.Ui, runs: dict[str, Any]) -> None:
-    text = ui.read_logs(runs["submit"], TASK)
+    text = ui.read_logs(runs["run"], TASK)  # its pods are kept: the UI server reads the log from Kubernetes
+
+    assert checks.logs(text) == []
+
+
+def test_a_tasks_logs_open_from_argos_archive_once_the_runs_ttl_deleted_its_pod(
+    other_ui: uipage.Ui, runs: dict[str, Any]
+) -> None:
+    text = other_ui.read_logs(runs["submit"], TASK)  # its pods are gone: the log Argo archived in MinIO
 
     assert checks.logs(text) == []
 
@@ -118,6 +140,16 @@ def test_compare_runs_shows_both_finished_runs_scalar_metrics_and_confusion_matr
     shown = ui.read_compare([runs["submit"], runs["run"]], list(RUN_NAMES.values()))
 
     assert checks.compare(shown, {RUN_NAMES["submit"]: runs["eval"], RUN_NAMES["run"]: runs["eval_run"]}) == []
+
+
+def test_the_workspace_runs_graph_shows_its_four_steps_succeeded_and_its_visualization_the_runs_metrics(
+    other_ui: uipage.Ui, runs: dict[str, Any]
+) -> None:
+    states = other_ui.read_task_states(runs["workspace"])
+    shown = other_ui.read_scalar_metrics(runs["workspace"], TASK, "metrics")
+
+    assert checks.graph(states, checks.WORKSPACE_TASKS) == []
+    assert checks.scalars(shown, runs["eval_workspace"]) == []
 
 
 # ----- each check fails when what it reads is broken
@@ -175,7 +207,7 @@ def test_the_logs_check_fails_when_the_ui_may_not_read_pod_logs(
 ) -> None:
     kfp_on_node.kubectl("delete", "rolebinding", kui.SERVICE_ACCOUNT, "-n", kc.NAMESPACE)
     try:
-        text = broken_ui.read_logs(runs["submit"], TASK)
+        text = broken_ui.read_logs(runs["run"], TASK)
     finally:
         rbac = {"apiVersion": "v1", "kind": "List", "items": kui.rbac_objects()}
         kfp_on_node.kubectl("apply", "-f", "-", input=json.dumps(rbac))

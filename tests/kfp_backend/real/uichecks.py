@@ -13,6 +13,7 @@ from typing import Any
 
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 TASKS = ["create-volume", "prepare-data", "train-resnet", "test-resnet", "produce-metrics", "delete-volume"]
+WORKSPACE_TASKS = TASKS[1:-1]  # KFP makes and deletes its workspace itself: no create-volume, no delete-volume
 CONDITION = "unless-keep-volume"  # the sub-DAG delete-volume runs in (task key condition-1)
 # KFP 2.17 marks a DAG done only from the launcher of a task inside it (metadata.UpdateDAGExecutionsState); the
 # condition holds only delete-volume, a DeletePVC the driver runs, so the UI shows the condition running for good.
@@ -29,11 +30,12 @@ def run_id(stdout: str) -> str:
     return re.findall(r"#/runs/details/([0-9a-f-]+)", stdout)[-1]
 
 
-def graph(states: dict[str, str]) -> list[str]:
-    """Every task of the pipeline is on the graph as succeeded."""
+def graph(states: dict[str, str], tasks: list[str] = TASKS) -> list[str]:
+    """Every task of the pipeline (``tasks``: the workspace variant's, :data:`WORKSPACE_TASKS`) is on the graph as
+    succeeded."""
     return [
         f"{task}: {states.get(task, 'not on the graph') or 'no state'}, not succeeded"
-        for task in TASKS
+        for task in tasks
         if states.get(task) != "succeeded"
     ]
 
