@@ -20,9 +20,11 @@ BUCKET = "mlpipeline"
 ACCESS_KEY = "minio"
 SECRET_KEY = "minio123"  # KFP's default object-store credentials; the store listens for this test node only
 ARTIFACT_SECRET = "mlpipeline-minio-artifact"
-# Where Argo archives each pod's main log (archiveLogs, as KFP's manifests set it), and where the UI server looks for
-# it once the pod is gone (ARGO_KEYFORMAT): the same key, or the UI cannot show a deleted pod's log.
-LOG_KEY_FORMAT = "private-artifacts/{{workflow.namespace}}/{{workflow.name}}/{{pod.name}}"
+# Where Argo archives each pod's outputs and main log (archiveLogs): KFP 2.17's manifests' keyFormat.
+KEY_FORMAT = (
+    "private-artifacts/{{workflow.namespace}}/{{workflow.name}}/{{workflow.creationTimestamp.Y}}/"
+    "{{workflow.creationTimestamp.m}}/{{workflow.creationTimestamp.d}}/{{pod.name}}"
+)
 RUNNER_SA = "pipeline-runner"
 CLUSTER_DOMAIN = "cluster.local"
 
@@ -137,8 +139,8 @@ def launcher_configmap() -> dict[str, Any]:
 
 
 def workflow_controller_configmap(images: Images) -> dict[str, Any]:
-    """Argo's configuration: KFP's upstream settings (pods' logs archived), local images, no metrics servers on
-    fixed ports."""
+    """Argo's configuration: KFP 2.17's manifests' (pods' logs archived), local images, no metrics servers on fixed
+    ports."""
     executor = {"imagePullPolicy": "IfNotPresent"}
     repository = {
         "archiveLogs": True,
@@ -146,7 +148,7 @@ def workflow_controller_configmap(images: Images) -> dict[str, Any]:
             "endpoint": f"minio-service.{NAMESPACE}:9000",
             "bucket": BUCKET,
             "insecure": True,
-            "keyFormat": LOG_KEY_FORMAT,
+            "keyFormat": KEY_FORMAT,
             "accessKeySecret": {"name": ARTIFACT_SECRET, "key": "accesskey"},
             "secretKeySecret": {"name": ARTIFACT_SECRET, "key": "secretkey"},
         },

@@ -80,12 +80,9 @@ def env(ports: kc.Ports, kubeconfig_path: Path) -> dict[str, str]:
         "MINIO_SECRET_KEY": kc.SECRET_KEY,
         "MINIO_ENDPOINT_REWRITE": f"minio-service.{kc.NAMESPACE}:9000=http://127.0.0.1:{ports.minio}",
         "FRONTEND_SERVER_NAMESPACE": kc.NAMESPACE,
-        # a pod's log once the pod is gone (a succeeded run's TTL): Argo's archive in MinIO, as upstream sets it,
-        # at the key Argo writes it to
+        # as KFP 2.17's ml-pipeline-ui sets it (its ARGO_KEYFORMAT left at the server's default, as there): a
+        # deleted pod's log is then looked for in Argo's archive, then (by the page) in KFP's executor-logs artifact
         "ARGO_ARCHIVE_LOGS": "true",
-        "ARGO_ARCHIVE_ARTIFACTORY": "minio",
-        "ARGO_ARCHIVE_BUCKETNAME": kc.BUCKET,
-        "ARGO_KEYFORMAT": kc.LOG_KEY_FORMAT,
         "KUBECONFIG": str(kubeconfig_path),
         "DISABLE_GKE_METADATA": "true",
         "NODE_ENV": "production",
