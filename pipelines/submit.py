@@ -15,11 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import kfp_server_api
 
 from pipelines import errors, follow, kfp_api, options, params, pipeline
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -177,10 +179,14 @@ def run_url(settings: SubmitSettings, run_id: str) -> str:
 def _pipeline(api: kfp_api.KfpApi, settings: SubmitSettings, progress: Progress) -> str:
     """The id of the pipeline named ``pipeline_name`` in the namespace, created (without versions) when missing."""
     name, ns = settings.pipeline_name, settings.api.namespace
-    found = api.find(
-        f"GET /pipelines/names/{name}",
-        lambda c: c.pipelines.pipeline_service_get_pipeline_by_name(name=name, namespace=ns),
-    )
+
+    def find() -> kfp_server_api.V2beta1Pipeline | None:
+        return api.find(
+            f"GET /pipelines/names/{name}",
+            lambda c: c.pipelines.pipeline_service_get_pipeline_by_name(name=name, namespace=ns),
+        )
+
+    found = find()
     if found is not None:
         return str(found.pipeline_id)
     body = kfp_server_api.V2beta1Pipeline(
@@ -189,8 +195,11 @@ def _pipeline(api: kfp_api.KfpApi, settings: SubmitSettings, progress: Progress)
         description="ResNet-18 on CIFAR-10 on a shared RWX volume (sharedvol)",
         namespace=ns,
     )
-    created = api.write("POST /pipelines", lambda c: c.pipelines.pipeline_service_create_pipeline(pipeline=body))
-    progress(f"created pipeline {name!r}")
+    created, made = _create_or_adopt(
+        lambda: api.write("POST /pipelines", lambda c: c.pipelines.pipeline_service_create_pipeline(pipeline=body)),
+        find,
+    )
+    progress(f"created pipeline {name!r}" if made else f"pipeline {name!r} was created meanwhile: using it")
     return str(created.pipeline_id)
 
 
@@ -199,41 +208,81 @@ def _version(
 ) -> tuple[kfp_server_api.V2beta1PipelineVersion, bool]:
     """The version named after ``digest``: found among the pipeline's versions (newest first), else uploaded."""
     name = f"{settings.pipeline_name}-{digest[:12]}"
-    token = ""
-    for _ in range(50):  # at most 5000 versions are looked through
-        page = api.read(
-            f"GET /pipelines/{pipeline_id}/versions",
-            lambda c, t=token: c.list_pipeline_versions(  # type: ignore[misc]
-                pipeline_id, page_token=t, page_size=100, sort_by="created_at desc"
-            ),
-        )
-        for version in page.pipeline_versions or []:
-            if name in (version.name, version.display_name):
-                progress(f"pipeline version {name} is already uploaded: reusing it")
-                return version, True
-        token = page.next_page_token or ""
-        if not token:
-            break
+
+    def find() -> kfp_server_api.V2beta1PipelineVersion | None:
+        token = ""
+        for _ in range(50):  # at most 5000 versions are looked through
+            page = api.read(
+                f"GET /pipelines/{pipeline_id}/versions",
+                lambda c, t=token: c.list_pipeline_versions(  # type: ignore[misc]
+                    pipeline_id, page_token=t, page_size=100, sort_by="created_at desc"
+                ),
+            )
+            for version in page.pipeline_versions or []:
+                if name in (version.name, version.display_name):
+                    return version
+            token = page.next_page_token or ""
+            if not token:
+                break
+        return None
+
+    found = find()
+    if found is not None:
+        progress(f"pipeline version {name} is already uploaded: reusing it")
+        return found, True
     description = f"sha256:{digest}; image {settings.compile.image}; volume: {settings.compile.storage.describe()}"
-    version = api.write(
-        "POST /pipelines/upload_version",
-        lambda c: c.upload_pipeline_version(str(package), name, pipeline_id=pipeline_id, description=description),
+    version, made = _create_or_adopt(
+        lambda: api.write(
+            "POST /pipelines/upload_version",
+            lambda c: c.upload_pipeline_version(str(package), name, pipeline_id=pipeline_id, description=description),
+        ),
+        find,
     )
-    progress(f"uploaded pipeline version {name}")
-    return version, False
+    progress(
+        f"uploaded pipeline version {name}" if made else f"pipeline version {name} was uploaded meanwhile: using it"
+    )
+    return version, not made
+
+
+def _create_or_adopt(create: Callable[[], T], find: Callable[[], T | None]) -> tuple[T, bool]:
+    """What ``create()`` made and True; when another submit made the same thing first (HTTP 409), that one and False.
+
+    Two submits at once both find nothing and both create: the second's 409 is not an error.
+
+    Raises:
+        KfpApiError: the create failed otherwise, or its 409 named something ``find`` does not see.
+    """
+    try:
+        return create(), True
+    except errors.KfpApiError as e:
+        if getattr(e.__cause__, "status", None) != 409:
+            raise
+        found = find()
+        if found is None:
+            raise
+        return found, False
 
 
 def _experiment(api: kfp_api.KfpApi, settings: SubmitSettings, progress: Progress) -> str:
     """The id of the experiment with the display name ``experiment``, created when missing."""
     name, ns = settings.experiment, settings.api.namespace
-    try:
-        found = api.read("GET /experiments", lambda c: c.get_experiment(experiment_name=name, namespace=ns))
+
+    def find() -> kfp_server_api.V2beta1Experiment | None:
+        try:
+            return api.read("GET /experiments", lambda c: c.get_experiment(experiment_name=name, namespace=ns))
+        except ValueError as e:  # kfp.Client: "No experiment is found with name ..." or "Multiple experiments ..."
+            if not str(e).startswith("No experiment"):
+                raise errors.KfpApiError(str(e), hint="pass --experiment with a name no other experiment has") from e
+            return None
+
+    found = find()
+    if found is not None:
         return str(found.experiment_id)
-    except ValueError as e:  # kfp.Client: "No experiment is found with name ..." or "Multiple experiments ..."
-        if not str(e).startswith("No experiment"):
-            raise errors.KfpApiError(str(e), hint="pass --experiment with a name no other experiment has") from e
-    created = api.write(
-        "POST /experiments", lambda c: c.create_experiment(name, description="sharedvol runs", namespace=ns)
+    created, made = _create_or_adopt(
+        lambda: api.write(
+            "POST /experiments", lambda c: c.create_experiment(name, description="sharedvol runs", namespace=ns)
+        ),
+        find,
     )
-    progress(f"created experiment {name!r}")
+    progress(f"created experiment {name!r}" if made else f"experiment {name!r} was created meanwhile: using it")
     return str(created.experiment_id)

@@ -24,7 +24,7 @@ import json
 import re
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -191,6 +191,8 @@ class FakeKfp:
         self.get_run_failures = 0  # answer this many GET /runs/{id} with 503 first
         self.create_run_failures = 0  # answer this many POST /runs with 503 first
         self.requests: list[Recorded] = []
+        # called with each request (method, path, query, headers, body) before it is answered
+        self.before: Callable[[str, str, dict[str, list[str]], Any, Any], None] | None = None
         self.pipelines: dict[str, dict[str, Any]] = {}
         self.versions: dict[str, list[dict[str, Any]]] = {}
         self.specs: dict[str, dict[str, Any]] = {}
@@ -231,6 +233,8 @@ class FakeKfp:
         with self._lock:
             headers = CaseInsensitiveDict(h.headers.items())
             self.requests.append(Recorded(method, url.path, parse_qs(url.query), headers, body))
+            if self.before is not None:
+                self.before(method, url.path, parse_qs(url.query), h.headers, body)
             status, doc, ctype = self._route(method, url.path, parse_qs(url.query), h.headers, body)
         payload = doc if isinstance(doc, bytes) else doc.encode() if isinstance(doc, str) else json.dumps(doc).encode()
         h.send_response(status)
@@ -363,6 +367,9 @@ class FakeKfp:
     def _create_experiment(self, body: Any) -> tuple:
         if problems := model_errors(body, "V2beta1Experiment"):
             return _error(400, 3, "; ".join(problems))
+        same = (body["display_name"], body.get("namespace"))
+        if any((e["display_name"], e.get("namespace")) == same for e in self.experiments.values()):
+            return _error(409, 6, f"experiment {body['display_name']} exists")  # as KFP's: unique in a namespace
         eid = self._id("experiment")
         model = kfp_server_api.V2beta1Experiment(
             experiment_id=eid,

@@ -7,6 +7,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -469,3 +470,26 @@ def test_submit_with_workspace_uploads_kfps_workspace_sized_by_volume_size_and_m
     }
     tasks = kfp_server.specs[version_id]["root"]["dag"]["tasks"]
     assert "create-volume" not in tasks and "delete-volume" not in str(tasks)
+
+
+def test_two_submits_at_once_share_the_pipeline_its_version_and_the_experiment(kfp_server: FakeKfp) -> None:
+    raced: list[str] = []
+    creates = ("/apis/v2beta1/pipelines", "/apis/v2beta1/pipelines/upload_version", "/apis/v2beta1/experiments")
+
+    def another_submit_first(method: str, path: str, query: Any, headers: Any, body: Any) -> None:
+        # the other submit found nothing either, and its identical create arrives just before this one's
+        if method == "POST" and path in creates and path not in raced:
+            raced.append(path)
+            kfp_server._route(method, path, query, headers, body)
+
+    kfp_server.before = another_submit_first
+    lines: list[str] = []
+    clock = FakeClock()
+    result = submit.submit(settings(kfp_server), progress=lines.append, sleep=clock.sleep, clock=clock)
+
+    assert result.state == "SUCCEEDED"
+    assert sorted(raced) == sorted(creates)
+    assert len(kfp_server.pipelines) == 1 and len(kfp_server.experiments) == 1
+    assert [len(v) for v in kfp_server.versions.values()] == [1]
+    assert any("was created meanwhile: using it" in line for line in lines)
+    assert any("was uploaded meanwhile: using it" in line for line in lines)
