@@ -30,8 +30,10 @@ STEPS = ["prepare-data", "train-resnet", "test-resnet", "produce-metrics"]
 
 def _workspace_volume(backend: kb.KfpBackend, workspace_class: WorkspaceClass) -> dict[str, Any]:
     volumes = json.loads(backend.kubectl("get", "pv", "-o", "json").stdout)["items"]
-    [pv] = [v for v in volumes if v["spec"].get("storageClassName") == workspace_class.name]
-    return dict(pv)
+    made = [v for v in volumes if v["spec"].get("storageClassName") == workspace_class.name]
+    seen = backend.kubectl("get", "pv,pvc,pods", "-A", "-o", "wide").stdout
+    assert len(made) == 1, f"{seen}\n{workspace_class.service.output()[-4000:]}"
+    return dict(made[0])
 
 
 def test_submit_workspace_runs_every_step_to_success_with_no_create_or_delete_volume(
