@@ -31,7 +31,10 @@ CRDS = {
         "trainjobs.trainer.kubeflow.org",
     ),
 }
-CONTROLLERS = (("jobset-system", "jobset-controller-manager"), ("kubeflow-system", "kubeflow-trainer-controller-manager"))
+CONTROLLERS = (
+    ("jobset-system", "jobset-controller-manager"),
+    ("kubeflow-system", "kubeflow-trainer-controller-manager"),
+)
 READY_TIMEOUT_S = 180.0
 WEBHOOK_TIMEOUT_S = 60.0
 # A webhook's certificate is made by its controller after it starts; the API server's calls fail until then and
@@ -98,8 +101,19 @@ def install(target: Target, *, rbac: bool = False, built: Path | None = None) ->
     _until_webhook_answers("JobSet's webhook", lambda: _dry_run_jobset(target))
     _until_webhook_answers("Trainer's webhook", lambda: _apply(target, manifests / "runtimes.yaml"))
     if rbac:
-        target.kubectl("apply", "-k", str(REPO / "k8s" / "trainjob-rbac"))
+        grant_trainjob_rbac(target)
     return time.monotonic() - t0
+
+
+def grant_trainjob_rbac(target: Target) -> None:
+    """``kubectl apply -k k8s/trainjob-rbac``: KFP's ``kubeflow/pipeline-runner`` may create and follow TrainJobs.
+
+    Raises:
+        TrainerInstallError: the apply failed (namespace ``kubeflow`` missing: start KFP first).
+    """
+    out = target.kubectl("apply", "-k", str(REPO / "k8s" / "trainjob-rbac"), check=False)
+    if out.returncode != 0:
+        raise TrainerInstallError(f"kubectl apply -k k8s/trainjob-rbac failed: {out.stderr.strip()}")
 
 
 def _apply(target: Target, path: Path) -> None:
