@@ -11,7 +11,7 @@ IMAGE_TAG ?= $(shell scripts/version.sh)
 IMAGE ?= sharedvol:$(IMAGE_TAG)
 NODE_DIR ?= $(CURDIR)/.node
 
-.PHONY: help preflight venv controlplane kfpcheck test lint unit demo install compile bench bench-train bench-data bench-loader bench-gpu bench-controlplane bench-storage bench-fallback bench-demo \
+.PHONY: help preflight venv controlplane kfpcheck test lint unit demo install compile bench bench-train bench-data bench-loader bench-ddp bench-gpu bench-controlplane bench-storage bench-fallback bench-demo \
         cluster-up cluster-down node-up node-down image test-node test-vm bench-node need-root clean
 
 help: ## list the targets
@@ -84,6 +84,9 @@ bench-data: venv ## the checkpoint handoff and resume against plain torch.save +
 
 bench-loader: venv ## images/s per core into the model: stock input path vs batched on-device augmentation
 	$(RUN) benchmarks/bench_loader.py
+
+bench-ddp: venv ## the same epoch of train-resnet with 1 and 2 torchrun workers on this machine's CPU (images/s, all-reduce time)
+	$(RUN) benchmarks/bench_ddp.py
 
 bench-gpu: venv ## train-resnet on one GPU with the CUDA defaults (says so and exits 0 without CUDA)
 	$(RUN) benchmarks/bench_gpu.py

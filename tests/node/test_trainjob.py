@@ -101,6 +101,8 @@ def test_a_two_worker_trainjob_with_a_worker_pod_killed_mid_epoch_restarts_resum
     workers = core.list_namespaced_pod(node_namespace, label_selector=selector).items
     index1 = [p.metadata.name for p in workers if p.metadata.labels["batch.kubernetes.io/job-completion-index"] == "1"]
     assert killed not in index1 and len(index1) == 1, index1  # the killed worker was replaced by a new pod
+    [survivor] = core.read_namespaced_pod(rank0, node_namespace).status.container_statuses
+    assert survivor.restart_count >= 1  # rank 0's torchrun stopped when its peer went, and was started again
     run = dataplane.RunLayout(str(volume / "runs" / "r1"))
     summary = documents.read(run.summary, schemas.TrainSummary)
     assert summary.epochs == EPOCHS

@@ -57,7 +57,7 @@ def workers2_run(
 def test_sharedvol_run_with_two_workers_succeeds_through_a_trainjob_of_two_pods_that_trainer_completed(
     kfp_on_node: Any, workers2_run: tuple[subprocess.CompletedProcess[str], Path]
 ) -> None:
-    out, base = workers2_run
+    out, _ = workers2_run
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert " SUCCEEDED" in out.stdout
     run_id = re.findall(r"#/runs/details/([0-9a-f-]+)", out.stdout)[-1]
