@@ -6,9 +6,9 @@ A communication hook replaces DDP's default one with the same averaging all-redu
 wall time can be read: the time each rank spends in the all-reduce of an epoch (waiting for the slower rank
 included), written with the rank's epoch boundaries to ``OUT_DIR/rank-<RANK>.json``. The code under test is not
 changed (the hook's class and the sharedvol hook's ``after_train_epoch`` are wrapped here).
-"""
 
-from __future__ import annotations
+No postponed annotations here: DDP checks the hook's annotations as objects (``dist.GradBucket``).
+"""
 
 import json
 import os
@@ -29,7 +29,7 @@ _after_train_epoch = hooks.SharedvolTrainHook.after_train_epoch
 _ddp_init = torch.nn.parallel.DistributedDataParallel.__init__
 
 
-def timed_allreduce(state: Any, bucket: Any) -> torch.futures.Future[torch.Tensor]:
+def timed_allreduce(state: Any, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
     """DDP's default averaging all-reduce of one gradient bucket, synchronous and timed."""
     t0 = time.perf_counter()
     tensor = bucket.buffer().div_(dist.get_world_size())
