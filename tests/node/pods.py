@@ -83,9 +83,9 @@ class PodRunner:
         pod = self.wait(name, lambda p: p.status.phase in DONE, timeout, f"pod {name} Succeeded or Failed")
         return PodResult(pod.status.phase, self.logs(name), _exit_code(pod))
 
-    def logs(self, name: str) -> str:
-        """The pod's container log."""
-        return str(self.core.read_namespaced_pod_log(name, self.namespace, container="step"))
+    def logs(self, name: str, container: str = "step") -> str:
+        """The log of the pod's ``container``."""
+        return str(self.core.read_namespaced_pod_log(name, self.namespace, container=container))
 
     def follow_until(self, name: str, needle: str | re.Pattern[str], timeout: float, container: str = "step") -> str:
         """Follow the pod's log (a stream, not polling) until a line contains ``needle`` (a regular expression when

@@ -103,12 +103,14 @@ def test_a_two_worker_trainjob_with_a_worker_pod_killed_mid_epoch_restarts_resum
     assert killed not in index1 and len(index1) == 1, index1  # the killed worker was replaced by a new pod
     [survivor] = core.read_namespaced_pod(rank0, node_namespace).status.container_statuses
     assert survivor.restart_count >= 1  # rank 0's torchrun stopped when its peer went, and was started again
+    for pod in (rank0, index1[0]):  # each rank read and verified the published epoch itself
+        assert f"resuming from epoch {published_then.epoch} (" in run_pod.logs(pod, container=tj.NODE)
     run = dataplane.RunLayout(str(volume / "runs" / "r1"))
     summary = documents.read(run.summary, schemas.TrainSummary)
     assert summary.epochs == EPOCHS
     assert summary.resumed_from_epoch == published_then.epoch >= 1
     assert summary.loss_per_epoch[: published_then.epoch] == pytest.approx(published_then.doc.loss_per_epoch, abs=1e-5)
-    assert summary.images_seen == (EPOCHS - published_then.epoch) * TRAIN_IMAGES  # nothing trained twice
+    assert summary.images_seen == (EPOCHS - published_then.epoch) * TRAIN_IMAGES  # the unpublished epochs only
     names = sorted(p.name for p in (volume / "runs" / "r1" / "checkpoints").iterdir())
     assert len(names) == 3 and all(n == "latest.json" or n.startswith(f"epoch-{EPOCHS:04d}-") for n in names), names
 
