@@ -11,7 +11,7 @@ IMAGE_TAG ?= $(shell scripts/version.sh)
 IMAGE ?= sharedvol:$(IMAGE_TAG)
 NODE_DIR ?= $(CURDIR)/.node
 
-.PHONY: help preflight venv controlplane kfpcheck test lint unit demo install compile bench bench-train bench-data bench-loader bench-gpu bench-controlplane bench-storage bench-fallback bench-demo \
+.PHONY: help preflight venv controlplane kfpcheck test lint unit demo install compile bench bench-train bench-data bench-loader bench-ddp bench-gpu bench-controlplane bench-storage bench-fallback bench-demo \
         cluster-up cluster-down node-up node-down image test-node test-vm bench-node need-root clean
 
 help: ## list the targets
@@ -31,14 +31,14 @@ lint: venv ## ruff, mypy, the import floors (lint-imports: pyproject.toml) and t
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
-	$(VENV)/bin/hadolint docker/Dockerfile
+	$(VENV)/bin/hadolint docker/Dockerfile docker/controller.Dockerfile
 
 test: preflight venv lint ## every test, every tier: real node and real KFP included (root; checks what it needs first, lints, then builds and starts all it needs; docs/tests.md)
 	@scripts/node/packages.sh && \
 	  SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) && \
 	  SHAREDVOL_KFPCHECK_BIN=$$(scripts/kfpcheck/build.sh) && \
 	  SHAREDVOL_KFP_BIN=$$(scripts/kfp/build.sh) && scripts/kfp/mlmd-venv.sh >/dev/null && \
-	  SHAREDVOL_TRAINER_DIR=$$(scripts/trainer/build.sh --manifests) && \
+	  SHAREDVOL_TRAINER_DIR=$$(scripts/trainer/build.sh) && \
 	  SHAREDVOL_KFP_UI=$$(scripts/kfp/ui-build.sh) && \
 	  export SHAREDVOL_CONTROLPLANE_BIN SHAREDVOL_KFPCHECK_BIN SHAREDVOL_KFP_BIN SHAREDVOL_TRAINER_DIR SHAREDVOL_KFP_UI && \
 	  $(RUN) -m pytest --durations=25
@@ -49,7 +49,7 @@ preflight: ## what make test needs before it builds anything (root, python3-venv
 test-kfp: need-root venv kfp-build ## only the real KFP backend tier (root; about 18 min of builds cold): the pipeline run by KFP 2.17.0 on the real node, seen in its UI
 	@scripts/node/packages.sh
 	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) SHAREDVOL_KFP_BIN=$$(scripts/kfp/build.sh) \
-	  SHAREDVOL_KFP_UI=$$(scripts/kfp/ui-build.sh) $(RUN) -m pytest -m kfp_real
+	  SHAREDVOL_TRAINER_DIR=$$(scripts/trainer/build.sh) SHAREDVOL_KFP_UI=$$(scripts/kfp/ui-build.sh) $(RUN) -m pytest -m kfp_real
 
 need-root:
 	@[ "$$(id -u)" = 0 ] || { echo "make: the real-node tier (tests/node) runs real pods and needs root: run it as root (CI does), or run make unit" >&2; exit 1; }
@@ -58,7 +58,8 @@ test-vm: need-root venv ## only the two-node tier (root): the real node plus a Q
 	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) -m pytest -m vm
 
 test-node: need-root venv ## only the real-node tier (root); SHAREDVOL_TEST_NODE_DIR=.node reuses a node from make node-up
-	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) -m pytest -m node
+	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) SHAREDVOL_TRAINER_DIR=$$(scripts/trainer/build.sh) \
+	  $(RUN) -m pytest -m node
 
 unit: venv ## the unit tier only (tests/unit): needs nothing but the venv (no control plane, no training, no browser)
 	$(RUN) -m pytest -m unit tests/unit
@@ -83,6 +84,9 @@ bench-data: venv ## the checkpoint handoff and resume against plain torch.save +
 
 bench-loader: venv ## images/s per core into the model: stock input path vs batched on-device augmentation
 	$(RUN) benchmarks/bench_loader.py
+
+bench-ddp: venv ## the same epoch of train-resnet with 1 and 2 torchrun workers on this machine's CPU (images/s, all-reduce time)
+	$(RUN) benchmarks/bench_ddp.py
 
 bench-gpu: venv ## train-resnet on one GPU with the CUDA defaults (says so and exits 0 without CUDA)
 	$(RUN) benchmarks/bench_gpu.py
@@ -133,9 +137,9 @@ KFP_DIR ?= $(CURDIR)/.kfp
 kfp-build: ## build or reuse the real KFP backend (KFP 2.17.0 from sources, Argo, MinIO), the MLMD venv and the KFP UI
 	@scripts/kfp/build.sh && scripts/kfp/mlmd-venv.sh && scripts/kfp/ui-build.sh
 
-kfp-up: need-root venv kfp-build ## the real node (started with the images when none runs in NODE_DIR) plus the real KFP backend on it (KFP_KWOK=1: on the kwok control plane)
+kfp-up: need-root venv kfp-build ## the real node (started with the images when none runs in NODE_DIR) plus the real KFP backend, Kubeflow Trainer and JobSet on it (KFP_KWOK=1: on the kwok control plane)
 	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) SHAREDVOL_KFP_BIN=$$(scripts/kfp/build.sh) IMAGE_TAG=$(IMAGE_TAG) \
-	  SHAREDVOL_KFP_UI=$$(scripts/kfp/ui-build.sh) $(RUN) -m rig.kfp up --dir $(KFP_DIR) --node-dir $(NODE_DIR) $(if $(KFP_KWOK),--kwok)
+	  SHAREDVOL_TRAINER_DIR=$$(scripts/trainer/build.sh) SHAREDVOL_KFP_UI=$$(scripts/kfp/ui-build.sh) $(RUN) -m rig.kfp up --dir $(KFP_DIR) --node-dir $(NODE_DIR) $(if $(KFP_KWOK),--kwok)
 
 kfp-down: venv ## stop the backend started by kfp-up, and the node if kfp-up started it
 	$(RUN) -m rig.kfp down --dir $(KFP_DIR)

@@ -16,7 +16,7 @@ from kubernetes import client, config
 from rig import cluster as cp
 from rig import kwait
 from tests import cli, tiers
-from tests.node.session import node  # noqa: F401 (one real node per session, for the node and real KFP tiers)
+from tests.node.session import node, trainer_on_node  # noqa: F401 (one real node per session: node, real KFP tiers)
 from tests.objects import ClusterObjects
 
 

@@ -3,7 +3,8 @@
 ``up`` uses the real node in ``--node-dir`` (``make node-up``); where none runs there it starts one, builds the
 project's images and imports them (``scripts/node/image.sh``), and ``down`` then stops that node again. With
 ``--kwok`` it starts the test control plane of rig/cluster.py instead (pods never run there: that checks the
-backend's wiring only).
+backend's wiring only). On the real node it also installs Kubeflow Trainer and JobSet (rig/trainer.py) and the
+Role of k8s/trainjob-rbac, so ``sharedvol run --workers N`` runs there.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 from rig import cluster as cp
+from rig import trainer
 from rig.kfp import backend as kb
 from rig.kfp import images, procs
 from sharedvol import version
@@ -47,6 +49,13 @@ def _up(args: argparse.Namespace) -> int:
         if plane is not None:
             plane.stop()
         return 2
+    if not args.kwok:
+        try:
+            seconds = trainer.install(trainer.Target(kubeconfig, kubectl_bin, node_dir), rbac=True)
+        except trainer.TrainerInstallError as e:
+            print(f"kfp-up: error: {e} (make kfp-down stops what started)", file=sys.stderr)
+            return 2
+        print(f"Kubeflow Trainer v2.0.0 and JobSet v0.8.2 ready in {seconds:.0f} s (sharedvol run --workers N)")
     print(f"KFP API: {backend.api_url}")
     print(f"KFP UI: {backend.ui_url} (loopback; sharedvol run --ui-url: the run's link and its metrics)")
     print(f"export KUBECONFIG={kubeconfig}")

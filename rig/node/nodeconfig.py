@@ -129,6 +129,9 @@ def kubelet_config(layout: NodeLayout, port: int, healthz_port: int, client_ca: 
         },
         "authorization": {"mode": "Webhook"},
         "clusterDomain": "cluster.local",
+        # CoreDNS on the node's address (corefile): Services and pods by name, as JobSet's headless Service
+        # (PET_MASTER_ADDR of a TrainJob) needs; everything else forwarded to the machine's resolvers.
+        "clusterDNS": [layout.node_ip],
         "failSwapOn": False,
         "resolvConf": "/etc/resolv.conf",
         "serializeImagePulls": False,
@@ -142,6 +145,27 @@ def kubelet_config(layout: NodeLayout, port: int, healthz_port: int, client_ca: 
         "maxPods": 50,
     }
     return json.dumps(config, indent=2)
+
+
+def corefile(bind: str, ready_port: int, kubeconfig: Path) -> str:
+    """CoreDNS's configuration: the cluster's names (``cluster.local``, pods by address) from the API server with
+    ``kubeconfig``, on ``bind`` port 53 only (the VM node's CoreDNS binds another address), the rest forwarded to
+    the machine's resolvers; ``/ready`` on 127.0.0.1:``ready_port``.
+    """
+    return f""".:53 {{
+    bind {bind}
+    errors
+    ready 127.0.0.1:{ready_port}
+    kubernetes cluster.local in-addr.arpa ip6.arpa {{
+        kubeconfig {kubeconfig} node
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 5
+    }}
+    forward . /etc/resolv.conf
+    cache 5
+}}
+"""
 
 
 def kube_proxy_config(

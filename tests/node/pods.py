@@ -3,10 +3,16 @@ run to completion with a watch and a deadline, their logs returned."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from rig import cluster as cp
 from rig import images, kwait
+from rig.node import nodeconfig
 
 MOUNT = "/mnt/shared"
 DONE = {"Succeeded", "Failed"}
@@ -77,19 +83,21 @@ class PodRunner:
         pod = self.wait(name, lambda p: p.status.phase in DONE, timeout, f"pod {name} Succeeded or Failed")
         return PodResult(pod.status.phase, self.logs(name), _exit_code(pod))
 
-    def logs(self, name: str) -> str:
-        """The pod's container log."""
-        return str(self.core.read_namespaced_pod_log(name, self.namespace, container="step"))
+    def logs(self, name: str, container: str = "step") -> str:
+        """The log of the pod's ``container``."""
+        return str(self.core.read_namespaced_pod_log(name, self.namespace, container=container))
 
-    def follow_until(self, name: str, needle: str, timeout: float) -> str:
-        """Follow the pod's log (a stream, not polling) until a line contains ``needle``; that line."""
+    def follow_until(self, name: str, needle: str | re.Pattern[str], timeout: float, container: str = "step") -> str:
+        """Follow the pod's log (a stream, not polling) until a line contains ``needle`` (a regular expression when
+        it is a ``re.Pattern``); that line.
+        """
         stream = self.core.read_namespaced_pod_log(
-            name, self.namespace, container="step", follow=True, _preload_content=False, _request_timeout=timeout
+            name, self.namespace, container=container, follow=True, _preload_content=False, _request_timeout=timeout
         )
         try:
             for raw in stream.stream():
                 for line in raw.decode(errors="replace").splitlines():
-                    if needle in line:
+                    if needle.search(line) if isinstance(needle, re.Pattern) else needle in line:
                         return line
         finally:
             stream.release_conn()
@@ -105,3 +113,19 @@ def _exit_code(pod: Any) -> int | None:
         if status.state and status.state.terminated:
             return int(status.state.terminated.exit_code)
     return None
+
+
+def provision_static(node: Any, namespace: str, name: str, base: Path) -> Path:
+    """``sharedvol provision --static`` for real; the claim's directory on the node."""
+    out = subprocess.run(
+        [
+            sys.executable, "-m", "pipelines.cli", "provision", name, "-n", namespace, "--static",
+            "--host-path", str(base), "--node", nodeconfig.NODE_NAME, "--size", "1Gi",
+            "--kubeconfig", str(node.kubeconfig), "--timeout", "60",
+        ],
+        cwd=cp.REPO, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    # provision handed the directory (made root:root 0755 by the kubelet) to the steps' user, uid 1000
+    assert f"volume root: handed to 1000:1000, mode 0775, by pod sharedvol-prepare-{name} in " in out.stdout
+    return base / namespace / name

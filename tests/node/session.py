@@ -19,6 +19,7 @@ import pytest
 
 from rig import cluster as cp
 from rig import images
+from rig import trainer as rig_trainer
 from rig.node import realnode
 
 
@@ -74,6 +75,19 @@ def node(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) 
         yield handle
     finally:
         plane.stop()
+
+
+@pytest.fixture(scope="session")
+def trainer_on_node(node: NodeHandle, pytestconfig: pytest.Config) -> NodeHandle:
+    """The session's node with Kubeflow Trainer v2.0.0 and JobSet v0.8.2 installed (rig/trainer.py): controller
+    images built and imported, CRDs Established, both controllers available and their webhooks answering, the
+    ``torch-distributed`` runtime. They stay for the session (the node's tear-down removes them with it).
+    """
+    with _visible(pytestconfig):
+        print("[trainer] installing Kubeflow Trainer and JobSet on the node", flush=True)
+        seconds = rig_trainer.install(rig_trainer.Target(node.kubeconfig, node.bin_dir, node.workdir))
+        print(f"[trainer] Trainer and JobSet ready in {seconds:.1f} s", flush=True)
+    return node
 
 
 def _build_images(handle: NodeHandle) -> None:

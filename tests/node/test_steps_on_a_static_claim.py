@@ -6,33 +6,12 @@ wrote from the node's host directory."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-from rig import cluster as cp
-from rig.node import nodeconfig
 from steps import checkpoint, documents, schemas
 from tests.node import pods
 
 RUN = "/mnt/shared/runs/r1"
 DATA = "/mnt/shared/data"
-
-
-def provision_static(node, namespace: str, name: str, base: Path) -> Path:
-    """``sharedvol provision --static`` for real; the claim's directory on the node."""
-    out = subprocess.run(
-        [
-            sys.executable, "-m", "pipelines.cli", "provision", name, "-n", namespace, "--static",
-            "--host-path", str(base), "--node", nodeconfig.NODE_NAME, "--size", "1Gi",
-            "--kubeconfig", str(node.kubeconfig), "--timeout", "60",
-        ],
-        cwd=cp.REPO, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stdout + out.stderr
-    # provision handed the directory (made root:root 0755 by the kubelet) to the steps' user, uid 1000
-    assert f"volume root: handed to 1000:1000, mode 0775, by pod sharedvol-prepare-{name} in " in out.stdout
-    return base / namespace / name
 
 
 def shell_pod(name: str, script: str, claim: str) -> dict:
@@ -49,7 +28,7 @@ def train_script(epochs: int) -> str:
 def test_pods_on_a_static_claim_prepare_train_evaluate_and_report_and_leave_results_on_the_volume(
     node, node_namespace, run_pod, tmp_path
 ) -> None:
-    volume = provision_static(node, node_namespace, "shared", tmp_path / "volumes")
+    volume = pods.provision_static(node, node_namespace, "shared", tmp_path / "volumes")
     synth = f"sharedvol data synth {DATA} --train 64 --test 32 && {train_script(1)}"
 
     trained = run_pod.run(shell_pod("train", synth, "shared"), timeout=600)
@@ -81,7 +60,7 @@ def test_pods_on_a_static_claim_prepare_train_evaluate_and_report_and_leave_resu
 def test_a_train_pod_killed_mid_run_is_resumed_by_a_new_pod_from_the_last_published_epoch(
     node, node_namespace, run_pod, tmp_path
 ) -> None:
-    volume = provision_static(node, node_namespace, "shared", tmp_path / "volumes")
+    volume = pods.provision_static(node, node_namespace, "shared", tmp_path / "volumes")
     prepared = run_pod.run(shell_pod("data", f"sharedvol data synth {DATA} --train 64 --test 32", "shared"), 120)
     assert prepared.phase == "Succeeded", prepared.logs
 
