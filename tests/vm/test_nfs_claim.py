@@ -128,9 +128,9 @@ def test_deleting_the_claim_after_its_pods_archives_its_directory(shared: Shared
     # A claim stays while any pod that names it exists, Completed ones too (pvc-protection): the run's pods go first.
     for name in ("writer", "reader"):
         core.delete_namespaced_pod(name, shared.namespace)
-        pods.wait_gone(core.list_namespaced_pod, name, 120, shared.namespace)
+        kwait.gone(core.list_namespaced_pod, name, shared.namespace, timeout=120)
     core.delete_namespaced_persistent_volume_claim(shared.claim, shared.namespace)
-    pods.wait_gone(core.list_persistent_volume, shared.volume, 300)
+    kwait.gone(core.list_persistent_volume, shared.volume, timeout=300)
     archived = EXPORT_DIR / f"archived-{shared.directory_name}"
     assert not (EXPORT_DIR / shared.directory_name).exists()
     assert (archived / "a.txt").read_text() == "from-writer\n"
