@@ -2,18 +2,14 @@
 
 KFP makes the run's claim itself (its workspace, ``<workflow>-kfp-workspace``, ReadWriteMany, the class given) and
 mounts it at ``/kfp-workspace`` in every step whose inputs name that path; ``sharedvol serve`` provisions it (a
-fallback class, WaitForFirstConsumer, on this machine). At the run's end Argo deletes the claim, and the run's
-finished pods keep it Terminating: ``sharedvol doctor`` lists it, its command frees it, and the service then
-archives the directory as the class says. The run is the package's (journeys.py).
+fallback class, WaitForFirstConsumer, on this machine). At the run's end Argo deletes the claim, nothing holds it,
+and the service archives the directory as the class says. The run is the package's (journeys.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shlex
-import subprocess
-import sys
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +21,8 @@ from rig.kfp import config as kc
 from tests.kfp_backend.real.journeys import WorkspaceClass
 
 pytestmark = pytest.mark.timeout(1800)  # the package's runs may be made in the first test's set-up
+MADE = r"claim kubeflow/(\S+-kfp-workspace): made (pvc-\S+) \(1Gi\) at \S+:(\S+)"  # the service's log line
 STEPS = ["prepare-data", "train-resnet", "test-resnet", "produce-metrics"]
-
-
-def _workspace_volume(backend: kb.KfpBackend, workspace_class: WorkspaceClass) -> dict[str, Any]:
-    volumes = json.loads(backend.kubectl("get", "pv", "-o", "json").stdout)["items"]
-    made = [v for v in volumes if v["spec"].get("storageClassName") == workspace_class.name]
-    seen = backend.kubectl("get", "pv,pvc,pods", "-A", "-o", "wide").stdout
-    assert len(made) == 1, f"{seen}\n{workspace_class.service.output()[-4000:]}"
-    return dict(made[0])
 
 
 def test_submit_workspace_runs_every_step_to_success_with_no_create_or_delete_volume(
@@ -47,54 +36,43 @@ def test_submit_workspace_runs_every_step_to_success_with_no_create_or_delete_vo
     assert "create-volume" not in out and "delete-volume" not in out
 
 
-def test_kfps_workspace_claim_is_the_volume_sharedvol_serve_made_and_every_step_wrote_on_it(
-    kfp_on_node: kb.KfpBackend, workspace_class: WorkspaceClass, journeys: dict[str, Any]
+def test_kfps_workspace_claim_got_its_volume_from_sharedvol_serve_and_every_step_wrote_on_it(
+    workspace_class: WorkspaceClass, journeys: dict[str, Any]
 ) -> None:
     journeys["workspace"].check()
-    pv = _workspace_volume(kfp_on_node, workspace_class)
-    directory = Path(pv["spec"]["hostPath"]["path"])
+    _, _, directory = _made(workspace_class)
+    # the run's end freed it (below): the directory is archived, so look in either
+    [run_dir] = [p.parent.parent for p in workspace_class.base.glob(f"*{directory.name}/runs/*/eval/eval_result.json")]
 
-    assert pv["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"] == "sharedvol.io/hostpath"
-    assert pv["spec"]["claimRef"]["name"].endswith("-kfp-workspace")
-    assert pv["spec"]["accessModes"] == ["ReadWriteMany"]
     assert directory.parent == workspace_class.base
     # prepare-data's dataset, train-resnet's summary, test-resnet's evaluation, produce-metrics' files: one volume
-    [run_dir] = [p.parent.parent for p in directory.glob("runs/*/eval/eval_result.json")]
     assert (run_dir / "train" / "summary.json").is_file()
     assert any((run_dir / "metrics").iterdir())
-    assert any(directory.glob("data/*/cifar-10-batches-py/data_batch_1"))
+    assert any(run_dir.parent.parent.glob("data/*/cifar-10-batches-py/data_batch_1"))
 
 
-def test_doctor_lists_the_deleted_workspace_claim_held_by_finished_pods_and_its_command_frees_it(
+def test_the_workspace_is_freed_when_the_run_ends_and_its_directory_archived_with_every_file(
     kfp_on_node: kb.KfpBackend, workspace_class: WorkspaceClass, journeys: dict[str, Any]
 ) -> None:
     from kubernetes import client, config
 
     journeys["workspace"].check()
-    pv = _workspace_volume(kfp_on_node, workspace_class)
-    claim = pv["spec"]["claimRef"]["name"]
-    directory = Path(pv["spec"]["hostPath"]["path"])
-    env = {**os.environ, "PYTHONPATH": str(kb.REPO)}
-    doctor = subprocess.run(
-        [sys.executable, "-m", "pipelines", "doctor", "--kubeconfig", str(kfp_on_node.kubeconfig),
-         "-n", kc.NAMESPACE, "--json"],
-        capture_output=True, text=True, env=env, check=False,
-    )  # fmt: skip
-    assert doctor.returncode == 0, doctor.stderr
-    held = {h["name"]: h for h in json.loads(doctor.stdout)["deleted_claims_held_by_finished_pods"]}
-
-    # Argo deleted the claim at the run's end; the pvc-protection finalizer keeps it for the run's finished pods
-    assert claim in held, doctor.stdout
-    assert held[claim]["volume"] == pv["metadata"]["name"] and held[claim]["pods"]
-    fix = shlex.split(held[claim]["fix"])
-    assert fix[:3] == ["kubectl", "delete", "pod"]
-    kubectl = str(kfp_on_node.kubectl_bin / "kubectl")
-    freed = subprocess.run([kubectl, "--kubeconfig", str(kfp_on_node.kubeconfig), *fix[1:]], capture_output=True,
-                           text=True, check=False)  # fmt: skip
-    assert freed.returncode == 0, freed.stderr
-
+    claim, volume, directory = _made(workspace_class)
     core = client.CoreV1Api(config.new_client_from_config(str(kfp_on_node.kubeconfig)))
-    kwait.gone(core.list_persistent_volume, pv["metadata"]["name"], timeout=180, what="the workspace's PV")
-    archived = directory.parent / f"archived-{directory.name}"  # the class's onDelete: archive
+    # Argo deletes the workspace claim at the run's end (volumeClaimGC), and the run's pods, which stay (here:
+    # --ttl-after-success 0), do not hold it: the service reclaims the volume as the class says (onDelete: archive)
+    kwait.gone(core.list_persistent_volume, volume, timeout=120, what=f"the workspace's volume {volume}")
+    claims = json.loads(kfp_on_node.kubectl("get", "pvc", "-n", kc.NAMESPACE, "-o", "json").stdout)["items"]
+
+    assert claim not in {c["metadata"]["name"] for c in claims}
     assert not directory.exists()
+    archived = directory.parent / f"archived-{directory.name}"
     assert any(archived.glob("runs/*/eval/eval_result.json"))
+
+
+def _made(workspace_class: WorkspaceClass) -> tuple[str, str, Path]:
+    """The workspace claim, the PV and the directory the service made for it, read from the service's log."""
+    made = re.findall(MADE, workspace_class.service.output())
+    assert len(made) == 1, workspace_class.service.output()[-3000:]
+    claim, volume, path = made[0]
+    return claim, volume, Path(path)
