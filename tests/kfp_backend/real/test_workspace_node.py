@@ -72,7 +72,7 @@ def test_the_workspace_is_freed_when_the_run_ends_and_its_directory_archived_wit
 
 def _made(workspace_class: WorkspaceClass) -> tuple[str, str, Path]:
     """The workspace claim, the PV and the directory the service made for it, read from the service's log."""
-    made = re.findall(MADE, workspace_class.service.output())
+    made = sorted(set(re.findall(MADE, workspace_class.service.output())))
     assert len(made) == 1, workspace_class.service.output()[-3000:]
     claim, volume, path = made[0]
     return claim, volume, Path(path)
