@@ -79,7 +79,8 @@ class Recheck:
     def beat(self, core: CoreV1Api) -> None:
         """Renew the heartbeat Lease (:mod:`storage.heartbeat`); log only when its state changes."""
         duration = int(3 * self.settings.recheck_s + 5)
-        why = heartbeat.beat(core.api_client, self.settings.namespace, self.settings.provisioner, duration)
+        config = self.settings
+        why = heartbeat.beat(core.api_client, config.namespace, config.provisioner, duration, config.node_name)
         if why != self.heartbeat_error:
             (log.warning if why else log.info)("heartbeat: %s", why or "Lease renewed")
         self.heartbeat_error = why

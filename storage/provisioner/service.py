@@ -116,7 +116,7 @@ async def _serve(config: settings.Settings, core: client.CoreV1Api, state: reche
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await asyncio.to_thread(heartbeat.stop, core.api_client, config.namespace)
+        await asyncio.to_thread(heartbeat.stop, core.api_client, config.namespace, config.node_name)
         if runner is not None:
             await runner.cleanup()
 
