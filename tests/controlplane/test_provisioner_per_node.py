@@ -5,6 +5,7 @@ handled there too; each instance renews its own heartbeat Lease."""
 from __future__ import annotations
 
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,3 +126,26 @@ def test_each_instance_renews_its_own_heartbeat_lease(cluster: cp.ClusterHandle,
         for svc in services:
             svc.kill(signal.SIGTERM)
         core.delete_namespace(namespace)
+
+
+def _logged(svc: Service, needle: str, timeout: float = 60) -> None:
+    """Wait until the service's log holds ``needle`` (a file, not an API object: read with a deadline)."""
+    deadline = time.monotonic() + timeout
+    while needle not in svc.output():
+        assert time.monotonic() < deadline, f"{needle!r} not logged in {timeout:.0f} s:\n{svc.output()[-2000:]}"
+        time.sleep(0.2)
+
+
+def test_a_claim_refused_before_its_node_is_known_is_reported_by_the_instance_on_the_first_ready_node_only(
+    api: Any, cluster: cp.ClusterHandle, namespace: str, cluster_objects: ClusterObjects, per_node: dict[str, Service]
+) -> None:
+    sc = fallback_class(cluster_objects, colour="blue")  # an unknown parameter: refused before any node is chosen
+    made = client.CoreV1Api(api).create_namespaced_persistent_volume_claim(namespace, objects.claim("refused", sc))
+    first, *others = sorted(cluster.node_names)
+
+    event = kwait.event(client.CoreV1Api(api), namespace, "ProvisioningFailed", "refused", timeout=60)
+    assert "parameters.colour: is unknown" in event.message
+    _logged(per_node[first], "refused: StorageClass")
+    for node in others:  # it tried too, and failed alike, but said nothing on the claim
+        _logged(per_node[node], f"{made.metadata.uid}: attempt 1 failed")
+        assert "refused: StorageClass" not in per_node[node].output()
