@@ -21,7 +21,7 @@ from kubernetes import client
 from kubernetes.client import CoreV1Api, V1PersistentVolume, V1PersistentVolumeClaim
 
 from storage import errors, ownership
-from storage.provisioner import dirs, events, features, placement, volumes
+from storage.provisioner import dirs, events, features, locks, placement, volumes
 from storage.provisioner import settings as settings_mod
 
 log = logging.getLogger("sharedvol.provisioner")
@@ -46,11 +46,16 @@ def try_provision(core: CoreV1Api, namespace: str, name: str, config: settings_m
     """Read the claim and provision it if it is this instance's (:mod:`storage.provisioner.placement`).
 
     Returns False when that failed, after an Event and a log line when the claim is this instance's to report.
+    One caller at a time per claim (:mod:`storage.provisioner.locks`): the second finds the first one's PV.
 
     Never raises: one claim cannot stop the caller (a kopf handler or the re-check loop).
     """
-    claim = None
-    reports = True  # whether a failure is this instance's to report: its node's claim, or one of no node yet
+    with locks.held(f"claim/{namespace}/{name}"):
+        return _try_provision(core, namespace, name, config)
+
+
+def _try_provision(core: CoreV1Api, namespace: str, name: str, config: settings_mod.Settings) -> bool:
+    claim, selected, placed = None, None, False
     try:
         claim = core.read_namespaced_persistent_volume_claim(name, namespace)
         if not wants_claim(claim, config.provisioner):
@@ -58,24 +63,41 @@ def try_provision(core: CoreV1Api, namespace: str, name: str, config: settings_m
         selected = (claim.metadata.annotations or {}).get(features.SELECTED_NODE)
         if selected and not placement.serves(config, selected):
             return True  # the instance on that node provisions it
-        reports = bool(selected) or placement.answers_unplaced(core, config)
         where = place(core, claim, config)
-        if where.node is None and not reports:
+        if where.node is None and not _reports(core, config, selected):
             return True  # no node yet (or a PV of no node): the instance on the first Ready node answers
         if where.node is not None and not placement.serves(config, where.node):
             return True
-        reports = True
+        placed = True
         outcome = provision(core, claim, where, config)
     except client.ApiException as e:
         if e.status == 404 and claim is None:
             return True
-        return _failed(core, claim, namespace, name, str(errors.from_api(e, "provision it")), reports)
+        why = str(errors.from_api(e, "provision it"))
+        return _failed(core, claim, namespace, name, why, placed or _reports(core, config, selected))
     except errors.StorageError as e:
-        return _failed(core, claim, namespace, name, str(e), reports)
+        return _failed(core, claim, namespace, name, str(e), placed or _reports(core, config, selected))
     except Exception as e:  # isolation: anything one claim causes stays with that claim
-        return _failed(core, claim, namespace, name, f"unexpected {type(e).__name__}: {str(e)[:300]}", reports)
+        why = f"unexpected {type(e).__name__}: {str(e)[:300]}"
+        return _failed(core, claim, namespace, name, why, placed or _reports(core, config, selected))
     log.info("claim %s/%s: %s", namespace, name[:253], outcome)
     return True
+
+
+def _reports(core: CoreV1Api, config: settings_mod.Settings, selected: str | None) -> bool:
+    """Whether this instance reports on a claim it does not provision (yet).
+
+    It does for a claim of its node (``selected``, already checked to be its own), and for one of no node when it is
+    the instance that answers for those. When nodes cannot be listed it reports: an Event posted twice is better
+    than none.
+    """
+    if not config.node_name or selected:
+        return True
+    try:
+        return placement.answers_unplaced(core, config)
+    except Exception as e:  # listing nodes failed: say so, and report
+        log.warning("cannot list nodes to tell which instance reports: %s", getattr(e, "reason", None) or e)
+        return True
 
 
 def _failed(

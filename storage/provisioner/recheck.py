@@ -10,6 +10,7 @@ what ``/healthz`` reports.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -141,8 +142,13 @@ class Recheck:
                 )
             await asyncio.sleep(self.settings.recheck_s)
 
-    async def beating(self, core: CoreV1Api) -> None:
-        """Renew the heartbeat every re-check period, on its own (a long re-check does not delay it)."""
-        while True:
+    async def beating(self, core: CoreV1Api, done: asyncio.Event) -> None:
+        """Renew the heartbeat every re-check period, on its own (a long re-check does not delay it), until ``done``.
+
+        A renewal under way when ``done`` is set finishes first: the Lease deleted after this returns stays deleted
+        (a renewal cancelled mid-call went on in its thread and could make the Lease again).
+        """
+        while not done.is_set():
             await asyncio.to_thread(self.beat, core)
-            await asyncio.sleep(self.settings.recheck_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), self.settings.recheck_s)

@@ -16,7 +16,7 @@ from kubernetes import client
 from kubernetes.client import CoreV1Api, V1PersistentVolume
 
 from storage import errors, ownership
-from storage.provisioner import dirs, events, features, placement, volumes
+from storage.provisioner import dirs, events, features, locks, placement, volumes
 from storage.provisioner import settings as settings_mod
 
 log = logging.getLogger("sharedvol.provisioner")
@@ -30,8 +30,14 @@ def wants(annotations: dict[str, str], phase: object, policy: object, provisione
 def try_reclaim(core: CoreV1Api, name: str, config: settings_mod.Settings) -> bool:
     """Reclaim PV ``name`` if it is ours and of this instance's node (:mod:`storage.provisioner.placement`).
 
-    Returns False (after an Event and a log line) when that failed. Never raises.
+    Returns False (after an Event and a log line) when that failed. Never raises. One caller at a time per PV
+    (:mod:`storage.provisioner.locks`).
     """
+    with locks.held(f"pv/{name}"):
+        return _try_reclaim(core, name, config)
+
+
+def _try_reclaim(core: CoreV1Api, name: str, config: settings_mod.Settings) -> bool:
     pv = None
     try:
         pv = core.read_persistent_volume(name)

@@ -74,7 +74,7 @@ def test_a_claims_directory_is_made_only_by_the_instance_on_the_node_its_first_p
         assert sorted(e.reason for e in events if e.reason.startswith("Provisioning")) == [
             "Provisioning",
             "ProvisioningSucceeded",
-        ]
+        ], [(e.reason, e.message) for e in events]
 
 
 def test_a_claims_volume_is_reclaimed_by_the_instance_of_its_node_only(
