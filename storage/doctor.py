@@ -107,7 +107,7 @@ class Report:
         elif self.fallback_running is False:
             lines.append(
                 f"  ({classes.FALLBACK_CLASS} is installed but its provisioner is not running (no fresh heartbeat "
-                "Lease sharedvol-provisioner): kubectl -n sharedvol-system get deploy,pods,lease; claims of that "
+                "Lease sharedvol-provisioner[-<node>]): kubectl -n sharedvol-system get ds,pods,lease; claims of that "
                 "class stay Pending)"
             )
         lines.append(f"A run gets: {self.strategy}")

@@ -8,7 +8,8 @@ tainted ``sharedvol.io/no-nfs-client`` (docs/nfs.md): NFS pods and the CSI pods 
 
 ``python -m rig.vm.vmnode up|down --node-dir DIR`` is ``make node-up NODES=2`` / ``make node-down`` (after the real
 node's own up / before its down). Every process is started in its own session and stopped by pid; ``down`` removes
-the bridge and the tap. The images come from scripts/vm (cached in ~/.cache/sharedvol/vm).
+the bridge and the tap. The images come from scripts/vm (cached in ~/.cache/sharedvol/vm), and the fallback
+provisioner's from the Docker engine (:func:`project_images`).
 """
 
 from __future__ import annotations
@@ -23,12 +24,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rig import cluster as cp
+from rig import images
 from rig.vm import guest, network
 
 SCRIPTS = cp.REPO / "scripts" / "vm"
 READY_TIMEOUT_S = 600.0
 NO_NFS = "sharedvol.io/no-nfs-client"
 MEMORY_MIB = 2048
+
+
+def project_images() -> list[str]:
+    """The project's images the VM's disk carries: the fallback provisioner (k8s/fallback's DaemonSet runs a pod on
+    every node), when the Docker engine has it (the node session builds it; ``make image`` for people)."""
+    found = subprocess.run(["docker", "image", "inspect", images.PROVISIONER_IMAGE], capture_output=True, check=False)
+    if found.returncode != 0:
+        say(f"{images.PROVISIONER_IMAGE} is not built (make image): the VM node will not run k8s/fallback's pod")
+        return []
+    return [images.PROVISIONER_IMAGE]
 
 
 def build(pause_tar: Path) -> dict[str, Path]:
@@ -43,7 +55,7 @@ def build(pause_tar: Path) -> dict[str, Path]:
     return {
         "rootfs": run(str(SCRIPTS / "rootfs.sh")),
         "gobin": run(str(SCRIPTS / "go-build.sh")),
-        "disk": run(str(SCRIPTS / "disk.sh"), str(pause_tar)),
+        "disk": run(str(SCRIPTS / "disk.sh"), str(pause_tar), *project_images()),
     }
 
 

@@ -3,8 +3,11 @@
 # scripts/vm/images.sh, filled by a containerd on the host (the same Debian containerd as in the VM) and written into
 # an ext4 image the VM mounts at /var/lib/containerd. Importing in the VM would cost minutes under TCG; here it is
 # seconds, once. Cached by the images' content: ~/.cache/sharedvol/vm/disk-<hash>/images.img.
+# Project images named after PAUSE.tar (e.g. sharedvol-provisioner:0.1.0, for k8s/fallback's DaemonSet) come from the
+# local Docker engine, saved once per image id into ~/.cache/sharedvol/vm/project-<id>.tar: a new build of one makes
+# a new disk (about half a minute).
 #
-#   scripts/vm/disk.sh PAUSE.tar      build if missing, print the image file's path
+#   scripts/vm/disk.sh PAUSE.tar [IMAGE...]     build if missing, print the image file's path
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -12,9 +15,21 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/../build-cache.sh"
 log_name=vm-disk
 pause=$1
+shift
 
 images=$("$here/images.sh")
-key=$(cat "$here/disk.sh" "$pause" "$images"/*.tar | sha256sum | cut -c1-16)
+project=()
+for image in "$@"; do
+  id=$(docker image inspect -f '{{.Id}}' "$image") || { log "$image is not in the Docker engine: build it first"; exit 1; }
+  tar="$cache_root/vm/project-${id#sha256:}.tar"
+  if [[ ! -s "$tar" ]]; then
+    log "$image: docker save ($id)"
+    docker save "$image" >"$tar.tmp" && mv "$tar.tmp" "$tar"
+  fi
+  project+=("$tar")
+done
+# the project images by their ids (in the tar names): hashing their contents would cost seconds each run
+key=$(cat "$here/disk.sh" "$pause" "$images"/*.tar <(printf '%s\n' "$@" "${project[@]}") | sha256sum | cut -c1-16)
 dest="$cache_root/vm/disk-$key"
 if [[ -s "$dest/images.img" ]]; then
   log "reusing $dest/images.img"
@@ -49,6 +64,10 @@ while read -r name tar; do
   ctr images import --snapshotter overlayfs "$images/$tar" >/dev/null
   log "imported $name"
 done <"$images/images.txt"
+for tar in "${project[@]}"; do
+  ctr images import --snapshotter overlayfs "$tar" >/dev/null
+  log "imported $(basename "$tar")"
+done
 ctr images ls -q >"$work/names"
 kill "$pid" && wait "$pid" 2>/dev/null || true
 pid=
@@ -58,4 +77,9 @@ mkdir -p "$dest"
 mv "$work/images.img" "$dest/images.img"
 cp "$work/names" "$dest/images.txt"
 log "built in $(($(date +%s) - start)) s: $dest/images.img (${size} MiB)"
+# each new build of a project image makes a new disk: keep the three newest disks and saved images
+find "$cache_root/vm" -maxdepth 1 -name 'disk-*' -type d -printf '%T@ %p\n' | sort -rn | tail -n +4 | cut -d' ' -f2- |
+  xargs -r rm -rf
+find "$cache_root/vm" -maxdepth 1 -name 'project-*.tar' -printf '%T@ %p\n' | sort -rn | tail -n +4 | cut -d' ' -f2- |
+  xargs -r rm -f
 echo "$dest/images.img"

@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--recheck-seconds", type=float, help="seconds between re-checks of Pending claims (default 10; > 0)"
     )
+    p.add_argument(
+        "--node-name", help="serve only the volumes of this node (default: every node; $SHAREDVOL_NODE_NAME)"
+    )
     p.set_defaults(func=_serve)
 
 
@@ -31,6 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
         health_port=args.health_port,
         log_json=False if args.text_logs else None,
         recheck_s=args.recheck_seconds,
+        node_name=args.node_name,
     )
     service.run(config)
     return 0

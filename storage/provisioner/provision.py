@@ -7,18 +7,21 @@ named ``pvc-<claim uid>`` (a restart finds it and never makes a second), hostPat
 ``claimRef`` with the claim's UID, then marked as the service's own (:mod:`storage.ownership`).
 Each claim is handled on its own: whatever goes wrong with one becomes a ``ProvisioningFailed`` Event on it
 and one log line, and the re-check (:mod:`storage.provisioner.recheck`) tries it again with backoff.
+An instance that serves one node (k8s/fallback's DaemonSet) provisions only the claims whose volume goes on its
+node (:mod:`storage.provisioner.placement`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 
 from kubernetes import client
 from kubernetes.client import CoreV1Api, V1PersistentVolume, V1PersistentVolumeClaim
 
 from storage import errors, ownership
-from storage.provisioner import dirs, events, features, volumes
+from storage.provisioner import dirs, events, features, locks, placement, volumes
 from storage.provisioner import settings as settings_mod
 
 log = logging.getLogger("sharedvol.provisioner")
@@ -40,45 +43,101 @@ def wants_claim(claim: V1PersistentVolumeClaim, provisioner: str) -> bool:
 
 
 def try_provision(core: CoreV1Api, namespace: str, name: str, config: settings_mod.Settings) -> bool:
-    """Read the claim and provision it; False (after an Event and a log line) when that failed.
+    """Read the claim and provision it if it is this instance's (:mod:`storage.provisioner.placement`).
+
+    Returns False when that failed, after an Event and a log line when the claim is this instance's to report.
+    One caller at a time per claim (:mod:`storage.provisioner.locks`): the second finds the first one's PV.
 
     Never raises: one claim cannot stop the caller (a kopf handler or the re-check loop).
     """
-    claim = None
+    with locks.held(f"claim/{namespace}/{name}"):
+        return _try_provision(core, namespace, name, config)
+
+
+def _try_provision(core: CoreV1Api, namespace: str, name: str, config: settings_mod.Settings) -> bool:
+    claim, selected, placed = None, None, False
     try:
         claim = core.read_namespaced_persistent_volume_claim(name, namespace)
         if not wants_claim(claim, config.provisioner):
             return True
-        outcome = provision(core, claim, config)
+        selected = (claim.metadata.annotations or {}).get(features.SELECTED_NODE)
+        if selected and not placement.serves(config, selected):
+            return True  # the instance on that node provisions it
+        where = place(core, claim, config)
+        if where.node is None and not _reports(core, config, selected):
+            return True  # no node yet (or a PV of no node): the instance on the first Ready node answers
+        if where.node is not None and not placement.serves(config, where.node):
+            return True
+        placed = True
+        outcome = provision(core, claim, where, config)
     except client.ApiException as e:
         if e.status == 404 and claim is None:
             return True
-        return _failed(core, claim, namespace, name, str(errors.from_api(e, "provision it")))
+        why = str(errors.from_api(e, "provision it"))
+        return _failed(core, claim, namespace, name, why, placed or _reports(core, config, selected))
     except errors.StorageError as e:
-        return _failed(core, claim, namespace, name, str(e))
+        return _failed(core, claim, namespace, name, str(e), placed or _reports(core, config, selected))
     except Exception as e:  # isolation: anything one claim causes stays with that claim
-        return _failed(core, claim, namespace, name, f"unexpected {type(e).__name__}: {str(e)[:300]}")
+        why = f"unexpected {type(e).__name__}: {str(e)[:300]}"
+        return _failed(core, claim, namespace, name, why, placed or _reports(core, config, selected))
     log.info("claim %s/%s: %s", namespace, name[:253], outcome)
     return True
 
 
-def _failed(core: CoreV1Api, claim: V1PersistentVolumeClaim | None, namespace: str, name: str, why: str) -> bool:
+def _reports(core: CoreV1Api, config: settings_mod.Settings, selected: str | None) -> bool:
+    """Whether this instance reports on a claim it does not provision (yet).
+
+    It does for a claim of its node (``selected``, already checked to be its own), and for one of no node when it is
+    the instance that answers for those. When nodes cannot be listed it reports: an Event posted twice is better
+    than none.
+    """
+    if not config.node_name or selected:
+        return True
+    try:
+        return placement.answers_unplaced(core, config)
+    except Exception as e:  # listing nodes failed: say so, and report
+        log.warning("cannot list nodes to tell which instance reports: %s", getattr(e, "reason", None) or e)
+        return True
+
+
+def _failed(
+    core: CoreV1Api, claim: V1PersistentVolumeClaim | None, namespace: str, name: str, why: str, reports: bool
+) -> bool:
+    if not reports:  # another instance posts it; this one only waits as for any failure
+        log.debug("claim %s/%s: %s (reported by the instance that answers for it)", namespace, name, why)
+        return False
     log.error("claim %s/%s: %s; will try again (periodic re-check)", namespace, name, why)
     if claim is not None:
         events.post(core, claim, "ProvisioningFailed", f"{why}; sharedvol serve will try again", kind="Warning")
     return False
 
 
-def provision(core: CoreV1Api, claim: V1PersistentVolumeClaim, config: settings_mod.Settings) -> str:
-    """Make the PV of ``claim``; return what was done, for the log.
+@dataclass(frozen=True)
+class Placement:
+    """Where a claim's volume goes, once its claim and class are checked.
+
+    Attributes:
+        cls: its class's checked settings.
+        node: the node that holds (or will hold) its directory: the existing PV's node when there is one, else
+            :func:`storage.provisioner.features.node_for`'s; None while a WaitForFirstConsumer claim waits for
+            the scheduler, or when the existing PV names no node.
+        existing: its PV ``pvc-<claim uid>`` when one exists already.
+    """
+
+    cls: features.ClassConfig
+    node: str | None
+    existing: V1PersistentVolume | None = None
+
+
+def place(core: CoreV1Api, claim: V1PersistentVolumeClaim, config: settings_mod.Settings) -> Placement:
+    """Check ``claim`` and its class, and find where its volume goes.
 
     Raises:
-        StorageError: a feature the service does not honour (named), the class is missing or malformed,
-            no node, a planted entry where its directory goes, or the API refused the PV.
+        StorageError: a feature the service does not honour (named), the class is missing or malformed, or no
+            node fits.
         ApiException: a call failed (the caller reports it).
     """
     features.check_claim(claim)
-    name = volumes.pv_name(claim)
     sc_name = claim.spec.storage_class_name
     try:
         sc = client.StorageV1Api(core.api_client).read_storage_class(sc_name)
@@ -87,10 +146,23 @@ def provision(core: CoreV1Api, claim: V1PersistentVolumeClaim, config: settings_
             raise errors.NotFoundError(f"StorageClass {sc_name} does not exist", hint="create it") from e
         raise
     cls = features.class_config(sc, config.provisioner)
-    existing = _read_volume(core, name)
+    existing = _read_volume(core, volumes.pv_name(claim))
     if existing is not None:
-        return _adopt(core, existing, claim, cls, config)
-    node = features.node_for(claim, cls, core.list_node().items)
+        return Placement(cls, volumes.node_of(existing), existing)
+    return Placement(cls, features.node_for(claim, cls, core.list_node().items))
+
+
+def provision(core: CoreV1Api, claim: V1PersistentVolumeClaim, where: Placement, config: settings_mod.Settings) -> str:
+    """Make the PV of ``claim`` where :func:`place` put it; return what was done, for the log.
+
+    Raises:
+        StorageError: a planted entry where its directory goes, or the API refused the PV.
+        ApiException: a call failed (the caller reports it).
+    """
+    name = volumes.pv_name(claim)
+    cls, node = where.cls, where.node
+    if where.existing is not None:
+        return _adopt(core, where.existing, claim, cls, config)
     if node is None:
         return "waiting for the scheduler to pick a node (WaitForFirstConsumer)"
     pv = volumes.pv_for(claim, cls, node, config.provisioner)
@@ -110,6 +182,8 @@ def provision(core: CoreV1Api, claim: V1PersistentVolumeClaim, config: settings_
         if e.status != 409:  # 409: a previous run of this service made it a moment ago
             raise
         made = core.read_persistent_volume(name)
+        if volumes.node_of(made) != node:  # another instance made it on its node: this directory is an orphan
+            return f"{name} was made on {volumes.node_of(made)} meanwhile; the re-check removes {node}:{path}"
     _mark(core, made)
     _step(config, "volume")
     with dirs.opened(config, cls.base_path) as base:

@@ -10,6 +10,7 @@ what ``/healthz`` reports.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -79,7 +80,8 @@ class Recheck:
     def beat(self, core: CoreV1Api) -> None:
         """Renew the heartbeat Lease (:mod:`storage.heartbeat`); log only when its state changes."""
         duration = int(3 * self.settings.recheck_s + 5)
-        why = heartbeat.beat(core.api_client, self.settings.namespace, self.settings.provisioner, duration)
+        config = self.settings
+        why = heartbeat.beat(core.api_client, config.namespace, config.provisioner, duration, config.node_name)
         if why != self.heartbeat_error:
             (log.warning if why else log.info)("heartbeat: %s", why or "Lease renewed")
         self.heartbeat_error = why
@@ -140,8 +142,13 @@ class Recheck:
                 )
             await asyncio.sleep(self.settings.recheck_s)
 
-    async def beating(self, core: CoreV1Api) -> None:
-        """Renew the heartbeat every re-check period, on its own (a long re-check does not delay it)."""
-        while True:
+    async def beating(self, core: CoreV1Api, done: asyncio.Event) -> None:
+        """Renew the heartbeat every re-check period, on its own (a long re-check does not delay it), until ``done``.
+
+        A renewal under way when ``done`` is set finishes first: the Lease deleted after this returns stays deleted
+        (a renewal cancelled mid-call went on in its thread and could make the Lease again).
+        """
+        while not done.is_set():
             await asyncio.to_thread(self.beat, core)
-            await asyncio.sleep(self.settings.recheck_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), self.settings.recheck_s)

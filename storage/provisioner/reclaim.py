@@ -4,7 +4,8 @@ A PV is reclaimed when it is Released, its reclaim policy is Delete (``release -
 the data is the user's again), the claim it was made for is gone, and it is the service's own
 (:func:`storage.provisioner.volumes.not_ours`). Then the onDelete it carries (delete, archive, retain) is
 applied to its directory, never through a link (:mod:`storage.provisioner.dirs`), and the PV is deleted.
-Anything else is left alone with a ``ReclaimRefused`` Event on the PV and one log line.
+Anything else is left alone with a ``ReclaimRefused`` Event on the PV and one log line. An instance that serves
+one node reclaims only the PVs of its node, and sweeps only its node's records (:mod:`storage.provisioner.placement`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from kubernetes import client
 from kubernetes.client import CoreV1Api, V1PersistentVolume
 
 from storage import errors, ownership
-from storage.provisioner import dirs, events, features, volumes
+from storage.provisioner import dirs, events, features, locks, placement, volumes
 from storage.provisioner import settings as settings_mod
 
 log = logging.getLogger("sharedvol.provisioner")
@@ -27,10 +28,22 @@ def wants(annotations: dict[str, str], phase: object, policy: object, provisione
 
 
 def try_reclaim(core: CoreV1Api, name: str, config: settings_mod.Settings) -> bool:
-    """Reclaim PV ``name`` if it is ours; False (after an Event and a log line) when that failed. Never raises."""
+    """Reclaim PV ``name`` if it is ours and of this instance's node (:mod:`storage.provisioner.placement`).
+
+    Returns False (after an Event and a log line) when that failed. Never raises. One caller at a time per PV
+    (:mod:`storage.provisioner.locks`).
+    """
+    with locks.held(f"pv/{name}"):
+        return _try_reclaim(core, name, config)
+
+
+def _try_reclaim(core: CoreV1Api, name: str, config: settings_mod.Settings) -> bool:
     pv = None
     try:
         pv = core.read_persistent_volume(name)
+        node = volumes.node_of(pv)
+        if not (placement.serves(config, node) if node else placement.answers_unplaced(core, config)):
+            return True  # the instance on its node reclaims it (or, for a PV of no node, the one that answers)
         outcome = reclaim(core, pv, config)
     except client.ApiException as e:
         if e.status == 404 and pv is None:
@@ -130,16 +143,20 @@ def _settle(core: CoreV1Api, base: dirs.Base, record: dirs.Pending, config: sett
         if e.status != 404:
             raise
         pv = None
-    if pv is None:
-        try:
-            claim = core.read_namespaced_persistent_volume_claim(record.name, record.namespace)
-            if claim.metadata.uid == record.uid:
-                return  # provisioning goes on (the claim's handler or the re-check finishes it)
-        except client.ApiException as e:
-            if e.status != 404:
-                raise
+    elsewhere = pv is not None and not placement.serves(config, volumes.node_of(pv))
+    if pv is None or elsewhere:
+        if pv is None:
+            try:
+                claim = core.read_namespaced_persistent_volume_claim(record.name, record.namespace)
+                if claim.metadata.uid == record.uid:
+                    return  # provisioning goes on (the claim's handler or the re-check finishes it)
+            except client.ApiException as e:
+                if e.status != 404:
+                    raise
+        # no claim and no PV, or the claim's PV made on another node (two instances raced): no pod ever uses it
         done = base.reclaim(record.directory, "delete")
-        log.info("orphan sweep: claim %s/%s is gone and has no PV: %s", record.namespace, record.name, done)
+        why = "its PV is on another node" if elsewhere else "is gone and has no PV"
+        log.info("orphan sweep: claim %s/%s %s: %s", record.namespace, record.name, why, done)
         base.done(record.uid)
         return
     annotations = pv.metadata.annotations or {}

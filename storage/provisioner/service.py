@@ -101,7 +101,8 @@ async def _serve(config: settings.Settings, core: client.CoreV1Api, state: reche
     runner = await _health(config, state) if config.health_port else None
     stop = asyncio.Event()
     checking = asyncio.create_task(state.run(core, first_delay=0.0))
-    beating = asyncio.create_task(state.beating(core))
+    beaten = asyncio.Event()
+    beating = asyncio.create_task(state.beating(core, beaten))
     operator = asyncio.create_task(kopf.operator(clusterwide=True, standalone=True, memo=memo, stop_flag=stop))
     try:
         # The re-check ends only when the credentials were refused (401): stop kopf cleanly, then say it in one line
@@ -112,11 +113,14 @@ async def _serve(config: settings.Settings, core: client.CoreV1Api, state: reche
             checking.result()
         await operator
     finally:
+        beaten.set()  # its last renewal ends before the Lease is deleted below
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(beating), 10)
         for task in (checking, beating, operator):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await asyncio.to_thread(heartbeat.stop, core.api_client, config.namespace)
+        await asyncio.to_thread(heartbeat.stop, core.api_client, config.namespace, config.node_name)
         if runner is not None:
             await runner.cleanup()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from storage import errors
+from storage import errors, validate
 
 PROVISIONER = "sharedvol.io/hostpath"
 CRASH_POINTS = ("", "directory", "event", "volume", "touch")
@@ -32,6 +32,10 @@ class Settings:
             step of provisioning: ``directory``, ``event``, ``volume`` or ``touch``. Default "" (never).
         namespace: where its heartbeat Lease lives (``SHAREDVOL_NAMESPACE``). Default: its pod's namespace when it
             runs in a pod (the service account's), else ``default`` (a ``sharedvol serve`` started by hand).
+        node_name: the node this instance serves (``SHAREDVOL_NODE_NAME``; k8s/fallback's DaemonSet sets it from
+            the pod's ``spec.nodeName``): it provisions and reclaims only the volumes of that node, whose
+            directories it can reach. Default "" (one instance serves every node: a service whose base path is
+            shared by all nodes, or a one-node cluster).
     """
 
     provisioner: str = PROVISIONER
@@ -43,6 +47,7 @@ class Settings:
     max_backoff_s: float = 300.0
     crash_at: str = ""
     namespace: str = "default"
+    node_name: str = ""
 
     def local_path(self, node_path: str) -> str:
         """Where the node's ``node_path`` is in this process's filesystem."""
@@ -65,6 +70,7 @@ class Settings:
             "base_path_root": env.get("SHAREDVOL_BASE_PATH_ROOT", ""),
             "log_json": env.get("SHAREDVOL_LOG_JSON", "1") != "0",
             "namespace": env.get("SHAREDVOL_NAMESPACE") or _own_namespace(),
+            "node_name": env.get("SHAREDVOL_NODE_NAME", ""),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)  # type: ignore[arg-type]
@@ -73,6 +79,11 @@ class Settings:
         if settings.crash_at not in CRASH_POINTS:
             raise errors.InvalidRequestError(
                 f"SHAREDVOL_CRASH_AT={settings.crash_at!r} is not a step", hint=f"use one of {CRASH_POINTS[1:]}"
+            )
+        if settings.node_name and not validate.SUBDOMAIN.matches(settings.node_name):
+            raise errors.InvalidRequestError(
+                f"node name {settings.node_name[:80]!r} (SHAREDVOL_NODE_NAME or --node-name) is not a node name",
+                hint="pass the pod's spec.nodeName (the downward API), or leave it unset to serve every node",
             )
         if not settings.recheck_s > 0:
             raise errors.InvalidRequestError(

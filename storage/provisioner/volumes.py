@@ -69,6 +69,23 @@ def pv_for(claim: V1PersistentVolumeClaim, cls: features.ClassConfig, node: str,
     return pv
 
 
+def node_of(pv: V1PersistentVolume) -> str | None:
+    """The node ``pv``'s ``spec.nodeAffinity`` pins it to, as :func:`pv_for` writes it.
+
+    That is one term of one ``kubernetes.io/hostname In [node]`` expression; None for a PV without it or with any
+    other affinity.
+    """
+    affinity = pv.spec.node_affinity if pv.spec else None
+    terms = affinity.required.node_selector_terms if affinity and affinity.required else None
+    if not terms or len(terms) != 1 or terms[0].match_fields or len(terms[0].match_expressions or []) != 1:
+        return None
+    (expression,) = terms[0].match_expressions
+    values = expression.values or []
+    if expression.key != specs.HOSTNAME_LABEL or expression.operator != "In" or len(values) != 1:
+        return None
+    return str(values[0])
+
+
 def not_ours(pv: V1PersistentVolume, provisioner: str) -> str:
     """Why the service must not reclaim ``pv``; "" when it made it and may.
 

@@ -102,7 +102,8 @@ def test_a_253_character_claim_in_a_63_character_namespace_binds_and_survives_a_
     path = client.CoreV1Api(api).read_persistent_volume(claim.spec.volume_name).spec.host_path.path
     leaf = Path(path).name
     assert len(leaf) <= 127 and leaf.endswith(made.metadata.uid[:8]) and first.node_dir(path).is_dir()
-    kwait.event(client.CoreV1Api(api), long_namespace, "ProvisioningSucceeded", name)  # may come after Bound
+    # the claim may bind before the Event is posted (the PV controller binds as soon as the PV exists): watch for it
+    kwait.event(client.CoreV1Api(api), long_namespace, "ProvisioningSucceeded", name)
     first.kill()
     second = serve()
     _create_claim(api, long_namespace, "after-restart", sc)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -142,7 +141,7 @@ def test_with_sharedvol_nfs_installed_run_gets_a_dynamic_claim_per_run_and_print
 
 @contextlib.contextmanager
 def fallback_provisioner(api: Any, cluster_objects: ClusterObjects) -> Iterator[None]:
-    """StorageClass sharedvol-hostpath and a ready provisioner Deployment where k8s/fallback puts it."""
+    """StorageClass sharedvol-hostpath and a ready provisioner DaemonSet where k8s/fallback puts it."""
     cluster_objects.storage_class(
         {"metadata": {"name": "sharedvol-hostpath"}, "provisioner": "sharedvol.io/hostpath", "reclaimPolicy": "Delete"}
     )
@@ -150,29 +149,14 @@ def fallback_provisioner(api: Any, cluster_objects: ClusterObjects) -> Iterator[
     ns = "sharedvol-system"
     objects.namespace_gone(core, ns, 60)  # the previous test's, being deleted
     core.create_namespace({"metadata": {"name": ns}})
-    name = f"test-provisioner-{uuid.uuid4().hex[:6]}"
-    labels = {"app.kubernetes.io/name": "sharedvol-provisioner", "test": name}
-    apps.create_namespaced_deployment(
-        ns,
-        {
-            "metadata": {"name": name, "labels": labels},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {"containers": [{"name": "serve", "image": "sharedvol:0.1.0", "args": ["serve"]}]},
-                },
-            },
-        },
-    )
+    apps.create_namespaced_daemon_set(ns, objects.workload("DaemonSet", "sharedvol-provisioner"))
     try:
         kwait.until(
-            apps.list_namespaced_deployment,
-            lambda d: (d.status.ready_replicas or 0) >= 1,
+            apps.list_namespaced_daemon_set,
+            lambda d: (d.status.number_ready or 0) >= 1,
             ns,
-            **kwait.named(name),
-            what=f"deployment {name}",
+            **kwait.named("sharedvol-provisioner"),
+            what="DaemonSet sharedvol-provisioner",
         )
         yield
     finally:

@@ -1,6 +1,7 @@
 """The fallback provisioner installed for real (``kubectl apply -k k8s/fallback``) on the real node, running the
-locally built provisioner image: its pod becomes Ready through its /healthz probe, claims shaped like KFP's own bind,
-two pods share a file through one, and deleting the claim archives its directory on the node as the class says."""
+locally built provisioner image: its DaemonSet's pod on the node becomes Ready through its /healthz probe and serves
+that node, claims shaped like KFP's own bind, two pods share a file through one, and deleting the claim archives its
+directory on the node as the class says."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import yaml
 
 from rig import cluster as cp
 from rig import images, kwait
+from rig.node import nodeconfig as nc
 from storage import heartbeat, ownership, specs
 from tests.node import pods
 from tests.node.session import NodeHandle
@@ -59,8 +61,9 @@ def fallback(node: NodeHandle, node_api: Any) -> Iterator[Any]:
 def test_the_provisioner_pod_of_k8s_fallback_runs_the_local_image_as_uid_1000_and_is_ready_through_its_probe(
     fallback: Any,
 ) -> None:
-    deployment = yaml.safe_load((FALLBACK / "deployment.yaml").read_text())
-    (declared,) = deployment["spec"]["template"]["spec"]["containers"]
+    daemonset = yaml.safe_load((FALLBACK / "daemonset.yaml").read_text())
+    assert daemonset["kind"] == "DaemonSet"
+    (declared,) = daemonset["spec"]["template"]["spec"]["containers"]
     assert declared["image"] == images.PROVISIONER_IMAGE
     (container,) = fallback.spec.containers
     assert container.image == images.PROVISIONER_IMAGE
@@ -69,6 +72,15 @@ def test_the_provisioner_pod_of_k8s_fallback_runs_the_local_image_as_uid_1000_an
     assert status.ready and status.restart_count == 0
     assert fallback.spec.security_context.run_as_user in (None, 1000)
     assert container.security_context.run_as_user == 1000 and container.security_context.run_as_non_root
+    assert fallback.spec.node_name == nc.NODE_NAME
+
+
+def test_the_provisioner_of_k8s_fallback_serves_the_node_its_pod_runs_on(fallback: Any, node: NodeHandle) -> None:
+    (container,) = fallback.spec.containers
+    (node_name,) = [e.value_from.field_ref.field_path for e in container.env if e.name == "SHAREDVOL_NODE_NAME"]
+    assert node_name == "spec.nodeName"
+    printed = node.kubectl("-n", NAMESPACE, "exec", fallback.metadata.name, "--", "printenv", "SHAREDVOL_NODE_NAME")
+    assert printed.stdout.strip() == nc.NODE_NAME
 
 
 def test_the_init_container_of_k8s_fallback_hands_a_ledger_left_by_root_to_the_provisioners_user(
@@ -77,7 +89,7 @@ def test_the_init_container_of_k8s_fallback_hands_a_ledger_left_by_root_to_the_p
     assert (LEDGER.stat().st_uid, LEDGER.stat().st_gid) == (1000, 1000)
 
 
-def test_the_provisioner_of_k8s_fallback_renews_its_heartbeat_so_doctor_sees_it_running(
+def test_the_provisioner_of_k8s_fallback_renews_its_nodes_heartbeat_so_doctor_sees_it_running(
     fallback: Any, node_api: Any
 ) -> None:
     from kubernetes import client
@@ -88,9 +100,10 @@ def test_the_provisioner_of_k8s_fallback_renews_its_heartbeat_so_doctor_sees_it_
         NAMESPACE,
         timeout=60,
         what="the heartbeat Lease",
-        **kwait.named(heartbeat.NAME),
+        **kwait.named(heartbeat.lease_name(nc.NODE_NAME)),
     )
     assert lease.metadata.annotations[heartbeat.SERVES] == "sharedvol.io/hostpath"
+    assert lease.metadata.annotations[heartbeat.NODE] == nc.NODE_NAME
     assert heartbeat.fallback_running(node_api) is True
 
 

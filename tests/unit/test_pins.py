@@ -37,7 +37,7 @@ def test_every_image_of_ours_named_anywhere_carries_the_version_tag() -> None:
     assert wrong == [], f"sharedvol/version.py says {version.IMAGE_TAG}"
 
 
-@pytest.mark.parametrize("manifest", ["k8s/fallback/deployment.yaml", "k8s/nfs/server/nfs-server.yaml"])
+@pytest.mark.parametrize("manifest", ["k8s/fallback/daemonset.yaml", "k8s/nfs/server/nfs-server.yaml"])
 def test_the_manifests_run_the_images_make_image_builds(manifest: str) -> None:
     images = {f"{n}:{t}" for n, t in OUR_IMAGE.findall((REPO / manifest).read_text())}
     assert images and all(i.endswith(f":{version.IMAGE_TAG}") for i in images)
