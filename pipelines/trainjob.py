@@ -50,6 +50,9 @@ class TrainJobPlan:
         node_selector: ``Pod.spec.nodeSelector`` of every worker (``podSpecOverrides[].nodeSelector``). Default none.
         tolerations: ``Pod.spec.tolerations`` of every worker (``podSpecOverrides[].tolerations``), each a
             toleration's fields. Default none.
+        owner: the train step's pod, as (name, uid): the TrainJob's ``metadata.ownerReferences``, so Kubernetes'
+            garbage collector deletes it, and its pods, which hold the run's claim, once the step's pod goes (a
+            succeeded run's Workflow TTL: ``--ttl-after-success``). None: no owner (it stays until deleted).
     """
 
     name: str
@@ -64,6 +67,7 @@ class TrainJobPlan:
     gpus_per_worker: int = 0
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: tuple[Mapping[str, str], ...] = ()
+    owner: tuple[str, str] | None = None
 
 
 def name_for(run_id: str) -> str:
@@ -147,14 +151,19 @@ def trainjob(plan: TrainJobPlan) -> dict[str, Any]:
         override["nodeSelector"] = dict(plan.node_selector)
     if plan.tolerations:
         override["tolerations"] = [dict(t) for t in plan.tolerations]
+    metadata: dict[str, Any] = {
+        "name": plan.name,
+        "namespace": plan.namespace,
+        "labels": {"app.kubernetes.io/part-of": "sharedvol"},
+    }
+    if plan.owner is not None:
+        # not blockOwnerDeletion: that needs the rights to update the pod's finalizers, which the step lacks
+        name, uid = plan.owner
+        metadata["ownerReferences"] = [{"apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid}]
     return {
         "apiVersion": API_VERSION,
         "kind": "TrainJob",
-        "metadata": {
-            "name": plan.name,
-            "namespace": plan.namespace,
-            "labels": {"app.kubernetes.io/part-of": "sharedvol"},
-        },
+        "metadata": metadata,
         "spec": {
             "runtimeRef": {"apiGroup": GROUP, "kind": "ClusterTrainingRuntime", "name": RUNTIME},
             "trainer": trainer,

@@ -11,15 +11,18 @@ Imported inside the component's body (:mod:`pipelines.trainjob_component`); kube
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from pipelines import errors, trainjob, trainjob_follow
 from steps import dataplane, documents, params, schemas
 from storage import errors as storage_errors
-from storage import kube
+from storage import kube, validate
 
 NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+POD_UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 INSTALL_HINT = "install Kubeflow Trainer v2.0.0 and JobSet (docs/scaling-out.md), or compile with --workers 1"
 
 
@@ -42,7 +45,18 @@ def own_namespace(path: str = NAMESPACE_FILE) -> str:
     return namespace
 
 
-def plan_of(values: Mapping[str, Any], namespace: str) -> trainjob.TrainJobPlan:
+def own_pod(env: Mapping[str, str]) -> tuple[str, str] | None:
+    """The step's own pod as (name, uid), from KFP's ``KFP_POD_NAME`` and ``KFP_POD_UID`` (the downward API).
+
+    None when KFP did not set them or they are not a pod's name and UID: the TrainJob then gets no owner.
+    """
+    name, uid = env.get("KFP_POD_NAME", ""), env.get("KFP_POD_UID", "")
+    if validate.SUBDOMAIN.matches(name) and POD_UID.fullmatch(uid):
+        return name, uid
+    return None
+
+
+def plan_of(values: Mapping[str, Any], namespace: str, owner: tuple[str, str] | None = None) -> trainjob.TrainJobPlan:
     """The TrainJob of the component's inputs ``values``, in ``namespace``.
 
     ``values`` holds ``run_id`` (the KFP run: the TrainJob's name), ``image``, ``workers``, ``claim``,
@@ -62,6 +76,7 @@ def plan_of(values: Mapping[str, Any], namespace: str) -> trainjob.TrainJobPlan:
         gpus_per_worker=int(values["gpu_count"]),
         node_selector=dict(values.get("node_selector") or {}),
         tolerations=tuple(dict(t) for t in values.get("tolerations") or ()),
+        owner=owner,
     )
 
 
@@ -140,7 +155,10 @@ def train(
         SchemaError: the TrainJob completed but ``train/summary.json`` is missing or damaged.
         RunFailedError, RunTimeoutError, BadParameterError, StorageError: see :func:`launch`.
     """
-    the_plan = plan_of(values, namespace or own_namespace())
+    owner = own_pod(os.environ)
+    if owner is None:
+        progress("no KFP_POD_NAME/KFP_POD_UID: the TrainJob gets no owner and stays until it is deleted")
+    the_plan = plan_of(values, namespace or own_namespace(), owner)
     launch(api or kube.load_api_client(), the_plan, settings=settings, progress=progress)
     summary = dataplane.RunLayout(the_plan.run_dir).summary
     return documents.read(summary, schemas.TrainSummary, missing_hint=f"rank 0 of TrainJob {the_plan.name} writes it")

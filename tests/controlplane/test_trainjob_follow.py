@@ -6,6 +6,7 @@ TrainJob does. No Trainer controller runs here: the test sets the TrainJob's sta
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client, config, watch
 
 from pipelines import errors, trainjob, trainjob_follow, trainjob_launch
 from rig.cluster import ClusterHandle
@@ -254,3 +255,44 @@ def test_the_step_gives_up_at_its_deadline_saying_what_it_last_saw_of_the_trainj
         f"TrainJob {p.name} did not finish in 2 s; last seen: no condition, 0/2 pods running (2 Pending): "
         f"it may still run: kubectl get trainjob {p.name} -n {namespace}; delete it to stop it"
     )
+
+
+def test_a_trainjob_owned_by_the_train_steps_pod_goes_when_the_pod_goes(
+    trainer_crds: ClusterHandle, api: Any, namespace: str
+) -> None:
+    # When a succeeded run's Workflow TTL deletes the step's pod, the TrainJob (and so its pods, which hold the run's
+    # claim) goes too: Kubernetes' garbage collector, not the step, deletes it.
+    core = client.CoreV1Api(api)
+    step_pod = core.create_namespaced_pod(
+        namespace,
+        {"metadata": {"name": "train-step"}, "spec": {"containers": [{"name": "main", "image": "step"}]}},
+    )
+    p = dataclasses.replace(plan(namespace), owner=(step_pod.metadata.name, step_pod.metadata.uid))
+    runner = runner_api(trainer_crds, api, namespace)
+    trainjob_launch.create(runner, p, progress=lambda line: None)
+    custom = client.CustomObjectsApi(api)
+    args = (trainjob.GROUP, trainjob.API_VERSION.split("/")[1], namespace, "trainjobs")
+    [made] = custom.list_namespaced_custom_object(*args, field_selector=f"metadata.name={p.name}")["items"]
+    assert made["metadata"]["ownerReferences"][0]["uid"] == step_pod.metadata.uid
+
+    core.delete_namespaced_pod("train-step", namespace, grace_period_seconds=0)
+
+    _gone(custom, args, p.name, timeout=WAIT_S)
+
+
+def _gone(custom: Any, args: tuple[str, ...], name: str, timeout: float) -> None:
+    """Return once the custom object ``name`` of ``args`` (group, version, namespace, plural) is deleted: listed,
+    then watched for its DELETED event until the deadline."""
+    selector = f"metadata.name={name}"
+    listing = custom.list_namespaced_custom_object(*args, field_selector=selector)
+    if not listing["items"]:
+        return
+    w = watch.Watch()
+    for event in w.stream(
+        custom.list_namespaced_custom_object, *args, field_selector=selector,
+        resource_version=listing["metadata"]["resourceVersion"], timeout_seconds=int(timeout),
+    ):  # fmt: skip
+        if event["type"] == "DELETED":
+            w.stop()
+            return
+    raise AssertionError(f"TrainJob {name} was not deleted in {timeout:.0f} s")

@@ -180,3 +180,32 @@ def test_outside_a_pod_the_step_stops_with_one_line_saying_it_has_no_namespace(t
         f"cannot read this pod's namespace from {tmp_path / 'namespace'} (No such file or directory): "
         "the TrainJob step runs in a pod with its service account token mounted (KFP's default)"
     )
+
+
+def test_the_trainjob_is_owned_by_the_train_steps_pod_kfp_names_in_its_environment() -> None:
+    uid = "5f0c3b0e-2f6d-4c1a-9a57-0d6c1f2e3a4b"
+    owner = trainjob_launch.own_pod(
+        {"KFP_POD_NAME": "resnet18-cifar10-x7k2p-system-container-impl-1", "KFP_POD_UID": uid}
+    )
+    job = trainjob.trainjob(trainjob_launch.plan_of(inputs(), "kubeflow", owner))
+
+    assert job["metadata"]["ownerReferences"] == [
+        {"apiVersion": "v1", "kind": "Pod", "name": "resnet18-cifar10-x7k2p-system-container-impl-1", "uid": uid}
+    ]
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"KFP_POD_NAME": "p", "KFP_POD_UID": ""},
+        {"KFP_POD_NAME": "Bad Name", "KFP_POD_UID": "5f0c3b0e-2f6d-4c1a-9a57-0d6c1f2e3a4b"},
+        {"KFP_POD_NAME": "p", "KFP_POD_UID": "not-a-uid"},
+    ],
+    ids=["unset", "no-uid", "bad-name", "bad-uid"],
+)
+def test_without_a_pod_name_and_uid_from_kfp_the_trainjob_has_no_owner(env: dict[str, str]) -> None:
+    owner = trainjob_launch.own_pod(env)
+
+    assert owner is None
+    assert "ownerReferences" not in trainjob.trainjob(trainjob_launch.plan_of(inputs(), "kubeflow", owner))["metadata"]
