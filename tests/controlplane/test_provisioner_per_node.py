@@ -20,7 +20,6 @@ from storage import heartbeat
 from storage.provisioner import volumes
 from tests import objects
 from tests.controlplane.serving import Service, fallback_class
-from tests.node import pods
 from tests.objects import ClusterObjects
 
 
@@ -92,7 +91,7 @@ def test_a_claims_volume_is_reclaimed_by_the_instance_of_its_node_only(
     (per_node[node].node_dir(path) / "latest.pth").write_bytes(b"weights")
 
     core.delete_namespaced_persistent_volume_claim("pinned", namespace)
-    pods.wait_gone(core.list_persistent_volume, bound.spec.volume_name, 60)
+    kwait.gone(core.list_persistent_volume, bound.spec.volume_name, timeout=60)
 
     here = per_node[node].node_dir(path)
     assert (here.with_name(f"archived-{here.name}") / "latest.pth").read_bytes() == b"weights"
@@ -118,7 +117,7 @@ def test_each_instance_renews_its_own_heartbeat_lease(cluster: cp.ClusterHandle,
             )  # fmt: skip
             assert lease.metadata.annotations == {heartbeat.SERVES: "sharedvol.io/hostpath", heartbeat.NODE: node}
         services[0].kill(signal.SIGTERM)  # a clean stop deletes its own Lease only
-        pods.wait_gone(leases.list_namespaced_lease, heartbeat.lease_name(cluster.node_names[0]), 30, namespace)
+        kwait.gone(leases.list_namespaced_lease, heartbeat.lease_name(cluster.node_names[0]), namespace, timeout=30)
         remaining = [lease.metadata.name for lease in leases.list_namespaced_lease(namespace).items]
         assert remaining == [heartbeat.lease_name(node) for node in cluster.node_names[1:]]
         assert heartbeat.running(api, "sharedvol.io/hostpath") is True

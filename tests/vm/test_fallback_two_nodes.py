@@ -182,7 +182,7 @@ def test_deleting_the_vm_claim_archives_its_directory_on_the_vm_node(two_nodes: 
     core.delete_namespaced_pod("use-on-vm", two_nodes.namespace, grace_period_seconds=0)
     two_nodes.runner.wait_deleted("use-on-vm", 120)
     core.delete_namespaced_persistent_volume_claim("on-vm", two_nodes.namespace)
-    pods.wait_gone(core.list_persistent_volume, two_nodes.on_vm.volume.metadata.name, 300)
+    kwait.gone(core.list_persistent_volume, two_nodes.on_vm.volume.metadata.name, timeout=300)
     leaf = two_nodes.on_vm.directory.name
     seen = two_nodes.runner.run(
         _vm_view("look-after-delete", f"cat /vm/archived-{leaf}/out.txt; ls /vm/{leaf} 2>&1 || true"), timeout=300
