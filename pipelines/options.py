@@ -228,8 +228,8 @@ class CompileOptions:
         ttl_after_success_s: seconds a succeeded run's Argo Workflow, and so its pods, stay before Argo deletes
             them (``PipelineConfig.ttl_seconds_after_success``: the Workflow's
             ``spec.ttlStrategy.secondsAfterSuccess``). The run's deleted claim is held by those pods until then
-            (the pvc-protection finalizer), so this is when its space is freed; the run, its metrics and (with
-            Argo's log archive) its logs stay in the KFP UI. 0: not set, the cluster's own TTL applies (KFP's
+            (the pvc-protection finalizer), so this is when its space is freed; the run, its metrics and its steps'
+            logs (published by KFP's launcher) stay in the KFP UI. 0: not set, the cluster's own TTL applies (KFP's
             manifests: one hour; without one, days). Failed runs keep their pods for debugging either way.
             Default 600; else :data:`MIN_TTL_S` (KFP's persistence agent records the run's end from the Workflow:
             gone sooner, the run could stay Running in KFP) to :data:`MAX_TTL_S`.
