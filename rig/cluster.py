@@ -56,6 +56,15 @@ def read_env(path: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
 
 
+def answers(url: str) -> bool:
+    """True when ``url`` answers 200 within 2 s (a probe of a process's HTTP endpoint: /ready, /healthz)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return bool(r.status == 200)
+    except OSError:  # URLError is one
+        return False
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:

@@ -18,8 +18,6 @@ import socket
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -269,12 +267,7 @@ class KfpBackend:
         self._wait(what, probe)
 
     def _wait_http(self, what: str, url: str) -> None:
-        def probe() -> bool:
-            with contextlib.suppress(urllib.error.URLError, OSError), urllib.request.urlopen(url, timeout=2) as r:
-                return bool(r.status == 200)
-            return False
-
-        self._wait(what, probe)
+        self._wait(what, lambda: cp.answers(url))
 
     def _wait_log(self, what: str, text: str) -> None:
         log = self.workdir / f"{what}.log"

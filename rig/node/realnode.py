@@ -18,7 +18,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,15 +28,6 @@ from rig.node.teardown import FIRST, RUN_DIR, claim_machine, cleanup, down, remo
 CACHE = Path(os.environ.get("SHAREDVOL_CACHE", Path.home() / ".cache" / "sharedvol"))
 READY_TIMEOUT_S = 120.0
 COREDNS_BUILD = cp.REPO / "scripts" / "vm" / "go-build.sh"  # builds CoreDNS among the VM node's programs
-
-
-def _answers(url: str) -> bool:
-    """True when ``url`` answers 200."""
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
 
 
 def node_ip() -> str:
@@ -142,7 +132,7 @@ class RealNode(cp.ControlPlane):
         config = self.workdir / "Corefile"
         config.write_text(nc.corefile(self.address, ready_port, kubeconfig))
         self._spawn("coredns", ["-conf", str(config)], exe=str(Path(built.stdout.split()[-1]) / "coredns"))
-        self._wait_for(lambda: _answers(f"http://127.0.0.1:{ready_port}/ready"), "CoreDNS's /ready", 60)
+        self._wait_for(lambda: cp.answers(f"http://127.0.0.1:{ready_port}/ready"), "CoreDNS's /ready", 60)
 
     def _start_containerd(self) -> None:
         subprocess.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], check=False)

@@ -19,12 +19,12 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rig import cluster as cp
 from rig import images
+from rig.node import nodeconfig as nc
 from rig.vm import guest, network
 
 SCRIPTS = cp.REPO / "scripts" / "vm"
@@ -156,32 +156,11 @@ class VMNode:
     def _start_coredns(self, gobin: Path) -> None:
         ready_port = cp.free_port()
         corefile = self.workdir / "Corefile"
-        corefile.write_text(
-            f""".:53 {{
-    bind {network.HOST_ADDRESS}
-    errors
-    ready 127.0.0.1:{ready_port}
-    kubernetes cluster.local in-addr.arpa ip6.arpa {{
-        kubeconfig {self.node_dir / "node.kubeconfig"} node
-        pods insecure
-        fallthrough in-addr.arpa ip6.arpa
-        ttl 5
-    }}
-    forward . /etc/resolv.conf
-    cache 5
-}}
-"""
-        )
+        corefile.write_text(nc.corefile(network.HOST_ADDRESS, ready_port, self.node_dir / "node.kubeconfig"))
         self._spawn("coredns", [str(gobin / "coredns"), "-conf", str(corefile)])
         deadline = time.monotonic() + 60
-        while True:
+        while not cp.answers(f"http://127.0.0.1:{ready_port}/ready"):
             self._check_alive()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{ready_port}/ready", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
             if time.monotonic() > deadline:
                 raise cp.ControlPlaneError(f"CoreDNS was not ready in 60 s; log {self.workdir / 'coredns.log'}")
             time.sleep(0.2)  # a separate process with nothing to watch: a short bounded back-off
@@ -227,8 +206,6 @@ class VMNode:
 
     def _mark_host_node(self) -> None:
         """The host's kernel has no NFS client: label and taint its node so NFS pods and the CSI pods avoid it."""
-        from rig.node import nodeconfig as nc
-
         self.kubectl("label", "node", nc.NODE_NAME, f"{NO_NFS}=true", "--overwrite")
         self.kubectl("taint", "node", nc.NODE_NAME, f"{NO_NFS}=true:NoSchedule", "--overwrite")
 
@@ -283,8 +260,6 @@ class VMNode:
 
 def forget_node(bin_dir: Path, node_dir: Path) -> None:
     """Delete the VM's Node object and take the no-NFS label and taint off the host node (the API may be gone)."""
-    from rig.node import nodeconfig as nc
-
     admin = node_dir / "admin.kubeconfig"
     if not admin.exists():
         return
