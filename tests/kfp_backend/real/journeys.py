@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from rig.kfp import backend as kb
 from rig.kfp import config as kc
 from storage import specs
 from tests.controlplane.serving import PROVISIONER, Service
+from tests.kfp_backend.real import uichecks
 
 RUN_TIMEOUT_S = 900
 RETRY_CLAIM = f"kfp-retried-{uuid.uuid4().hex[:6]}"  # a node kept by make node-up may hold older ones
@@ -179,7 +179,7 @@ def submit_collected(kfp_on_node: Any, static_volume: tuple[str, Path], journeys
     the static PV is Released."""
     from kubernetes import client, config
 
-    run_id = re.findall(r"#/runs/details/([0-9a-f-]+)", journeys["submit"].check().stdout)[-1]
+    run_id = uichecks.run_id(journeys["submit"].check().stdout)
     core = client.CoreV1Api(config.new_client_from_config(str(kfp_on_node.kubeconfig)))
     pv, _ = static_volume
     kwait.until(

@@ -9,13 +9,13 @@ server, the way the KFP UI reads it. The runs are the package's (journeys.py).
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rig.kfp import config as kc
+from tests.kfp_backend.real import uichecks
 from tests.kfp_backend.real.journeys import RETRY_CLAIM
 from tests.kfp_backend.real.mlmd import Mlmd
 
@@ -114,7 +114,7 @@ def test_mlmd_holds_the_metrics_and_the_confusion_matrix_as_the_kfp_ui_reads_the
 
     # The artifacts of the submitted run (the other run of this module has its own): its context is named by
     # the run id, which the printed link ends with.
-    run_id = re.findall(r"#/runs/details/([0-9a-f-]+)", journeys["submit"].check().stdout)[-1]
+    run_id = uichecks.run_id(journeys["submit"].check().stdout)
     context = mlmd_on_node.call("GetContextByTypeAndName", {"typeName": "system.PipelineRun", "contextName": run_id})
     artifacts = mlmd_on_node.call("GetArtifactsByContext", {"contextId": context["context"]["id"]})["artifacts"]
     types = {t["id"]: t["name"] for t in mlmd_on_node.call("GetArtifactTypes", {})["artifactTypes"]}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import uuid
@@ -24,6 +23,7 @@ from rig import trainer
 from rig.kfp import backend as kb
 from rig.kfp import config as kc
 from storage import specs
+from tests.kfp_backend.real import uichecks
 from tests.kfp_backend.real.journeys import RUN_TIMEOUT_S, TINY
 
 pytestmark = pytest.mark.timeout(1800)
@@ -60,7 +60,7 @@ def test_sharedvol_run_with_two_workers_succeeds_through_a_trainjob_of_two_pods_
     out, _ = workers2_run
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert " SUCCEEDED" in out.stdout
-    run_id = re.findall(r"#/runs/details/([0-9a-f-]+)", out.stdout)[-1]
+    run_id = uichecks.run_id(out.stdout)
     name = tj.name_for(run_id)
 
     found = json.loads(kfp_on_node.kubectl("get", "trainjob", name, "-n", kc.NAMESPACE, "-o", "json").stdout)
