@@ -3,10 +3,14 @@ run to completion with a watch and a deadline, their logs returned."""
 
 from __future__ import annotations
 
+import codecs
 import re
 import subprocess
 import sys
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -90,22 +94,82 @@ class PodRunner:
     def follow_until(self, name: str, needle: str | re.Pattern[str], timeout: float, container: str = "step") -> str:
         """Follow the pod's log (a stream, not polling) until a line contains ``needle`` (a regular expression when
         it is a ``re.Pattern``); that line.
+
+        A stream ends when its container does; a container that is started again (restartPolicy OnFailure, as a
+        TrainJob's workers have) is followed on, within the same deadline. Lines are matched whole, however the
+        stream cuts its chunks.
         """
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            restarts = _restarts(self.core.read_namespaced_pod(name, self.namespace), container)
+            found = self._follow_once(name, needle, left, container)
+            if found is not None:
+                return found
+            pod = self.wait(
+                name,
+                partial(_again_or_done, container=container, before=restarts),
+                max(1.0, deadline - time.monotonic()),
+                f"pod {name}'s {container} container started again or the pod ended",
+            )
+            if pod.status.phase in DONE:
+                break
+        pod = self.core.read_namespaced_pod(name, self.namespace)
+        state = [s for s in pod.status.container_statuses or [] if s.name == container]
+        tail = self.logs(name, container=container).splitlines()[-20:]
+        raise AssertionError(
+            f"pod {name} ({pod.status.phase}) ended its log without a line containing {needle!r}; "
+            f"container: {state}; last lines: {tail}"
+        )
+
+    def _follow_once(self, name: str, needle: str | re.Pattern[str], timeout: float, container: str) -> str | None:
+        """The first line of one log stream of the container that contains ``needle``; None when the stream ends."""
         stream = self.core.read_namespaced_pod_log(
             name, self.namespace, container=container, follow=True, _preload_content=False, _request_timeout=timeout
         )
         try:
-            for raw in stream.stream():
-                for line in raw.decode(errors="replace").splitlines():
-                    if needle.search(line) if isinstance(needle, re.Pattern) else needle in line:
-                        return line
+            return first_line(stream.stream(), needle)
         finally:
             stream.release_conn()
-        raise AssertionError(f"pod {name} ended its log without a line containing {needle!r}")
 
     def wait_deleted(self, name: str, timeout: float) -> None:
         """Return once the pod is gone (watched, with a deadline)."""
         kwait.gone(self.core.list_namespaced_pod, name, self.namespace, timeout=timeout)
+
+
+def first_line(chunks: Iterable[bytes], needle: str | re.Pattern[str]) -> str | None:
+    """The first whole line of a log stream's ``chunks`` that contains ``needle``; None when there is none. A chunk
+    may end inside a line: the line is matched once its end arrives (or the stream ends)."""
+    decoder, pending = codecs.getincrementaldecoder("utf-8")(errors="replace"), ""
+    for raw in chunks:
+        *lines, pending = (pending + decoder.decode(raw)).split("\n")
+        for line in lines:
+            if _contains(line, needle):
+                return line
+    return pending if pending and _contains(pending, needle) else None
+
+
+def _contains(line: str, needle: str | re.Pattern[str]) -> bool:
+    return bool(needle.search(line)) if isinstance(needle, re.Pattern) else needle in line
+
+
+def _status_of(pod: Any, container: str) -> Any:
+    return next((s for s in pod.status.container_statuses or [] if s.name == container), None)
+
+
+def _restarts(pod: Any, container: str) -> int:
+    """How many times the pod's ``container`` was started again (0 before it first runs)."""
+    status = _status_of(pod, container)
+    return int(status.restart_count) if status else 0
+
+
+def _running(pod: Any, container: str) -> bool:
+    status = _status_of(pod, container)
+    return bool(status and status.state and status.state.running)
+
+
+def _again_or_done(pod: Any, container: str, before: int) -> bool:
+    """The pod ended, or its ``container`` runs again after more than ``before`` restarts."""
+    return pod.status.phase in DONE or (_restarts(pod, container) > before and _running(pod, container))
 
 
 def _exit_code(pod: Any) -> int | None:
