@@ -1,4 +1,4 @@
-"""The project's images as the tests name them: sharedvol/version.py's tag on the three images scripts/node/image.sh
+"""The project's images as the tests name them: sharedvol/version.py's tag on the four images scripts/node/image.sh
 builds.
 """
 
@@ -10,3 +10,4 @@ IMAGE_TAG = version.IMAGE_TAG
 STEP_IMAGE = version.STEP_IMAGE
 PROVISIONER_IMAGE = f"sharedvol-provisioner:{IMAGE_TAG}"
 NFS_IMAGE = f"sharedvol-nfs-server:{IMAGE_TAG}"
+DATAPLANE_IMAGE = f"sharedvol-dataplane:{IMAGE_TAG}"

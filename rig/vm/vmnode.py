@@ -34,13 +34,20 @@ MEMORY_MIB = 2048
 
 
 def project_images() -> list[str]:
-    """The project's images the VM's disk carries: the fallback provisioner (k8s/fallback's DaemonSet runs a pod on
-    every node), when the Docker engine has it (the node session builds it; ``make image`` for people)."""
-    found = subprocess.run(["docker", "image", "inspect", images.PROVISIONER_IMAGE], capture_output=True, check=False)
-    if found.returncode != 0:
-        say(f"{images.PROVISIONER_IMAGE} is not built (make image): the VM node will not run k8s/fallback's pod")
-        return []
-    return [images.PROVISIONER_IMAGE]
+    """The project's images the VM's disk carries, those the Docker engine has (the node session builds them;
+    ``make image`` for people): the fallback provisioner (k8s/fallback's DaemonSet runs a pod on every node) and
+    the steps' data plane without torch (the step image does not fit the VM: BENCHMARKS.md)."""
+    found = []
+    for image, role in (
+        (images.PROVISIONER_IMAGE, "the VM node will not run k8s/fallback's pod"),
+        (images.DATAPLANE_IMAGE, "the VM node cannot check the steps' data plane"),
+    ):
+        inspected = subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=False)
+        if inspected.returncode == 0:
+            found.append(image)
+        else:
+            say(f"{image} is not built (make image): {role}")
+    return found
 
 
 def build(pause_tar: Path) -> dict[str, Path]:

@@ -3,6 +3,8 @@
 #   sharedvol:TAG              docker/Dockerfile, default target: every pipeline step
 #   sharedvol-provisioner:TAG  docker/Dockerfile --target provisioner: the fallback provisioner, no torch
 #   sharedvol-nfs-server:TAG   k8s/nfs/server/Dockerfile: the in-cluster NFS server (nfs-ganesha, userspace)
+#   sharedvol-dataplane:TAG    docker/Dockerfile --target dataplane: the steps' data plane without torch (checks a
+#                              volume's checkpoint handoff where the step image does not fit: the two-node tier's VM)
 # on the base debian:bookworm-slim (scripts/node/base-image.sh makes it where the engine lacks it)
 # and, when a real node from `make node-up` runs in NODE_DIR, make them available to its containerd
 # (scripts/node/import.sh: skipped for an image the node already has, by image id).
@@ -55,6 +57,7 @@ build() { # NAME DOCKERFILE CONTEXT [TARGET]
 build "sharedvol-provisioner:$tag" "$repo/docker/Dockerfile" "$repo" provisioner
 build "sharedvol:$tag" "$repo/docker/Dockerfile" "$repo"
 build "sharedvol-nfs-server:$tag" "$repo/k8s/nfs/server/Dockerfile" "$repo/k8s/nfs/server"
+build "sharedvol-dataplane:$tag" "$repo/docker/Dockerfile" "$repo" dataplane
 
 if [[ -f "$node_dir/node.env" ]]; then
   "$repo/scripts/node/import.sh" "$node_dir" "sharedvol:$tag" "sharedvol-provisioner:$tag" "sharedvol-nfs-server:$tag"

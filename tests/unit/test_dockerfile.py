@@ -126,12 +126,12 @@ def test_the_images_install_only_pins_of_requirements_txt_and_the_project_withou
     found = pip_installs(DOCKERFILE.read_text())
     assert found.problems == []
     assert found.requirement_files == ["requirements.txt"]
-    assert found.constraint_files == ["requirements.txt"]
+    assert found.constraint_files == ["requirements.txt"] * 2
     pinned_names = {line.split("==")[0] for line in requirement_lines(REPO / "requirements.txt")}
-    assert sorted(found.constrained) == ["kopf", "kubernetes"]
+    assert sorted(found.constrained) == ["blake3", "fsspec", "kopf", "kubernetes", "numpy", "pydantic"]
     assert set(found.constrained) <= pinned_names
     assert found.pinned == []
-    assert found.local == ["/tmp/sharedvol/dist/*.whl", "/tmp/sharedvol/dist/*.whl"]
+    assert found.local == ["/tmp/sharedvol/dist/*.whl"] * 3
 
 
 def test_an_extra_unpinned_install_would_be_caught() -> None:
@@ -154,15 +154,16 @@ def test_every_stage_starts_from_debian_bookworm_slim_or_an_earlier_stage() -> N
     for base, _, name in froms[1:]:
         assert base in stages
         stages.add(name)
-    assert [f[2] for f in froms] == ["base", "project", "provisioner", "step"]
+    assert [f[2] for f in froms] == ["base", "project", "provisioner", "dataplane", "step"]
 
 
-def test_the_image_runs_as_a_non_root_user_with_the_sharedvol_entry_point() -> None:
+def test_the_images_run_as_a_non_root_user_and_the_tools_through_the_sharedvol_entry_point() -> None:
     steps = instructions(DOCKERFILE.read_text())
     users = [args for word, args in steps if word == "USER"]
     assert users and all(user.split(":")[0] not in {"root", "0"} for user in users)
-    assert [args for word, args in steps if word == "ENTRYPOINT"] == ['["sharedvol"]', '["sharedvol"]']
-    assert [args for word, args in steps if word == "CMD"] == ['["serve"]', '["--help"]']
+    assert [args for word, args in steps if word == "ENTRYPOINT"] == ['["sharedvol"]', '["python3"]', '["sharedvol"]']
+    cmds = [args for word, args in steps if word == "CMD"]
+    assert cmds == ['["serve"]', '["-c", "import steps.checkpoint"]', '["--help"]']
     assert [word for word, _ in steps if word == "WORKDIR"]
 
 
@@ -199,13 +200,13 @@ def stages(text: str) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-def test_the_project_is_built_once_and_both_images_install_that_wheel_last() -> None:
+def test_the_project_is_built_once_and_every_image_installs_that_wheel_last() -> None:
     built = stages(DOCKERFILE.read_text())
     packages = {"sharedvol", "storage", "steps", "pipelines"}
     copied = {a.split()[0] for w, a in built["project"] if w == "COPY"}
     assert packages <= copied
     assert any(w == "RUN" and "pip wheel" in a and "--wheel-dir /tmp/sharedvol/dist" in a for w, a in built["project"])
-    for image in ("provisioner", "step"):
+    for image in ("provisioner", "dataplane", "step"):
         steps = built[image]
         assert not packages & {a.split()[0] for w, a in steps if w == "COPY"}, f"{image} copies the sources"
         wheel = steps.index(("COPY", "--from=project /tmp/sharedvol/dist /tmp/sharedvol/dist"))

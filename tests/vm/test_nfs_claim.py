@@ -5,7 +5,6 @@ files, and deleting the claim archives the directory (``onDelete: archive``). Th
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 from rig import kwait
 from rig.vm import guest
 from tests.node import pods
+from tests.vm import nfs
 from tests.vm.nfs import BUSYBOX, EXPORT_DIR
 
 WAIT = 'for _ in $(seq 600); do [ -f "$1" ] && break; sleep 0.5; done; [ -f "$1" ]'
@@ -46,40 +46,15 @@ def _pod(name: str, claim: str, script: str) -> dict[str, Any]:
 def shared(nfs_installed: None, vm_api: Any) -> Iterator[SharedClaim]:
     """A namespace, a claim of sharedvol-nfs Bound, and two pods on it at once: each writes a file and reads the
     other's."""
-    from kubernetes import client
-
-    core = client.CoreV1Api(vm_api)
-    namespace = f"nfs-claim-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": namespace}})
-    kwait.until(
-        core.list_namespaced_service_account, lambda sa: True, namespace, what="ServiceAccount default",
-        field_selector="metadata.name=default",
-    )  # fmt: skip
-    claim = "shared"
-    core.create_namespaced_persistent_volume_claim(
-        namespace,
-        {
-            "metadata": {"name": claim},
-            "spec": {
-                "storageClassName": "sharedvol-nfs",
-                "accessModes": ["ReadWriteMany"],
-                "resources": {"requests": {"storage": "16Mi"}},
-            },
-        },
-    )
-    try:
-        bound = kwait.until(
-            core.list_namespaced_persistent_volume_claim, lambda c: c.status.phase == "Bound", namespace,
-            timeout=300, what=f"claim {claim} Bound", **kwait.named(claim),
-        )  # fmt: skip
-        runner = pods.PodRunner(vm_api, namespace)
+    with nfs.bound_claim(vm_api, "nfs-claim") as bound:
+        runner = pods.PodRunner(vm_api, bound.namespace)
         writer = _pod(
-            "writer", claim,
+            "writer", bound.name,
             "grep ' /mnt/shared ' /proc/mounts; echo from-writer > /mnt/shared/a.txt; "
             "wait_for /mnt/shared/b.txt; echo \"writer read: $(cat /mnt/shared/b.txt)\"",
         )  # fmt: skip
         reader = _pod(
-            "reader", claim,
+            "reader", bound.name,
             "wait_for /mnt/shared/a.txt; echo \"reader read: $(cat /mnt/shared/a.txt)\"; "
             "echo from-reader > /mnt/shared/b.txt",
         )  # fmt: skip
@@ -89,11 +64,9 @@ def shared(nfs_installed: None, vm_api: Any) -> Iterator[SharedClaim]:
         done = {n: runner.wait(n, lambda p: p.status.phase in pods.DONE, 600, f"{n} done") for n in names}
         results = {n: pods.PodResult(p.status.phase, runner.logs(n), None) for n, p in done.items()}
         yield SharedClaim(
-            namespace, claim, bound.spec.volume_name, results["writer"], results["reader"],
+            bound.namespace, bound.name, bound.volume, results["writer"], results["reader"],
             {p.spec.node_name for p in done.values()},
         )  # fmt: skip
-    finally:
-        core.delete_namespace(namespace, grace_period_seconds=0)
 
 
 def test_a_claim_of_sharedvol_nfs_gets_its_own_directory_on_the_share(shared: SharedClaim) -> None:
