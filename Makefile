@@ -114,10 +114,11 @@ cluster-down: venv ## stop the control plane started by cluster-up
 
 NODES ?= 1
 
-node-up: venv ## a real one-node cluster (root): control plane, containerd, kubelet, kube-proxy; kubeconfig in .node/; NODES=2 adds a VM node (QEMU) whose kernel mounts NFS
-	@[[ "$(NODES)" == 1 || "$(NODES)" == 2 ]] || { echo "make: NODES is 1 (the real node) or 2 (plus a VM node)" >&2; exit 1; }
+node-up: venv ## a real one-node cluster (root): control plane, containerd, kubelet, kube-proxy; kubeconfig in .node/; NODES=2 adds a VM node (QEMU) whose kernel mounts NFS, NODES=3 a second one
+	@[[ "$(NODES)" =~ ^[123]$$ ]] || { echo "make: NODES is 1 (the real node), 2 (plus a VM node) or 3 (plus two VM nodes)" >&2; exit 1; }
 	SHAREDVOL_CONTROLPLANE_BIN=$$(scripts/controlplane/build.sh) $(RUN) -m rig.node.realnode up --dir $(NODE_DIR)
-	$(if $(filter 2,$(NODES)),$(RUN) -m rig.vm.vmnode up --node-dir $(NODE_DIR))
+	$(if $(filter 2 3,$(NODES)),$(RUN) -m rig.vm.vmnode up --node-dir $(NODE_DIR))
+	$(if $(filter 3,$(NODES)),$(RUN) -m rig.vm.vmnode up --index 2 --node-dir $(NODE_DIR))
 
 node-down: venv ## stop the node started by node-up (its pods first), every process by pid; the VM node and its network first
 	$(RUN) -m rig.vm.vmnode down --node-dir $(NODE_DIR)

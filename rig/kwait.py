@@ -77,7 +77,7 @@ def _brief(obj: Any) -> str:
     return f"{obj.metadata.name} phase={phase} reason={reason}"
 
 
-def named(name: str) -> dict[str, str]:
+def named(name: str) -> dict[str, Any]:
     """The field selector for one object by name, for ``until(..., **named(n))``."""
     return {"field_selector": f"metadata.name={name}"}
 

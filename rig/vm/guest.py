@@ -17,10 +17,22 @@ from rig.node import nodeconfig as nc
 
 RUN = Path("/sharedvol/run")  # the host's run directory, inside the VM
 BIN = Path("/sharedvol/bin")  # the host's control-plane bin directory (kubelet, kube-proxy, crictl), read-only
-VM_NODE_NAME = "sharedvol-vm"
-VM_POD_SUBNET = "10.89.0.0/16"  # the host node has 10.88.0.0/16 (rig/node/nodeconfig.py)
-CLUSTER_CIDR = "10.88.0.0/15"  # both nodes' pods
+VM_NODE_NAME = "sharedvol-vm"  # the first VM node; a second one is sharedvol-vm2 (:func:`node_name`)
+MAX_VMS = 4
+CLUSTER_CIDR = "10.88.0.0/15"  # every node's pods: the host node has 10.88.0.0/16 (rig/node/nodeconfig.py)
 KUBELET_PORT = 10250
+
+
+def node_name(index: int) -> str:
+    """The Node name of VM ``index`` (1, 2, ...): sharedvol-vm, sharedvol-vm2, ..."""
+    return VM_NODE_NAME if index == 1 else f"{VM_NODE_NAME}{index}"
+
+
+def pod_subnet(index: int) -> str:
+    """The pod range of VM ``index``: a /18 of 10.89.0.0/16 each (10.89.0.0/18 for the first)."""
+    if not 1 <= index <= MAX_VMS:
+        raise ValueError(f"VM index {index} is not 1 to {MAX_VMS}")
+    return f"10.89.{(index - 1) * 64}.0/18"
 
 
 @dataclass(frozen=True)
@@ -31,11 +43,18 @@ class GuestLayout:
         address: the VM's address on the host's bridge (the kubelet's node IP).
         host_address: the host's address on the bridge (the VM's gateway and its cluster DNS server).
         pause_image: the sandbox image (on the VM's image disk).
+        index: which VM (1, 2, ...): its Node name and pod range.
     """
 
     address: str
     host_address: str
     pause_image: str
+    index: int = 1
+
+    @property
+    def name(self) -> str:
+        """The VM's Node name."""
+        return node_name(self.index)
 
     @property
     def node_layout(self) -> nc.NodeLayout:
@@ -64,14 +83,14 @@ def kubelet_config(layout: GuestLayout) -> str:
     return json.dumps(config, indent=2)
 
 
-def kube_proxy_config() -> str:
-    """kube-proxy in the VM: iptables mode, named after the VM node, masquerading outside both nodes' pod ranges."""
-    return nc.kube_proxy_config(RUN / "node.kubeconfig", 10249, 10256, VM_NODE_NAME, CLUSTER_CIDR)
+def kube_proxy_config(layout: GuestLayout) -> str:
+    """kube-proxy in the VM: iptables mode, named after the VM node, masquerading outside every node's pod range."""
+    return nc.kube_proxy_config(RUN / "node.kubeconfig", 10249, 10256, layout.name, CLUSTER_CIDR)
 
 
-def cni_conflist() -> str:
+def cni_conflist(layout: GuestLayout) -> str:
     """The VM's pod network (``RUN/cni``): the same bridge network as the host's node, on its own range."""
-    return nc.cni_conflist(VM_POD_SUBNET)
+    return nc.cni_conflist(pod_subnet(layout.index))
 
 
 def start_sh(layout: GuestLayout) -> str:
@@ -81,7 +100,7 @@ def start_sh(layout: GuestLayout) -> str:
     kubelet_args = [
         f"--config={RUN / 'kubelet.json'}",
         f"--kubeconfig={RUN / 'node.kubeconfig'}",
-        f"--hostname-override={VM_NODE_NAME}",
+        f"--hostname-override={layout.name}",
         f"--node-ip={layout.address}",
         "--cert-dir=/var/lib/kubelet/pki",
         "--v=1",

@@ -1,15 +1,17 @@
 """The second node: a QEMU VM (software emulation, 1 vCPU, 2 GiB) booting Debian's kernel, which has an NFS client,
-joined to the control plane of the real node (rig/node/realnode.py) as node ``sharedvol-vm``.
+joined to the control plane of the real node (rig/node/realnode.py) as node ``sharedvol-vm``; a third node is a
+second VM, ``sharedvol-vm2`` (``VMNode(index=2)``: its own tap, address and pod range on the same bridge, the same
+cached disks), so that two kernels mount one claim.
 
-Inside: containerd, runc, the CNI bridge on 10.89.0.0/16, kubelet and kube-proxy (rig/vm/guest.py). On the host:
+Inside: containerd, runc, the CNI bridge on its pod range, kubelet and kube-proxy (rig/vm/guest.py). On the host:
 the bridge, tap and routes (rig/vm/network.py) and CoreDNS, the cluster's DNS, on the bridge address (the
 StorageClass names the NFS server by its Service name). The host node cannot mount NFS, so it is labelled and
 tainted ``sharedvol.io/no-nfs-client`` (docs/nfs.md): NFS pods and the CSI pods go to the VM.
 
-``python -m rig.vm.vmnode up|down --node-dir DIR`` is ``make node-up NODES=2`` / ``make node-down`` (after the real
-node's own up / before its down). Every process is started in its own session and stopped by pid; ``down`` removes
-the bridge and the tap. The images come from scripts/vm (cached in ~/.cache/sharedvol/vm), and the fallback
-provisioner's from the Docker engine (:func:`project_images`).
+``python -m rig.vm.vmnode up [--index N]|down --node-dir DIR`` is ``make node-up NODES=2`` (``NODES=3``: a second
+VM too) / ``make node-down`` (after the real node's own up / before its down). Every process is started in its own
+session and stopped by pid; ``down`` removes the bridge and the taps. The images come from scripts/vm (cached in
+~/.cache/sharedvol/vm), and the project's from the Docker engine (:func:`project_images`).
 """
 
 from __future__ import annotations
@@ -105,13 +107,19 @@ class VMNode:
 
     node_dir: Path
     bin_dir: Path
+    index: int = 1
     processes: list[cp.Process] = field(default_factory=list)
     startup_seconds: float = 0.0
 
     @property
+    def name(self) -> str:
+        """The VM's Node name."""
+        return guest.node_name(self.index)
+
+    @property
     def workdir(self) -> Path:
-        """Logs, pids, CoreDNS's Corefile; ``run/`` is the VM's 9p share."""
-        return self.node_dir / "vm"
+        """Logs, pids, CoreDNS's Corefile (the first VM's); ``run/`` is the VM's 9p share."""
+        return workdir(self.node_dir, self.index)
 
     @property
     def run_dir(self) -> Path:
@@ -127,6 +135,9 @@ class VMNode:
         running = cp.alive_pids(self.workdir)
         if running:
             raise cp.ControlPlaneError(f"a VM node already runs from {self.workdir}: make node-down first")
+        if self.index > 1 and not cp.alive_pids(workdir(self.node_dir, 1)):
+            first = guest.node_name(1)
+            raise cp.ControlPlaneError(f"{self.name} joins the first VM node's network: start {first} first")
         t0 = time.monotonic()
         try:
             self._start()
@@ -142,11 +153,16 @@ class VMNode:
         self.workdir.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.run_dir, ignore_errors=True)
         (self.run_dir / "log").mkdir(parents=True)
-        say(f"network: bridge {network.BRIDGE} {network.HOST_ADDRESS}, tap {network.TAP}, route to the VM's pods")
-        network.up()
-        self._start_coredns(parts["gobin"])
+        tap = network.tap(self.index)
+        if self.index == 1:
+            say(f"network: bridge {network.BRIDGE} {network.HOST_ADDRESS}, tap {tap}, route to the VM's pods")
+            network.up()
+            self._start_coredns(parts["gobin"])
+        else:
+            say(f"network: tap {tap} on {network.BRIDGE}, route to {self.name}'s pods")
+            network.add_vm(self.index)
         self._write_guest_files()
-        say(f"booting the VM (TCG, 1 vCPU, {MEMORY_MIB} MiB): console in {self.workdir / 'console.log'}")
+        say(f"booting {self.name} (TCG, 1 vCPU, {MEMORY_MIB} MiB): console in {self.workdir / 'console.log'}")
         self._start_qemu(parts["rootfs"], parts["disk"])
         self._mark_host_node()
         self._wait_ready()
@@ -174,23 +190,23 @@ class VMNode:
 
     def _write_guest_files(self) -> None:
         pause_image = (self.bin_dir / "pause.image").read_text().strip()
-        layout = guest.GuestLayout(network.VM_ADDRESS, network.HOST_ADDRESS, pause_image)
+        layout = guest.GuestLayout(network.vm_address(self.index), network.HOST_ADDRESS, pause_image, self.index)
         run = self.run_dir
         (run / "certs").mkdir()
         shutil.copy(self.node_dir / "certs" / "kubelet-ca.crt", run / "certs" / "kubelet-ca.crt")
         shutil.copy(self.node_dir / "node.kubeconfig", run / "node.kubeconfig")
         (run / "containerd.toml").write_text(guest.containerd_toml(layout))
         (run / "kubelet.json").write_text(guest.kubelet_config(layout))
-        (run / "kube-proxy.json").write_text(guest.kube_proxy_config())
+        (run / "kube-proxy.json").write_text(guest.kube_proxy_config(layout))
         (run / "cni").mkdir()
-        (run / "cni" / "10-sharedvol.conflist").write_text(guest.cni_conflist())
+        (run / "cni" / "10-sharedvol.conflist").write_text(guest.cni_conflist(layout))
         (run / "start.sh").write_text(guest.start_sh(layout))
         (run / "start.sh").chmod(0o755)
 
     def _start_qemu(self, rootfs: Path, disk: Path) -> None:
         append = (
-            f"console=ttyS0 panic=1 quiet sharedvol.ip={network.VM_ADDRESS}/{network.PREFIX} "
-            f"sharedvol.gw={network.HOST_ADDRESS} sharedvol.name={guest.VM_NODE_NAME}"
+            f"console=ttyS0 panic=1 quiet sharedvol.ip={network.vm_address(self.index)}/{network.PREFIX} "
+            f"sharedvol.gw={network.HOST_ADDRESS} sharedvol.name={self.name}"
         )
         # fmt: off
         cmd = [
@@ -202,8 +218,8 @@ class VMNode:
             "-snapshot",
             "-drive", f"file={rootfs / 'root.img'},format=raw,if=virtio",
             "-drive", f"file={disk},format=raw,if=virtio",
-            "-netdev", f"tap,id=net0,ifname={network.TAP},script=no,downscript=no",
-            "-device", "virtio-net-pci,netdev=net0,mac=52:54:00:77:00:02",
+            "-netdev", f"tap,id=net0,ifname={network.tap(self.index)},script=no,downscript=no",
+            "-device", f"virtio-net-pci,netdev=net0,mac={network.mac(self.index)}",
             "-virtfs", f"local,path={self.bin_dir},mount_tag=bin,security_model=none,readonly=on",
             "-virtfs", f"local,path={self.run_dir},mount_tag=run,security_model=none",
             "-serial", f"file:{self.workdir / 'console.log'}",
@@ -225,7 +241,7 @@ class VMNode:
 
         def registered() -> bool:
             self._check_alive()
-            return bool(core.list_node(field_selector=f"metadata.name={guest.VM_NODE_NAME}").items)
+            return bool(core.list_node(field_selector=f"metadata.name={self.name}").items)
 
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not registered():
@@ -241,8 +257,8 @@ class VMNode:
             return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
         kwait.until(
-            core.list_node, ready, timeout=max(30.0, deadline - time.monotonic()), what="VM node Ready",
-            **kwait.named(guest.VM_NODE_NAME),
+            core.list_node, ready, timeout=max(30.0, deadline - time.monotonic()), what=f"VM node {self.name} Ready",
+            **kwait.named(self.name),
         )  # fmt: skip
 
     def _check_alive(self) -> None:
@@ -255,38 +271,51 @@ class VMNode:
                 raise cp.ControlPlaneError(f"{proc.name} exited with {proc.popen.returncode}:\n" + "\n".join(tail))
 
     def stop(self) -> None:
-        """Stop the VM and CoreDNS by pid, delete the VM's Node, untaint the host node, remove the network."""
+        """Stop the VM (and, for the first, CoreDNS) by pid and delete its Node; the first VM also untaints the host
+        node and removes the whole network, a further one only its tap and route."""
         for proc in reversed(self.processes):
             if proc.popen.poll() is None:
                 cp.stop_pid(proc.popen.pid, proc.popen)
         self.processes.clear()
         (self.workdir / "pids").unlink(missing_ok=True)
-        forget_node(self.bin_dir, self.node_dir)
-        network.down()
+        forget_node(self.bin_dir, self.node_dir, self.index)
+        if self.index == 1:
+            network.down()
+        else:
+            network.remove_vm(self.index)
 
 
-def forget_node(bin_dir: Path, node_dir: Path) -> None:
-    """Delete the VM's Node object and take the no-NFS label and taint off the host node (the API may be gone)."""
+def workdir(node_dir: Path, index: int) -> Path:
+    """VM ``index``'s directory in the real node's: ``vm`` for the first, ``vm2`` for the second, ..."""
+    return node_dir / ("vm" if index == 1 else f"vm{index}")
+
+
+def forget_node(bin_dir: Path, node_dir: Path, index: int) -> None:
+    """Delete VM ``index``'s Node object; for the first VM, also take the no-NFS label and taint off the host node
+    (the API may be gone)."""
     admin = node_dir / "admin.kubeconfig"
     if not admin.exists():
         return
-    cp.kubectl(bin_dir, admin, "delete", "node", guest.VM_NODE_NAME, "--ignore-not-found", "--wait=false", check=False)
-    cp.kubectl(bin_dir, admin, "taint", "node", nc.NODE_NAME, f"{NO_NFS}:NoSchedule-", check=False)
-    cp.kubectl(bin_dir, admin, "label", "node", nc.NODE_NAME, f"{NO_NFS}-", check=False)
+    name = guest.node_name(index)
+    cp.kubectl(bin_dir, admin, "delete", "node", name, "--ignore-not-found", "--wait=false", check=False)
+    if index == 1:
+        cp.kubectl(bin_dir, admin, "taint", "node", nc.NODE_NAME, f"{NO_NFS}:NoSchedule-", check=False)
+        cp.kubectl(bin_dir, admin, "label", "node", nc.NODE_NAME, f"{NO_NFS}-", check=False)
 
 
 def down(node_dir: Path) -> int:
-    """``make node-down``'s first part: stop a VM node recorded in ``node_dir/vm`` and remove its network."""
-    workdir = node_dir / "vm"
-    pids = workdir / "pids"
-    if pids.exists():
-        cp.stop_recorded(pids, "VM node")
+    """``make node-down``'s first part: stop every VM node recorded in ``node_dir`` (the last first) and remove
+    their network."""
     env = node_dir / "node.env"
-    if env.exists():
-        forget_node(Path(cp.read_env(env)["BIN_DIR"]), node_dir)
+    for index in range(guest.MAX_VMS, 0, -1):
+        pids = workdir(node_dir, index) / "pids"
+        if pids.exists():
+            cp.stop_recorded(pids, f"VM node {guest.node_name(index)}")
+        if env.exists() and (index == 1 or pids.exists()):
+            forget_node(Path(cp.read_env(env)["BIN_DIR"]), node_dir, index)
     if network.exists():
         network.down()
-        print(f"removed {network.BRIDGE} and {network.TAP}")
+        print(f"removed {network.BRIDGE} and its taps")
     return 0
 
 
@@ -295,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rig.vm.vmnode")
     parser.add_argument("action", choices=["up", "down"])
     parser.add_argument("--node-dir", default=str(cp.REPO / ".node"))
+    parser.add_argument("--index", type=int, default=1, choices=range(1, guest.MAX_VMS + 1), help="which VM (up)")
     args = parser.parse_args(argv)
     node_dir = Path(args.node_dir).resolve()
     if args.action == "down":
@@ -303,13 +333,13 @@ def main(argv: list[str] | None = None) -> int:
     if not env.exists():
         print(f"node-up: no real node runs in {node_dir}: the VM joins its control plane", file=sys.stderr)
         return 1
-    vm = VMNode(node_dir=node_dir, bin_dir=Path(cp.read_env(env)["BIN_DIR"]))
+    vm = VMNode(node_dir=node_dir, bin_dir=Path(cp.read_env(env)["BIN_DIR"]), index=args.index)
     try:
         vm.start()
     except (cp.ControlPlaneError, subprocess.CalledProcessError) as e:
         print(f"node-up: the VM node: {e}", file=sys.stderr)
         return 1
-    print(f"node {guest.VM_NODE_NAME} Ready in {vm.startup_seconds:.1f} s (console: {vm.workdir / 'console.log'})")
+    print(f"node {vm.name} Ready in {vm.startup_seconds:.1f} s (console: {vm.workdir / 'console.log'})")
     return 0
 
 

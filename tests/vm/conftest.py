@@ -46,6 +46,24 @@ def vm_node(node: NodeHandle, pytestconfig: pytest.Config) -> Iterator[vmnode.VM
 
 
 @pytest.fixture(scope="session")
+def vm2_node(vm_node: vmnode.VMNode, pytestconfig: pytest.Config) -> Iterator[vmnode.VMNode]:
+    """A second VM node (a second kernel), Ready, for the rest of the session; started only by the tests that ask
+    for it, which run after the one-VM tests (file order), and reused when ``make node-up NODES=3`` runs it."""
+    vm = vmnode.VMNode(node_dir=vm_node.node_dir, bin_dir=vm_node.bin_dir, index=2)
+    if cp.alive_pids(vm.workdir):
+        yield vm
+        return
+    with _visible(pytestconfig):
+        print(f"\n[vm] starting the second VM node {vm.name} beside {vm_node.name}", flush=True)
+        vm.start()
+        print(f"[vm] {vm.name} Ready in {vm.startup_seconds:.1f} s", flush=True)
+    try:
+        yield vm
+    finally:
+        vm.stop()
+
+
+@pytest.fixture(scope="session")
 def vm_api(vm_node: vmnode.VMNode) -> Any:
     """A ``kubernetes.client.ApiClient`` for the two-node cluster's admin."""
     from kubernetes import config

@@ -54,7 +54,7 @@ def bound_claim(api: Any, prefix: str, name: str = "shared") -> Iterator[NfsClai
             core.list_namespaced_service_account, lambda sa: True, namespace, what="ServiceAccount default",
             field_selector="metadata.name=default",
         )  # fmt: skip
-        spec = {"storageClassName": "sharedvol-nfs", "accessModes": ["ReadWriteMany"]}
+        spec: dict[str, Any] = {"storageClassName": "sharedvol-nfs", "accessModes": ["ReadWriteMany"]}
         spec["resources"] = {"requests": {"storage": "16Mi"}}
         core.create_namespaced_persistent_volume_claim(namespace, {"metadata": {"name": name}, "spec": spec})
         bound = kwait.until(

@@ -1,6 +1,6 @@
-"""The steps' checkpoint handoff on a claim of sharedvol-nfs, through the VM's kernel NFS client: one pod on the VM
-node publishes three epochs with train-resnet's publish (steps.checkpoint), a second pod there waits for the commit
-point and verifies what it names with test-resnet's reader, and the published weights load with test-resnet's
+"""The steps' checkpoint handoff on a claim of sharedvol-nfs across two kernels' NFS clients: a pod on the first VM
+node publishes three epochs with train-resnet's publish (steps.checkpoint), a pod on the second VM node waits for the
+commit point and verifies what it names with test-resnet's reader, and the published weights load with test-resnet's
 loader. The pods run the data-plane image (sharedvol-dataplane: the project without torch), because the step image
 does not fit the VM (BENCHMARKS.md, "The step image in the VM node"); the loader with torch runs here, on the
 server's disk."""
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from rig import images
-from rig.vm import guest
+from rig import images, kwait
+from rig.vm import guest, vmnode
 from steps import checkpoint, safeload
 from tests.node import pods
 from tests.vm import nfs
@@ -62,18 +62,35 @@ class Handoff:
     state: dict[str, Any]
     publisher: pods.PodResult
     verifier: pods.PodResult
-    nodes: set[str]
+    nodes: dict[str, str]
     runner: pods.PodRunner
 
 
-def _dataplane_pod(name: str, claim: str, code: str, *args: str) -> dict[str, Any]:
-    return pods.step_pod(name, ["-c", code, *args], claim=claim, image=images.DATAPLANE_IMAGE)
+def _dataplane_pod(name: str, node: str, claim: str, code: str, *args: str) -> dict[str, Any]:
+    body = pods.step_pod(name, ["-c", code, *args], claim=claim, image=images.DATAPLANE_IMAGE)
+    body["spec"]["nodeSelector"] = {"kubernetes.io/hostname": node}
+    return body
 
 
 @pytest.fixture(scope="module")
-def handoff(nfs_installed: None, vm_api: Any) -> Iterator[Handoff]:
+def nfs_on_both_vms(nfs_installed: None, vm2_node: vmnode.VMNode, vm_api: Any) -> None:
+    """k8s/nfs's node plugin Ready on the second VM node too (its DaemonSet starts a pod there when it joins)."""
+    from kubernetes import client
+
+    kwait.until(
+        client.CoreV1Api(vm_api).list_namespaced_pod,
+        lambda p: p.spec.node_name == vm2_node.name and nfs.ready(p),
+        nfs.NFS_NAMESPACE,
+        timeout=600,
+        what=f"csi-nfs-node Ready on {vm2_node.name}",
+        label_selector="app.kubernetes.io/name=csi-nfs-node",
+    )
+
+
+@pytest.fixture(scope="module")
+def handoff(nfs_on_both_vms: None, vm_api: Any) -> Iterator[Handoff]:
     """Real safetensors weights (torch, here) put on a claim of sharedvol-nfs through the server's disk, then the
-    publishing and the verifying pod started at once on the VM node."""
+    publishing pod on the first VM node and the verifying pod on the second started at once."""
     import torch
 
     with nfs.bound_claim(vm_api, "nfs-steps") as claim:
@@ -88,17 +105,17 @@ def handoff(nfs_installed: None, vm_api: Any) -> Iterator[Handoff]:
         incoming.mkdir()
         (incoming / "weights.safetensors").write_bytes(safeload.serialize_weights(state, {"epoch": str(EPOCHS)}))
         runner = pods.PodRunner(vm_api, claim.namespace)
-        runner.create(_dataplane_pod("verify", claim.name, VERIFY, str(EPOCHS)))
-        runner.create(_dataplane_pod("publish", claim.name, PUBLISH))
+        runner.create(_dataplane_pod("verify", guest.node_name(2), claim.name, VERIFY, str(EPOCHS)))
+        runner.create(_dataplane_pod("publish", guest.node_name(1), claim.name, PUBLISH))
         names = ("publish", "verify")
         done = {n: runner.wait(n, lambda p: p.status.phase in pods.DONE, 900, f"{n} done") for n in names}
         results = {n: pods.PodResult(p.status.phase, runner.logs(n), None) for n, p in done.items()}
-        nodes = {p.spec.node_name for p in done.values()}
+        nodes = {n: p.spec.node_name for n, p in done.items()}
         yield Handoff(claim, state, results["publish"], results["verify"], nodes, runner)
 
 
-def test_a_checkpoint_published_by_a_pod_on_the_vm_is_verified_by_another_pod_there_over_nfs(handoff: Handoff) -> None:
-    assert handoff.nodes == {guest.VM_NODE_NAME}
+def test_a_checkpoint_published_on_one_vm_node_is_verified_on_the_other_over_nfs(handoff: Handoff) -> None:
+    assert handoff.nodes == {"publish": guest.node_name(1), "verify": guest.node_name(2)}
     assert handoff.publisher.phase == "Succeeded", handoff.publisher.logs
     assert handoff.verifier.phase == "Succeeded", handoff.verifier.logs
     mount = handoff.verifier.logs.splitlines()[0].split()
@@ -127,7 +144,7 @@ def test_after_three_publishes_only_the_last_epochs_files_and_the_manifest_stay(
     assert names[1].startswith(f"epoch-{EPOCHS:04d}-") and names[2] == "latest.json", names
 
 
-def test_weights_changed_on_the_server_after_publishing_are_refused_by_a_new_reader_on_the_vm(handoff: Handoff) -> None:
+def test_weights_changed_on_the_server_are_refused_by_a_new_reader_on_the_vm_that_wrote_them(handoff: Handoff) -> None:
     manifest = checkpoint.require_manifest(str(handoff.claim.directory / "checkpoints" / "latest.json"))
     weights = handoff.claim.directory / "checkpoints" / manifest.weights.name
     data = bytearray(weights.read_bytes())
@@ -137,7 +154,8 @@ def test_weights_changed_on_the_server_after_publishing_are_refused_by_a_new_rea
     stat = weights.stat()
     os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**10))  # a changed file to the client's cache
 
-    result = handoff.runner.run(_dataplane_pod("verify-again", handoff.claim.name, VERIFY, str(EPOCHS)), 600)
+    again = _dataplane_pod("verify-again", guest.node_name(1), handoff.claim.name, VERIFY, str(EPOCHS))
+    result = handoff.runner.run(again, 600)  # on the kernel whose page cache held the bytes it wrote
 
     assert result.phase == "Failed", result.logs
     assert f"{manifest.weights.name}" in result.logs and "blake3" in result.logs.lower(), result.logs
