@@ -1,4 +1,4 @@
-"""``make image IMAGE=registry/name:tag`` (README) still names the step image as the user asked, besides the three
+"""``make image IMAGE=registry/name:tag`` (README) still names the step image as the user asked, besides the four
 images the node tier builds."""
 
 from __future__ import annotations
