@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines import errors
-from steps import params
+from steps import params, schemas
 
 GROUP = "trainer.kubeflow.org"
 VERSION = "v1alpha1"
@@ -172,22 +172,63 @@ def trainjob(plan: TrainJobPlan) -> dict[str, Any]:
     }
 
 
-def finished(obj: Mapping[str, Any]) -> bool:
-    """Whether the TrainJob ``obj`` (as the API server returns it) completed; False while it runs or waits.
+MAX_CONDITIONS = 16  # Trainer v2.0.0 sets four types; more is not a TrainJob it made
+REASON_CHARS = 80
+MESSAGE_CHARS = 300
 
-    Reads ``status.conditions`` as Trainer v2.0.0 sets them: ``Complete`` or ``Failed`` True ends the job.
+
+@dataclass(frozen=True)
+class Condition:
+    """One entry of a TrainJob's ``status.conditions`` as read from the cluster: each text one printable line."""
+
+    type: str
+    status: str
+    reason: str
+    message: str
+
+
+def conditions(obj: object) -> list[Condition]:
+    """The ``status.conditions`` of the TrainJob ``obj`` (as the API server returns it), typed and bounded.
+
+    Anything read from the cluster is untrusted: a ``status`` or an entry that is not an object counts as none, a
+    field that is not a string as empty, each text is one printable line (reason :data:`REASON_CHARS`, message
+    :data:`MESSAGE_CHARS` characters), and only the first :data:`MAX_CONDITIONS` entries are read.
+    """
+    status = obj.get("status") if isinstance(obj, Mapping) else None
+    raw = status.get("conditions") if isinstance(status, Mapping) else None
+    if not isinstance(raw, list):
+        return []
+    return [
+        Condition(
+            _text(c.get("type"), 40) or "?",
+            _text(c.get("status"), 20) or "Unknown",
+            _text(c.get("reason"), REASON_CHARS),
+            _text(c.get("message"), MESSAGE_CHARS),
+        )
+        for c in raw[:MAX_CONDITIONS]
+        if isinstance(c, Mapping)
+    ]
+
+
+def _text(value: object, limit: int) -> str:
+    return schemas.printable(" ".join(value.split()), limit) if isinstance(value, str) else ""
+
+
+def finished(obj: Mapping[str, Any], name: str) -> bool:
+    """Whether TrainJob ``name``, ``obj`` as the API server returns it, completed; False while it runs or waits.
+
+    Reads ``status.conditions`` as Trainer v2.0.0 sets them (:func:`conditions`): ``Complete`` or ``Failed`` True
+    ends the job.
 
     Raises:
         RunFailedError: the TrainJob failed, with its reason and message.
     """
-    conditions = {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or []}
-    failed = conditions.get("Failed")
-    if failed and failed.get("status") == "True":
-        name = obj.get("metadata", {}).get("name", "?")
-        reason, message = failed.get("reason") or "Failed", (failed.get("message") or "").strip()
+    by_type = {c.type: c for c in conditions(obj)}
+    failed = by_type.get("Failed")
+    if failed and failed.status == "True":
         raise errors.RunFailedError(
-            f"TrainJob {name} failed: {reason}" + (f": {message}" if message else ""),
+            f"TrainJob {name} failed: {failed.reason or 'Failed'}" + (f": {failed.message}" if failed.message else ""),
             hint=f"see kubectl describe trainjob {name} and its pods' logs ({POD_LABEL}={name})",
         )
-    complete = conditions.get("Complete")
-    return bool(complete and complete.get("status") == "True")
+    complete = by_type.get("Complete")
+    return bool(complete and complete.status == "True")

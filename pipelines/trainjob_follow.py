@@ -69,14 +69,12 @@ class Seen:
     def trainjob(self, obj: Mapping[str, Any]) -> list[str]:
         """The lines for the conditions of ``obj`` (the TrainJob as read) that changed: type, status, reason, text."""
         lines = []
-        for c in (obj.get("status") or {}).get("conditions") or []:
-            kind, status, reason = c.get("type") or "?", c.get("status") or "Unknown", c.get("reason") or ""
-            if self.conditions.get(kind) == (status, reason):
+        for c in trainjob.conditions(obj):
+            if self.conditions.get(c.type) == (c.status, c.reason):
                 continue
-            self.conditions[kind] = (status, reason)
-            message = " ".join(str(c.get("message") or "").split())
-            said = ": ".join(part for part in (reason, message) if part)
-            lines.append(f"TrainJob {self.name}: {kind} {status}" + (f" ({said})" if said else ""))
+            self.conditions[c.type] = (c.status, c.reason)
+            said = ": ".join(part for part in (c.reason, c.message) if part)
+            lines.append(f"TrainJob {self.name}: {c.type} {c.status}" + (f" ({said})" if said else ""))
         return lines
 
     def pod_phases(self, phases: list[str]) -> list[str]:
@@ -185,7 +183,7 @@ def follow(
             last = obj if obj is not None else last
             for line in seen.pod_phases(pods.phases()) + seen.trainjob(last):
                 progress(line)
-            if trainjob.finished(last):
+            if trainjob.finished(last, name):
                 return last
     state = ", ".join(f"{k} {s}" for k, (s, _) in seen.conditions.items()) or "no condition"
     raise errors.RunTimeoutError(

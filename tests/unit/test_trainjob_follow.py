@@ -31,7 +31,7 @@ def test_a_new_trainjob_without_conditions_reports_nothing_and_is_not_finished()
     seen = trainjob_follow.Seen(NAME, 2)
 
     assert seen.trainjob({"metadata": {"name": NAME}}) == []
-    assert trainjob.finished({"metadata": {"name": NAME}}) is False
+    assert trainjob.finished({"metadata": {"name": NAME}}, NAME) is False
 
 
 def test_each_condition_is_reported_once_with_its_status_reason_and_message() -> None:
@@ -58,12 +58,12 @@ def test_a_condition_message_over_several_lines_is_reported_on_one() -> None:
 
 
 def test_the_complete_condition_ends_the_follow_with_success() -> None:
-    assert trainjob.finished(job(COMPLETE)) is True
+    assert trainjob.finished(job(COMPLETE), NAME) is True
 
 
 def test_the_failed_condition_ends_the_follow_with_one_line_naming_the_trainjob_its_reason_and_message() -> None:
     with pytest.raises(errors.RunFailedError) as e:
-        trainjob.finished(job(FAILED))
+        trainjob.finished(job(FAILED), NAME)
 
     assert str(e.value) == (
         "TrainJob train-r1 failed: FailedJobs: jobset failed due to one or more job failures: "

@@ -131,23 +131,25 @@ def status(*conditions: dict[str, str]) -> dict[str, object]:
 
 
 def test_a_trainjob_without_conditions_or_only_created_is_not_finished() -> None:
-    assert trainjob.finished({"metadata": {"name": "train-r1"}}) is False
-    assert trainjob.finished(status({"type": "Created", "status": "True", "reason": "JobsCreationSucceeded"})) is False
+    assert trainjob.finished({"metadata": {"name": "train-r1"}}, "train-r1") is False
+    created = status({"type": "Created", "status": "True", "reason": "JobsCreationSucceeded"})
+    assert trainjob.finished(created, "train-r1") is False
 
 
 def test_a_trainjob_whose_complete_condition_is_true_is_finished() -> None:
-    assert trainjob.finished(status({"type": "Complete", "status": "True", "reason": "JobSetCompleted"})) is True
+    assert trainjob.finished(status({"type": "Complete", "status": "True", "reason": "JobSetCompleted"}), "train-r1")
 
 
 def test_a_suspended_trainjob_is_not_finished() -> None:
-    assert trainjob.finished(status({"type": "Suspended", "status": "True", "reason": "Suspended"})) is False
+    suspended = status({"type": "Suspended", "status": "True", "reason": "Suspended"})
+    assert trainjob.finished(suspended, "train-r1") is False
 
 
 def test_a_failed_trainjob_is_refused_with_its_reason_and_message() -> None:
     failed = {"type": "Failed", "status": "True", "reason": "JobSetFailed", "message": "jobset failed: node-0 backoff"}
 
     with pytest.raises(errors.RunFailedError) as e:
-        trainjob.finished(status({"type": "Created", "status": "True"}, failed))
+        trainjob.finished(status({"type": "Created", "status": "True"}, failed), "train-r1")
 
     assert (
         str(e.value).splitlines()[0].startswith("TrainJob train-r1 failed: JobSetFailed: jobset failed: node-0 backoff")
@@ -163,3 +165,39 @@ def test_the_trainjob_command_is_a_sharedvol_train_the_cli_parses_to_the_plan_s_
     assert parsed.func is not None and argv[0] == "train"
     assert (parsed.run_dir, parsed.data_root) == (PLAN.run_dir, PLAN.data_root)
     assert {name: getattr(parsed, name) for name in params.TRAINING} == VALUES
+
+
+JUNK: list[object] = [
+    None,
+    "Complete",
+    [],
+    {"status": "Complete"},
+    {"status": {"conditions": "Complete"}},
+    {"status": {"conditions": {"type": "Complete", "status": "True"}}},
+    {"status": {"conditions": [None, 7, "Complete", ["Complete", "True"]]}},
+    {"status": {"conditions": [{"type": ["Complete"], "status": True}]}},
+]
+
+
+@pytest.mark.parametrize("obj", JUNK, ids=range(len(JUNK)))
+def test_a_trainjob_of_any_other_shape_has_no_conditions_and_is_not_finished(obj: object) -> None:
+    assert trainjob.conditions(obj) == [] or all(c.type == "?" for c in trainjob.conditions(obj))
+    assert trainjob.finished(obj, "train-r1") is False  # type: ignore[arg-type]
+
+
+def test_a_failed_condition_is_one_bounded_printable_line_of_the_cluster_text() -> None:
+    failed = {"type": "Failed", "status": "True", "reason": "Bad\x1b[2J\nReason", "message": "x\n" * 100_000}
+
+    with pytest.raises(errors.RunFailedError) as e:
+        trainjob.finished(status(failed), "train-r1")
+
+    line = e.value.message
+    assert "\n" not in line and line.startswith("TrainJob train-r1 failed: Bad\\x1b[2J Reason: x x x")
+    assert len(line) < trainjob.REASON_CHARS + trainjob.MESSAGE_CHARS + 60 and "\x1b" not in line
+
+
+def test_only_the_first_conditions_are_read() -> None:
+    many = [{"type": f"T{i}", "status": "False"} for i in range(10_000)] + [{"type": "Complete", "status": "True"}]
+
+    assert len(trainjob.conditions(status(*many))) == trainjob.MAX_CONDITIONS
+    assert trainjob.finished(status(*many), "train-r1") is False
