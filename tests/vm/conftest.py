@@ -16,7 +16,7 @@ import pytest
 
 from rig import cluster as cp
 from rig.node import nodeconfig as nc
-from rig.vm import guest, vmnode
+from rig.vm import vmnode
 from tests.node.session import NodeHandle
 from tests.vm.nfs import NFS, NFS_NAMESPACE, PIN_PATCH, SERVER_PIN
 
@@ -28,21 +28,26 @@ def _visible(config: pytest.Config) -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="session")
-def vm_node(node: NodeHandle, pytestconfig: pytest.Config) -> Iterator[vmnode.VMNode]:
-    """The VM node, Ready, for the rest of the session (reused when ``make node-up NODES=2`` runs it)."""
-    vm = vmnode.VMNode(node_dir=node.workdir, bin_dir=node.bin_dir)
+def _running(vm: vmnode.VMNode, beside: str, config: pytest.Config) -> Iterator[vmnode.VMNode]:
+    """``vm`` Ready until the generator is closed: the one already running there (``make node-up``), or started now
+    and stopped at the end."""
     if cp.alive_pids(vm.workdir):
         yield vm
         return
-    with _visible(pytestconfig):
-        print(f"\n[vm] starting the VM node {guest.VM_NODE_NAME} (QEMU, TCG) beside {nc.NODE_NAME}", flush=True)
+    with _visible(config):
+        print(f"\n[vm] starting the VM node {vm.name} (QEMU, TCG) beside {beside}", flush=True)
         vm.start()
-        print(f"[vm] {guest.VM_NODE_NAME} Ready in {vm.startup_seconds:.1f} s", flush=True)
+        print(f"[vm] {vm.name} Ready in {vm.startup_seconds:.1f} s", flush=True)
     try:
         yield vm
     finally:
         vm.stop()
+
+
+@pytest.fixture(scope="session")
+def vm_node(node: NodeHandle, pytestconfig: pytest.Config) -> Iterator[vmnode.VMNode]:
+    """The VM node, Ready, for the rest of the session (reused when ``make node-up NODES=2`` runs it)."""
+    yield from _running(vmnode.VMNode(node_dir=node.workdir, bin_dir=node.bin_dir), nc.NODE_NAME, pytestconfig)
 
 
 @pytest.fixture(scope="session")
@@ -50,17 +55,7 @@ def vm2_node(vm_node: vmnode.VMNode, pytestconfig: pytest.Config) -> Iterator[vm
     """A second VM node (a second kernel), Ready, for the rest of the session; started only by the tests that ask
     for it, which run after the one-VM tests (file order), and reused when ``make node-up NODES=3`` runs it."""
     vm = vmnode.VMNode(node_dir=vm_node.node_dir, bin_dir=vm_node.bin_dir, index=2)
-    if cp.alive_pids(vm.workdir):
-        yield vm
-        return
-    with _visible(pytestconfig):
-        print(f"\n[vm] starting the second VM node {vm.name} beside {vm_node.name}", flush=True)
-        vm.start()
-        print(f"[vm] {vm.name} Ready in {vm.startup_seconds:.1f} s", flush=True)
-    try:
-        yield vm
-    finally:
-        vm.stop()
+    yield from _running(vm, vm_node.name, pytestconfig)
 
 
 @pytest.fixture(scope="session")
