@@ -23,7 +23,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +63,22 @@ def answers(url: str) -> bool:
             return bool(r.status == 200)
     except OSError:  # URLError is one
         return False
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float, alive: Callable[[], None], where: str) -> None:
+    """Return once ``check()`` holds, calling ``alive()`` (which raises when a process it started died) before
+    each try; a short bounded back-off between tries, for what another process makes with no event to watch (a
+    socket, a file, an HTTP endpoint, a registration).
+
+    Raises:
+        ControlPlaneError: ``timeout`` passed first; the message names ``what`` and ``where`` to look.
+    """
+    deadline = time.monotonic() + timeout
+    while not check():
+        alive()
+        if time.monotonic() > deadline:
+            raise ControlPlaneError(f"timed out after {timeout:.0f} s waiting for {what}; {where}")
+        time.sleep(0.2)
 
 
 def free_port() -> int:

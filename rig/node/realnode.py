@@ -17,7 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,16 +201,8 @@ class RealNode(cp.ControlPlane):
             field_selector="metadata.name=default",
         )
 
-    def _wait_for(self, check: object, what: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():  # type: ignore[operator]
-            self._check_alive()
-            if time.monotonic() > deadline:
-                raise cp.ControlPlaneError(
-                    f"timed out after {timeout:.0f} s waiting for {what}; logs in {self.workdir}"
-                )
-            # A file or a registration made by another process, with no event to watch: a short bounded back-off.
-            time.sleep(0.2)
+    def _wait_for(self, check: Callable[[], bool], what: str, timeout: float) -> None:
+        cp.wait_for(check, what, timeout, self._check_alive, f"logs in {self.workdir}")
 
     def _ctr_cmd(self, *args: str) -> list[str]:
         return ["ctr", "--address", str(self.layout.containerd_socket), "-n", "k8s.io", *args]

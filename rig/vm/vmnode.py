@@ -181,12 +181,8 @@ class VMNode:
         corefile = self.workdir / "Corefile"
         corefile.write_text(nc.corefile(network.HOST_ADDRESS, ready_port, self.node_dir / "node.kubeconfig"))
         self._spawn("coredns", [str(gobin / "coredns"), "-conf", str(corefile)])
-        deadline = time.monotonic() + 60
-        while not cp.answers(f"http://127.0.0.1:{ready_port}/ready"):
-            self._check_alive()
-            if time.monotonic() > deadline:
-                raise cp.ControlPlaneError(f"CoreDNS was not ready in 60 s; log {self.workdir / 'coredns.log'}")
-            time.sleep(0.2)  # a separate process with nothing to watch: a short bounded back-off
+        ready, log = f"http://127.0.0.1:{ready_port}/ready", f"log {self.workdir / 'coredns.log'}"
+        cp.wait_for(lambda: cp.answers(ready), "CoreDNS's /ready", 60, self._check_alive, log)
 
     def _write_guest_files(self) -> None:
         pause_image = (self.bin_dir / "pause.image").read_text().strip()
