@@ -207,7 +207,9 @@ def test_a_hand_made_pv_that_copies_a_service_pv_is_never_reclaimed(
     svc = serve()
     sc = fallback_class(cluster_objects)
     _create_claim(api, namespace, "original", sc)
-    original = core.read_persistent_volume(_bound(api, namespace, "original").spec.volume_name)
+    bound = _bound(api, namespace, "original")
+    kwait.event(core, namespace, "ProvisioningSucceeded", "original")  # posted after the PV is marked: copy it then
+    original = core.read_persistent_volume(bound.spec.volume_name)
     cluster_objects.track_pv(original.metadata.name)
     data = svc.node_dir(original.spec.host_path.path)
     (data / "keep").write_text("precious")

@@ -49,6 +49,9 @@ def test_an_immediate_claim_of_the_fallback_class_binds_to_a_writable_hostpath_v
     made = _create_claim(api, namespace, "shared", sc, "3Gi")
     claim = _bound(api, namespace, "shared")
     cluster_objects.track_pv(claim.spec.volume_name)
+    # the claim may bind before the service marks its PV and posts the Event (the PV controller binds as soon as the
+    # PV exists): the Event comes last, so watch for it before reading the PV
+    kwait.event(client.CoreV1Api(api), namespace, "ProvisioningSucceeded", "shared")
 
     pv = client.CoreV1Api(api).read_persistent_volume(claim.spec.volume_name)
     assert pv.metadata.name == f"pvc-{made.metadata.uid}"
@@ -61,8 +64,6 @@ def test_an_immediate_claim_of_the_fallback_class_binds_to_a_writable_hostpath_v
     assert pv.metadata.annotations[ownership.VOLUME_UID] == pv.metadata.uid
     directory = service.node_dir(pv.spec.host_path.path)
     assert directory.is_dir() and directory.stat().st_mode & 0o777 == 0o777
-    # the claim may bind before the Event is posted (the PV controller binds as soon as the PV exists): watch for it
-    kwait.event(client.CoreV1Api(api), namespace, "ProvisioningSucceeded", "shared")
 
 
 def test_a_wait_for_first_consumer_claim_binds_on_the_node_its_pod_is_scheduled_to(
