@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,15 +49,6 @@ def _failed(api: Any, namespace: str, name: str) -> Any:
 def _alive(svc: Service) -> None:
     assert svc.proc is not None and svc.proc.poll() is None, svc.output()
     assert "Traceback" not in svc.output()
-
-
-def _until_path(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    """Wait for a file-system condition on the stand-in node (no API object to watch: a bounded poll)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen in {timeout:.0f} s")
-        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -196,7 +186,13 @@ def test_a_directory_left_by_a_service_killed_before_its_pv_is_removed_once_the_
     second = serve()
     ledger = base / ".sharedvol"
     # the sweep removes the directory first and its pending record after it: wait for both
-    _until_path(lambda: not left[0].exists() and not list(ledger.iterdir()), f"removal of {left[0]} and its record")
+    cp.wait_for(
+        lambda: not left[0].exists() and not list(ledger.iterdir()),
+        f"removal of {left[0]} and its record",
+        60,
+        alive=lambda: _alive(second),
+        where=f"the service's log: {second.log}",
+    )
     _alive(second)
 
 
