@@ -47,8 +47,8 @@ def run(config: settings.Settings) -> None:
     logging.getLogger("sharedvol.provisioner").setLevel(logging.INFO)
     api = kube.load_api_client(config.kubeconfig or None)
     core = client.CoreV1Api(api)
-    check_login(core)
     state = recheck.Recheck(config)
+    state.last_error = check_login(core) or state.last_error  # /healthz says why from its first answer
     memo = kopf.Memo(settings=config, core=core, recheck=state)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_refused_in_one_line)
@@ -73,10 +73,13 @@ def _refused_in_one_line(record: logging.LogRecord) -> bool:
     return True
 
 
-def check_login(core: client.CoreV1Api) -> None:
+def check_login(core: client.CoreV1Api) -> str:
     """One call before kopf starts, so refused credentials are one line, not kopf's retries and tracebacks.
 
     Any other answer (403 Forbidden...) is not fatal: the service runs, and ``/healthz`` says what is wrong.
+
+    Returns:
+        why claims cannot be listed ("cannot list claims: Forbidden"), or "" when the list worked.
 
     Raises:
         ForbiddenError: 401, the credentials are not accepted.
@@ -93,6 +96,8 @@ def check_login(core: client.CoreV1Api) -> None:
                     hint="give it a valid token: --kubeconfig FILE, or the pod's service account",
                 ) from e
             log.warning("cannot list claims yet: HTTP %s %s", e.status, e.reason)
+            return f"cannot list claims: {e.reason or e.status}"
+        return ""
 
 
 async def _serve(config: settings.Settings, core: client.CoreV1Api, state: recheck.Recheck, memo: kopf.Memo) -> None:

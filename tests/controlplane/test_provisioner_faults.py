@@ -38,7 +38,7 @@ def _free_port() -> int:
 
 
 def _healthz(port: int, svc: Service, timeout: float = 60) -> tuple[int, dict[str, Any]]:
-    """GET /healthz once the service listens (it first lists claims, then opens the port)."""
+    """GET /healthz once the service listens (it answers from the start, before its first re-check)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -50,8 +50,9 @@ def _healthz(port: int, svc: Service, timeout: float = 60) -> tuple[int, dict[st
             assert svc.proc is not None and svc.proc.poll() is None, svc.output()
             if time.monotonic() > deadline:
                 raise AssertionError(f"/healthz did not answer in {timeout:.0f} s: {e}") from e
-        # A process that has not bound its port yet has no event to watch: a short bounded back-off is the way.
-        time.sleep(0.2)
+        # A process that has not bound its port yet has no event to watch: a short bounded back-off is the way
+        # (short, so that the first answer is the one right after the port opens)
+        time.sleep(0.02)
 
 
 def test_a_failed_provision_is_retried_and_binds_once_its_class_is_fixed(
@@ -139,7 +140,7 @@ def test_serve_by_default_logs_json_serves_healthz_and_posts_provisioning_failed
     assert any("host path '/etc' is a system directory" in r.get("message", "") for r in records)
 
 
-def test_without_rights_to_list_claims_healthz_says_503_and_why(
+def test_without_rights_to_list_claims_healthz_says_503_and_why_from_its_first_answer(
     cluster: cp.ClusterHandle, namespace: str, serve: Callable[..., Service]
 ) -> None:
     port = _free_port()
