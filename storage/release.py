@@ -88,6 +88,8 @@ def _release(api: client.ApiClient, name: str, namespace: str, keep_data: bool, 
         except client.ApiException as e:
             if e.status != 404:
                 raise errors.from_api(e, f"read PersistentVolume {volume_name}") from e
+    if pv is not None and _being_made(pv):
+        pv = _once_marked(core, pv, timeout)
     served = pv is not None and ownership.service_made(pv)
     if served and pv is not None:
         _hand_over(core, pv, keep_data)
@@ -123,6 +125,40 @@ def _release(api: client.ApiClient, name: str, namespace: str, keep_data: bool, 
             ops.append({"op": "remove", "path": "/spec/claimRef/resourceVersion"})
         kube.call(core.patch_persistent_volume, f"free PersistentVolume {volume_name}", volume_name, ops)
     return Released(who, volume_name, "kept", data, rebind)
+
+
+def _being_made(pv: client.V1PersistentVolume) -> bool:
+    """Whether ``pv`` is a service's volume not yet marked as the service's (:mod:`storage.ownership`).
+
+    The service creates the PV, then marks it: a claim can be bound in between. Releasing it then as a static
+    PV would skip the service's hand-over (``--keep-data`` would lose the data to the service's reclaim).
+    """
+    labels, annotations = pv.metadata.labels or {}, pv.metadata.annotations or {}
+    ours = labels.get(specs.MANAGED_BY) == specs.MANAGER
+    return ours and bool(annotations.get(ownership.PROVISIONED_BY)) and ownership.VOLUME_UID not in annotations
+
+
+def _once_marked(core: client.CoreV1Api, pv: client.V1PersistentVolume, timeout: float) -> client.V1PersistentVolume:
+    """``pv`` again once its service marked it (watched, up to ``timeout`` s).
+
+    Raises:
+        ConflictError: not marked in time (nothing was changed).
+    """
+    name = pv.metadata.name
+    seen: list[client.V1PersistentVolume] = []
+
+    def marked(now: client.V1PersistentVolume) -> bool:
+        seen[:] = [now]
+        return not _being_made(now)
+
+    if kube.watch_volume(core, name, marked, timeout=timeout):
+        return seen[0]
+    provisioner = (pv.metadata.annotations or {}).get(ownership.PROVISIONED_BY)
+    raise errors.ConflictError(
+        f"PersistentVolume {name} is still being made by sharedvol serve ({provisioner}): "
+        f"not marked as the service's after {timeout:.0f} s; nothing was changed",
+        hint="check that the service runs (sharedvol doctor), then release again",
+    )
 
 
 def _hand_over(core: client.CoreV1Api, pv: client.V1PersistentVolume, keep_data: bool) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +13,8 @@ import pytest
 from kubernetes import client
 
 from rig import kwait
-from storage import specs
+from storage import errors, ownership, release, specs
+from storage.provisioner import features, volumes
 from tests.controlplane.serving import PROVISIONER, Service, SharedvolCli, fallback_class
 from tests.objects import ClusterObjects
 
@@ -124,3 +128,61 @@ def test_doctor_says_a_service_started_by_hand_runs_and_its_headline_agrees_with
     assert json.loads(report.stdout)["fallback_provisioner_running"] is True
     assert "not running" not in text.stdout
     assert "no class can serve ReadWriteMany" not in text.stdout
+
+
+def _made_not_yet_marked(api: Any, namespace: str, cluster_objects: ClusterObjects) -> client.V1PersistentVolume:
+    """Claim ``data`` bound to the PV a service makes for it, caught between creating and marking it (no service runs)."""
+    core = client.CoreV1Api(api)
+    sc = fallback_class(cluster_objects)
+    claim = core.create_namespaced_persistent_volume_claim(namespace, specs.rwx_claim("data", namespace, "1Gi", sc))
+    pv = cluster_objects.pv(volumes.pv_for(claim, features.ClassConfig(name=sc), "node-0", PROVISIONER))
+    kwait.claim_phase(core, namespace, "data", timeout=90)
+    return pv
+
+
+def test_release_keep_data_of_a_service_volume_not_yet_marked_changes_nothing_and_says_why(
+    api: Any, namespace: str, cluster_objects: ClusterObjects
+) -> None:
+    pv = _made_not_yet_marked(api, namespace, cluster_objects)
+
+    with pytest.raises(errors.ConflictError) as refused:
+        release.release(api, "data", namespace, keep_data=True, timeout=3)
+
+    assert f"PersistentVolume {pv.metadata.name} is still being made by sharedvol serve" in str(refused.value)
+    core = client.CoreV1Api(api)
+    assert core.read_namespaced_persistent_volume_claim("data", namespace).metadata.deletion_timestamp is None
+    now = core.read_persistent_volume(pv.metadata.name)
+    assert now.spec.persistent_volume_reclaim_policy == "Delete" and now.spec.claim_ref.uid == pv.spec.claim_ref.uid
+    assert ownership.KEPT_BY not in (now.metadata.annotations or {})
+
+
+def _until_in(thread: threading.Thread, function: str, timeout: float = 60) -> None:
+    """Until ``thread`` runs ``function`` (read from its stack: a Python call has no event to watch)."""
+    deadline = time.monotonic() + timeout
+    while thread.is_alive() and time.monotonic() < deadline:
+        frame = sys._current_frames().get(thread.ident or 0)
+        while frame is not None:
+            if frame.f_code.co_name == function:
+                return
+            frame = frame.f_back
+        time.sleep(0.01)
+    raise AssertionError(f"the release never reached {function}()")
+
+
+def test_release_keep_data_of_a_service_volume_waits_for_its_mark_then_keeps_it_as_the_service_made_it(
+    api: Any, namespace: str, cluster_objects: ClusterObjects
+) -> None:
+    pv = _made_not_yet_marked(api, namespace, cluster_objects)
+    done: list[release.Released] = []
+    releasing = threading.Thread(target=lambda: done.append(release.release(api, "data", namespace, keep_data=True)))
+    releasing.start()
+    _until_in(releasing, "watch_volume")
+
+    mark = {"metadata": {"annotations": {ownership.VOLUME_UID: pv.metadata.uid}}}  # what the service does next
+    client.CoreV1Api(api).patch_persistent_volume(pv.metadata.name, mark)
+    releasing.join(timeout=90)
+
+    assert done and done[0].volume_action == "kept", done
+    kept = client.CoreV1Api(api).read_persistent_volume(pv.metadata.name)
+    assert kept.spec.persistent_volume_reclaim_policy == "Retain"
+    assert (kept.metadata.annotations or {}).get(ownership.KEPT_BY) == "release"
