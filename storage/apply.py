@@ -133,7 +133,8 @@ def _apply(api: client.ApiClient, p: plan.Plan, timeout: float, wait_for_bound: 
     started = time.monotonic()
     left = max(1.0, deadline - started)
     try:
-        phase, volume, note = wait.wait_bound(api, r.namespace, r.name, timeout=left, nudge=p.pv is not None)
+        nudge = p.pv is not None
+        phase, volume, note = wait.wait_bound(api, r.namespace, r.name, timeout=left, nudge=nudge, asked=timeout)
     except errors.BindError as e:
         if "was deleted while waiting" in e.message:
             raise

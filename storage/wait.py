@@ -35,13 +35,20 @@ def claim_events(core: client.CoreV1Api, namespace: str, name: str, uid: str | N
 
 
 def wait_bound(
-    api: client.ApiClient, namespace: str, name: str, *, timeout: float = 120.0, nudge: bool = False
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    *,
+    timeout: float = 120.0,
+    nudge: bool = False,
+    asked: float | None = None,
 ) -> tuple[str, str, str]:
     """Watch the claim until it is Bound, waits for its first consumer, or a deadline passes.
 
     With ``nudge`` (a claim pre-bound to a PV sharedvol made), each quiet watch window ends with a
     touch of the claim's ``sharedvol.io/resync`` annotation: the PV controller then syncs the claim
-    at once instead of at its next 15-second resync.
+    at once instead of at its next 15-second resync. ``asked`` is the caller's whole timeout, when ``timeout``
+    is what is left of it: the message of a missed deadline names the time the user asked for.
 
     Returns:
         (phase, volume name, note): note says what a Pending claim waits for.
@@ -51,10 +58,12 @@ def wait_bound(
         ApiError: the API server stopped answering.
     """
     with kube.reachable(f"watch claim {namespace}/{name}", api):
-        return _wait_bound(api, namespace, name, timeout, nudge)
+        return _wait_bound(api, namespace, name, timeout, nudge, timeout if asked is None else asked)
 
 
-def _wait_bound(api: client.ApiClient, namespace: str, name: str, timeout: float, nudge: bool) -> tuple[str, str, str]:
+def _wait_bound(
+    api: client.ApiClient, namespace: str, name: str, timeout: float, nudge: bool, asked: float
+) -> tuple[str, str, str]:
     core = client.CoreV1Api(api)
     deadline = time.monotonic() + timeout
     log.info("waiting up to %.0f s for claim %s/%s to bind", timeout, namespace, name)
@@ -89,7 +98,7 @@ def _wait_bound(api: client.ApiClient, namespace: str, name: str, timeout: float
     events = claim_events(core, namespace, name, uid)
     last = f"{events[-1].reason}: {events[-1].message}" if events else "no events"
     raise errors.BindError(
-        f"claim {namespace}/{name} was not Bound after {timeout:.0f} s ({last})",
+        f"claim {namespace}/{name} was not Bound after {asked:g} s ({last})",
         hint=f"run `sharedvol doctor -n {namespace}` to see why",
     )
 

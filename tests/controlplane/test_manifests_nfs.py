@@ -249,9 +249,8 @@ def test_applied_the_nfs_pods_are_placed_on_every_node_and_the_check_claim_waits
         p.metadata.labels["sharedvol.io/role"]: p.spec.node_name
         for p in core.list_namespaced_pod(ns, label_selector="app.kubernetes.io/name=nfs-check").items
     }
-    assert set(nodes) == {"write", "read"}
-    if len(installed.node_names) > 1:
-        assert nodes["write"] != nodes["read"]
+    assert set(nodes) == {"write", "read"}  # where they ran is the VM tier's to check: the read pod only prefers
+    # another node than the writer, and the scheduler stops counting a writer kwok has already finished
 
 
 def check_script(role: str) -> tuple[str, dict[str, str]]:

@@ -228,6 +228,14 @@ def test_doctor_lists_a_deleted_claim_only_finished_pods_hold_and_its_fix_frees_
         assert out.returncode == 0, out.stderr
         return list(json.loads(out.stdout)["deleted_claims_held_by_finished_pods"])
 
+    kwait.until(
+        core.list_namespaced_pod,
+        lambda p: p.status.phase == "Running",
+        namespace,
+        timeout=60,
+        what="the pod Running",  # kwok sets Running once: a Succeeded written before that would be overwritten
+        **kwait.named("train-resnet-abc"),
+    )
     assert doctor() == []  # a pod still running may need it
     core.patch_namespaced_pod_status("train-resnet-abc", namespace, {"status": {"phase": "Succeeded"}})
     kwait.until(

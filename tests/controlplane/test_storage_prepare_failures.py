@@ -98,10 +98,10 @@ def test_a_pod_that_never_ends_fails_at_the_deadline_and_is_deleted(
     cluster_objects.track_pv(specs.static_pv_name(namespace, "stuck"))
     p = plan.make(api, plan.Request("stuck", namespace, "1Gi", static=True))
     with pytest.raises(errors.PrepareError) as e:  # kwok keeps it Running: nobody runs the chown
-        apply.apply(api, p, timeout=60, prepare=prepare.Settings(timeout_s=3))
+        apply.apply(api, p, timeout=60, prepare=prepare.Settings(timeout_s=10))
 
     assert f"pod {namespace}/sharedvol-prepare-stuck on node " in str(e.value)
-    assert "did not end in 3 s (phase Running: " in str(e.value)
+    assert "did not end in 10 s (phase Running: " in str(e.value)
     assert _pods(api, namespace) == []
     assert _bound(api, namespace, "stuck")
 

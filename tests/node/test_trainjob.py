@@ -21,7 +21,8 @@ from tests.node import pods
 RUN = "/mnt/shared/runs/r1"
 DATA = "/mnt/shared/data"
 EPOCHS = 2
-TRAIN_IMAGES = 256  # 16 iterations per rank per epoch at batch 8; a progress line every 10: the kill is inside epoch 2
+TRAIN_IMAGES = 256  # 16 iterations per rank per epoch at batch 8
+LOG_INTERVAL = 2  # the first progress line of epoch 2 comes at its iteration 2: the kill lands with 14 left to go
 TRAINJOB_TIMEOUT_S = 900.0
 
 
@@ -84,14 +85,16 @@ def test_a_two_worker_trainjob_with_a_worker_pod_killed_mid_epoch_restarts_resum
     custom, core = client.CustomObjectsApi(node_api), client.CoreV1Api(node_api)
     name = "train-r1"
     body = trainjob_of(node_namespace, name)
+    body["spec"]["trainer"]["command"] += ["--log-interval", str(LOG_INTERVAL)]
     custom.create_namespaced_custom_object(tj.GROUP, tj.VERSION, node_namespace, tj.PLURAL, body)
 
     rank0 = worker_pod_when_running(run_pod, core, node_namespace, name, 0)
     run_pod.follow_until(rank0, re.compile(rf"epoch 1/{EPOCHS}: .*published"), timeout=600, container=tj.NODE)
     run_pod.follow_until(rank0, re.compile(r"Epoch\(train\)\s*\[\s*2\]\["), timeout=300, container=tj.NODE)
+    published_then = checkpoint.require_manifest(str(volume / "runs" / "r1" / "checkpoints" / "latest.json"))
+    assert published_then.epoch == 1  # read before the kill: epoch 2 is running, not yet published
     killed = worker_pod(core, node_namespace, name, 1).metadata.name
     core.delete_namespaced_pod(killed, node_namespace, grace_period_seconds=0)
-    published_then = checkpoint.require_manifest(str(volume / "runs" / "r1" / "checkpoints" / "latest.json"))
 
     ended = until_trainjob(custom, node_namespace, name, TRAINJOB_TIMEOUT_S)
 
