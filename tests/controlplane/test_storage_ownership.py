@@ -131,7 +131,7 @@ def test_doctor_says_a_service_started_by_hand_runs_and_its_headline_agrees_with
 
 
 def _made_not_yet_marked(api: Any, namespace: str, cluster_objects: ClusterObjects) -> client.V1PersistentVolume:
-    """Claim ``data`` bound to the PV a service makes for it, caught between creating and marking it (no service runs)."""
+    """Claim ``data`` bound to the PV a service makes for it, caught between making and marking it (no service)."""
     core = client.CoreV1Api(api)
     sc = fallback_class(cluster_objects)
     claim = core.create_namespaced_persistent_volume_claim(namespace, specs.rwx_claim("data", namespace, "1Gi", sc))
