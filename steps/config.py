@@ -70,13 +70,24 @@ class TrainConfig:
         """
         checks = [
             (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}", "e.g. --epochs 2"),
+            (
+                self.epochs <= params.MAX_EPOCHS,
+                f"--epochs must be at most {params.MAX_EPOCHS}, got {self.epochs}",
+                "20",
+            ),
             (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}", "e.g. 32"),
+            (
+                self.batch_size <= params.MAX_BATCH,
+                f"--batch-size must be at most {params.MAX_BATCH}, got {self.batch_size}",
+                "e.g. 128",
+            ),
             (math.isfinite(self.lr) and self.lr > 0, f"--lr must be a positive number, got {self.lr}", "e.g. 0.05"),
+            (self.lr <= params.MAX_LR, f"--lr must be at most {params.MAX_LR:g}, got {self.lr:g}", "e.g. 0.05"),
             (0 <= self.seed <= SEED_MAX, f"--seed must be between 0 and {SEED_MAX}, got {self.seed}", "e.g. 0"),
             (self.device in devices.DEVICES, f"--device {self.device!r} is unknown", "use auto, cpu or cuda"),
             (
-                self.num_workers is None or self.num_workers >= 0,
-                f"--num-workers must be 0 or more, got {self.num_workers}",
+                self.num_workers is None or 0 <= self.num_workers <= params.MAX_WORKERS,
+                f"--num-workers must be between 0 and {params.MAX_WORKERS}, got {self.num_workers}",
                 "e.g. 0",
             ),
             (self.augment in params.AUGMENT, f"--augment {self.augment!r} is unknown", "use auto, stock or batched"),
@@ -239,6 +250,7 @@ def check_cfg_options(c: Any, options: dict[str, Any]) -> None:
     """
     tree = c.to_dict()
     for key, value in options.items():
+        _not_owned(key)
         node: Any = tree
         parts = key.split(".")
         for i, part in enumerate(parts):
@@ -260,6 +272,24 @@ def check_cfg_options(c: Any, options: dict[str, Any]) -> None:
                 f"--cfg-options {key}={value!r}: expected a {type(node).__name__} like {node!r}",
                 hint="give a value of the config's type",
             )
+
+
+# Keys sharedvol sets itself: each reads or writes files on the volume (resume state, checkpoints, weights to
+# start from) that only its own verified readers and one-commit-point writer may touch.
+OWNED = ("resume", "load_from", "work_dir", "custom_hooks", "default_hooks.checkpoint")
+LOADS_FILES = ("init_cfg", "pretrained", "checkpoint")
+
+
+def _not_owned(key: str) -> None:
+    parts = key.split(".")
+    owned = next((o for o in OWNED if key == o or key.startswith(o + ".")), None)
+    loads = next((p for p in parts if p in LOADS_FILES), None)
+    if owned or loads:
+        raise errors.ConfigError(
+            f"--cfg-options {key}: {owned or loads} is sharedvol's to set (it reads or writes files on the volume "
+            "that only sharedvol's verified readers and writers may touch)",
+            hint="leave it out: sharedvol resumes from the run directory's published checkpoint by itself",
+        )
 
 
 def _same_kind(old: Any, new: Any) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 
 import blake3
 import numpy as np
+import pydantic
 
 from steps import cifar_format, documents, errors, py2pickle, schemas
 
@@ -158,14 +159,17 @@ def validate(root: str, *, source: str = "") -> schemas.DatasetManifest:
     training = blake3.blake3()
     for name in (*TRAIN_FILES, META_FILE):
         training.update(f"{name}:{files[name].blake3}\n".encode())
-    return schemas.DatasetManifest(
-        root=str(root),
-        source=source or (recorded.source if recorded else "unknown"),
-        train_size=len(counts["train"]),
-        test_size=len(counts["test"]),
-        classes=list(meta.label_names),
-        train_label_counts=[counts["train"].count(c) for c in range(len(CLASSES))],
-        test_label_counts=[counts["test"].count(c) for c in range(len(CLASSES))],
-        files=files,
-        dataset_blake3=training.hexdigest(),
-    )
+    try:
+        return schemas.DatasetManifest(
+            root=str(root),
+            source=source or (recorded.source if recorded else "unknown"),
+            train_size=len(counts["train"]),
+            test_size=len(counts["test"]),
+            classes=list(meta.label_names),
+            train_label_counts=[counts["train"].count(c) for c in range(len(CLASSES))],
+            test_label_counts=[counts["test"].count(c) for c in range(len(CLASSES))],
+            files=files,
+            dataset_blake3=training.hexdigest(),
+        )
+    except pydantic.ValidationError as e:  # the files passed their own checks: say which rule the whole breaks
+        raise errors.DatasetError(schemas.error(str(folder), e).message, hint="re-create the dataset") from e

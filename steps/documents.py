@@ -11,6 +11,7 @@ not origin.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, TypeVar
 
 import blake3
@@ -68,15 +69,39 @@ def document(doc: schemas.Document) -> dict[str, Any]:
 def parse(raw: bytes, url: str) -> Any:
     """The JSON value of ``raw``: numbers finite, nesting at most about 200 deep (the parser's own cap).
 
+    The parser refuses ``NaN`` and ``Infinity``, but a number too large for a float (``1e400``) becomes an
+    infinity: every number is checked after parsing, so none reaches the digest or the schema.
+
     Raises:
-        SchemaError: not JSON, NaN or infinity, or nested too deep.
+        SchemaError: not JSON, NaN or infinity, a number too large to be finite, or nested too deep.
     """
     try:
-        return pydantic_core.from_json(raw, allow_inf_nan=False, cache_strings=False)
+        value = pydantic_core.from_json(raw, allow_inf_nan=False, cache_strings=False)
     except ValueError as e:
         raise errors.SchemaError(
-            f"{url} is not valid JSON ({str(e)[:120]})", hint="truncated or damaged: rerun the step that writes it"
+            f"{volread.shown(url)} is not valid JSON ({schemas.printable(str(e), 120)})",
+            hint="truncated or damaged: rerun the step that writes it",
         ) from e
+    where = _non_finite(value)
+    if where is not None:
+        raise errors.SchemaError(
+            f"{volread.shown(url)}: field {where or '(the document)'}: a number too large to be finite",
+            hint="the file is not what sharedvol wrote; rerun the step that writes it",
+        )
+    return value
+
+
+def _non_finite(value: Any) -> str | None:
+    """The dotted path of the first non-finite number in the JSON value ``value`` (``""``: itself), else None."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, v = stack.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            return path
+        items = v.items() if isinstance(v, dict) else enumerate(v) if isinstance(v, list) else ()
+        prefix = f"{path}." if path else ""
+        stack.extend((prefix + schemas.printable(str(k), 60), item) for k, item in reversed(list(items)))
+    return None
 
 
 def read(url: str, model: type[D], *, missing_hint: str = "") -> D:
@@ -98,25 +123,28 @@ def read(url: str, model: type[D], *, missing_hint: str = "") -> D:
         raise errors.SchemaError(e.message, hint=e.hint) from e
     schema, versions = model.SCHEMA, (model.VERSION,)
     doc = parse(raw, url)
+    shown = volread.shown(url)
     if not isinstance(doc, dict) or doc.get("schema") != schema:
         found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
         raise errors.SchemaError(
-            f"{url} is not a {schema} document (schema: {str(found)[:80]!r})", hint="point at the file sharedvol wrote"
+            f"{shown} is not a {schema} document (schema: {str(found)[:80]!r})",
+            hint="point at the file sharedvol wrote",
         )
     version = doc.get("schema_version")
     if type(version) is not int or version not in versions:
         raise errors.SchemaError(
-            f"{url} has schema_version {str(version)[:20]}; this sharedvol reads {', '.join(map(str, versions))}",
+            f"{shown} has schema_version {schemas.printable(str(version), 20)}; "
+            f"this sharedvol reads {', '.join(map(str, versions))}",
             hint="use the sharedvol version that wrote it, or rerun that step with this one",
         )
     claimed = doc.pop(DIGEST_FIELD, None)
     if claimed != blake3.blake3(_body(doc)).hexdigest():
         raise errors.SchemaError(
-            f"{url} does not match its digest (changed after it was written)",
+            f"{shown} does not match its digest (changed after it was written)",
             hint="rerun the step that writes it; never edit it by hand",
         )
     fields = {k: v for k, v in doc.items() if k not in ("schema", "schema_version")}
     try:
         return model.model_validate_json(json.dumps(fields))  # JSON mode: a JSON list is a tuple field's value
     except pydantic.ValidationError as e:
-        raise schemas.error(url, e) from e
+        raise schemas.error(shown, e) from e

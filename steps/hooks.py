@@ -25,12 +25,13 @@ from mmengine.optim.scheduler import MultiStepParamScheduler
 from mmengine.registry import HOOKS
 from mmengine.runner import CheckpointLoader
 
-from steps import background, checkpoint, dataplane, distributed, errors, safeload, schemas
+from steps import background, checkpoint, dataplane, distributed, errors, resumecheck, safeload, schemas
 
 log = logging.getLogger(__name__)
 
 VERIFIED_SCHEME = "sharedvol-verified://"
 _VERIFIED: dict[str, dict[str, Any]] = {}
+_RECONFIGURED: set[str] = set()  # keys of resume states whose run changed its settings on purpose
 
 
 class CaptureBackend(LocalBackend):
@@ -46,9 +47,19 @@ class CaptureBackend(LocalBackend):
 register_backend("sharedvol_capture", CaptureBackend, force=True)
 
 
-def offer(key: str, loaded: dict[str, Any]) -> str:
-    """Make ``loaded`` (a verified, safely loaded checkpoint dict) loadable by mmengine as the returned URL."""
+def offer(key: str, loaded: dict[str, Any], *, reconfigured: bool = False) -> str:
+    """Make ``loaded`` (a verified, safely loaded checkpoint dict) loadable by mmengine as the returned URL.
+
+    A resume state (one with an ``optimizer``) is checked against the run's model and optimizer before mmengine
+    loads it (:mod:`steps.resumecheck`); ``reconfigured``: the run changed its settings on purpose, and its
+    optimizer's hyperparameters replace the state's. One state is offered at a time: what an earlier run in this
+    process offered and never loaded (it was refused) is dropped.
+    """
+    _VERIFIED.clear()
+    _RECONFIGURED.clear()
     _VERIFIED[key] = loaded
+    if reconfigured:
+        _RECONFIGURED.add(key)
     return VERIFIED_SCHEME + key
 
 
@@ -108,6 +119,13 @@ class SharedvolTrainHook(Hook):
         self._logits: Any = None
         self._correct = self._seen = 0
         self._epoch_images = 0
+
+    def before_run(self, runner: Any) -> None:
+        """Check a resume state offered for this run against its model and built optimizer, before mmengine loads it."""
+        for key, state in _VERIFIED.items():
+            if "optimizer" in state:
+                optimizer = runner.optim_wrapper.optimizer
+                resumecheck.check(runner.model, optimizer, state, key, reconfigured=key in _RECONFIGURED)
 
     def before_train(self, runner: Any) -> None:
         """Record where training starts (after a resume: the resumed epoch) and the history so far."""

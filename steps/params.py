@@ -48,10 +48,17 @@ class Param:
     metavar: str = ""
     choices: tuple[str, ...] = ()
     minimum: int | None = None
-    maximum: int | None = None
+    maximum: float | None = None
     positive: bool = False
     nonempty: bool = False
     as_string: bool = False
+
+
+# Upper bounds: what a run can use, far above what it needs; a value past them fails at once, not deep in a step.
+MAX_EPOCHS = 100_000  # what the documents on the volume admit (steps.schemas.MAX_EPOCHS)
+MAX_BATCH = 65_536  # above CIFAR-10's 50,000 training images
+MAX_LR = 1e6
+MAX_WORKERS = 256
 
 
 def param(default: Any, **meta: Any) -> Any:
@@ -79,9 +86,11 @@ class StepParams:
             directory holding ``cifar-10-batches-py``. Default ``download``.
     """
 
-    epochs: int = param(20, help="training epochs", unit="epochs", metavar="N", minimum=1)
-    batch_size: int = param(128, help="images per iteration (train and test)", unit="images", metavar="N", minimum=1)
-    lr: float = param(0.1, help="SGD learning rate", positive=True)
+    epochs: int = param(20, help="training epochs", unit="epochs", metavar="N", minimum=1, maximum=MAX_EPOCHS)
+    batch_size: int = param(
+        128, help="images per iteration (train and test)", unit="images", metavar="N", minimum=1, maximum=MAX_BATCH
+    )
+    lr: float = param(0.1, help="SGD learning rate", positive=True, maximum=MAX_LR)
     seed: int = param(0, help="random seed", metavar="N", minimum=0, maximum=2**32 - 1)
     device: str = param("auto", help="auto (CUDA when visible), cpu or cuda", choices=DEVICES)
     amp: str = param(
@@ -99,6 +108,7 @@ class StepParams:
         help="data-loader worker processes; -1: min(8, cores) with CUDA, 0 on the CPU",
         metavar="N",
         minimum=AUTO_WORKERS,
+        maximum=MAX_WORKERS,
     )
     data_source: str = param(
         "download",

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import struct
+import uuid
 from pathlib import Path
 from typing import Any
+
+from steps import dataplane
 
 _PurePythonPickler: Any = pickle._Pickler  # the C pickler cannot be taught new opcodes
 
@@ -31,10 +35,29 @@ class _Python2Pickler(_PurePythonPickler):
 
 
 def dump(path: Path, obj: dict[bytes, Any]) -> None:
-    """Pickle ``obj`` the way the official Python-2 batch files are pickled, atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        _Python2Pickler(f, protocol=2).dump(obj)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Pickle ``obj`` the way the official Python-2 batch files are pickled, atomically.
+
+    The pickle goes into a hidden temporary file of a fresh name beside ``path``, created by this call alone
+    (``O_CREAT|O_EXCL|O_NOFOLLOW``: a FIFO or symbolic link planted there is never opened, waited on or followed),
+    is fsynced, then renamed over ``path``. A killed writer's temporary file is never in the next one's way;
+    :func:`steps.dataplane.remove_temporaries` knows its name.
+
+    Raises:
+        RunDirError: the file cannot be written (full disk included); no temporary file is left.
+    """
+    tmp = path.with_name(f".{path.name}{dataplane.TMP_MARK}{uuid.uuid4().hex[:8]}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                _Python2Pickler(f, protocol=2).dump(obj)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise
+        dataplane.fsync_dir(str(path))
+    except OSError as e:
+        raise dataplane.write_error(str(path), e) from e

@@ -25,7 +25,7 @@ from typing import IO, Annotated, Any, Literal
 
 import pydantic
 import pydantic_core
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 
 from steps import errors, schemas, volread
 
@@ -156,12 +156,25 @@ def _join_tensors(obj: Any, tensors: dict[str, Any], source: str) -> Any:
     return obj
 
 
+MAX_ELEMENTS = volread.CHECKPOINT_CAP  # no tensor of a file within its cap has more elements (one byte or more each)
+
+
 class TensorSpec(schemas.Strict):
-    """One entry of a safetensors header: the dtype, the shape and where the bytes are (after the header)."""
+    """One entry of a safetensors header: the dtype, the shape and where the bytes are (after the header).
+
+    Each dimension, and the product of the dimensions other than 0, is at most :data:`MAX_ELEMENTS`: a tensor
+    with no elements still needs a shape torch can make (its strides must fit 64 bits).
+    """
 
     dtype: Literal["F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL"]
-    shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(max_length=8)]
+    shape: Annotated[list[Annotated[int, Field(ge=0, le=MAX_ELEMENTS)]], Field(max_length=8)]
     data_offsets: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=2, max_length=2)]
+
+    @model_validator(mode="after")
+    def _makeable(self) -> TensorSpec:
+        if math.prod(d or 1 for d in self.shape) > MAX_ELEMENTS:
+            raise ValueError(f"shape {self.shape} spans more than {MAX_ELEMENTS} elements")
+        return self
 
 
 class _Header(schemas.Strict):
@@ -178,9 +191,11 @@ def weights_from_buffer(buf: memoryview | bytearray, source: str) -> tuple[dict[
     each tensor must fit the bytes after the header exactly.
 
     Raises:
-        IntegrityError: the buffer is not a well-formed safetensors file.
+        IntegrityError: the buffer is not a well-formed safetensors file, or torch cannot make one of its tensors.
     """
     import torch
+
+    source = volread.shown(source)
 
     def bad(why: str) -> errors.IntegrityError:
         return errors.IntegrityError(f"{source} is not a safetensors weights file ({why})", hint="rerun train-resnet")
@@ -210,10 +225,14 @@ def weights_from_buffer(buf: memoryview | bytearray, source: str) -> tuple[dict[
         start, stop = spec.data_offsets
         if not start <= stop <= end - base or stop - start != count * itemsize:
             raise bad(f"tensor {name!r} does not fit its data")
-        if count == 0:
-            tensors[name] = torch.empty(spec.shape, dtype=dtype)
-        else:
-            tensors[name] = torch.frombuffer(buf, dtype=dtype, count=count, offset=base + start).view(spec.shape)
+        try:
+            if count == 0:
+                tensors[name] = torch.empty(spec.shape, dtype=dtype)
+            else:
+                tensors[name] = torch.frombuffer(buf, dtype=dtype, count=count, offset=base + start).view(spec.shape)
+        except (RuntimeError, TypeError, ValueError, OverflowError) as e:  # torch's refusals, whatever their type
+            detail = schemas.printable(str(e).strip().split("\n", 1)[0], 160)
+            raise bad(f"tensor {name!r} of shape {spec.shape} cannot be made: {detail}") from e
     return tensors, dict(header.metadata)
 
 
@@ -255,6 +274,7 @@ def resume_from_buffer(buf: memoryview | bytearray, source: str) -> dict[str, An
     """
     import torch
 
+    source = volread.shown(source)
     if bytes(buf[:4]) == b"PK\x03\x04":  # a torch.save zip file: what sharedvol wrote before the safetensors format
         checkpoint = _unpickle(buf, source)
     else:

@@ -61,10 +61,7 @@ def error(url: str, e: pydantic.ValidationError) -> errors.SchemaError:
     )
 
 
-def printable(text: str, limit: int) -> str:
-    """``text`` on one line: control characters escaped, at most ``limit`` characters (a name from a hostile file)."""
-    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
-    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+printable = volread.printable  # where the readers of the volume need it too (schemas stands on volread)
 
 
 def _near(a: float, b: float) -> bool:
@@ -82,11 +79,23 @@ class FileRef(Strict):
     blake3: Hex64
 
 
-class Curves(Strict):
-    """What the report plots: ``loss_curve`` ([iteration, loss]), the LR and the training top-1 of every epoch."""
+MAX_ITERATION = 2**53  # a curve's iteration: the largest integer a float (a plot's axis) holds exactly
+MAX_CURVE_VALUE = 1e9  # a curve's loss or learning rate: far past any training's, well within what a plot can draw
+Iteration = Annotated[int, Field(ge=0, le=MAX_ITERATION)]
+CurveValue = Annotated[float, Field(ge=-MAX_CURVE_VALUE, le=MAX_CURVE_VALUE)]
 
-    loss_curve: Annotated[list[tuple[Annotated[int, Field(ge=0)], Finite]], Field(max_length=MAX_CURVE_POINTS)] = []
-    lr_per_epoch: Annotated[list[NonNegative], Field(max_length=MAX_EPOCHS)] = []
+
+class Curves(Strict):
+    """What the report plots: ``loss_curve`` ([iteration, loss]), the LR and the training top-1 of every epoch.
+
+    Every number is one a plot can draw: iterations up to :data:`MAX_ITERATION`, losses and rates within
+    :data:`MAX_CURVE_VALUE` of zero (a document that says otherwise is refused, not drawn).
+    """
+
+    loss_curve: Annotated[list[tuple[Iteration, CurveValue]], Field(max_length=MAX_CURVE_POINTS)] = []
+    lr_per_epoch: Annotated[
+        list[Annotated[float, Field(ge=0.0, le=MAX_CURVE_VALUE)]], Field(max_length=MAX_EPOCHS)
+    ] = []
     train_top1_per_epoch: Annotated[list[Fraction | None], Field(max_length=MAX_EPOCHS)] = []
 
 
@@ -221,6 +230,16 @@ class TrainSummary(Document):
     checkpoint_blake3: Hex64
     config: dict[str, Any]
     curves: Curves = Curves()
+
+    @model_validator(mode="after")
+    def _curves_agree(self) -> TrainSummary:
+        for name in ("lr_per_epoch", "train_top1_per_epoch"):
+            if (entries := len(getattr(self.curves, name))) > self.epochs:
+                raise ValueError(f"curves.{name} has {entries} entries for {self.epochs} epochs")
+        last = max((iteration for iteration, _ in self.curves.loss_curve), default=0)
+        if last > self.iterations:
+            raise ValueError(f"curves.loss_curve has iteration {last} after the last iteration {self.iterations}")
+        return self
 
     @model_validator(mode="after")
     def _agree(self) -> TrainSummary:

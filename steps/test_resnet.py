@@ -14,10 +14,25 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import pydantic
 from mmcls.utils import register_all_modules
 from mmengine.runner import Runner
 
-from steps import checkpoint, config, data, dataplane, devices, documents, errors, hooks, mmcls_ext, safeload, schemas
+from steps import (
+    checkpoint,
+    config,
+    data,
+    dataplane,
+    devices,
+    documents,
+    errors,
+    hooks,
+    mmcls_ext,
+    modelcheck,
+    params,
+    safeload,
+    schemas,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +64,15 @@ def evaluate(cfg: TestConfig) -> schemas.EvalResult:
     """Verify, load and evaluate the checkpoint; publish ``eval/eval_result.json``.
 
     Raises:
-        IntegrityError: nothing was published, the weights do not match the manifest (nothing is loaded), or they
-            are not the model's tensors.
+        IntegrityError: nothing was published, the weights do not match the manifest (nothing is loaded), they
+            are not the model's tensors or not finite, or what the evaluation measured is not a result (a loss
+            that is not a number; nothing is published).
         ConfigError, DatasetError, RunDirError, SchemaError: see their docstrings.
     """
-    if cfg.batch_size < 1:
-        raise errors.ConfigError(f"--batch-size must be at least 1, got {cfg.batch_size}", hint="e.g. 64")
+    if not 1 <= cfg.batch_size <= params.MAX_BATCH:
+        raise errors.ConfigError(
+            f"--batch-size must be between 1 and {params.MAX_BATCH}, got {cfg.batch_size}", hint="e.g. 64"
+        )
     if cfg.num_workers is not None and cfg.num_workers < 0:
         raise errors.ConfigError(f"--num-workers must be 0 or more, got {cfg.num_workers}", hint="e.g. 0")
     layout = dataplane.RunLayout(cfg.run_dir)
@@ -72,23 +90,31 @@ def evaluate(cfg: TestConfig) -> schemas.EvalResult:
         name: round(row[i] / sum(row), 6) if sum(row) else 0.0
         for i, (name, row) in enumerate(zip(names, matrix, strict=True))
     }
-    result = schemas.EvalResult(
-        checkpoint=manifest.url,
-        checkpoint_blake3=manifest.weights.blake3,
-        epoch=manifest.epoch,
-        dataset_root=cfg.data_root,
-        dataset_source=dataset.source,
-        split="test",
-        size=int(details["size"]),
-        top1=round(details["top1"], 6),
-        top5=round(details["top5"], 6),
-        loss=round(details["loss"], 6),
-        class_names=names,
-        per_class_accuracy=per_class,
-        confusion_matrix=matrix,
-        device="cuda" if device == "cuda" else "cpu",
-        wall_time_s=round(time.monotonic() - started, 3),
-    )
+    try:
+        result = schemas.EvalResult(
+            checkpoint=manifest.url,
+            checkpoint_blake3=manifest.weights.blake3,
+            epoch=manifest.epoch,
+            dataset_root=cfg.data_root,
+            dataset_source=dataset.source,
+            split="test",
+            size=int(details["size"]),
+            top1=round(details["top1"], 6),
+            top5=round(details["top5"], 6),
+            loss=round(details["loss"], 6),
+            class_names=names,
+            per_class_accuracy=per_class,
+            confusion_matrix=matrix,
+            device="cuda" if device == "cuda" else "cpu",
+            wall_time_s=round(time.monotonic() - started, 3),
+        )
+    except pydantic.ValidationError as e:
+        what = f"evaluating {schemas.printable(manifest.url, 1024)} gave a result that is not one"
+        raise errors.IntegrityError(
+            schemas.error(what, e).message,
+            hint="the weights diverged (a loss that is not a number?); rerun train-resnet, e.g. with a lower --lr; "
+            "nothing was published",
+        ) from e
     documents.write(layout.eval_result, result)
     log.info(
         "evaluated %s on %d test images: top-1 %.2f %%, top-5 %.2f %%, loss %.4f -> %s",
@@ -115,37 +141,7 @@ def _run_test(
     c.test_evaluator = {"type": "SharedvolEvaluation", "num_classes": 10}
     c.load_from = hooks.offer(manifest.weights.name, {"state_dict": state_dict, "meta": {"epoch": manifest.epoch}})
     runner = Runner.from_cfg(c)
-    check_weights(runner.model, state_dict, manifest.file_url(manifest.weights))
+    modelcheck.check_weights(runner.model, state_dict, manifest.file_url(manifest.weights))
     runner.test()
     metric = next(m for m in runner.test_evaluator.metrics if isinstance(m, mmcls_ext.SharedvolEvaluation))
     return metric.details
-
-
-def check_weights(model: Any, state_dict: dict[str, Any], source: str) -> None:
-    """Refuse weights that are not exactly the model's tensors: each one there, of its shape and dtype, no other.
-
-    mmengine loads a state dict leniently (a warning for missing keys), so an empty or foreign weights file would
-    evaluate an untrained model and publish its result as if it were the run's.
-
-    Raises:
-        IntegrityError: naming the first missing, unexpected or misshapen tensor and how many there are.
-    """
-    model = model.module if hasattr(model, "module") else model
-    expected = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
-    found = {k: (tuple(v.shape), v.dtype) for k, v in state_dict.items()}
-    missing = sorted(set(expected) - set(found))
-    extra = sorted(set(found) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
-    if not (missing or extra or wrong):
-        return
-    if missing:
-        first = f"missing {missing[0]!r}"
-    elif extra:
-        first = f"unexpected {extra[0]!r}"
-    else:
-        first = f"{wrong[0]!r} is {found[wrong[0]]}, the model's is {expected[wrong[0]]}"
-    raise errors.IntegrityError(
-        f"{source} is not this model's weights: of its {len(expected)} tensors {len(missing)} missing, "
-        f"{len(extra)} unexpected, {len(wrong)} of another shape or type ({first})",
-        hint="evaluate a checkpoint train-resnet published for ResNet-18 on CIFAR-10; nothing was evaluated",
-    )

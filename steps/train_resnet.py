@@ -98,7 +98,7 @@ def _train(cfg: config.TrainConfig, device: str) -> schemas.TrainSummary:
         )
     if manifest:
         _check_settings(layout.checkpoint, manifest.settings, settings, allowed=cfg.allow_changed_settings)
-        c.load_from, c.resume = _offer_resume(manifest), True
+        c.load_from, c.resume = _offer_resume(manifest, settings), True
     return _run(c, cfg, layout, device, dataset.train_size, manifest)
 
 
@@ -139,11 +139,15 @@ def _check_writable(work_dir: str) -> None:
         ) from e
 
 
-def _offer_resume(manifest: checkpoint.Manifest) -> str:
+def _offer_resume(manifest: checkpoint.Manifest, now: schemas.TrainingSettings) -> str:
     """The verified, safely loaded training state of ``manifest``, as a URL mmengine's resume loads.
 
+    The state's seed must be the one the manifest records (mmengine would restore it over the config's); the
+    run's own seed then replaces it, so a seed changed with ``--allow-changed-settings`` takes effect. The rest is
+    checked against the built model and optimizer before the load (:mod:`steps.resumecheck`).
+
     Raises:
-        IntegrityError: a file does not match the manifest, or the state is not this manifest's epoch.
+        IntegrityError: a file does not match the manifest, or the state is not this manifest's epoch or seed.
     """
     state_buf = checkpoint.read_verified(manifest, manifest.resume)
     weights_buf = checkpoint.read_verified(manifest, manifest.weights)
@@ -154,10 +158,17 @@ def _offer_resume(manifest: checkpoint.Manifest) -> str:
             f"{source} holds the state of epoch {state['meta']['epoch']}, not epoch {manifest.epoch}",
             hint="the checkpoint files were mixed up; train again on a new run directory",
         )
+    seed = state["meta"].get("seed", manifest.settings.seed)
+    if seed != manifest.settings.seed:
+        raise errors.IntegrityError(
+            f"{source} holds the state of a run with seed {seed!r}, its manifest says {manifest.settings.seed}",
+            hint="the checkpoint files were mixed up or changed; train again on a new run directory",
+        )
+    state["meta"]["seed"] = now.seed
     weights, _ = safeload.weights_from_buffer(weights_buf, manifest.file_url(manifest.weights))
     state["state_dict"] = weights  # the training state is saved without them: they live in one file only
     log.info("resuming from epoch %d (%s, digest verified)", manifest.epoch, manifest.resume.name)
-    return hooks.offer(manifest.resume.name, state)
+    return hooks.offer(manifest.resume.name, state, reconfigured=bool(differences(manifest.settings, now)))
 
 
 def _run(

@@ -21,6 +21,7 @@ FALLBACK_CLASS = "sharedvol-hostpath"
 FALLBACK_PROVISIONER = "sharedvol.io/hostpath"
 LOCAL_PATH = "rancher.io/local-path"
 LOCAL_PATH_CONFIGMAPS = (("local-path-storage", "local-path-config"), ("kube-system", "local-path-config"))
+LOCAL_PATH_CONFIG_CAP = 1 << 20  # local-path's config.json is a few hundred bytes; a ConfigMap holds at most 1 MiB
 
 
 @dataclass(frozen=True)
@@ -88,11 +89,12 @@ def local_path_shared(api: ApiClient) -> bool:
             cm = core.read_namespaced_config_map(name, namespace)
         except client.ApiException:
             continue
+        text = (cm.data or {}).get("config.json", "{}")
         try:
-            config = json.loads((cm.data or {}).get("config.json", "{}"))
-        except ValueError:
+            config = json.loads(text) if len(text) <= LOCAL_PATH_CONFIG_CAP else None
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
             return False
-        return bool(config.get("sharedFileSystemPath"))
+        return isinstance(config, dict) and bool(config.get("sharedFileSystemPath"))
     return False
 
 

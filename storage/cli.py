@@ -129,11 +129,17 @@ def _choice(args: argparse.Namespace) -> Any:
     return choice.AUTO
 
 
+MAX_TIMEOUT_S = 86_400
+
+
 def _provision(args: argparse.Namespace) -> int:
     from storage import errors, provide
 
-    if not args.timeout > 0:
-        raise errors.InvalidRequestError(f"--timeout {args.timeout:g} is not positive", hint="e.g. --timeout 120")
+    if not 0 < args.timeout <= MAX_TIMEOUT_S:  # inf and nan too: a deadline is a real number of seconds
+        raise errors.InvalidRequestError(
+            f"--timeout {args.timeout:g} is not between 0 and {MAX_TIMEOUT_S} seconds (a day)",
+            hint="e.g. --timeout 120",
+        )
     settings = None
     if not args.no_prepare:
         settings = prep.Settings(image=args.prepare_image, owner=args.owner, timeout_s=args.timeout)

@@ -97,7 +97,11 @@ def running(api: client.ApiClient, provisioner: str) -> bool | None:
         renewed = lease.spec.renew_time
         if renewed.tzinfo is None:
             renewed = renewed.replace(tzinfo=UTC)
-        if renewed + timedelta(seconds=lease.spec.lease_duration_seconds or 60) >= now:
+        try:
+            fresh = renewed + timedelta(seconds=lease.spec.lease_duration_seconds or 60) >= now
+        except (OverflowError, ValueError, TypeError):  # renewed in the year 9999, or for ages: not a heartbeat
+            continue
+        if fresh and renewed <= now + timedelta(minutes=5):  # renewed in the future: a made-up Lease, not a clock
             return True
     return False
 

@@ -37,6 +37,8 @@ SUBDOMAIN = NameRule(
 LABEL = NameRule(DNS1123_LABEL, 63, "use lowercase letters, digits and '-', at most 63 characters")
 MIN_SIZE_BYTES = 2**20  # 1Mi
 MIN_SIZE = "1Mi"
+MAX_SIZE_BYTES = 2**63 - 1  # the largest quantity Kubernetes holds as an integer (8Ei)
+MAX_SIZE = "8Ei"
 # Directories a volume must never live in (nor under): the node's system, its runtimes and its secrets.
 SYSTEM_TREES = (
     "/bin",
@@ -70,7 +72,7 @@ def quantity_bytes(size: str, *, what: str = "size") -> int:
     Parsed by the Kubernetes client's own ``kubernetes.utils.quantity.parse_quantity``.
 
     Raises:
-        InvalidRequestError: not a quantity, or below 1Mi.
+        InvalidRequestError: not a quantity, below 1Mi or above 8Ei.
     """
     from kubernetes.utils import quantity
 
@@ -87,7 +89,16 @@ def quantity_bytes(size: str, *, what: str = "size") -> int:
             f"{what} {size!r} is {_bytes(value)}, below the minimum of {MIN_SIZE}",
             hint="ask for at least 1Mi, e.g. 20Gi",
         )
+    if value > MAX_SIZE_BYTES:  # compared as a Decimal: int() of 1e3000000 alone takes a minute
+        raise errors.InvalidRequestError(
+            f"{what} {_short(size)!r} is more than {MAX_SIZE}, the largest size Kubernetes holds",
+            hint="ask for a real size, e.g. 20Gi",
+        )
     return int(value)
+
+
+def _short(size: str) -> str:
+    return size if len(size) <= 40 else size[:37] + "..."
 
 
 def _bytes(value: Decimal) -> str:

@@ -27,6 +27,15 @@ for image in "$@"; do
   fi
   t0=$(date +%s)
   log "$image: importing into the node's containerd ($want)"
-  docker save "$image" | ctr --address "$CONTAINERD_ADDRESS" -n k8s.io images import - >/dev/null
+  # Replacing an image of the same name lets containerd's garbage collector remove a layer snapshot the import
+  # was about to reuse ("parent snapshot ... does not exist": containerd issues 2382, 10835); the next attempt
+  # unpacks that layer again.
+  for attempt in 1 2 3; do
+    if docker save "$image" | ctr --address "$CONTAINERD_ADDRESS" -n k8s.io images import - >/dev/null; then
+      break
+    fi
+    ((attempt < 3)) || { log "$image: import failed 3 times (above)"; exit 1; }
+    log "$image: import failed (above); attempt $((attempt + 1)) of 3"
+  done
   log "$image: imported in $(($(date +%s) - t0)) s"
 done

@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--health-port", type=int, help="port of /healthz (default 8080; 0: none)")
     p.add_argument("--text-logs", action="store_true", help="plain log lines instead of JSON")
     p.add_argument(
-        "--recheck-seconds", type=float, help="seconds between re-checks of Pending claims (default 10; > 0)"
+        "--recheck-seconds", type=float, help="seconds between re-checks of Pending claims (default 10; 0.1 to 3600)"
     )
     p.add_argument(
         "--node-name", help="serve only the volumes of this node (default: every node; $SHAREDVOL_NODE_NAME)"

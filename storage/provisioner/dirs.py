@@ -17,7 +17,6 @@ import errno
 import json
 import logging
 import os
-import shutil
 import stat
 import time
 from collections.abc import Iterator
@@ -101,7 +100,7 @@ class Base:
             os.rename(name, target, src_dir_fd=self.fd, dst_dir_fd=self.fd)  # renames a link, never its target
             return f"archived {where} as {self.node_path}/{target}"
         if is_dir:
-            shutil.rmtree(name, dir_fd=self.fd)  # the fd-based walk: it never follows a link inside
+            remove_tree(self.fd, name)
             return f"deleted {where}"
         os.unlink(name, dir_fd=self.fd)
         return f"{where} was not a directory (a symlink or a file): removed it, not what it points to"
@@ -219,3 +218,53 @@ def opened(config: settings_mod.Settings, node_path: str) -> Iterator[Base | Non
         yield Base(fd, node_path)
     finally:
         os.close(fd)
+
+
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def remove_tree(top: int, name: str) -> None:
+    """Remove directory ``name`` of directory descriptor ``top`` with everything in it, never following a link.
+
+    Iterative, with one directory open at a time: any depth (a pod can nest its volume thousands of directories
+    deep; ``shutil.rmtree`` recurses, and stopped at about a thousand with a RecursionError, retried for ever).
+    It goes back up by ``..``, checking that it reaches the directory it came from.
+
+    Raises:
+        OSError: a file cannot be removed, or the tree was moved while it was removed (ESTALE).
+    """
+    fd = os.open(name, _DIRECTORY, dir_fd=top)
+    below: list[tuple[str, tuple[int, int]]] = []  # the names walked down, each with its parent's (device, inode)
+    try:
+        while True:
+            child = _clear_files(fd)
+            if child is not None:
+                here = os.fstat(fd)
+                down = os.open(child, _DIRECTORY, dir_fd=fd)
+                os.close(fd)
+                fd = down
+                below.append((child, (here.st_dev, here.st_ino)))
+                continue
+            if not below:
+                break
+            child, parent = below.pop()
+            up = os.open("..", _DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = up
+            seen = os.fstat(fd)
+            if (seen.st_dev, seen.st_ino) != parent:
+                raise OSError(errno.ESTALE, f"{child}'s directory was moved while it was removed")
+            os.rmdir(child, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=top)
+
+
+def _clear_files(fd: int) -> str | None:
+    """Unlink every entry of directory ``fd`` but directories (links included, as links); the first directory."""
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                return entry.name
+            os.unlink(entry.name, dir_fd=fd)
+    return None

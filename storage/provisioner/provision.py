@@ -62,7 +62,12 @@ def _try_provision(core: CoreV1Api, namespace: str, name: str, config: settings_
             return True
         selected = (claim.metadata.annotations or {}).get(features.SELECTED_NODE)
         if selected and not placement.serves(config, selected):
-            return True  # the instance on that node provisions it
+            if not _missing(core, selected) or not _reports(core, config, None):
+                return True  # the instance on that node provisions it
+            raise errors.NoNodeError(
+                f"the node the scheduler chose for it, {selected[:253]}, does not exist (deleted meanwhile?)",
+                hint="delete the claim's pod and annotation volume.kubernetes.io/selected-node so it is scheduled again",
+            )
         where = place(core, claim, config)
         if where.node is None and not _reports(core, config, selected):
             return True  # no node yet (or a PV of no node): the instance on the first Ready node answers
@@ -82,6 +87,15 @@ def _try_provision(core: CoreV1Api, namespace: str, name: str, config: settings_
         return _failed(core, claim, namespace, name, why, placed or _reports(core, config, selected))
     log.info("claim %s/%s: %s", namespace, name[:253], outcome)
     return True
+
+
+def _missing(core: CoreV1Api, node: str) -> bool:
+    """Whether Node ``node`` does not exist (no instance serves a claim of it: the one that answers reports it)."""
+    try:
+        core.read_node(node)
+    except client.ApiException as e:
+        return e.status == 404
+    return False
 
 
 def _reports(core: CoreV1Api, config: settings_mod.Settings, selected: str | None) -> bool:

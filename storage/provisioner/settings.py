@@ -11,6 +11,7 @@ PROVISIONER = "sharedvol.io/hostpath"
 CRASH_POINTS = ("", "directory", "event", "volume", "touch")
 DEFAULT_BASE = "/var/lib/sharedvol"
 ON_DELETE = ("delete", "archive", "retain")
+MIN_RECHECK_S, MAX_RECHECK_S = 0.1, 3600  # a re-check at most 10 times a second, at least once an hour
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
@@ -85,9 +86,11 @@ class Settings:
                 f"node name {settings.node_name[:80]!r} (SHAREDVOL_NODE_NAME or --node-name) is not a node name",
                 hint="pass the pod's spec.nodeName (the downward API), or leave it unset to serve every node",
             )
-        if not settings.recheck_s > 0:
+        if not MIN_RECHECK_S <= settings.recheck_s <= MAX_RECHECK_S:  # inf and nan too
             raise errors.InvalidRequestError(
-                f"re-check period {settings.recheck_s:g} s is not positive", hint="e.g. --recheck-seconds 10"
+                f"re-check period {settings.recheck_s:g} s is not between {MIN_RECHECK_S:g} s and "
+                f"{MAX_RECHECK_S} s (an hour)",
+                hint="e.g. --recheck-seconds 10",
             )
         return settings
 

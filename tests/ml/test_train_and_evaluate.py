@@ -12,7 +12,7 @@ import pytest
 
 from steps import checkpoint, dataplane, documents, errors, produce_metrics, safeload, schemas
 from tests import cli
-from tests.ml.training import BATCH, LR, TEST_IMAGES, TRAIN_IMAGES, TrainedRun, evaluate, train
+from tests.ml.training import BATCH, LR, TEST_IMAGES, TRAIN_IMAGES, TrainedRun, evaluate, republish, train
 
 
 def test_training_publishes_weights_and_state_behind_one_manifest_and_a_summary(trained_run: TrainedRun) -> None:
@@ -124,13 +124,7 @@ def plant(run_dir: Path, part: str, marker: Path) -> None:
     """Replace one published file by a code-running pickle and republish the manifest so its digest matches."""
     from tests.unit.test_dataplane_safeload import planted_pickle
 
-    layout = dataplane.RunLayout(str(run_dir))
-    m = checkpoint.require_manifest(layout.checkpoint)
-    kind = "safetensors" if part == "weights" else "resume.safetensors"
-    ref = checkpoint.publish_file(layout.checkpoint_dir, m.epoch, kind, planted_pickle(marker))
-    refs = {"weights": m.weights, "resume": m.resume, part: ref}
-    forged = m.doc.model_copy(update={"weights": refs["weights"], "resume": refs["resume"]})
-    documents.write(layout.checkpoint, forged)
+    republish(run_dir, part, planted_pickle(marker))
 
 
 def test_test_resnet_refuses_planted_weights_with_a_matching_digest_and_nothing_runs(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from steps import config, produce_metrics, schemas, test_resnet, train_resnet
+from steps import checkpoint, config, dataplane, documents, produce_metrics, schemas, test_resnet, train_resnet
 
 TRAIN_IMAGES, TEST_IMAGES, BATCH, LR = 64, 32, 16, 0.05
 
@@ -35,3 +35,14 @@ def train(run_dir: Path, dataset: Path, epochs: int) -> schemas.TrainSummary:
 
 def evaluate(run_dir: Path, dataset: Path) -> schemas.EvalResult:
     return test_resnet.evaluate(test_resnet.TestConfig(run_dir=str(run_dir), data_root=str(dataset), device="cpu"))
+
+
+def republish(run_dir: Path, part: str, raw: bytes) -> None:
+    """Replace the published ``part`` ("weights" or "resume") of ``run_dir`` by ``raw``, and seal the manifest again
+    so that its digest matches: what anyone who can write the volume can do."""
+    layout = dataplane.RunLayout(str(run_dir))
+    m = checkpoint.require_manifest(layout.checkpoint)
+    kind = "safetensors" if part == "weights" else "resume.safetensors"
+    ref = checkpoint.publish_file(layout.checkpoint_dir, m.epoch, kind, raw)
+    refs = {"weights": m.weights, "resume": m.resume, part: ref}
+    documents.write(layout.checkpoint, m.doc.model_copy(update={"weights": refs["weights"], "resume": refs["resume"]}))

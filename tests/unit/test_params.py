@@ -18,6 +18,7 @@ from steps import cli as steps_cli
 from steps import config
 from steps import errors as steps_errors
 from steps import params as steps_params
+from steps import schemas as steps_schemas
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "pipeline.md"
 FIELDS = steps_params.fields(params.RunParameters)
@@ -158,6 +159,10 @@ def test_the_pipeline_signature_is_built_from_the_compile_defaults() -> None:
     [
         ("epochs", 0, "--epochs must be at least 1, got 0"),
         ("batch_size", -3, "--batch-size must be at least 1, got -3"),
+        ("batch_size", 10**20, f"--batch-size must be at most 65536, got {10**20}"),
+        ("epochs", 100_001, "--epochs must be at most 100000, got 100001"),
+        ("lr", 1e7, "--lr must be at most 1000000.0, got 10000000.0"),
+        ("num_workers", 257, "--num-workers must be at most 256, got 257"),
         ("lr", -0.1, "--lr must be a positive number, got -0.1"),
         ("lr", float("nan"), "--lr must be a positive number, got nan"),
         ("seed", -1, "--seed must be at least 0, got -1"),
@@ -209,3 +214,7 @@ def test_a_parameters_flag_is_its_name_with_dashes_unless_the_table_names_anothe
     assert flags["run_dir_name"] == "--run-dir-name"
     assert flags["gpu_count"] == "--gpus"
     assert all(flag.startswith("--") and "_" not in flag for flag in flags.values())
+
+
+def test_the_largest_epoch_count_a_run_takes_is_the_one_its_documents_admit() -> None:
+    assert steps_params.MAX_EPOCHS == steps_schemas.MAX_EPOCHS

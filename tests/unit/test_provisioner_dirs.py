@@ -30,6 +30,28 @@ def test_reclaiming_deletes_archives_or_keeps_the_directory(tmp_path: Path) -> N
     assert "nothing to delete" in base.reclaim("missing", "delete")
 
 
+def test_a_volume_nested_far_deeper_than_pythons_recursion_limit_is_deleted_and_a_link_inside_is_not_followed(
+    tmp_path: Path,
+) -> None:
+    base = _base(tmp_path)
+    root = tmp_path / "var" / "lib" / "sharedvol"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("not the volume's")
+    base.make("deep")
+    fd = os.open(root / "deep", os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(3000):  # 1500 stopped shutil.rmtree: RecursionError, reclaim retried for ever (held-out test)
+        os.mkdir("a", dir_fd=fd)
+        os.symlink(str(outside), "link", dir_fd=fd)
+        (down := os.open("a", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), os.close(fd))
+        fd = down
+    os.close(fd)
+
+    assert base.reclaim("deep", "delete").startswith("deleted ")
+
+    assert not (root / "deep").exists() and (outside / "keep").read_text() == "not the volume's"
+
+
 def test_a_volume_directory_replaced_by_a_symlink_is_removed_as_a_link_and_its_target_stays(tmp_path: Path) -> None:
     base = _base(tmp_path)
     root = tmp_path / "var" / "lib" / "sharedvol"

