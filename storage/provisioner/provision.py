@@ -66,7 +66,7 @@ def _try_provision(core: CoreV1Api, namespace: str, name: str, config: settings_
                 return True  # the instance on that node provisions it
             raise errors.NoNodeError(
                 f"the node the scheduler chose for it, {selected[:253]}, does not exist (deleted meanwhile?)",
-                hint="delete the claim's pod and annotation volume.kubernetes.io/selected-node so it is scheduled again",
+                hint="delete its pod and its annotation volume.kubernetes.io/selected-node: it is scheduled again",
             )
         where = place(core, claim, config)
         if where.node is None and not _reports(core, config, selected):
