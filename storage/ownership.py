@@ -20,6 +20,7 @@ from kubernetes.client import V1PersistentVolume
 from storage import specs
 
 VOLUME_UID = "sharedvol.io/volume-uid"
+CLAIM_UID = "sharedvol.io/claim-uid"  # the UID of the claim the service made the volume for (its name and path)
 KEPT_BY = "sharedvol.io/kept-by"
 ON_DELETE = "sharedvol.io/on-delete"
 PROVISIONED_BY = specs.PROVISIONED_BY

@@ -3,8 +3,9 @@
 Every ``recheck_s`` seconds: list the claims and provision the Pending ones of its provisioner that are due
 (a failed claim waits 1, 2, 4... periods, at most ``max_backoff_s``); list the PVs and reclaim the Released
 ones of its provisioner; settle what a killed service left (:func:`storage.provisioner.reclaim.sweep`).
-Each object is handled on its own: none can end the loop. It remembers whether listing claims works: that is
-what ``/healthz`` reports.
+Each object is handled on its own: none can end the loop. It remembers whether listing claims works, and
+whether the loop goes on: that is what ``/healthz`` reports. Objects are listed in pages, keeping only what the
+loop needs of each (a claim may carry 256 KiB of annotations), and failed objects' retries are spread out.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from kubernetes.client import CoreV1Api
 
@@ -22,6 +26,18 @@ from storage.provisioner import provision, reclaim
 from storage.provisioner import settings as settings_mod
 
 log = logging.getLogger("sharedvol.provisioner")
+PAGE = 250  # objects per list call
+
+
+def paged(list_call: Callable[..., Any]) -> Iterator[Any]:
+    """Every object ``list_call`` lists, one page of :data:`PAGE` at a time."""
+    token = ""
+    while True:
+        page = list_call(limit=PAGE, _continue=token) if token else list_call(limit=PAGE)
+        yield from page.items
+        token = page.metadata._continue if page.metadata else ""
+        if not token:
+            return
 
 
 @dataclass
@@ -32,6 +48,7 @@ class Recheck:
         settings: the service's settings.
         last_ok: ``time.monotonic()`` of the last successful list of claims (None: never).
         last_error: why the last list failed ("" when it worked).
+        last_step: ``time.monotonic()`` of the last object the loop tried (a long pass is working, not stuck).
         failures: claim UID (or ``pv/<PV UID>``) -> (failed attempts, monotonic time of the next try).
         heartbeat_error: why the last heartbeat failed ("" when it worked; None before the first).
         refused: set when the API server answered 401 (credentials revoked or expired while running): the
@@ -41,6 +58,7 @@ class Recheck:
     settings: settings_mod.Settings
     last_ok: float | None = None
     last_error: str = "claims not listed yet"
+    last_step: float = 0.0
     failures: dict[str, tuple[int, float]] = field(default_factory=dict)
     heartbeat_error: str | None = None
     refused: str = ""
@@ -49,6 +67,7 @@ class Recheck:
         """Count a failed attempt for object ``uid`` and schedule the next one."""
         count = self.failures.get(uid, (0, 0.0))[0] + 1
         delay = min(self.settings.recheck_s * 2 ** (count - 1), self.settings.max_backoff_s)
+        delay *= random.uniform(0.75, 1.0)  # objects that failed together are not all tried again together
         self.failures[uid] = (count, time.monotonic() + delay)
         log.warning("%s: attempt %d failed; next try in %.0f s", uid, count, delay)
 
@@ -60,9 +79,12 @@ class Recheck:
         """(healthy, why): healthy while the last list of claims worked and is recent."""
         if self.last_ok is None:
             return False, self.last_error or "claims not listed yet"
-        age = time.monotonic() - self.last_ok
-        if self.last_error or age > 3 * self.settings.recheck_s + 30:
+        now, limit = time.monotonic(), 3 * self.settings.recheck_s + 30
+        age = now - self.last_ok
+        if self.last_error or now - max(self.last_ok, self.last_step) > limit:
             return False, self.last_error or f"claims last listed {age:.0f} s ago"
+        if age > limit:  # one long pass (many claims to try): it goes on
+            return True, f"claims listed {age:.0f} s ago; the re-check is still trying them one by one"
         return True, f"claims listed {age:.0f} s ago"
 
     def once(self, core: CoreV1Api) -> None:
@@ -88,8 +110,14 @@ class Recheck:
 
     def claims(self, core: CoreV1Api) -> None:
         """List every claim; provision those that want us and are due."""
+        provisioner = self.settings.provisioner
         try:
-            claims = core.list_persistent_volume_claim_for_all_namespaces().items
+            live: set[str] = set()
+            wanted: list[tuple[str, str, str]] = []
+            for c in paged(core.list_persistent_volume_claim_for_all_namespaces):
+                live.add(c.metadata.uid)
+                if provision.wants_claim(c, provisioner):
+                    wanted.append((c.metadata.namespace, c.metadata.name, c.metadata.uid))
         except Exception as e:  # reported by /healthz; the next period tries again
             if getattr(e, "status", None) == 401:
                 self.refused = "the API server refused the service's credentials (401 Unauthorized) while it ran"
@@ -97,35 +125,36 @@ class Recheck:
             log.error("re-check: %s", self.last_error)
             return
         self.last_ok, self.last_error = time.monotonic(), ""
-        live = {c.metadata.uid for c in claims}
         self.failures = {k: v for k, v in self.failures.items() if k in live or k.startswith("pv/")}
-        for c in claims:
-            if not provision.wants_claim(c, self.settings.provisioner) or not self.due(c.metadata.uid):
+        for namespace, name, uid in wanted:
+            if not self.due(uid):
                 continue
-            if provision.try_provision(core, c.metadata.namespace, c.metadata.name, self.settings):
-                self.failures.pop(c.metadata.uid, None)
+            if provision.try_provision(core, namespace, name, self.settings):
+                self.failures.pop(uid, None)
             else:
-                self.failed(c.metadata.uid)
+                self.failed(uid)
+            self.last_step = time.monotonic()
 
     def volumes(self, core: CoreV1Api) -> None:
         """List every PV; reclaim those that are ours, Released and due (a failed one waits as a claim does)."""
         try:
-            pvs = core.list_persistent_volume().items
+            wanted: list[tuple[str, str]] = []
+            for pv in paged(core.list_persistent_volume):
+                phase = pv.status.phase if pv.status else None
+                policy = pv.spec.persistent_volume_reclaim_policy if pv.spec else None
+                if reclaim.wants(pv.metadata.annotations or {}, phase, policy, self.settings.provisioner):
+                    wanted.append((pv.metadata.name, f"pv/{pv.metadata.uid}"))
         except Exception as e:  # the next period tries again
             log.error("re-check: cannot list PersistentVolumes: %s", getattr(e, "reason", None) or e)
             return
-        for pv in pvs:
-            phase = pv.status.phase if pv.status else None
-            policy = pv.spec.persistent_volume_reclaim_policy if pv.spec else None
-            key = f"pv/{pv.metadata.uid}"
-            if not reclaim.wants(pv.metadata.annotations or {}, phase, policy, self.settings.provisioner):
-                continue
+        for name, key in wanted:
             if not self.due(key):
                 continue
-            if reclaim.try_reclaim(core, pv.metadata.name, self.settings):
+            if reclaim.try_reclaim(core, name, self.settings):
                 self.failures.pop(key, None)
             else:
                 self.failed(key)
+            self.last_step = time.monotonic()
 
     async def run(self, core: CoreV1Api, *, first_delay: float = 0.0) -> None:
         """Re-check until cancelled, the first time after ``first_delay`` seconds.

@@ -66,6 +66,7 @@ def pv_for(claim: V1PersistentVolumeClaim, cls: features.ClassConfig, node: str,
     pv = specs.static_pv(volume)
     pv["spec"]["accessModes"] = list(claim.spec.access_modes or [specs.RWX])
     pv["metadata"]["annotations"][ownership.ON_DELETE] = cls.on_delete
+    pv["metadata"]["annotations"][ownership.CLAIM_UID] = claim.metadata.uid
     return pv
 
 
@@ -90,21 +91,24 @@ def not_ours(pv: V1PersistentVolume, provisioner: str) -> str:
     """Why the service must not reclaim ``pv``; "" when it made it and may.
 
     Ours means: made by the service (:func:`storage.ownership.not_service_made`: the provisioned-by
-    annotation and its own UID recorded by the service), named ``pvc-<claimRef uid>``, a hostPath that is
-    exactly the directory this service makes for that claim, under a base path it accepts.
+    annotation and its own UID recorded by the service), named ``pvc-<uid>`` of the claim it was made for, a
+    hostPath that is exactly the directory this service makes for that claim, under a base path it accepts. That
+    claim is the one its ``sharedvol.io/claim-uid`` annotation names (a volume kept by ``release --keep-data`` and
+    bound again to a new claim of the same name), or else its ``claimRef``'s.
     """
     meta, spec = pv.metadata, pv.spec
     ref = spec.claim_ref
     made = ownership.not_service_made(pv, provisioner)
     if made:
         return made
-    if ref is None or not ref.uid or meta.name != f"pvc-{ref.uid}":
+    uid = (meta.annotations or {}).get(ownership.CLAIM_UID) or (ref.uid if ref is not None else "")
+    if ref is None or not uid or meta.name != f"pvc-{uid}":
         return "its name is not pvc-<uid of the claim it was made for>"
     if spec.host_path is None:
         return "it is not a hostPath volume"
     base, _sep, leaf = spec.host_path.path.rpartition("/")
     try:
-        expected = directory_name(ref.namespace or "", ref.name or "", ref.uid)
+        expected = directory_name(ref.namespace or "", ref.name or "", uid)
         features.base_path(base, "its base path")
     except errors.InvalidRequestError as e:
         return e.message

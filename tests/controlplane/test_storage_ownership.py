@@ -66,6 +66,25 @@ def test_release_keep_data_of_a_claim_the_service_made_keeps_the_data_whatever_t
     assert (path / "epoch_1.pth").read_bytes() == b"weights"
 
 
+def test_a_kept_volume_bound_again_and_then_released_plainly_is_reclaimed_by_the_service_as_its_class_says(
+    api: Any, namespace: str, cluster_objects: ClusterObjects, serve: Callable[..., Service], sharedvol: SharedvolCli
+) -> None:
+    svc = _running(serve, api, namespace)
+    sc = fallback_class(cluster_objects, on_delete="archive")
+    assert sharedvol("provision", "data", "-n", namespace, "--class", sc, "--size", "1Gi").returncode == 0
+    volume, path = _volume_path(api, svc, namespace, "data")
+    (path / "epoch_1.pth").write_bytes(b"weights")
+    assert sharedvol("release", "data", "-n", namespace, "--keep-data").returncode == 0
+    assert sharedvol("provision", "data", "-n", namespace, "--class", sc, "--size", "1Gi").returncode == 0
+    assert kwait.claim_phase(client.CoreV1Api(api), namespace, "data", timeout=90).spec.volume_name == volume
+
+    released = sharedvol("release", "data", "-n", namespace)  # the claim now is another one (a new UID)
+
+    assert released.returncode == 0, released.stderr
+    kwait.gone(client.CoreV1Api(api).list_persistent_volume, volume, timeout=90)  # it stayed Released before
+    assert (path.with_name(f"archived-{path.name}") / "epoch_1.pth").read_bytes() == b"weights"
+
+
 def test_a_plain_release_of_a_claim_the_service_made_lets_the_service_reclaim_it_as_its_class_says(
     api: Any, namespace: str, cluster_objects: ClusterObjects, serve: Callable[..., Service], sharedvol: SharedvolCli
 ) -> None:
