@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except EXPECTED_ERRORS as e:
-        print(f"sharedvol {args.command}: error: {e}", file=sys.stderr)
+        print(f"sharedvol {args.command}: error: {e}", file=sys.stderr)  # one line: sharedvol.errors.Error
         return 2
     except KeyboardInterrupt:
         print(f"sharedvol {args.command}: interrupted", file=sys.stderr)

@@ -17,4 +17,9 @@ class Error(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        return f"{self.message}: {self.hint}" if self.hint else self.message
+        return one_line(f"{self.message}: {self.hint}" if self.hint else self.message)
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters escaped (a path or a name from outside may hold a newline)."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)

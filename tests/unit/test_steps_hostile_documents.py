@@ -286,3 +286,15 @@ def test_a_newline_in_a_symlinked_proc_files_name_is_escaped(
 
     assert code == 2 and len(lines) == 1
     assert lines[0].startswith(f"sharedvol metrics: error: {tmp_path}/a\\rb/eval/eval_result.json is a file of the")
+
+
+def test_a_newline_in_a_data_source_directory_is_escaped_wherever_the_message_is_made(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    source = tmp_path / "new\nline"  # the message is made in steps/data.py; sharedvol's errors escape it
+    source.mkdir()
+
+    code, lines = run(capsys, "data", "prepare", str(tmp_path / "out"), "--source", str(source))
+
+    assert code == 2 and len(lines) == 1
+    assert f"{tmp_path}/new\\nline" in lines[0], lines[0]
