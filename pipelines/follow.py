@@ -16,6 +16,7 @@ import pydantic_core
 import yaml
 
 from pipelines import errors, kfp_api, logscan, mlmd, tasklogs
+from sharedvol.errors import one_line
 
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"}
 METRICS_MARKER = "sharedvol-metrics "
@@ -147,7 +148,7 @@ def follow(
         except errors.KfpApiError as e:
             e.hint = f"{e.hint}; run {status.run_id} goes on: {status.run_url}"
             raise
-        status.state = run.get("state") or status.state
+        status.state = field_text(run.get("state"), 40) or status.state
         status.tasks = tasks_of(run, tasks)
         for task in status.tasks:
             if seen.get(task.name) != task.state:
@@ -175,20 +176,36 @@ def tasks_of(run: dict[str, Any], tasks: Mapping[str, str]) -> list[TaskState]:
     """
     names = list(tasks.values())
     found: dict[str, TaskState] = {}
-    for t in (run.get("run_details") or {}).get("task_details") or []:
-        shown = t.get("display_name") or ""
+    details = run.get("run_details")
+    listed = details.get("task_details") if isinstance(details, dict) else None
+    for t in listed if isinstance(listed, list) else []:
+        if not isinstance(t, dict):
+            continue
+        shown = field_text(t.get("display_name"), 200)
         name = tasks.get(shown, shown)
         if name not in names:
             continue
-        err = (t.get("error") or {}).get("message") or ""
-        found[name] = TaskState(name=name, state=t.get("state") or "", error=err, pod_name=t.get("pod_name") or "")
+        error = t.get("error")
+        err = field_text(error.get("message"), ERROR_CAP) if isinstance(error, dict) else ""
+        found[name] = TaskState(
+            name=name, state=field_text(t.get("state"), 40), error=err, pod_name=field_text(t.get("pod_name"), 253)
+        )
     return [found[name] for name in names if name in found]
+
+
+ERROR_CAP = 500  # characters of a task's or run's error that are repeated
+
+
+def field_text(value: Any, cap: int) -> str:
+    """A string field of KFP's answer on one line, at most ``cap`` characters; "" when it is not a string."""
+    return one_line(value[:cap]) if isinstance(value, str) else ""
 
 
 def failure_message(run: dict[str, Any], status: RunStatus, api: kfp_api.KfpApi | None = None) -> str:
     """``run X FAILED: task T failed: <why>``, from the task's error or, failing that, its log's last error line."""
     failed = [t for t in status.tasks if t.state == "FAILED"]
-    run_error = (run.get("error") or {}).get("message") or ""
+    error = run.get("error")
+    run_error = field_text(error.get("message"), ERROR_CAP) if isinstance(error, dict) else ""
     if not failed:
         return f"run {status.run_id} {status.state}" + (f": {run_error}" if run_error else "")
     task = failed[0]

@@ -198,6 +198,13 @@ class KfpApi:
                     hint=PORT_FORWARD_HINT,
                 ) from e
             raise self._unreachable(type(e).__name__) from e
+        # the client's models refused the answer (not ValueError itself: kfp.Client raises it for "no experiment")
+        except (kfp_server_api.ApiValueError, TypeError, AttributeError, KeyError, RecursionError) as e:
+            raise errors.KfpApiError(
+                f"the KFP API at {self.settings.base} answered {what} with something that is not a KFP answer "
+                f"({type(e).__name__}: {str(e)[:200]})",
+                hint="check that --host names a KFP API server (2.x) and not another service",
+            ) from e
         finally:
             for line in printed.getvalue().splitlines():
                 log.debug("kfp: %s", line)

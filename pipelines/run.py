@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,8 +82,10 @@ class RunSettings:
         """Check everything that can be checked before talking to a server; return self."""
         self.submit.validate()
         storage_validate.name(self.claim_name, "--claim-name")
-        if self.bind_timeout_s <= 0:
-            raise errors.BadParameterError(f"--bind-timeout must be positive, got {self.bind_timeout_s:g}", hint="120")
+        if not 0 < self.bind_timeout_s < math.inf:  # nan too
+            raise errors.BadParameterError(
+                f"--bind-timeout must be a positive number of seconds, got {self.bind_timeout_s:g}", hint="120"
+            )
         return self
 
 

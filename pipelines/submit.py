@@ -10,6 +10,7 @@ The metrics come from ML Metadata (:mod:`pipelines.mlmd`), else from produce-met
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -79,9 +80,9 @@ class SubmitSettings:
         self.params.validate()
         if not self.experiment.strip():
             raise errors.BadParameterError("--experiment is empty", hint="e.g. --experiment sharedvol")
-        if self.poll.timeout_s <= 0:
+        if not 0 < self.poll.timeout_s < math.inf:  # nan too: a deadline of nan never comes
             raise errors.BadParameterError(
-                f"--timeout must be positive, got {self.poll.timeout_s:g}", hint="e.g. 21600"
+                f"--timeout must be a positive number of seconds, got {self.poll.timeout_s:g}", hint="e.g. 21600"
             )
         return self
 

@@ -312,6 +312,8 @@ def prune(dir_url: str, *, keep: int) -> list[str]:
         names = [p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)]
     except (FileNotFoundError, NotADirectoryError):
         return removed
+    except OSError as e:  # unreadable, or a loop of links
+        raise dataplane.write_error(dir_url, e) from e
     for name in names:
         if _FOREIGN_TMP.match(name):
             dataplane.discard(fs, f"{path}/{name}")

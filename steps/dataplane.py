@@ -42,6 +42,27 @@ class RunLayout:
         """``root`` joined with ``parts`` by ``/``."""
         return "/".join([self.root.rstrip("/"), *parts])
 
+    PARTS = ("train", "checkpoints", "eval", "metrics")
+
+    def check_own(self) -> None:
+        """Refuse a run directory whose parts are symbolic links.
+
+        A writer of ``train/``, ``checkpoints/``, ``eval/`` or ``metrics/`` would list, prune and publish wherever
+        a link planted on the volume points.
+
+        Raises:
+            RunDirError: naming the link.
+        """
+        if not is_local(self.root):
+            return
+        for part in self.PARTS:
+            where = local_path(self.path(part))
+            if os.path.islink(where):
+                raise errors.RunDirError(
+                    f"{where} is a symbolic link (to {os.readlink(where)[:200]}); refused: a run's parts are its own",
+                    hint="remove the link (a run directory is made by sharedvol), or use a new --run-dir",
+                )
+
     @property
     def train_dir(self) -> str:
         """Mmengine's work_dir: its logs and the config it ran."""
@@ -188,14 +209,18 @@ def publish(
             write(buffered)
             buffered.flush()
             raw.flush()
-            # memory:// and object stores have no file descriptor: nothing to sync there
-            with contextlib.suppress(AttributeError, OSError, io.UnsupportedOperation):
+            # memory:// and object stores have no file descriptor: nothing to sync there; a failed fsync (a full
+            # disk, NFS's delayed write errors) is a failed publish
+            with contextlib.suppress(AttributeError, io.UnsupportedOperation):
                 os.fsync(raw.fileno())
         if content_name is not None:
             final = content_name(hashing.hasher.hexdigest())
             path = f"{parent}/{final}" if parent else final
             url = f"{url.rsplit('/', 1)[0]}/{final}" if "/" in url else final
-        fs.mv(tmp, path)
+        if is_local(url):
+            os.replace(tmp, path)  # rename(2): a directory planted at the final name is an error, never entered
+        else:
+            fs.mv(tmp, path)
         fsync_dir(url)
     except OSError as e:
         discard(fs, tmp)
@@ -252,8 +277,11 @@ def both(first: Callable[[], Any], second: Callable[[], Any]) -> tuple[Any, Any]
 
 
 def discard(fs: Any, path: str) -> None:
-    """Remove ``path`` if it exists; a failure to remove is not an error (the next start cleans up)."""
-    with contextlib.suppress(OSError):
+    """Remove ``path`` if it exists; a failure to remove is not an error (the next start cleans up).
+
+    A directory there (planted with a temporary file's name) is left alone: fsspec refuses it with ValueError.
+    """
+    with contextlib.suppress(OSError, ValueError):
         if fs.exists(path):
             fs.rm(path)
 
@@ -282,6 +310,8 @@ def remove_temporaries(dir_url: str) -> list[str]:
         names = [p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)]
     except (FileNotFoundError, NotADirectoryError):
         return []
+    except OSError as e:  # unreadable, or a loop of links
+        raise write_error(dir_url, e) from e
     left = sorted(n for n in names if n.startswith(".") and TMP_MARK in n)
     for name in left:
         discard(fs, f"{path}/{name}")

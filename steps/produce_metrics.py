@@ -83,6 +83,7 @@ def produce(run_dir: str) -> MetricsBundle:
         RunDirError: ``metrics/`` cannot be written (nothing of it changed).
     """
     layout = dataplane.RunLayout(run_dir)
+    layout.check_own()
     ev = load_eval_result(layout.eval_result)
     summary = _summary(layout)
     scalars: dict[str, float] = {

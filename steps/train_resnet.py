@@ -68,6 +68,7 @@ def _train(cfg: config.TrainConfig, device: str) -> schemas.TrainSummary:
     """:func:`train` once the ranks (if several) have joined."""
     dataset = data.validate(cfg.data_root)
     layout = dataplane.RunLayout(cfg.run_dir)
+    layout.check_own()
     work_dir = dataplane.local_path(layout.train_dir) if dataplane.is_local(cfg.run_dir) else _scratch()
     _check_writable(work_dir)
     c = config.build_config(cfg, device=device, work_dir=work_dir, dataset=dataset)
@@ -129,9 +130,9 @@ def _scratch() -> str:
 def _check_writable(work_dir: str) -> None:
     try:
         Path(work_dir).mkdir(parents=True, exist_ok=True)
-        probe = Path(work_dir) / f".write-probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=work_dir)  # a fresh name: nothing planted is opened
+        os.close(fd)
+        os.unlink(probe)
     except OSError as e:
         raise errors.RunDirError(
             f"run directory {work_dir} is not writable ({e.strerror})",

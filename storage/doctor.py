@@ -11,7 +11,10 @@ from typing import Any
 
 from kubernetes import client
 
+from sharedvol.errors import one_line
 from storage import classes, errors, hints, nfshealth, plan, runs, validate
+
+EVENT_MESSAGE_CAP = 500  # characters of an Event's message that doctor repeats
 
 
 @dataclass(frozen=True)
@@ -165,8 +168,13 @@ def diagnose_claim(
     sc = claim.spec.storage_class_name
     modes = list(claim.spec.access_modes or [])
     size = ((claim.spec.resources.requests or {}) if claim.spec.resources else {}).get("storage", "20Gi")
-    reasons = [e.reason for e in events]
-    last = {e.reason: e.message for e in events}
+    # Events are anyone's text: reason and message are optional, and may be long or hold control characters
+    reasons = [one_line(e.reason[:80]) for e in events if isinstance(e.reason, str)]
+    last = {
+        one_line(e.reason[:80]): one_line(e.message[:EVENT_MESSAGE_CAP]) if isinstance(e.message, str) else ""
+        for e in events
+        if isinstance(e.reason, str)
+    }
 
     def d(cause: str, explanation: str, fix: str) -> Diagnosis:
         return Diagnosis(ns, name, sc, modes, cause, explanation, fix)
@@ -241,7 +249,7 @@ def diagnose_claim(
         )
     return d(
         "unknown",
-        f"no event explains it yet (events: {', '.join(reasons) or 'none'})",
+        f"no event explains it yet (events: {', '.join(reasons[-10:]) or 'none'})",
         f"kubectl describe pvc {name} -n {ns}",
     )
 

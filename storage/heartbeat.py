@@ -92,7 +92,9 @@ def running(api: client.ApiClient, provisioner: str) -> bool | None:
         return None
     now = datetime.now(UTC)
     for lease in items:
-        if (lease.metadata.annotations or {}).get(SERVES) != provisioner or lease.spec.renew_time is None:
+        if lease.metadata is None or lease.spec is None or not isinstance(lease.spec.renew_time, datetime):
+            continue
+        if (lease.metadata.annotations or {}).get(SERVES) != provisioner:
             continue
         renewed = lease.spec.renew_time
         if renewed.tzinfo is None:

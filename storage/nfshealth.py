@@ -143,7 +143,7 @@ def _read(found: Health, what: str, call: Callable[..., Any], *args: Any, **kwar
         found.unknown.append(
             f"{'not allowed to read' if e.status in (401, 403) else f'HTTP {e.status} reading'} {what}"
         )
-    except ValueError as e:  # the client's model refused what the API server sent
+    except (ValueError, TypeError, AttributeError, RecursionError) as e:  # the client's model refused the answer
         found.unknown.append(f"could not read {what} ({shown(str(e))})")
     return None
 
@@ -177,7 +177,12 @@ def _check_workload(found: Health, role: str, kind: str, name: str, list_all: Ca
     listed = _read(found, what, list_all, field_selector=f"metadata.name={name}", limit=MAX_WORKLOADS)
     if listed is None:
         return
-    items = [w for w in (getattr(listed, "items", None) or [])[:MAX_WORKLOADS] if not w.metadata.deletion_timestamp]
+    listed_items = getattr(listed, "items", None)
+    items = [
+        w
+        for w in (listed_items if isinstance(listed_items, list) else [])[:MAX_WORKLOADS]
+        if getattr(w, "metadata", None) is not None and not w.metadata.deletion_timestamp
+    ]
     statuses = [getattr(w, "status", None) for w in items]
     if not items:
         found.problems.append(f"{what} is missing ({hints.INSTALL['nfs']})")

@@ -271,6 +271,17 @@ def test_doctor_names_the_cause_of_each_kind_of_pending_claim(
     assert fix in d.fix
 
 
+def test_doctor_takes_events_without_a_reason_and_repeats_a_message_on_one_line_and_bounded() -> None:
+    events = [
+        NS(reason=None, message=None),  # both optional in core/v1: a TypeError traceback before
+        _event("ProvisioningFailed", "\x1b[2Jwiped\r" + "x" * 1_000_000),
+    ]
+    d = doctor.diagnose_claim(_claim("data", "local-path"), {"local-path": LOCAL}, events, {}, has_consumer=True)
+
+    assert "\x1b" not in d.explanation and "\r" not in d.explanation and "\\x1b[2Jwiped\\r" in d.explanation
+    assert len(d.explanation) < 1000
+
+
 def test_doctor_says_which_sharedvol_class_is_missing_or_not_running() -> None:
     fallback = _info("sharedvol-hostpath", "sharedvol.io/hostpath", mode="WaitForFirstConsumer")
     text = doctor.Report([LOCAL, fallback], "static", ["no class serves RWX"], fallback_running=False).describe()

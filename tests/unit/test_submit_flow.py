@@ -413,6 +413,34 @@ def test_the_submit_command_reports_bad_input_in_one_line_before_sending_anythin
     assert kfp_server.requests == []
 
 
+@pytest.mark.parametrize("value", ["0", "nan", "inf"])
+def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_one_line_before_sending_anything(
+    kfp_server: FakeKfp, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    code = cli.main(["submit", "--host", kfp_server.url, "--token", GOOD_TOKEN, "--wait", "--timeout", value])
+
+    err = capsys.readouterr().err
+    assert code == 2  # nan was taken: its deadline never came, and the run was polled without a pause, for ever
+    assert err == f"sharedvol submit: error: --timeout must be a positive number of seconds, got {value}: e.g. 21600\n"
+    assert kfp_server.requests == []
+
+
+def test_task_states_and_errors_from_kfp_reach_the_terminal_escaped_and_bounded(
+    kfp_server: FakeKfp, fast_polls: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hostile = "\x1b]0;pwned\x07\x1b[2J"  # a title change and a cleared screen, were they printed as they are
+    kfp_server.script = [
+        RunStep("FAILED", {"train-resnet": "FAILED", "test-resnet": hostile}, {"train-resnet": "x" * 2**20})
+    ]
+
+    code = cli.main(["submit", "--host", kfp_server.url, "--token", GOOD_TOKEN, "--wait"])
+
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "\x1b" not in captured.out + captured.err and "\\x1b]0;pwned\\x07" in captured.out
+    assert captured.err.count("\n") == 1 and len(captured.err) < 2000  # a 1 MiB error was repeated whole
+
+
 def test_the_submit_command_exits_non_zero_naming_the_failed_task(
     kfp_server: FakeKfp, fast_polls: None, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,0 +1,95 @@
+"""What a writer meets in a run directory someone else can write: links for its parts, a directory where a file
+goes, a directory named like a temporary file, a failing fsync, a FIFO where a probe would go. One line each;
+nothing outside the run directory is touched, nothing is published that was not written."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from steps import data, dataplane, errors, train_resnet
+from tests.unit.test_steps_cli import run
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cifar")
+    data.synthesize(str(root), train=20, test=10)
+    return root
+
+
+@pytest.mark.parametrize(("step", "part"), [("train", "checkpoints"), ("test", "checkpoints"), ("metrics", "eval")])
+def test_a_part_of_the_run_directory_that_is_a_link_elsewhere_is_refused_and_its_target_untouched(
+    capsys: pytest.CaptureFixture[str],
+    dataset: Path,
+    tmp_path: Path,
+    step: str,
+    part: str,
+) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "epoch-0001-0123456789abcdef.safetensors").write_bytes(b"not the run's")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / part).symlink_to(victim)  # before this fix, train pruned the target's files and published there
+    args = {"train": ["--data-root", str(dataset), "--device", "cpu"], "test": ["--data-root", str(dataset)]}
+
+    code, lines = run(capsys, step, "--run-dir", str(run_dir), *args.get(step, []))
+
+    assert code == 2 and len(lines) == 1
+    assert f"{run_dir / part} is a symbolic link (to {victim}); refused" in lines[0], lines[0]
+    assert sorted(p.name for p in victim.iterdir()) == ["epoch-0001-0123456789abcdef.safetensors"]
+
+
+def test_a_directory_where_a_document_goes_fails_the_publish_and_nothing_goes_into_it(tmp_path: Path) -> None:
+    (tmp_path / "latest.json").mkdir()  # fs.mv moved the file into it and reported success
+
+    with pytest.raises(errors.RunDirError, match=r"latest\.json"):
+        dataplane.publish_bytes(str(tmp_path / "latest.json"), b"{}")
+
+    assert list((tmp_path / "latest.json").iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.json"]  # no temporary file left either
+
+
+def test_a_directory_named_like_a_temporary_file_is_left_alone_by_the_cleanup(tmp_path: Path) -> None:
+    planted = tmp_path / f".latest.json{dataplane.TMP_MARK}deadbeef"
+    planted.mkdir()
+    (tmp_path / f".summary.json{dataplane.TMP_MARK}0badcafe").write_bytes(b"a killed writer's")
+
+    removed = dataplane.remove_temporaries(str(tmp_path))  # a ValueError traceback at every start before
+
+    assert removed == sorted([planted.name, f".summary.json{dataplane.TMP_MARK}0badcafe"])
+    assert planted.is_dir() and not (tmp_path / f".summary.json{dataplane.TMP_MARK}0badcafe").exists()
+
+
+def test_a_failed_fsync_fails_the_publish_and_the_previous_document_stays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "latest.json"
+    target.write_bytes(b"the previous one")
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)  # NFS reports a delayed write error at fsync
+    with pytest.raises(errors.RunDirError):
+        dataplane.publish_bytes(str(target), b"the new one")
+
+    assert target.read_bytes() == b"the previous one"
+
+
+def test_the_write_probe_never_opens_a_fifo_planted_at_a_name_it_might_use(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / f".write-probe-{os.getpid()}")  # the name the probe used: train-resnet hung on it
+    done = threading.Event()
+
+    def probe() -> None:
+        train_resnet._check_writable(str(tmp_path))
+        done.set()
+
+    threading.Thread(target=probe, daemon=True).start()
+
+    assert done.wait(30), "the write probe blocked"
