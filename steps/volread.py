@@ -29,6 +29,7 @@ import stat
 from collections.abc import Iterator
 from typing import Any
 
+from sharedvol.errors import one_line
 from steps import dataplane, errors
 
 KIB = 1 << 10
@@ -58,7 +59,7 @@ def kind_of(mode: int) -> str:
 
 def printable(text: str, limit: int) -> str:
     """``text`` on one line: control characters escaped, at most ``limit`` characters (a name from a hostile file)."""
-    escaped = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+    escaped = one_line(text)
     return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
 
 

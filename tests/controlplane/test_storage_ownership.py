@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,6 +40,19 @@ def _volume_path(api: Any, svc: Service, namespace: str, name: str) -> tuple[str
     return pv.metadata.name, svc.node_dir(pv.spec.host_path.path)
 
 
+def _archived_service_volume_with_weights(
+    api: Any, namespace: str, cluster_objects: ClusterObjects, serve: Callable[..., Service], sharedvol: SharedvolCli
+) -> tuple[str, str, Path]:
+    """Claim ``data`` of a class with onDelete archive, provisioned by a running service, its volume holding
+    ``epoch_1.pth``: the class, the PV and the directory on the node."""
+    svc = _running(serve, api, namespace)
+    sc = fallback_class(cluster_objects, on_delete="archive")
+    assert sharedvol("provision", "data", "-n", namespace, "--class", sc, "--size", "1Gi").returncode == 0
+    volume, path = _volume_path(api, svc, namespace, "data")
+    (path / "epoch_1.pth").write_bytes(b"weights")
+    return sc, volume, path
+
+
 @pytest.mark.parametrize("on_delete", ["delete", "archive"])
 def test_release_keep_data_of_a_claim_the_service_made_keeps_the_data_whatever_the_class_says(
     api: Any,
@@ -69,11 +83,7 @@ def test_release_keep_data_of_a_claim_the_service_made_keeps_the_data_whatever_t
 def test_a_kept_volume_bound_again_and_then_released_plainly_is_reclaimed_by_the_service_as_its_class_says(
     api: Any, namespace: str, cluster_objects: ClusterObjects, serve: Callable[..., Service], sharedvol: SharedvolCli
 ) -> None:
-    svc = _running(serve, api, namespace)
-    sc = fallback_class(cluster_objects, on_delete="archive")
-    assert sharedvol("provision", "data", "-n", namespace, "--class", sc, "--size", "1Gi").returncode == 0
-    volume, path = _volume_path(api, svc, namespace, "data")
-    (path / "epoch_1.pth").write_bytes(b"weights")
+    sc, volume, path = _archived_service_volume_with_weights(api, namespace, cluster_objects, serve, sharedvol)
     assert sharedvol("release", "data", "-n", namespace, "--keep-data").returncode == 0
     assert sharedvol("provision", "data", "-n", namespace, "--class", sc, "--size", "1Gi").returncode == 0
     assert kwait.claim_phase(client.CoreV1Api(api), namespace, "data", timeout=90).spec.volume_name == volume
@@ -88,11 +98,7 @@ def test_a_kept_volume_bound_again_and_then_released_plainly_is_reclaimed_by_the
 def test_a_plain_release_of_a_claim_the_service_made_lets_the_service_reclaim_it_as_its_class_says(
     api: Any, namespace: str, cluster_objects: ClusterObjects, serve: Callable[..., Service], sharedvol: SharedvolCli
 ) -> None:
-    svc = _running(serve, api, namespace)
-    sc = fallback_class(cluster_objects, on_delete="archive")
-    assert sharedvol("provision", "data", "-n", namespace, "--class", sc, "--size", "1Gi").returncode == 0
-    volume, path = _volume_path(api, svc, namespace, "data")
-    (path / "epoch_1.pth").write_bytes(b"weights")
+    sc, volume, path = _archived_service_volume_with_weights(api, namespace, cluster_objects, serve, sharedvol)
 
     released = sharedvol("release", "data", "-n", namespace)
 

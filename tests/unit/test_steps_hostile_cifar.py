@@ -17,23 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines import cli
 from rig.paths import REPO
 from steps import cifar_format, data
 from tests import stepdocs
+from tests.unit.test_steps_hostile_volume import run
 
 pytestmark = pytest.mark.timeout(120)  # a write that blocks fails here instead of hanging the suite
 
 REMAKE = "re-create the dataset with `sharedvol data prepare` (or copy CIFAR-10's official files)"
 FILES = sorted([*data.TRAIN_FILES, data.TEST_FILE, data.META_FILE])
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    code = cli.main(list(argv))
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    return code, lines[-1] if lines else ""
 
 
 def unprepared(root: Path) -> Path:

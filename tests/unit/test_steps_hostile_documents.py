@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from pipelines import cli
-from steps import checkpoint, data, documents, errors, safeload
+from steps import checkpoint, data, errors, safeload
 from tests import stepdocs
+from tests.unit.test_steps_hostile_volume import write_eval
 
 pytestmark = pytest.mark.timeout(300)
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,38 +39,12 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str]]
     return code, [ln for ln in err.splitlines() if ln.strip() and " INFO " not in ln and " WARNING " not in ln]
 
 
-EVAL = {
-    "checkpoint": "c",
-    "checkpoint_blake3": "0" * 64,
-    "epoch": 1,
-    "dataset_root": "d",
-    "dataset_source": "synthetic",
-    "split": "test",
-    "size": 4,
-    "top1": 0.5,
-    "top5": 1.0,
-    "loss": 0.7,
-    "class_names": ["a", "b"],
-    "per_class_accuracy": {"a": 0.5, "b": 0.5},
-    "confusion_matrix": [[1, 1], [1, 1]],
-    "device": "cpu",
-    "wall_time_s": 1.0,
-}
-
-
-def write_eval(run_dir: Path) -> Path:
-    url = run_dir / "eval" / "eval_result.json"
-    documents.write_json(str(url), {"schema": "sharedvol.eval_result", "schema_version": 2, **EVAL})
-    return url
-
-
 # ---------------------------------------------------------------- kernel files behind a symbolic link
 
 
 def kernel_file(*candidates: str) -> str:
     found = next((c for c in candidates if os.path.isfile(c)), None)
-    if found is None:
-        pytest.skip(f"none of {candidates} exists here")
+    assert found is not None, f"none of {candidates} exists here: the real node's kubelet needs cgroups mounted too"
     return found
 
 
@@ -103,8 +78,10 @@ def test_an_eval_result_linked_to_a_zero_size_cgroup_file_that_yields_bytes_is_r
     target = kernel_file(
         "/sys/fs/cgroup/cgroup.controllers", "/sys/fs/cgroup/cpu/cpu.shares", "/sys/fs/cgroup/pids/tasks"
     )
-    if os.stat(target).st_size or os.stat(target).st_dev in (os.stat("/proc").st_dev, os.stat("/sys").st_dev):
-        pytest.skip(f"{target} is not a zero-size file on a filesystem of its own here")
+    kernel = (os.stat("/proc").st_dev, os.stat("/sys").st_dev)
+    assert not os.stat(target).st_size and os.stat(target).st_dev not in kernel, (
+        f"{target} is not a zero-size file on a filesystem of its own (cgroupfs)"
+    )
     url = write_eval(tmp_path)
     url.unlink()
     url.symlink_to(target)

@@ -16,21 +16,13 @@ from typing import Any
 
 import pytest
 
-from pipelines import cli
 from steps import documents, report, schemas
 from tests.evaluated_run import write_run
+from tests.unit.test_steps_hostile_volume import run
 
 pytestmark = pytest.mark.timeout(300)  # a stalled report fails its own deadline first; this only guards the suite
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    code = cli.main(list(argv))
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    return code, lines[-1] if lines else ""
 
 
 def reseal(url: Path, edit: Any) -> None:
