@@ -21,6 +21,9 @@ if TYPE_CHECKING:  # kubernetes is imported lazily: `sharedvol --help` stays fas
 log = logging.getLogger(__name__)
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
+TIMEOUT_ENV = "SHAREDVOL_KUBE_TIMEOUT"  # seconds to wait for one answer of the API server
+DEFAULT_TIMEOUT_S = 30.0
+WATCH_SLACK_S = 30.0  # a watch's read deadline: its own timeoutSeconds plus this
 LISTED = "LISTED"  # follow(): the object as a list (or read) found it; None when there is none
 QUIET = "QUIET"  # follow(): a watch window ended
 
@@ -43,15 +46,67 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
     if not explicit and not context and os.path.exists(SERVICE_ACCOUNT_TOKEN):
         cfg = client.Configuration()
         config.load_incluster_config(client_configuration=cfg)
-        return client.ApiClient(cfg)
+        return bounded(client.ApiClient(cfg))
     try:
-        return config.new_client_from_config(config_file=explicit, context=context)
+        api = config.new_client_from_config(config_file=explicit, context=context)
     except Exception as e:
         detail = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise errors.StorageError(
             f"no usable kubeconfig{' ' + repr(explicit) if explicit else ''} ({detail})",
             hint="pass --kubeconfig FILE (and --context NAME), set KUBECONFIG, or run inside the cluster",
         ) from e
+    return bounded(api)
+
+
+def answer_timeout_s() -> float:
+    """Seconds to wait for one answer of the API server: ``$SHAREDVOL_KUBE_TIMEOUT``, default 30.
+
+    Raises:
+        StorageError: the variable is not a number in (0, 3600].
+    """
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT_S
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds <= 3600:  # also refuses nan
+        raise errors.StorageError(
+            f"{TIMEOUT_ENV}={raw[:40]!r} is not a number of seconds in (0, 3600]",
+            hint=f"unset it (default {DEFAULT_TIMEOUT_S:g}) or set a number such as 60",
+        )
+    return seconds
+
+
+def bounded(api: Any) -> Any:
+    """``api`` with a client-side deadline on every request that names none.
+
+    A server that accepts the connection and then never answers (or stops half-way) cannot hang a command:
+    connecting and each read wait at most :func:`answer_timeout_s`; a watch's reads wait its own
+    ``timeoutSeconds`` plus :data:`WATCH_SLACK_S` (the server ends a quiet watch at ``timeoutSeconds``).
+    """
+    seconds = answer_timeout_s()
+    send = api.request
+
+    def request(
+        method: str,
+        url: str,
+        query_params: Any = None,
+        headers: Any = None,
+        post_params: Any = None,
+        body: Any = None,
+        _preload_content: bool = True,
+        _request_timeout: Any = None,
+    ) -> Any:
+        if _request_timeout is None:
+            watch = dict(query_params or ()).get("timeoutSeconds")
+            read = float(watch) + WATCH_SLACK_S if isinstance(watch, int | float) else seconds
+            _request_timeout = (seconds, read)
+        return send(method, url, query_params, headers, post_params, body, _preload_content, _request_timeout)
+
+    api.request = request
+    return api
 
 
 def _quiet_urllib3(record: logging.LogRecord) -> bool:

@@ -56,7 +56,12 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # on.event handlers keep no progress and no diff base: store neither on users' objects
     settings.persistence.progress_storage = kopf.MultiProgressStorage([])
     settings.persistence.diffbase_storage = kopf.MultiDiffBaseStorage([])
+    # client-side deadlines too: a server that accepts and never answers cannot stall the service
+    # (kopf's networking.request_timeout, 5 min, already bounds its other requests)
     settings.watching.server_timeout = 60
+    settings.watching.client_timeout = 60 + kube.WATCH_SLACK_S
+    settings.watching.connect_timeout = kube.answer_timeout_s()
+    settings.networking.connect_timeout = kube.answer_timeout_s()
 
 
 @kopf.on.login()

@@ -87,7 +87,7 @@ def check_login(core: client.CoreV1Api) -> str:
     """
     with kube.reachable("start sharedvol serve", core.api_client):
         try:
-            core.list_persistent_volume_claim_for_all_namespaces(limit=1, _request_timeout=30)
+            core.list_persistent_volume_claim_for_all_namespaces(limit=1)  # bounded: kube.bounded
         except client.ApiException as e:
             if e.status == 401:
                 raise errors.ForbiddenError(

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,41 @@ def test_a_command_against_an_api_server_that_does_not_answer_says_so_in_one_lin
     assert "Traceback" not in out.stderr + out.stdout
     errors = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and "no answer from https://127.0.0.1:" in errors[0], out.stderr
+
+
+@pytest.fixture
+def mute_kubeconfig(tmp_path: Path) -> Iterator[Path]:
+    """A kubeconfig whose server takes connections (the kernel's backlog) and never says a byte."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(64)
+        port = s.getsockname()[1]
+        yield cp.write_kubeconfig(tmp_path / "mute.kubeconfig", f"https://127.0.0.1:{port}", "token", None, "u")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [("doctor",), ("release", "data"), ("serve", "--health-port", "0", "--text-logs")],
+    ids=["doctor", "release", "serve"],
+)
+def test_a_command_against_an_api_server_that_takes_the_connection_and_never_answers_gives_up_in_one_line(
+    mute_kubeconfig: Path, argv: tuple[str, ...]
+) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "KUBECONFIG": str(mute_kubeconfig), "SHAREDVOL_KUBE_TIMEOUT": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "pipelines", *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr + out.stdout
+    errors = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "no answer from https://127.0.0.1:" in errors[0], out.stderr
+
+
+def test_a_kube_timeout_that_is_not_a_number_of_seconds_is_refused_in_one_line(silent_kubeconfig: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "KUBECONFIG": str(silent_kubeconfig), "SHAREDVOL_KUBE_TIMEOUT": "nan"}
+    out = subprocess.run(
+        [sys.executable, "-m", "pipelines", "doctor"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode != 0
+    errors = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "SHAREDVOL_KUBE_TIMEOUT='nan'" in errors[0], out.stderr
