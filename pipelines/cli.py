@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from pipelines import commands, errors, run_cli
+from sharedvol.errors import one_line
 from steps import cli as steps_cli
 from steps import errors as steps_errors
 from storage import cli as storage_cli
@@ -52,9 +53,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EXPECTED_ERRORS as e:
         print(f"sharedvol {args.command}: error: {e}", file=sys.stderr)  # one line: sharedvol.errors.Error
         return 2
+    except OSError as e:  # a file, directory or device no layer above expected: still one line, no traceback
+        print(f"sharedvol {args.command}: error: {os_error(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"sharedvol {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def os_error(e: OSError) -> str:
+    """One line for an operating-system error: what failed, on which path, and what to check."""
+    what = e.strerror or str(e) or type(e).__name__
+    paths = " -> ".join(repr(str(p)) for p in (e.filename, e.filename2) if p is not None)
+    where = f" ({paths})" if paths else ""
+    return one_line(f"{what}{where}: check that path (its type, its permissions, the free space), then run again")
 
 
 if __name__ == "__main__":

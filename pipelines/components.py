@@ -61,6 +61,7 @@ def train_resnet(
     from steps import launch
 
     runtime.setup_logging()
+    runtime.run_dir_checked(run_dir)
     summary = launch.train(inputs)
     train_metrics.log_metric("final-loss", summary.final_loss)
     train_metrics.log_metric("epochs", summary.epochs)
@@ -79,6 +80,7 @@ def test_resnet(run_dir: str, data_root: str, batch_size: int, device: str, num_
     from steps import launch
 
     runtime.setup_logging()
+    runtime.run_dir_checked(run_dir)
     result = launch.evaluate(inputs)
     print(f"test-resnet: top-1 {result.top1:.4f}, top-5 {result.top5:.4f} on {result.size} images")
 
@@ -97,7 +99,7 @@ def produce_metrics(
     from steps import produce_metrics
 
     runtime.setup_logging()
-    bundle = produce_metrics.produce(run_dir)
+    bundle = produce_metrics.produce(runtime.run_dir_checked(run_dir))
     for name, value in bundle.scalars.items():
         metrics.log_metric(name, value)
     confusion_matrix.log_confusion_matrix(bundle.categories, bundle.confusion_matrix)

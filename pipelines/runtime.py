@@ -37,7 +37,7 @@ def data_dir(volume: str, source: str) -> str:
     else:
         name = re.sub(r"[^A-Za-z0-9._-]+", "-", os.path.basename(source.rstrip("/"))).strip("-.") or "data"
         key = f"local-{name}-{hashlib.sha256(source.encode()).hexdigest()[:8]}"
-    return f"{volume.rstrip('/')}/data/{key}"
+    return no_links(volume, f"{volume.rstrip('/')}/data/{key}")
 
 
 def run_dir(volume: str, run_id: str, run_dir_name: str = "") -> str:
@@ -53,7 +53,38 @@ def run_dir(volume: str, run_id: str, run_dir_name: str = "") -> str:
     if not name:
         raise errors.BadParameterError("neither a run name nor a run id", hint="pass run_dir_name")
     params.check_run_name(name)
-    return f"{volume.rstrip('/')}/runs/{name}"
+    return no_links(volume, f"{volume.rstrip('/')}/runs/{name}")
+
+
+def run_dir_checked(run_dir: str) -> str:
+    """``run_dir`` (``<volume>/runs/<name>``, as :func:`run_dir` gave it) after the same check for links.
+
+    Raises:
+        BadParameterError: ``runs`` or the run's directory is a symbolic link.
+    """
+    volume = os.path.dirname(os.path.dirname(run_dir.rstrip("/")))
+    return no_links(volume or "/", run_dir)
+
+
+def no_links(volume: str, path: str) -> str:
+    """``path`` when no part of it below ``volume`` is a symbolic link (parts not there yet pass).
+
+    The volume is shared: a link planted at ``data``, ``runs`` or a run's name would send every write of the
+    step (datasets, checkpoints, results) wherever it points, outside the volume included.
+
+    Raises:
+        BadParameterError: naming the link and where it points.
+    """
+    where = volume.rstrip("/") or "/"
+    for part in os.path.relpath(path, where).split(os.sep):
+        where = os.path.join(where, part)
+        if os.path.islink(where):
+            raise errors.BadParameterError(
+                f"{where} on the volume is a symbolic link (to {os.readlink(where)[:200]}); refused: "
+                "sharedvol writes only into directories of its own",
+                hint="remove the link from the volume, then run again",
+            )
+    return path
 
 
 def setup_logging() -> None:

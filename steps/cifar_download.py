@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from steps import errors, schemas
-from steps.data import BASE_FOLDER, make_dir, validate, write_manifest
+from steps.data import BASE_FOLDER, make_dir, refuse_link, validate, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ def download(
             if not mmcls_utils.check_integrity(str(Path(tmp) / BASE_FOLDER / name), md5):
                 raise errors.DatasetError(f"{name} in the archive fails its MD5 check", hint="retry the download")
         target = Path(dest) / BASE_FOLDER
+        refuse_link(target)
         if target.exists():
             shutil.rmtree(target)
         os.replace(Path(tmp) / BASE_FOLDER, target)

@@ -12,6 +12,7 @@ manifest. Training reads either through a dataset class without the official che
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,13 @@ def synthesize(dest: str, *, train: int, test: int, seed: int = 0) -> schemas.Da
     rng = np.random.default_rng(seed)
     root = Path(dest) / BASE_FOLDER
     make_dir(root)
-    (Path(dest) / MANIFEST).unlink(missing_ok=True)  # it would name the files about to be replaced
+    stale = Path(dest) / MANIFEST  # it would name the files about to be replaced
+    try:
+        stale.unlink(missing_ok=True)
+    except OSError as e:
+        raise errors.RunDirError(
+            f"cannot remove {stale}: {e.strerror}", hint="remove it (it should be a file sharedvol wrote)"
+        ) from e
 
     def images(n: int, split: str) -> tuple[Any, list[int], list[bytes]]:
         labels = np.arange(n) % len(CLASSES)
@@ -99,11 +106,25 @@ _PALETTE = ((200, 60, 60), (60, 200, 60), (60, 60, 200), (200, 200, 60), (200, 6
 
 
 def make_dir(path: Path) -> None:
-    """Create ``path`` and its parents, or raise RunDirError naming it."""
+    """Create ``path`` and its parents, or raise RunDirError naming it.
+
+    ``path`` itself may not be a symbolic link: the dataset's files would be written wherever it points.
+    """
+    refuse_link(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise errors.RunDirError(f"cannot create {path}: {e.strerror}", hint="pick a writable directory") from e
+
+
+def refuse_link(path: Path) -> None:
+    """Raise RunDirError when ``path`` is a symbolic link (sharedvol writes only into directories of its own)."""
+    if path.is_symlink():
+        raise errors.RunDirError(
+            f"{path} is a symbolic link (to {os.readlink(path)[:200]}); refused: the dataset's files would be "
+            "written where it points",
+            hint="remove the link, then run again",
+        )
 
 
 def write_manifest(manifest: schemas.DatasetManifest) -> None:

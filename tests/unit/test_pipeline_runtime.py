@@ -117,3 +117,27 @@ def test_the_demo_lists_each_result_file_once_with_the_checkpoint_manifest_named
     assert len(paths) == len(set(paths))
     assert result.files["checkpoint manifest"] == run / "checkpoints" / "latest.json"
     assert result.metrics == {"accuracy-top1": 0.5}
+
+
+@pytest.mark.parametrize("planted", ["data", "data/synthetic", "runs", "runs/r1"])
+def test_a_link_planted_on_the_volume_where_a_step_writes_is_refused_by_every_step(
+    tmp_path: Path, planted: str
+) -> None:
+    volume, outside = tmp_path / "vol", tmp_path / "outside"
+    outside.mkdir()
+    (volume / planted).parent.mkdir(parents=True, exist_ok=True)
+    (volume / planted).symlink_to(outside)
+    refused = f"{volume / planted} on the volume is a symbolic link"
+    if planted.startswith("data"):
+        with pytest.raises(errors.BadParameterError, match=refused):
+            runtime.data_dir(str(volume), "synthetic")
+    else:
+        with pytest.raises(errors.BadParameterError, match=refused):  # prepare-data
+            runtime.run_dir(str(volume), "", "r1")
+        with pytest.raises(errors.BadParameterError, match=refused):  # train, test, produce-metrics
+            runtime.run_dir_checked(f"{volume}/runs/r1")
+
+
+def test_directories_on_the_volume_that_are_not_there_yet_pass_the_link_check(tmp_path: Path) -> None:
+    assert runtime.run_dir(str(tmp_path), "", "r1") == f"{tmp_path}/runs/r1"
+    assert runtime.run_dir_checked(f"{tmp_path}/runs/r1") == f"{tmp_path}/runs/r1"

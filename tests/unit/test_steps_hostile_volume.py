@@ -255,3 +255,38 @@ def test_a_cifar_batch_larger_than_its_cap_is_refused_before_it_is_read(tmp_path
 
     with pytest.raises(errors.DatasetError, match=f"{batch} is 314572800 bytes, more than the 268435456 bytes"):
         data.validate(str(tmp_path))
+
+
+def test_a_dataset_folder_that_links_to_etc_is_refused_and_nothing_is_written_there(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "vol").mkdir()
+    (tmp_path / "vol" / data.BASE_FOLDER).symlink_to(elsewhere)
+    code, line = run(capsys, "data", "synth", str(tmp_path / "vol"), "--train", "10", "--test", "10")
+    assert code == 2 and "cifar-10-batches-py is a symbolic link" in line
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_directory_in_place_of_the_dataset_manifest_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / data.MANIFEST).mkdir()
+    code, line = run(capsys, "data", "synth", str(tmp_path), "--train", "10", "--test", "10")
+    assert code == 2 and f"cannot remove {tmp_path / data.MANIFEST}: Is a directory" in line
+
+
+def test_an_os_error_no_layer_expected_is_one_line_naming_the_path(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*_: object, **__: object) -> None:
+        raise IsADirectoryError(21, "Is a directory", str(tmp_path / "x"))
+
+    monkeypatch.setattr(data, "synthesize", refuse)
+    code, line = run(capsys, "data", "synth", str(tmp_path), "--train", "10", "--test", "10")
+    assert code == 2
+    where = tmp_path / "x"
+    assert line == f"sharedvol data: error: Is a directory ('{where}'): " + (
+        "check that path (its type, its permissions, the free space), then run again"
+    )
