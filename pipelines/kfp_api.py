@@ -185,8 +185,10 @@ class KfpApi:
             with contextlib.redirect_stdout(printed):
                 return call(arg)
         except kfp_server_api.ApiException as e:
-            if e.status == 0:  # TLS failure
+            if e.status == 0 and str(e.reason).startswith("SSLError"):  # kfp_server_api's TLS failure
                 raise self._unreachable(str(e.reason).splitlines()[0]) from e
+            if e.status == 0:  # the client's models refused a field (a date that is not one)
+                raise self._not_kfp(what, "ApiException", str(e.reason)) from e
             raise self._refused(what, e) from e
         except urllib3.exceptions.HTTPError as e:
             if isinstance(e, urllib3.exceptions.MaxRetryError) and e.reason is not None:
@@ -200,14 +202,17 @@ class KfpApi:
             raise self._unreachable(type(e).__name__) from e
         # the client's models refused the answer (not ValueError itself: kfp.Client raises it for "no experiment")
         except (kfp_server_api.ApiValueError, TypeError, AttributeError, KeyError, RecursionError) as e:
-            raise errors.KfpApiError(
-                f"the KFP API at {self.settings.base} answered {what} with something that is not a KFP answer "
-                f"({type(e).__name__}: {str(e)[:200]})",
-                hint="check that --host names a KFP API server (2.x) and not another service",
-            ) from e
+            raise self._not_kfp(what, type(e).__name__, str(e)) from e
         finally:
             for line in printed.getvalue().splitlines():
                 log.debug("kfp: %s", line)
+
+    def _not_kfp(self, what: str, kind: str, detail: str) -> errors.KfpApiError:
+        return errors.KfpApiError(
+            f"the KFP API at {self.settings.base} answered {what} with something that is not a KFP answer "
+            f"({kind}: {detail[:200]})",
+            hint="check that --host names a KFP API server (2.x) and not another service",
+        )
 
     def _unreachable(self, reason: str) -> errors.KfpUnreachableError:
         return errors.KfpUnreachableError(

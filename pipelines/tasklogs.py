@@ -9,6 +9,7 @@ way KFP labels it: the label ``pipeline/runid=<run id>`` and Argo's annotation `
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import urllib3
 from kubernetes import client
@@ -30,7 +31,11 @@ def executor_pod(pods: list[client.V1Pod], task: str) -> client.V1Pod | None:
         return node.split("(", 1)[0].endswith(suffix)  # "...executor(0)": an attempt of a retried task
 
     mine = [p for p in pods if ran_task(p)]
-    return max(mine, key=lambda p: p.metadata.creation_timestamp) if mine else None
+    def age(pod: client.V1Pod) -> tuple[bool, Any]:  # a pod without a creation time counts as the oldest
+        made = pod.metadata.creation_timestamp
+        return made is not None, made
+
+    return max(mine, key=age) if mine else None
 
 
 def read(kube: client.ApiClient, namespace: str, run_id: str, task: str) -> str | None:

@@ -251,8 +251,9 @@ def follow(
 def resource_version(obj: Any) -> str:
     """``metadata.resourceVersion`` of a model object, or of a custom object (a dict, as CustomObjectsApi gives it)."""
     if isinstance(obj, dict):
-        return str(obj.get("metadata", {}).get("resourceVersion") or "")
-    return str(obj.metadata.resource_version or "")
+        meta = obj.get("metadata")
+        return str(meta.get("resourceVersion") or "") if isinstance(meta, dict) else ""
+    return str(getattr(getattr(obj, "metadata", None), "resource_version", None) or "")
 
 
 def wait_gone(

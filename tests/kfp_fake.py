@@ -130,6 +130,7 @@ class RunStep:
     tasks: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     run_error: str = ""
+    created_at: str = ""  # sent as the run's created_at when set (KFP sends an RFC 3339 time)
 
 
 SUCCESS_SCRIPT = [
@@ -463,7 +464,10 @@ class FakeKfp:
             error=kfp_server_api.GoogleRpcStatus(code=2, message=step.run_error) if step.run_error else None,
             run_details=kfp_server_api.V2beta1RunDetails(task_details=tasks),
         )
-        return 200, serialize(run), "application/json"
+        answer = serialize(run)
+        if step.created_at:
+            answer["created_at"] = step.created_at
+        return 200, answer, "application/json"
 
 
 def _error(status: int, code: int, message: str) -> tuple:

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kubernetes.client import V1PersistentVolumeClaim
 
-from storage import classes, doctor, errors, plan, provisioners, specs, validate
+from storage import classes, doctor, errors, kube, plan, provisioners, specs, validate
 from tests import objects
 
 
@@ -290,3 +290,12 @@ def test_doctor_says_which_sharedvol_class_is_missing_or_not_running() -> None:
     assert "A run gets: static" in text
     assert "No Pending claims." in text
     assert "k8s/fallback" not in doctor.Report([LOCAL, fallback], "dynamic", [], fallback_running=True).describe()
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [{"metadata": None}, {"metadata": "x"}, {}, NS(metadata=None), NS(metadata=NS(resource_version=None))],
+    ids=["dict-null", "dict-string", "dict-none", "model-null", "model-no-version"],
+)
+def test_an_object_without_a_readable_resource_version_has_an_empty_one(obj: object) -> None:
+    assert kube.resource_version(obj) == ""

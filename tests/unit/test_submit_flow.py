@@ -521,3 +521,16 @@ def test_two_submits_at_once_share_the_pipeline_its_version_and_the_experiment(k
     assert [len(v) for v in kfp_server.versions.values()] == [1]
     assert any("was created meanwhile: using it" in line for line in lines)
     assert any("was uploaded meanwhile: using it" in line for line in lines)
+
+
+def test_a_run_answer_whose_time_is_not_a_time_is_called_not_a_kfp_answer_and_not_unreachable(
+    kfp_server: FakeKfp, fast_polls: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kfp_server.script = [RunStep("RUNNING", created_at="yesterday-ish")]
+
+    code = cli.main(["submit", "--host", kfp_server.url, "--token", GOOD_TOKEN, "--wait"])
+
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "with something that is not a KFP answer" in err and "yesterday-ish" in err
+    assert "cannot reach" not in err

@@ -46,3 +46,12 @@ def test_a_task_inside_a_nested_dag_is_found_and_a_task_whose_name_only_ends_ali
 
     assert tasklogs.executor_pod(pods, "test-resnet").metadata.name == "wf-impl-1"
     assert tasklogs.executor_pod(pods, "produce-metrics") is None
+
+
+def test_a_pod_without_a_creation_time_counts_as_the_oldest_attempt() -> None:
+    undated = pod("wf-impl-undated", "wf.root.train-resnet.executor(1)", 0)
+    undated.metadata.creation_timestamp = None
+    pods = [undated, pod("wf-impl-dated", "wf.root.train-resnet.executor(0)", 5)]
+
+    assert tasklogs.executor_pod(pods, "train-resnet").metadata.name == "wf-impl-dated"
+    assert tasklogs.executor_pod([undated], "train-resnet").metadata.name == "wf-impl-undated"
