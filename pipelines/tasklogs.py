@@ -31,6 +31,7 @@ def executor_pod(pods: list[client.V1Pod], task: str) -> client.V1Pod | None:
         return node.split("(", 1)[0].endswith(suffix)  # "...executor(0)": an attempt of a retried task
 
     mine = [p for p in pods if ran_task(p)]
+
     def age(pod: client.V1Pod) -> tuple[bool, Any]:  # a pod without a creation time counts as the oldest
         made = pod.metadata.creation_timestamp
         return made is not None, made
