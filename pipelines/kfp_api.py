@@ -31,7 +31,7 @@ import requests
 import urllib3
 from kubernetes import client as kube_client
 
-from pipelines import errors
+from pipelines import answers, errors
 
 log = logging.getLogger(__name__)
 
@@ -164,20 +164,22 @@ class KfpApi:
         """
         s = self.settings
         try:
-            r = requests.get(
+            with requests.get(
                 f"{s.base}/k8s/pod/logs",
                 params={"podname": pod_name, "podnamespace": s.namespace or "kubeflow"},
                 headers={"Authorization": f"Bearer {s.token}"} if s.token else {},
                 timeout=s.request_timeout_s,
                 verify=s.verify_tls,
-            )
-        except requests.RequestException as e:
+                stream=True,
+            ) as r:
+                if r.status_code != 200:
+                    log.debug("pod log of %s not available: HTTP %s", pod_name, r.status_code)
+                    return None
+                text = answers.read(r.iter_content(answers.CHUNK), f"the log of {pod_name}")
+        except (requests.RequestException, answers.TooLarge) as e:
             log.debug("pod log of %s not available: %s", pod_name, e)
             return None
-        if r.status_code != 200:
-            log.debug("pod log of %s not available: HTTP %s", pod_name, r.status_code)
-            return None
-        return r.text
+        return text.decode("utf-8", "replace")
 
     def _call(self, what: str, call: Callable[[kfp.Client], T], arg: kfp.Client) -> T:
         printed = io.StringIO()
@@ -268,6 +270,7 @@ def _tune(rest: kfp_server_api.rest.RESTClientObject, timeout: tuple[float, floa
     if getattr(rest, "sharedvol_tuned", False):
         return
     rest.pool_manager.connection_pool_kw["retries"] = 0
+    _cap(rest.pool_manager)
     send = rest.request
 
     def request(*args: Any, _request_timeout: Any = None, **kw: Any) -> Any:
@@ -275,6 +278,23 @@ def _tune(rest: kfp_server_api.rest.RESTClientObject, timeout: tuple[float, floa
 
     rest.request = request
     rest.sharedvol_tuned = True
+
+
+def _cap(pool: urllib3.PoolManager) -> None:
+    """Read every answer of ``pool`` with :data:`pipelines.answers.CAP` (kfp_server_api reads answers whole)."""
+    send = pool.request
+
+    def request(method: str, url: str, *args: Any, preload_content: bool = True, **kw: Any) -> Any:
+        r = send(method, url, *args, preload_content=False, **kw)
+        try:
+            body = answers.read(r.stream(answers.CHUNK), f"{method} {url.split('?')[0]}")
+        except answers.TooLarge as e:
+            raise kfp_server_api.ApiValueError(str(e)) from e
+        finally:
+            r.release_conn()
+        return urllib3.HTTPResponse(body=body, headers=r.headers, status=r.status, reason=r.reason)
+
+    pool.request = request  # type: ignore[method-assign]
 
 
 def _server_message(body: bytes | str | None) -> str:

@@ -20,6 +20,8 @@ import requests
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, struct_pb2
 from google.protobuf.message import DecodeError, Message
 
+from pipelines import answers
+
 SERVICE = "ml_metadata.MetadataStoreService"
 RUN_CONTEXT_TYPE = "system.PipelineRun"
 
@@ -169,12 +171,15 @@ def _call(
     url = f"{base.rstrip('/')}/{SERVICE}/{method}"  # the path the KFP UI server forwards to ML Metadata
     try:
         frame = b"\0" + struct.pack(">I", len(payload)) + payload
-        r = requests.post(url, data=frame, headers=headers, timeout=timeout_s, verify=verify)
+        with requests.post(url, data=frame, headers=headers, timeout=timeout_s, verify=verify, stream=True) as r:
+            if r.status_code != 200:
+                raise MlmdUnavailable(f"ML Metadata is not served at {url} (HTTP {r.status_code})")
+            body = answers.read(r.iter_content(answers.CHUNK), f"ML Metadata's {method}")
     except requests.RequestException as e:
         raise MlmdUnavailable(f"ML Metadata at {url} could not be reached ({type(e).__name__})") from e
-    if r.status_code != 200:
-        raise MlmdUnavailable(f"ML Metadata is not served at {url} (HTTP {r.status_code})")
-    data, trailers = _frames(r.content)
+    except answers.TooLarge as e:
+        raise MlmdUnavailable(str(e)) from e
+    data, trailers = _frames(body)
     status = trailers.get("grpc-status", r.headers.get("grpc-status", "0"))
     if status != "0":
         said = trailers.get("grpc-message", r.headers.get("grpc-message", ""))
