@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import mmap
 import os
 import shutil
 import uuid
@@ -55,14 +56,16 @@ def stage(url: str) -> Staged:
     tmp = os.path.join(parent, f".{name}{TMP_MARK}{uuid.uuid4().hex[:8]}")
     try:
         os.makedirs(parent or ".", exist_ok=True)
-        return Staged(url, tmp, open(tmp, "wb"))  # closed by fill
+        # created by this call alone (a FIFO or a link planted at the name is never opened), kept open until filled
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        return Staged(url, tmp, os.fdopen(fd, "w+b"))  # closed by fill
     except OSError as e:
         discard_local(tmp)
         raise write_error(url, e) from e
 
 
 def fill(staged: Staged, data: Data, hash_threads: int | None = None) -> Staged:
-    """Write ``data`` into the staged file, hash it (BLAKE3 over a memory map of the page cache) and fsync it.
+    """Write ``data`` into the staged file, hash it (BLAKE3 over a memory map of the page cache, through the descriptor written) and fsync it.
 
     ``data`` is the bytes, or a function that writes the file into the open stream it is given
     (:func:`steps.safeload.write_safetensors`): straight from the tensors' memory, and into this file only, so a
@@ -73,21 +76,19 @@ def fill(staged: Staged, data: Data, hash_threads: int | None = None) -> Staged:
         RunDirError: the write failed (full disk included).
     """
     try:
-        with staged.file as f:
+        with staged.file as f:  # hashed and synced through the descriptor written, never reopened by name
             if callable(data):
                 data(f)
             else:
                 f.write(data)
-        staged.size = os.path.getsize(staged.tmp)
-        hasher = new_hasher(hash_threads)
-        if staged.size:
-            hasher.update_mmap(staged.tmp)
-        staged.blake3 = hasher.hexdigest()
-        fd = os.open(staged.tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            f.flush()
+            staged.size = os.fstat(f.fileno()).st_size
+            hasher = new_hasher(hash_threads)
+            if staged.size:
+                with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as pages:
+                    hasher.update(pages)
+            staged.blake3 = hasher.hexdigest()
+            os.fsync(f.fileno())
     except OSError as e:
         discard_local(staged.tmp)
         raise write_error(staged.url, e) from e

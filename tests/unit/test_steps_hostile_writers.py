@@ -7,11 +7,14 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import uuid
 from pathlib import Path
+from typing import IO
 
+import blake3
 import pytest
 
-from steps import data, dataplane, errors, train_resnet
+from steps import data, dataplane, errors, localpublish, train_resnet
 from tests.unit.test_steps_cli import run
 
 
@@ -93,3 +96,30 @@ def test_the_write_probe_never_opens_a_fifo_planted_at_a_name_it_might_use(tmp_p
     threading.Thread(target=probe, daemon=True).start()
 
     assert done.wait(30), "the write probe blocked"
+
+
+@pytest.mark.timeout(60)
+def test_a_fifo_planted_at_the_next_temporary_name_is_never_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(localpublish.uuid, "uuid4", lambda: uuid.UUID(int=0xABCDEF12 << 96))
+    os.mkfifo(tmp_path / f".w.bin{dataplane.TMP_MARK}abcdef12")  # a writer opening it would wait for a reader
+
+    with pytest.raises(errors.RunDirError, match="File exists"):
+        localpublish.stage(str(tmp_path / "w.bin"))
+
+
+@pytest.mark.timeout(60)
+def test_the_digest_is_of_the_bytes_written_even_when_the_temporary_name_is_swapped_before_hashing(
+    tmp_path: Path,
+) -> None:
+    staged = localpublish.stage(str(tmp_path / "w.bin"))
+
+    def write_then_swap(f: IO[bytes]) -> None:
+        f.write(b"the weights")
+        os.mkfifo(tmp_path / "fifo")
+        os.replace(tmp_path / "fifo", staged.tmp)  # reopened by name, a FIFO would block the hash and the fsync
+
+    localpublish.fill(staged, write_then_swap)
+
+    assert staged.blake3 == blake3.blake3(b"the weights").hexdigest() and staged.size == len(b"the weights")
