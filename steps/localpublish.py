@@ -65,7 +65,9 @@ def stage(url: str) -> Staged:
 
 
 def fill(staged: Staged, data: Data, hash_threads: int | None = None) -> Staged:
-    """Write ``data`` into the staged file, hash it (BLAKE3 over a memory map of the page cache, through the descriptor written) and fsync it.
+    """Write ``data`` into the staged file, hash it (BLAKE3 over a memory map of the page cache) and fsync it.
+
+    The hash and the fsync go through the descriptor written, never a reopening by name.
 
     ``data`` is the bytes, or a function that writes the file into the open stream it is given
     (:func:`steps.safeload.write_safetensors`): straight from the tensors' memory, and into this file only, so a
