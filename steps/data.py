@@ -20,7 +20,7 @@ import blake3
 import numpy as np
 import pydantic
 
-from steps import cifar_format, documents, errors, py2pickle, schemas
+from steps import cifar_format, dataplane, documents, errors, py2pickle, schemas
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ def synthesize(dest: str, *, train: int, test: int, seed: int = 0) -> schemas.Da
     rng = np.random.default_rng(seed)
     root = Path(dest) / BASE_FOLDER
     make_dir(root)
+    dataplane.remove_temporaries(str(root))  # a killed writer's batches
     stale = Path(dest) / MANIFEST  # it would name the files about to be replaced
     try:
         stale.unlink(missing_ok=True)

@@ -61,6 +61,7 @@ def _copy(source: str, dest: str) -> schemas.DatasetManifest:
     if Path(source).resolve() != Path(dest).resolve():
         folder = Path(dest) / data.BASE_FOLDER
         data.make_dir(folder)
+        dataplane.remove_temporaries(str(folder))  # a killed copy's files
         for name, ref in found.files.items():
             raw, _ = cifar_format.read_file(Path(source) / data.BASE_FOLDER / name, ref, cap=volread.BATCH_CAP)
             dataplane.publish_bytes(str(folder / name), raw)

@@ -77,6 +77,7 @@ def evaluate(cfg: TestConfig) -> schemas.EvalResult:
         raise errors.ConfigError(f"--num-workers must be 0 or more, got {cfg.num_workers}", hint="e.g. 0")
     layout = dataplane.RunLayout(cfg.run_dir)
     layout.check_own()
+    dataplane.remove_temporaries(layout.path("eval"))  # a killed evaluation's
     manifest = checkpoint.require_manifest(cfg.checkpoint or layout.checkpoint)
     device = devices.resolve(cfg.device)
     dataset = data.validate(cfg.data_root)

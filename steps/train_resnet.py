@@ -69,6 +69,7 @@ def _train(cfg: config.TrainConfig, device: str) -> schemas.TrainSummary:
     dataset = data.validate(cfg.data_root)
     layout = dataplane.RunLayout(cfg.run_dir)
     layout.check_own()
+    dataplane.remove_temporaries(layout.train_dir)  # a killed training's summary
     work_dir = dataplane.local_path(layout.train_dir) if dataplane.is_local(cfg.run_dir) else _scratch()
     _check_writable(work_dir)
     c = config.build_config(cfg, device=device, work_dir=work_dir, dataset=dataset)
