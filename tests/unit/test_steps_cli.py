@@ -131,8 +131,7 @@ def test_an_s3_run_directory_without_s3fs_names_the_package(capsys: pytest.Captu
     code, lines = run(capsys, "test", "--run-dir", "s3://bucket/r1", "--data-root", str(dataset), "--device", "cpu")
     assert code == 2
     assert lines[-1] == (
-        "sharedvol test: error: s3://bucket/r1/checkpoints/latest.json: the s3:// filesystem needs a package: "
-        "install it: pip install s3fs"
+        "sharedvol test: error: s3://bucket/r1/eval: the s3:// filesystem needs a package: install it: pip install s3fs"
     )
 
 

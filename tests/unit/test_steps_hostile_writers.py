@@ -125,19 +125,11 @@ def test_the_digest_is_of_the_bytes_written_even_when_the_temporary_name_is_swap
     assert staged.blake3 == blake3.blake3(b"the weights").hexdigest() and staged.size == len(b"the weights")
 
 
-def test_a_killed_writers_temporary_files_beside_the_dataset_and_the_evaluation_are_removed_at_the_next_start(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+def test_a_killed_evaluations_temporary_file_is_removed_at_the_next_start(
+    capsys: pytest.CaptureFixture[str], dataset: Path, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "data" / data.BASE_FOLDER
-    folder.mkdir(parents=True)
-    left_by_synth = folder / f".data_batch_1{dataplane.TMP_MARK}0badf00d"
-    left_by_synth.write_bytes(b"half a batch")
-    data.synthesize(str(tmp_path / "data"), train=10, test=10)
-    assert not left_by_synth.exists()
-
-    run_dir = tmp_path / "run"
-    (run_dir / "eval").mkdir(parents=True)
-    left_by_test = run_dir / "eval" / f".eval_result.json{dataplane.TMP_MARK}0badf00d"
-    left_by_test.write_bytes(b"{")
-    run(capsys, "test", "--run-dir", str(run_dir), "--data-root", str(tmp_path / "data"))  # no checkpoint: refused
-    assert not left_by_test.exists()
+    (tmp_path / "eval").mkdir()
+    left = tmp_path / "eval" / f".eval_result.json{dataplane.TMP_MARK}0badf00d"
+    left.write_bytes(b"{")
+    run(capsys, "test", "--run-dir", str(tmp_path), "--data-root", str(dataset))  # no checkpoint: refused after
+    assert not left.exists()
