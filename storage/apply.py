@@ -105,6 +105,8 @@ def _apply(api: client.ApiClient, p: plan.Plan, timeout: float, wait_for_bound: 
         _check_matches(claim, p)  # a claim that does not fit is refused before anything is made
     created: list[str] = []
     made_pv_uid = ""
+    if p.pv is None and claim is None and p.strategy != "existing":
+        staticpv.free_kept(core, p)
     if p.pv is not None:
         made_pv_uid = staticpv.ensure(core, p, timeout=max(1.0, deadline - time.monotonic()))
         if made_pv_uid:

@@ -193,7 +193,8 @@ def diagnose_claim(
             return d(
                 "volume-taken",
                 f"PersistentVolume {volume} is reserved for claim {ref.namespace}/{ref.name}",
-                f"sharedvol release {ref.name} -n {ref.namespace}, or provision another volume for this claim",
+                f"this claim cannot have it: kubectl delete pvc {name} -n {ns}, then "
+                f"sharedvol provision {name} -n {ns} --size {size} (a volume of its own)",
             )
     if sc is None:
         return d(

@@ -88,6 +88,12 @@ def _release(api: client.ApiClient, name: str, namespace: str, keep_data: bool, 
         except client.ApiException as e:
             if e.status != 404:
                 raise errors.from_api(e, f"read PersistentVolume {volume_name}") from e
+    who = f"{namespace}/{name}"
+    if pv is not None and not _reserved_for(pv, claim):
+        # a claim names any volume it likes: only one reserved for this very claim is release's to touch
+        kube.call(core.delete_namespaced_persistent_volume_claim, f"delete claim {who}", name, namespace)
+        prepare_pod.remove_leftover(core, namespace, name)
+        return Released(who, volume_name, f"left alone ({_reservation(pv)}, not this claim)", "")
     if pv is not None and _being_made(pv):
         pv = _once_marked(core, pv, timeout)
     served = pv is not None and ownership.service_made(pv)
@@ -95,12 +101,14 @@ def _release(api: client.ApiClient, name: str, namespace: str, keep_data: bool, 
         _hand_over(core, pv, keep_data)
     kube.call(core.delete_namespaced_persistent_volume_claim, f"delete claim {namespace}/{name}", name, namespace)
     prepare_pod.remove_leftover(core, namespace, name)
-    who = f"{namespace}/{name}"
     if pv is None:
         return Released(who, volume_name, "", "")
     ours = (pv.metadata.labels or {}).get(specs.MANAGED_BY) == specs.MANAGER
     data = (pv.metadata.annotations or {}).get(specs.DATA_PATH_ANNOTATION, "")
     rebind = f"sharedvol provision {name} -n {namespace}"
+    size = (pv.spec.capacity or {}).get("storage") if pv.spec else None
+    if isinstance(size, str) and size:  # a larger claim would not fit the kept volume, and get a new one
+        rebind += f" --size {size}"
     if served:
         rebind += f" --class {pv.spec.storage_class_name}"
         if not keep_data:
@@ -125,6 +133,23 @@ def _release(api: client.ApiClient, name: str, namespace: str, keep_data: bool, 
             ops.append({"op": "remove", "path": "/spec/claimRef/resourceVersion"})
         kube.call(core.patch_persistent_volume, f"free PersistentVolume {volume_name}", volume_name, ops)
     return Released(who, volume_name, "kept", data, rebind)
+
+
+def _reserved_for(pv: client.V1PersistentVolume, claim: client.V1PersistentVolumeClaim) -> bool:
+    """Whether ``pv``'s claimRef names ``claim``: its namespace and name, and its UID when the ref has one."""
+    ref = pv.spec.claim_ref if pv.spec else None
+    if ref is None or (ref.namespace, ref.name) != (claim.metadata.namespace, claim.metadata.name):
+        return False
+    return not ref.uid or ref.uid == claim.metadata.uid
+
+
+def _reservation(pv: client.V1PersistentVolume) -> str:
+    ref = pv.spec.claim_ref if pv.spec else None
+    if ref is None:
+        return "reserved for no claim"
+    if ref.uid:
+        return f"bound to claim {ref.namespace}/{ref.name} of UID {ref.uid}"
+    return f"reserved for claim {ref.namespace}/{ref.name}"
 
 
 def _being_made(pv: client.V1PersistentVolume) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 
 from kubernetes import client
 
-from storage import errors, kube, plan, validate
+from storage import errors, kube, ownership, plan, specs, validate
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def ensure(core: client.CoreV1Api, p: plan.Plan, *, timeout: float = 60.0) -> st
             log.info("created PersistentVolume %s", name)
             return str(made.metadata.uid)
     _check_pv(pv, p)
-    _free_for_claim(core, pv, p)
+    free_for_claim(core, pv, p)
     log.info("PersistentVolume %s exists and matches the plan", name)
     return ""
 
@@ -113,7 +113,7 @@ def _source_of(spec: dict[str, Any]) -> str:
     return f"hostPath {','.join(nodes) or '<any node>'}:{spec.get('hostPath', {}).get('path')}"
 
 
-def _free_for_claim(core: client.CoreV1Api, pv: client.V1PersistentVolume, p: plan.Plan) -> None:
+def free_for_claim(core: client.CoreV1Api, pv: client.V1PersistentVolume, p: plan.Plan) -> None:
     """Drop a claimRef UID whose claim is gone (release --keep-data, a deleted claim) so the new claim binds.
 
     Safe against a concurrent provision: the UID is removed only when no claim with that UID exists, and
@@ -139,6 +139,27 @@ def _free_for_claim(core: client.CoreV1Api, pv: client.V1PersistentVolume, p: pl
             hint="run the command again",
         ) from e
     log.info("PersistentVolume %s: its earlier claim is gone; reserved for the new one", pv.metadata.name)
+
+
+def free_kept(core: client.CoreV1Api, p: plan.Plan) -> list[str]:
+    """Free the PVs ``release --keep-data`` kept for this claim's name whose earlier claim is gone.
+
+    A claim still used by a pod when it was released kept its UID in the PV's claimRef; once the claim is gone,
+    the next ``provision`` of the name (of any strategy) drops it, so the new claim binds the same data.
+    Returns the names of the PVs reserved for the name (freed or already free).
+    """
+    r = p.request
+    listing = kube.call(
+        core.list_persistent_volume, "list PersistentVolumes", label_selector=f"{specs.MANAGED_BY}={specs.MANAGER}"
+    )
+    kept = []
+    for pv in listing.items:
+        ref = pv.spec.claim_ref if pv.spec else None
+        marked = (pv.metadata.annotations or {}).get(ownership.KEPT_BY) == "release"
+        if marked and ref is not None and (ref.namespace, ref.name) == (r.namespace, r.name):
+            free_for_claim(core, pv, p)
+            kept.append(pv.metadata.name)
+    return kept
 
 
 def delete_own(core: client.CoreV1Api, name: str, uid: str, namespace: str, claim: str) -> None:

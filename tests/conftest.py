@@ -64,7 +64,20 @@ def api(cluster: cp.ClusterHandle) -> client.ApiClient:
 @pytest.fixture
 def namespace(api: client.ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace named from the test, labelled as ours, deleted after the test."""
-    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")
+    with _fresh_namespace(api, request.node.name) as name:
+        yield name
+
+
+@pytest.fixture
+def other_namespace(api: client.ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A second fresh namespace, as :func:`namespace` (another team's, say)."""
+    with _fresh_namespace(api, "other-" + request.node.name) as name:
+        yield name
+
+
+@contextlib.contextmanager
+def _fresh_namespace(api: client.ApiClient, test_name: str) -> Iterator[str]:
+    stem = re.sub(r"[^a-z0-9]+", "-", test_name.lower()).strip("-")
     stem = stem.removeprefix("test-")[:40].strip("-")
     name = f"{stem}-{uuid.uuid4().hex[:6]}"
     core = client.CoreV1Api(api)

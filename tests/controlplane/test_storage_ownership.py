@@ -73,8 +73,9 @@ def test_release_keep_data_of_a_claim_the_service_made_keeps_the_data_whatever_t
     kept = sharedvol("release", "data", "-n", namespace, "--keep-data")
 
     assert kept.returncode == 0, kept.stderr
-    assert f"PersistentVolume {volume}: kept" in kept.stdout and f"--class {sc}` binds it again" in kept.stdout
-    again = sharedvol("provision", "data", "-n", namespace, "--class", sc, "--size", "1Gi")
+    rebind = f"sharedvol provision data -n {namespace} --size 1Gi --class {sc}"
+    assert f"PersistentVolume {volume}: kept" in kept.stdout and f"`{rebind}` binds it again" in kept.stdout
+    again = sharedvol(*rebind.split()[1:])  # the command exactly as printed
     assert again.returncode == 0, again.stderr
     assert kwait.claim_phase(client.CoreV1Api(api), namespace, "data", timeout=90).spec.volume_name == volume
     assert (path / "epoch_1.pth").read_bytes() == b"weights"
@@ -211,3 +212,31 @@ def test_release_keep_data_of_a_service_volume_waits_for_its_mark_then_keeps_it_
     kept = client.CoreV1Api(api).read_persistent_volume(pv.metadata.name)
     assert kept.spec.persistent_volume_reclaim_policy == "Retain"
     assert (kept.metadata.annotations or {}).get(ownership.KEPT_BY) == "release"
+
+
+def test_a_volume_kept_while_a_pod_still_used_its_claim_binds_again_with_the_command_release_printed(
+    api: Any, namespace: str, cluster_objects: ClusterObjects, serve: Callable[..., Service], sharedvol: SharedvolCli
+) -> None:
+    core = client.CoreV1Api(api)
+    sc, volume, path = _archived_service_volume_with_weights(api, namespace, cluster_objects, serve, sharedvol)
+    pod = {
+        "metadata": {"name": "user"},
+        "spec": {
+            "containers": [{"name": "c", "image": "busybox:1.37.0"}],
+            "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "data"}}],
+        },
+    }
+    core.create_namespaced_pod(namespace, pod)
+    kwait.until(core.list_namespaced_pod, lambda p: p.status.phase == "Running", namespace, **kwait.named("user"))
+
+    kept = sharedvol("release", "data", "-n", namespace, "--keep-data", timeout=240)
+    assert kept.returncode == 0 and "still in use by a pod" in kept.stdout, kept.stdout + kept.stderr
+    [rebind] = [line.split("`")[1] for line in kept.stdout.splitlines() if "binds it again" in line]
+    core.delete_namespaced_pod("user", namespace, grace_period_seconds=0)
+    kwait.gone(core.list_namespaced_persistent_volume_claim, "data", namespace, timeout=90)
+
+    again = sharedvol(*rebind.split()[1:])  # before, a new empty volume: the kept one still named the old claim
+
+    assert again.returncode == 0, again.stderr
+    assert kwait.claim_phase(core, namespace, "data", timeout=90).spec.volume_name == volume
+    assert (path / "epoch_1.pth").read_bytes() == b"weights"

@@ -278,3 +278,24 @@ def test_a_failed_binding_on_a_claim_whose_volume_is_reserved_for_another_still_
         wait.wait_bound(api, namespace, "mine", timeout=60, nudge=True)
     # At once: not after the 30 s the wait gives a volume to bind to the claim (it is reserved for another).
     assert time.monotonic() - started < 25
+
+
+@pytest.mark.parametrize("keep_data", [False, True], ids=["release", "release-keep-data"])
+def test_releasing_a_claim_that_names_another_namespaces_volume_leaves_that_volume_and_its_claim_alone(
+    api: Any, namespace: str, other_namespace: str, cluster_objects: ClusterObjects, keep_data: bool
+) -> None:
+    core = client.CoreV1Api(api)
+    cluster_objects.track_pv(specs.static_pv_name(namespace, "victim"))
+    victim = _static(api, "victim", namespace)
+    bound_uid = core.read_persistent_volume(victim.volume).spec.claim_ref.uid
+    core.create_namespaced_persistent_volume_claim(  # anyone who can create claims can name any volume
+        other_namespace, specs.rwx_claim("hostile", other_namespace, "1Gi", "", volume_name=victim.volume)
+    )
+
+    done = release.release(api, "hostile", other_namespace, keep_data=keep_data)
+
+    assert done.volume_action == f"left alone (bound to claim {namespace}/victim of UID {bound_uid}, not this claim)"
+    pv = core.read_persistent_volume(victim.volume)
+    assert pv.metadata.deletion_timestamp is None and pv.spec.claim_ref.uid == bound_uid
+    assert pv.spec.persistent_volume_reclaim_policy == "Retain"
+    assert core.read_namespaced_persistent_volume_claim("victim", namespace).status.phase == "Bound"

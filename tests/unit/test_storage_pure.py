@@ -271,6 +271,15 @@ def test_doctor_names_the_cause_of_each_kind_of_pending_claim(
     assert fix in d.fix
 
 
+def test_doctor_tells_a_claim_that_names_another_claims_volume_to_get_its_own_and_never_to_release_the_other() -> None:
+    taken = NS(spec=NS(claim_ref=NS(namespace="team-a", name="victim")))
+    d = doctor.diagnose_claim(_claim("hostile", "", volume="pv-a"), {}, [], {"pv-a": taken}, has_consumer=False)
+
+    assert (d.cause, d.explanation) == ("volume-taken", "PersistentVolume pv-a is reserved for claim team-a/victim")
+    assert d.fix.startswith("this claim cannot have it: kubectl delete pvc hostile -n kfp, then sharedvol provision")
+    assert "release" not in d.fix
+
+
 def test_doctor_takes_events_without_a_reason_and_repeats_a_message_on_one_line_and_bounded() -> None:
     events = [
         NS(reason=None, message=None),  # both optional in core/v1: a TypeError traceback before
