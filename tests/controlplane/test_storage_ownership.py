@@ -218,7 +218,7 @@ def test_a_volume_kept_while_a_pod_still_used_its_claim_binds_again_with_the_com
     api: Any, namespace: str, cluster_objects: ClusterObjects, serve: Callable[..., Service], sharedvol: SharedvolCli
 ) -> None:
     core = client.CoreV1Api(api)
-    sc, volume, path = _archived_service_volume_with_weights(api, namespace, cluster_objects, serve, sharedvol)
+    _, volume, path = _archived_service_volume_with_weights(api, namespace, cluster_objects, serve, sharedvol)
     pod = {
         "metadata": {"name": "user"},
         "spec": {
