@@ -133,3 +133,26 @@ def test_a_killed_evaluations_temporary_file_is_removed_at_the_next_start(
     left.write_bytes(b"{")
     run(capsys, "test", "--run-dir", str(tmp_path), "--data-root", str(dataset))  # no checkpoint: refused after
     assert not left.exists()
+
+
+@pytest.mark.parametrize("kind", ["symbolic", "hard"])
+def test_a_link_inside_the_training_folder_is_refused_and_the_file_it_leads_to_is_untouched(
+    capsys: pytest.CaptureFixture[str], dataset: Path, tmp_path: Path, kind: str
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    train = tmp_path / "run" / "train"
+    train.mkdir(parents=True)
+    planted = train / "resnet18_8xb16_cifar10.py"  # the config mmengine dumps, opened for writing by name
+    if kind == "symbolic":
+        planted.symlink_to(victim)
+    else:
+        planted.hardlink_to(victim)
+
+    code, lines = run(
+        capsys, "train", "--run-dir", str(tmp_path / "run"), "--data-root", str(dataset), "--device", "cpu"
+    )
+
+    what = "symbolic link" if kind == "symbolic" else "file with 1 other hard link(s)"
+    assert code == 2 and f"{planted} is a {what}" in lines[-1]
+    assert victim.read_text() == "precious"

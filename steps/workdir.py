@@ -1,0 +1,57 @@
+"""mmengine's work directory on the shared volume (``<run>/train``): nothing in it may lead elsewhere.
+
+mmengine writes there by name, following links: the config it dumps (``train/<config>.py``, opened for writing
+over whatever is there) and each run's ``<timestamp>/`` logs. A symbolic link, or a hard link to a file
+outside, planted there would have it overwrite any file the step can write. sharedvol checks the tree first.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from steps import errors
+
+MAX_ENTRIES = 10_000  # a run adds a handful per training (config, a timestamped log folder)
+MAX_DEPTH = 4  # train/<timestamp>/vis_data/<file>
+
+
+def check_tree(root: str) -> None:
+    """Refuse a tree under ``root`` holding a symbolic link, or a file with other hard links, or too many entries.
+
+    ``root`` itself is checked by :meth:`steps.dataplane.RunLayout.check_own`; a missing ``root`` passes.
+
+    Raises:
+        RunDirError: naming the first link found (or the count), and how to fix it.
+    """
+    seen = 0
+    pending = [(root, 0)]
+    while pending:
+        folder, depth = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise errors.RunDirError(f"cannot list {folder}: {e.strerror}", hint="check the run directory") from e
+        for entry in entries:
+            seen += 1
+            if seen > MAX_ENTRIES:
+                raise errors.RunDirError(
+                    f"{root} holds more than {MAX_ENTRIES} entries: not a run's training folder",
+                    hint="clean it up, or use a new --run-dir",
+                )
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                raise _refused(entry.path, "a symbolic link")
+            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                raise _refused(entry.path, f"a file with {st.st_nlink - 1} other hard link(s)")
+            if stat.S_ISDIR(st.st_mode) and depth + 1 < MAX_DEPTH:
+                pending.append((entry.path, depth + 1))
+
+
+def _refused(path: str, what: str) -> errors.RunDirError:
+    return errors.RunDirError(
+        f"{path} is {what}; refused: training writes there, and would write wherever it leads",
+        hint="remove it (a run's training folder is made by sharedvol), or use a new --run-dir",
+    )
