@@ -17,6 +17,7 @@ from __future__ import annotations
 import codecs
 import io
 import pickle
+import pickletools
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,6 +31,9 @@ from steps import errors, schemas, volread
 
 CLASSES = 10
 PIXELS = 3 * 32 * 32
+MAX_IMAGES = 60_000  # in one file: all of CIFAR-10's 60,000 images (`sharedvol data synth --test 60000`)
+OPERATIONS_PER_IMAGE = 8  # a batch written by Python 2 or 3 takes at most 4
+MAX_OPERATIONS = OPERATIONS_PER_IMAGE * MAX_IMAGES + 1_000
 
 
 def _ndarray(*args: Any) -> None:
@@ -114,7 +118,8 @@ class CifarBatch(_Model):
 
     @model_validator(mode="after")
     def _shape(self) -> CifarBatch:
-        if self.data.dtype != np.uint8 or self.data.dtype.fields is not None:
+        kind = self.data.dtype
+        if kind != np.uint8 or kind.fields is not None or kind.subdtype is not None or kind.shape != ():
             raise ValueError(f"it holds {self.data.dtype} pixels, not uint8 (0-255) like CIFAR-10")
         if self.data.ndim != 2 or self.data.shape[1] != PIXELS:
             raise ValueError(f"its data is {self.data.shape}, not N x {PIXELS} (32 x 32 pixels, R then G then B)")
@@ -156,11 +161,24 @@ def unpickle(raw: bytes, source: str) -> Any:
         DatasetError: the pickle asks for anything else, or is not a pickle.
     """
     try:
+        _count_operations(raw)
         return _Restricted(io.BytesIO(raw), encoding="latin1").load()
     except _Refused as e:
         raise errors.DatasetError(f"{source} was refused unread: {e}", hint=_REMAKE) from e
     except Exception as e:  # hostile bytes: the unpickler may fail in any way, and each way is a refusal
         raise errors.DatasetError(f"{source} is not a CIFAR-10 batch file ({type(e).__name__})", hint=_REMAKE) from e
+
+
+def _count_operations(raw: bytes) -> None:
+    """Refuse a pickle of more operations than a CIFAR-10 file of :data:`MAX_IMAGES` images needs.
+
+    The byte cap alone bounds memory badly: a one-byte operation can make a 64-byte object (an empty dict),
+    so a 20 MB pickle of them takes 1.9 GB. A batch takes a few operations per image (a label, a file name, its
+    memo entry) and one for all the pixels.
+    """
+    for count, _ in enumerate(pickletools.genops(raw), start=1):
+        if count > MAX_OPERATIONS:
+            raise _Refused(f"it holds more than {MAX_OPERATIONS} pickle operations ({OPERATIONS_PER_IMAGE} per image)")
 
 
 _REMAKE = "re-create the dataset with `sharedvol data prepare` (or copy CIFAR-10's official files)"

@@ -69,6 +69,48 @@ def test_a_batch_that_calls_numpy_ndarray_with_zero_strides_is_refused_before_it
     assert not (tmp_path / "dest" / data.MANIFEST).exists()
 
 
+def test_a_small_batch_of_millions_of_tiny_objects_is_refused_before_one_is_made(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    folder = unprepared(tmp_path / "source")
+    # 20 MB of empty dicts, a byte each: 1.9 GB of memory once unpickled (256 MiB of them would take 24 GB)
+    (folder / "data_batch_1").write_bytes(b"\x80\x02]q\x00(" + b"}" * (20 << 20) + b"e.")
+
+    code, line = run(capsys, "data", "prepare", str(tmp_path / "dest"), "--source", str(tmp_path / "source"))
+
+    assert code == 2
+    assert f"{folder / 'data_batch_1'} was refused unread: it holds more than 481000 pickle operations" in line
+    assert not (tmp_path / "dest" / data.MANIFEST).exists()
+
+
+def _text(x: str) -> bytes:
+    b = x.encode()
+    return b"X" + struct.pack("<I", len(b)) + b
+
+
+def subarray_dtype_batch(images: int) -> bytes:
+    """A batch whose uint8 dtype is given a 2^30-element subarray shape by its own BUILD (allow-listed globals only)."""
+    u1 = b"cnumpy\ndtype\n" + _text("u1") + b"\x89\x88\x87R"
+    p = b"\x80\x02}q\x00(" + _text("data")
+    p += b"cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85c_codecs\nencode\n"
+    p += _text("b") + _text("latin1") + b"\x86R\x87R"
+    p += b"(K\x01K" + bytes([images]) + b"M\x00\x0c\x86" + u1
+    p += b"(K\x03" + _text("|") + u1 + b"J\x00\x00\x00\x40\x85\x86NNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
+    p += b"\x89c_codecs\nencode\n" + _text("\0" * images * 3072) + _text("latin1") + b"\x86Rtb"
+    return p + _text("labels") + b"]q\x01(" + b"K\x00" * images + b"eu."
+
+
+def test_a_batch_whose_uint8_dtype_is_given_a_subarray_shape_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    folder = unprepared(tmp_path / "source")
+    (folder / "data_batch_1").write_bytes(subarray_dtype_batch(2))
+
+    code, line = run(capsys, "data", "prepare", str(tmp_path / "dest"), "--source", str(tmp_path / "source"))
+
+    assert code == 2 and "it holds ('u1', (1073741824,)) pixels, not uint8" in line
+
+
 def python2_batch(images: np.ndarray, labels: list[int]) -> bytes:
     """A batch pickled like CIFAR-10's official files: numpy.core._reconstruct, dtype('u1', 0, 1), Python 2 strings."""
     out = bytearray(b"\x80\x02}q\x00(U\x04dataq\x01cnumpy.core.multiarray\n_reconstruct\nq\x02cnumpy\nndarray\n")
