@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from steps import errors, schemas
-from steps.data import BASE_FOLDER, make_dir, refuse_link, validate, write_manifest
+from steps.data import BASE_FOLDER, begin, ensure_dir, refuse_link, validate, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def download(
     from mmcls.datasets import utils as mmcls_utils
 
     expected = OFFICIAL_MD5 if file_md5 is None else file_md5
-    make_dir(Path(dest))
+    ensure_dir(Path(dest))
     with tempfile.TemporaryDirectory(dir=dest, prefix=".download-") as tmp:
         log.info("downloading %s", url)
         try:
@@ -76,6 +76,7 @@ def download(
                 raise errors.DatasetError(f"{name} in the archive fails its MD5 check", hint="retry the download")
         target = Path(dest) / BASE_FOLDER
         refuse_link(target)
+        begin(dest)
         if target.exists():
             shutil.rmtree(target)
         os.replace(Path(tmp) / BASE_FOLDER, target)

@@ -11,6 +11,7 @@ manifest. Training reads either through a dataset class without the official che
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 BASE_FOLDER = "cifar-10-batches-py"
 MANIFEST = "sharedvol-dataset.json"
+PREPARING = ".sharedvol-dataset.preparing"  # beside the manifest while sharedvol writes the files (see begin)
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
@@ -49,6 +51,7 @@ def synthesize(dest: str, *, train: int, test: int, seed: int = 0) -> schemas.Da
             raise errors.ConfigError(f"{name} {n} is out of range", hint="use between 10 and 60000 images")
     rng = np.random.default_rng(seed)
     root = Path(dest) / BASE_FOLDER
+    begin(dest)
     make_dir(root)
     dataplane.remove_temporaries(str(root))  # a killed writer's batches
     stale = Path(dest) / MANIFEST  # it would name the files about to be replaced
@@ -112,6 +115,11 @@ def make_dir(path: Path) -> None:
     ``path`` itself may not be a symbolic link: the dataset's files would be written wherever it points.
     """
     refuse_link(path)
+    ensure_dir(path)
+
+
+def ensure_dir(path: Path) -> None:
+    """Create ``path`` and its parents (a link the caller chose included), or raise RunDirError naming it."""
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -129,8 +137,37 @@ def refuse_link(path: Path) -> None:
 
 
 def write_manifest(manifest: schemas.DatasetManifest) -> None:
-    """Write ``sharedvol-dataset.json`` beside the batches (atomically, sealed with its digest)."""
+    """Write ``sharedvol-dataset.json`` beside the batches (atomically, sealed with its digest): a prepare's end."""
     documents.write(str(Path(manifest.root) / MANIFEST), manifest)
+    with contextlib.suppress(FileNotFoundError):
+        (Path(manifest.root) / PREPARING).unlink()
+
+
+def begin(dest: str) -> None:
+    """Mark ``dest`` as being prepared by sharedvol until :func:`write_manifest`.
+
+    A later prepare may then overwrite the files a killed one left; files there without the mark and without a
+    manifest are someone else's (CIFAR-10 unpacked by hand), which :func:`foreign_files` names.
+
+    Raises:
+        RunDirError: the mark cannot be written.
+    """
+    ensure_dir(Path(dest))  # ``dest`` is the caller's: it may be a link it chose
+    mark = Path(dest) / PREPARING
+    try:
+        fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+        os.close(fd)
+    except OSError as e:
+        raise errors.RunDirError(f"cannot write {mark}: {e.strerror}", hint="pick a writable directory") from e
+    # (O_NONBLOCK: a FIFO planted at the mark's name is opened without waiting, and closed)
+
+
+def foreign_files(dest: str) -> list[str]:
+    """The dataset files under ``dest`` that no sharedvol prepare wrote or is writing (no manifest, no mark)."""
+    if (Path(dest) / MANIFEST).exists() or os.path.lexists(Path(dest) / PREPARING):
+        return []
+    folder = Path(dest) / BASE_FOLDER
+    return [name for name in (*TRAIN_FILES, TEST_FILE, META_FILE) if os.path.lexists(folder / name)]
 
 
 def read_manifest(root: str) -> schemas.DatasetManifest | None:

@@ -34,6 +34,15 @@ def prepare(dest: str, source: str = "synthetic") -> schemas.DatasetManifest:
             found.test_size,
         )
         return found
+    reuse = Path(source).is_dir() and Path(source).resolve() == Path(dest).resolve()
+    foreign = [] if reuse else data.foreign_files(dest)
+    if foreign:
+        folder = Path(dest) / data.BASE_FOLDER
+        raise errors.DatasetError(
+            f"{folder} holds {', '.join(foreign)} that sharedvol did not prepare (no {data.MANIFEST}); "
+            "refused to write over them",
+            hint=f"to use them: sharedvol data prepare {dest} --source {dest}; to replace them, move {folder} away",
+        )
     if source == "synthetic" or source.startswith("synthetic:"):
         train, test = data.DEFAULT_SYNTHETIC
         if source != "synthetic":
@@ -60,6 +69,7 @@ def _copy(source: str, dest: str) -> schemas.DatasetManifest:
     found = data.validate(source, source=f"local:{source}")
     if Path(source).resolve() != Path(dest).resolve():
         folder = Path(dest) / data.BASE_FOLDER
+        data.begin(dest)
         data.make_dir(folder)
         dataplane.remove_temporaries(str(folder))  # a killed copy's files
         for name, ref in found.files.items():

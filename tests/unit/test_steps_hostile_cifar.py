@@ -261,3 +261,29 @@ def test_batches_meta_that_repeats_a_class_name_stops_train_and_test_before_they
         2,
         f"sharedvol {command}: error: {meta}: field label_names: it names 'cat' twice: {META_HINT}",
     )
+
+
+@pytest.mark.parametrize("source", ["synthetic", "synthetic:20:10"])
+def test_prepare_never_writes_over_cifar_files_it_did_not_prepare_and_says_how_to_use_them(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, source: str
+) -> None:
+    folder = unprepared(tmp_path)  # CIFAR-10 unpacked by hand: the files, no manifest
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    code, line = run(capsys, "data", "prepare", str(tmp_path), "--source", source)
+
+    assert code == 2 and f"{folder} holds data_batch_1" in line and "refused to write over them" in line
+    assert f"to use them: sharedvol data prepare {tmp_path} --source {tmp_path}" in line
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert run(capsys, "data", "prepare", str(tmp_path), "--source", str(tmp_path))[0] == 0  # the hint works
+
+
+def test_prepare_writes_over_the_files_of_a_killed_prepare(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    folder = unprepared(tmp_path)
+    data.begin(str(tmp_path))  # a prepare killed before its manifest, half-way through a file
+    (folder / "data_batch_1").write_bytes(b"half")
+
+    code, _ = run(capsys, "data", "prepare", str(tmp_path), "--source", "synthetic:20:10")
+
+    assert code == 0 and data.validate(str(tmp_path)).train_size == 20
+    assert not (tmp_path / data.PREPARING).exists()
