@@ -26,6 +26,9 @@ from steps import errors
 
 CHUNK = 8 << 20
 TMP_MARK = ".tmp-"
+# where a run directory can be: a local path, fsspec's memory, object stores (each needs its fsspec package).
+# Not http(s), ftp or archives (read-only, or no deadline on a server that never answers), nor chained URLs.
+PROTOCOLS = frozenset({"file", "local", "memory", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,11 @@ class RunLayout:
         """
         if not is_local(self.root):
             return
+        if not os.path.realpath(local_path(self.root) or "/").strip("/"):  # "", "/", "//", "/..", a link to /
+            raise errors.RunDirError(
+                f"--run-dir {self.root!r} is empty or the filesystem's root: a run's parts would be /train, /checkpoints",
+                hint="name a directory of its own, e.g. --run-dir /mnt/shared/runs/r1",
+            )
         for part in self.PARTS:
             where = local_path(self.path(part))
             if os.path.islink(where):
@@ -110,6 +118,11 @@ def filesystem(url: str) -> tuple[Any, str]:
     Raises:
         RunDirError: the URL's protocol needs a package that is not installed, or is unknown.
     """
+    protocol = url.split("://", 1)[0] if "://" in url else "file"
+    if protocol not in PROTOCOLS:
+        raise errors.RunDirError(
+            f"{url}: a run directory cannot be on {protocol}://", hint="use a path, file://, memory:// or s3:// URL"
+        )
     try:
         return fsspec.core.url_to_fs(url)
     except ImportError as e:
@@ -117,7 +130,7 @@ def filesystem(url: str) -> tuple[Any, str]:
         package = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}.get(protocol)
         how = f"install it: pip install {package}" if package else "install the fsspec backend for it"
         raise errors.RunDirError(f"{url}: the {protocol}:// filesystem needs a package", hint=how) from e
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         raise errors.RunDirError(f"{url}: {e}", hint="use a path, file://, memory:// or s3:// URL") from e
 
 

@@ -156,3 +156,22 @@ def test_a_link_inside_the_training_folder_is_refused_and_the_file_it_leads_to_i
     what = "symbolic link" if kind == "symbolic" else "file with 1 other hard link(s)"
     assert code == 2 and f"{planted} is a {what}" in lines[-1]
     assert victim.read_text() == "precious"
+
+
+@pytest.mark.parametrize("root", ["", "/", "//", "file:///"])
+@pytest.mark.parametrize("step", ["train", "test", "metrics"])
+def test_a_run_directory_that_is_empty_or_the_root_is_refused_before_anything_is_written(
+    capsys: pytest.CaptureFixture[str], dataset: Path, root: str, step: str
+) -> None:
+    extra = {"train": ["--data-root", str(dataset), "--device", "cpu"], "test": ["--data-root", str(dataset)]}
+    code, lines = run(capsys, step, "--run-dir", root, *extra.get(step, []))
+    assert code == 2 and "is empty or the filesystem's root" in lines[-1]
+    assert not Path("/checkpoints").exists() and not Path("/train").exists()
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/r", "ftp://127.0.0.1/r", "reference://r", "zip://r::/x.zip"])
+def test_a_run_directory_on_a_filesystem_that_cannot_hold_one_is_one_line_without_a_request(
+    capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    code, lines = run(capsys, "metrics", "--run-dir", url)
+    assert code == 2 and "a run directory cannot be on" in lines[-1]
