@@ -60,7 +60,8 @@ class RunLayout:
             return
         if not os.path.realpath(local_path(self.root) or "/").strip("/"):  # "", "/", "//", "/..", a link to /
             raise errors.RunDirError(
-                f"--run-dir {self.root!r} is empty or the filesystem's root: a run's parts would be /train, /checkpoints",
+                f"--run-dir {self.root!r} is empty or the filesystem's root: "
+                "a run's parts would be /train, /checkpoints",
                 hint="name a directory of its own, e.g. --run-dir /mnt/shared/runs/r1",
             )
         for part in self.PARTS:

@@ -320,11 +320,14 @@ class _Open(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow", frozen=True, arbitrary_types_allowed=True)
 
 
+MAX_ITER = 2**31 - 1
+
+
 class ResumeMeta(_Open):
     """The ``meta`` of mmengine's training state: the epoch and iteration it was saved at (and what else it keeps)."""
 
     epoch: Epoch
-    iter: Annotated[int, Field(ge=0)]
+    iter: Annotated[int, Field(ge=0, le=MAX_ITER)]  # mmengine keeps it in a C int (its ETA, its schedulers)
 
 
 class ParamGroup(_Open):

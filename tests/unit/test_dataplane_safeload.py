@@ -107,6 +107,17 @@ def test_mmengines_training_state_round_trips_with_only_the_allow_list() -> None
     assert torch.equal(loaded["state_dict"]["w"], torch.ones(3))
 
 
+def test_a_training_state_claiming_more_iterations_than_mmengine_can_count_is_one_line() -> None:
+    ckpt = mmengine_shaped_checkpoint()
+    ckpt["meta"]["iter"] = 2**60  # mmengine's ETA raised OverflowError on it, half-way through the first epoch
+    safeload.encode_message_hub(ckpt)
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+
+    with pytest.raises(errors.SchemaError, match=r"field meta\.iter: Input should be less than or equal to 2147483647"):
+        safeload.resume_from_buffer(bytearray(buf.getvalue()), "resume.pth")
+
+
 def test_mmengines_own_pickling_of_history_buffers_is_refused_because_it_needs_getattr() -> None:
     ckpt = mmengine_shaped_checkpoint()  # not encoded: HistoryBuffer pickles its statistics functions
     buf = io.BytesIO()
