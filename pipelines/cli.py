@@ -43,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``sharedvol`` command; expected failures print one line and return non-zero."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.raiseExceptions = False  # a log write that fails (a full disk) is not a traceback on stderr
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -65,8 +66,9 @@ def os_error(e: OSError) -> str:
     """One line for an operating-system error: what failed, on which path, and what to check."""
     what = e.strerror or str(e) or type(e).__name__
     paths = " -> ".join(repr(str(p)) for p in (e.filename, e.filename2) if p is not None)
-    where = f" ({paths})" if paths else ""
-    return one_line(f"{what}{where}: check that path (its type, its permissions, the free space), then run again")
+    if not paths:
+        return one_line(f"{what}: check the free space and the permissions where this command writes, then run again")
+    return one_line(f"{what} ({paths}): check that path (its type, its permissions, the free space), then run again")
 
 
 if __name__ == "__main__":

@@ -89,4 +89,5 @@ def no_links(volume: str, path: str) -> str:
 
 def setup_logging() -> None:
     """INFO logging to stderr, so the step's progress shows in the task log."""
+    logging.raiseExceptions = False  # a log write that fails (a full disk) is not a traceback in the task's log
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)

@@ -84,6 +84,22 @@ def test_a_bad_train_setting_is_one_line(
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.parametrize(
+    ("option", "failure"),
+    [("model.head.num_classes=5", "IndexError"), ("model.head.in_channels=7", "RuntimeError")],
+)
+def test_cfg_options_that_build_a_model_which_cannot_train_are_one_line_naming_them(
+    capsys: pytest.CaptureFixture[str], dataset: Path, tmp_path: Path, option: str, failure: str
+) -> None:
+    code, lines = run(capsys, *train(dataset, tmp_path, "--cfg-options", option))
+    key, value = option.split("=")
+    assert code == 2
+    assert lines[-1].startswith(
+        f"sharedvol train: error: training with --cfg-options {{'{key}': {value}}} failed: {failure}"
+    )
+    assert not (tmp_path / "run" / "checkpoints" / "latest.json").exists()
+
+
 def test_a_cfg_options_item_without_a_value_is_an_argparse_error(
     capsys: pytest.CaptureFixture[str], dataset: Path, tmp_path: Path
 ) -> None:

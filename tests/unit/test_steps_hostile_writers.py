@@ -5,6 +5,7 @@ nothing outside the run directory is touched, nothing is published that was not 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import threading
 import uuid
@@ -175,3 +176,21 @@ def test_a_run_directory_on_a_filesystem_that_cannot_hold_one_is_one_line_withou
 ) -> None:
     code, lines = run(capsys, "metrics", "--run-dir", url)
     assert code == 2 and "a run directory cannot be on" in lines[-1]
+
+
+def test_a_log_handler_that_cannot_write_prints_no_traceback(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = open(tmp_path / "log", "w")  # noqa: SIM115 (closed at once: a log file on a disk that filled up)
+    broken.close()
+    handler = logging.StreamHandler(broken)
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "level", logging.INFO)
+    monkeypatch.setattr(logging, "raiseExceptions", True)  # Python's default, which the command turns off
+    data.synthesize(str(tmp_path / "d"), train=10, test=10)
+    root.addHandler(handler)
+    try:
+        code, lines = run(capsys, "data", "prepare", str(tmp_path / "d"))  # logs "dataset already prepared"
+    finally:
+        root.removeHandler(handler)
+    assert code == 0 and not any("Logging error" in line for line in lines)
