@@ -258,7 +258,7 @@ def check_cfg_options(c: Any, options: dict[str, Any]) -> None:
             last = i == len(parts) - 1
             if isinstance(node, dict) and part in node:
                 node = node[part]
-            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            elif isinstance(node, list) and part.isascii() and part.isdigit() and int(part) < len(node):
                 node = node[int(part)]
             elif last and isinstance(node, dict) and _accepts(node.get("type"), part):
                 node = value

@@ -36,7 +36,8 @@ def world_size() -> int:
         ConfigError: ``WORLD_SIZE`` is not a positive whole number.
     """
     raw = os.environ.get("WORLD_SIZE", "1")
-    if not raw.strip().isdigit() or int(raw) < 1:
+    digits = raw.strip()
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 6) or int(digits) < 1:  # "²" is a digit too
         raise errors.ConfigError(
             f"WORLD_SIZE={raw!r} is not a positive whole number",
             hint="start train-resnet with torchrun (it sets WORLD_SIZE), or unset WORLD_SIZE for one process",

@@ -146,7 +146,7 @@ def test_gloo_serves_the_cpu_and_nccl_cuda() -> None:
     assert distributed.backend("cuda") == "nccl"
 
 
-@pytest.mark.parametrize("value", ["two", "0", "-1", ""])
+@pytest.mark.parametrize("value", ["two", "0", "-1", "", "²", "1" * 400])
 def test_a_world_size_that_is_not_a_positive_whole_number_is_refused(
     value: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
