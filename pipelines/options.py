@@ -19,6 +19,8 @@ from storage import validate as storage_validate
 DEFAULT_IMAGE = version.STEP_IMAGE
 DEFAULT_STORAGE_CLASS = storage_classes.NFS_CLASS
 GPU_RESOURCE = "nvidia.com/gpu"
+MAX_WORKERS = 1024  # TrainJob nodes
+MAX_RETRIES = 100  # KFP keeps max_retry_count in an int32
 TOLERATION_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
 _QUALIFIED_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
@@ -260,9 +262,9 @@ class CompileOptions:
                 f"--workspace cannot use {self.storage.describe()}",
                 hint="KFP's workspace is a new claim of a StorageClass per run: drop --existing-pvc/--static-pv",
             )
-        if self.workers < 1:
+        if not 1 <= self.workers <= MAX_WORKERS:
             raise errors.BadParameterError(
-                f"--workers must be at least 1, got {self.workers}",
+                f"--workers must be between 1 and {MAX_WORKERS}, got {self.workers}",
                 hint="1 trains in the train step's own pod; 2 or more run a TrainJob of that many nodes",
             )
         if self.trainjob and self.workspace:
@@ -281,8 +283,10 @@ class CompileOptions:
                 f"--ttl-after-success must be 0 or {MIN_TTL_S} to {MAX_TTL_S} seconds, got {self.ttl_after_success_s}",
                 hint="e.g. 600 (10 minutes; sooner, KFP may not record the run's end); 0 leaves it to the cluster",
             )
-        if self.train_retries < 0:
-            raise errors.BadParameterError(f"train retries must be 0 or more, got {self.train_retries}", hint="e.g. 2")
+        if not 0 <= self.train_retries <= MAX_RETRIES:
+            raise errors.BadParameterError(
+                f"train retries must be between 0 and {MAX_RETRIES}, got {self.train_retries}", hint="e.g. 2"
+            )
         if not self.mount_path.startswith("/"):
             raise errors.BadParameterError(f"mount path {self.mount_path!r} is not absolute", hint="e.g. /mnt/shared")
         self.defaults.validate()

@@ -22,7 +22,10 @@ from storage import errors as storage_errors
 from storage import validate as storage_validate
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_ACCELERATOR_LIMIT = re.compile(r"^\d+$")  # kfp.dsl.PipelineTask.set_accelerator_limit's rule
+_ACCELERATOR_LIMIT = re.compile(r"^\d+$", re.ASCII)  # kfp.dsl.PipelineTask.set_accelerator_limit's rule
+
+
+MAX_GPUS = 64  # per pod: more than any one node holds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +51,7 @@ class RunParameters(steps_params.StepParams):
         help="nvidia.com/gpu limit of train-resnet; 0 trains on the CPU",
         metavar="N",
         minimum=0,
+        maximum=MAX_GPUS,
         as_string=True,
     )
     keep_volume: bool = param(False, help="keep the claim after the run (no delete-volume)")

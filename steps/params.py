@@ -169,6 +169,8 @@ def check_value(f: dataclasses.Field[Any], value: Any) -> None:
         raise errors.ConfigError(f"{m.flag} {value!r} is unknown", hint=f"use {', '.join(m.choices)}")
     if m.nonempty and not str(value).strip():
         raise errors.ConfigError(f"{m.flag} is empty", hint=f"e.g. {m.flag} {f.default}")
+    if f.name == "data_source" and isinstance(value, str):
+        synthetic_sizes(value)
     if f.type is bool or isinstance(value, str):
         return
     if m.minimum is not None and value < m.minimum:
@@ -181,6 +183,32 @@ def check_value(f: dataclasses.Field[Any], value: Any) -> None:
         )
     if m.positive and not (math.isfinite(value) and value > 0):
         raise errors.ConfigError(f"{m.flag} must be a positive number, got {value}", hint=f"e.g. {m.flag} {f.default}")
+
+
+SYNTHETIC_IMAGES = (10, 60_000)  # a synthetic split: at least one image per class, at most all of CIFAR-10
+
+
+def synthetic_sizes(source: str) -> tuple[int, int] | None:
+    """The (train, test) sizes of a ``synthetic:TRAIN:TEST`` data source; None for any other source.
+
+    Raises:
+        ConfigError: not two whole numbers, or a size outside :data:`SYNTHETIC_IMAGES`.
+    """
+    if not source.startswith("synthetic:"):
+        return None
+    parts = source.split(":")
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() and len(p) <= 6 for p in parts[1:]):
+        raise errors.ConfigError(
+            f"data source {source[:80]!r} is not synthetic:TRAIN:TEST", hint="e.g. synthetic:512:128"
+        )
+    low, high = SYNTHETIC_IMAGES
+    train, test = int(parts[1]), int(parts[2])
+    for split, n in (("TRAIN", train), ("TEST", test)):
+        if not low <= n <= high:
+            raise errors.ConfigError(
+                f"data source {source!r}: {split} {n} is out of range", hint=f"use between {low} and {high} images"
+            )
+    return train, test
 
 
 def amp_setting(amp: str) -> bool | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from steps import cifar_download, cifar_format, data, dataplane, errors, schemas, volread
+from steps import cifar_download, cifar_format, data, dataplane, errors, params, schemas, volread
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +44,7 @@ def prepare(dest: str, source: str = "synthetic") -> schemas.DatasetManifest:
             hint=f"to use them: sharedvol data prepare {dest} --source {dest}; to replace them, move {folder} away",
         )
     if source == "synthetic" or source.startswith("synthetic:"):
-        train, test = data.DEFAULT_SYNTHETIC
-        if source != "synthetic":
-            try:
-                _, a, b = source.split(":")
-                train, test = int(a), int(b)
-            except ValueError as e:
-                raise errors.ConfigError(
-                    f"data source {source!r} is not synthetic:TRAIN:TEST", hint="e.g. synthetic:512:128"
-                ) from e
+        train, test = params.synthetic_sizes(source) or data.DEFAULT_SYNTHETIC
         return data.synthesize(dest, train=train, test=test)
     if source == "download":
         return cifar_download.download(dest)

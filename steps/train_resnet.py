@@ -83,8 +83,8 @@ def _train(cfg: config.TrainConfig, device: str) -> schemas.TrainSummary:
     layout.check_own()
     dataplane.remove_temporaries(layout.train_dir)  # a killed training's summary
     work_dir = dataplane.local_path(layout.train_dir) if dataplane.is_local(cfg.run_dir) else _scratch()
-    workdir.check_tree(work_dir)
     _check_writable(work_dir)
+    workdir.check_tree(work_dir)
     c = config.build_config(cfg, device=device, work_dir=work_dir, dataset=dataset)
     distributed.configure(c)
     defaults = config.device_defaults(cfg, device)

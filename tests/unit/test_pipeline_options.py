@@ -126,6 +126,9 @@ def test_node_selectors_are_key_value_pairs() -> None:
         ({"run_dir_name": "../etc"}, "run name '../etc' cannot name a directory"),
         ({"volume_size": "lots"}, "volume_size 'lots' is not a Kubernetes quantity"),
         ({"data_source": " "}, "--data-source is empty"),
+        ({"gpu_count": 10**23}, f"--gpus must be at most 64, got {10**23}"),
+        ({"data_source": "synthetic:0:0"}, "data source 'synthetic:0:0': TRAIN 0 is out of range"),
+        ({"data_source": "synthetic:²:10"}, "data source 'synthetic:²:10' is not synthetic:TRAIN:TEST"),
     ],
 )
 def test_run_parameters_that_cannot_work_are_refused(changes: dict[str, object], message: str) -> None:

@@ -49,18 +49,29 @@ def test_one_worker_is_no_trainjob() -> None:
     assert (opts.workers, opts.trainjob) == (1, False)
 
 
-@pytest.mark.parametrize("workers", ["0", "-2"])
-def test_compile_refuses_fewer_than_one_worker_in_one_line_with_exit_2(
+@pytest.mark.parametrize("workers", ["0", "-2", "1025", str(10**21)])
+def test_compile_refuses_a_worker_count_out_of_range_in_one_line_with_exit_2(
     workers: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status = cli.main(["compile", "--workers", workers, "-o", str(tmp_path / "p.yaml")])
 
     assert status == 2
     assert capsys.readouterr().err.splitlines() == [
-        f"sharedvol compile: error: --workers must be at least 1, got {workers}: 1 trains in the train step's own "
-        "pod; 2 or more run a TrainJob of that many nodes"
+        f"sharedvol compile: error: --workers must be between 1 and 1024, got {workers}: 1 trains in the train "
+        "step's own pod; 2 or more run a TrainJob of that many nodes"
     ]
     assert not (tmp_path / "p.yaml").exists()
+
+
+def test_compile_refuses_more_train_retries_than_kfp_can_count_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = cli.main(["compile", "--train-retries", str(10**22), "-o", str(tmp_path / "p.yaml")])
+
+    assert status == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"sharedvol compile: error: train retries must be between 0 and 100, got {10**22}: e.g. 2"
+    ]
 
 
 def test_compile_with_one_worker_writes_the_default_golden_pipeline(
