@@ -27,10 +27,15 @@ def on_claim(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> No
         bool(meta.get("deletionTimestamp")),
         memo.settings.provisioner,
     )
-    if type == "DELETED" or not wanted:
+    uid = str(meta.get("uid", ""))
+    # a failed claim waits out its backoff whatever happens to it: its owner's updates (an annotation, again
+    # and again) must not make the service try, and post an Event, at their pace
+    if type == "DELETED" or not wanted or not memo.recheck.due(uid):
         return
-    if not provision.try_provision(memo.core, meta["namespace"], meta["name"], memo.settings):
-        memo.recheck.failed(meta.get("uid", ""))
+    if provision.try_provision(memo.core, meta["namespace"], meta["name"], memo.settings):
+        memo.recheck.failures.pop(uid, None)
+    else:
+        memo.recheck.failed(uid)
 
 
 @kopf.on.event("", "v1", "persistentvolumes")

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import kopf
 import pytest
 from kubernetes import client
 
@@ -16,6 +17,7 @@ from rig import cluster as cp
 from rig import kwait
 from rig.paths import REPO
 from storage import ownership
+from storage.provisioner import handlers, recheck, settings
 from tests import objects
 from tests.controlplane.serving import PROVISIONER, Service, fallback_class
 from tests.objects import ClusterObjects
@@ -305,3 +307,24 @@ def test_an_unusable_ledger_is_named_on_the_claim_and_the_claim_binds_once_it_is
     ledger.unlink()
     cluster_objects.track_pv(_bound(api, namespace, "blocked").spec.volume_name)  # the next re-check
     _alive(svc)
+
+
+def test_a_failed_claim_updated_again_and_again_is_tried_at_its_backoffs_pace_not_at_each_update(
+    api: Any, namespace: str
+) -> None:
+    core = client.CoreV1Api(api)
+    forged = objects.claim("flood", "", annotations={STORAGE_PROVISIONER: PROVISIONER})  # fails: no class
+    body = core.create_namespaced_persistent_volume_claim(namespace, forged).to_dict()
+    serving = settings.Settings(kubeconfig="unused", recheck_s=60.0)
+    memo = kopf.Memo(core=core, settings=serving, recheck=recheck.Recheck(serving))
+    kopf_body = api.sanitize_for_serialization(core.read_namespaced_persistent_volume_claim("flood", namespace))
+
+    for _ in range(30):  # what kopf hands the handler for each of 30 updates of the claim by its owner
+        handlers.on_claim(body=kopf_body, type="MODIFIED", memo=memo)
+
+    failed = [
+        e
+        for e in core.list_namespaced_event(namespace).items
+        if e.reason == "ProvisioningFailed" and e.involved_object.name == "flood"
+    ]
+    assert len(failed) == 1 and memo.recheck.failures[body["metadata"]["uid"]][0] == 1
