@@ -17,6 +17,17 @@ def is_ready(node: client.V1Node) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
+def closed(node: client.V1Node) -> bool:
+    """Whether a node takes no new pods by default: cordoned, or tainted ``NoSchedule``/``NoExecute``.
+
+    A volume pinned there would hold every pod that uses it to that node; placements put such nodes last.
+    """
+    spec = node.spec
+    if spec is None:
+        return False
+    return bool(spec.unschedulable) or any(t.effect in ("NoSchedule", "NoExecute") for t in spec.taints or [])
+
+
 def ready(items: list[client.V1Node]) -> list[client.V1Node]:
     """The Ready nodes among ``items``, in their order."""
     return [n for n in items if is_ready(n)]
@@ -36,12 +47,12 @@ def list_ready(api: client.ApiClient) -> list[client.V1Node]:
 
 
 def ready_nodes(api: client.ApiClient) -> list[str]:
-    """Names of the cluster's Ready nodes, sorted.
+    """Names of the cluster's Ready nodes: those open to new pods first (see :func:`closed`), each part sorted.
 
     Raises:
         StorageError: nodes cannot be listed.
     """
-    return sorted(n.metadata.name for n in list_ready(api))
+    return [n.metadata.name for n in sorted(list_ready(api), key=lambda n: (closed(n), n.metadata.name))]
 
 
 def gpus(node: client.V1Node) -> int:

@@ -250,7 +250,7 @@ def _static(req: Request, vol: specs.StaticVolume, reasons: list[str]) -> Plan:
 
 
 def ready_nodes(api: client.ApiClient) -> list[str]:
-    """Names of the Ready nodes, sorted (see :func:`storage.nodes.ready_nodes`)."""
+    """Names of the Ready nodes, those open to new pods first (see :func:`storage.nodes.ready_nodes`)."""
     return nodes_mod.ready_nodes(api)
 
 

@@ -183,13 +183,13 @@ def node_for(claim: V1PersistentVolumeClaim, cls: ClassConfig, all_nodes: list[V
     if chosen is None:
         if cls.binding_mode == "WaitForFirstConsumer":
             return None
-        fits = [n.metadata.name for n in nodes.ready(all_nodes) if _fits(n, cls)]
+        fits = [n for n in nodes.ready(all_nodes) if _fits(n, cls)]
         if not fits:
             raise errors.NotFoundError(
                 "no Ready node fits the class's allowedTopologies" if cls.topology else "no Ready node holds volumes",
                 hint="join a node, or set parameters.node (and allowedTopologies) to one that is Ready",
             )
-        return sorted(fits)[0]
+        return min(fits, key=lambda n: (nodes.closed(n), n.metadata.name)).metadata.name  # open to pods first
     field = f"annotation {SELECTED_NODE}" if selected else f"StorageClass {cls.name}: parameters.node"
     node = by_name.get(chosen)
     if node is None:

@@ -238,3 +238,16 @@ def test_a_claim_that_does_not_bind_in_time_is_reported_with_the_time_asked_for_
     assert f"left in place: PersistentVolumeClaim/slow (remove with: sharedvol release slow -n {namespace})" in str(
         e.value
     )
+
+
+def test_a_static_volume_goes_to_a_node_open_to_pods_not_to_a_cordoned_one(
+    api: Any, cluster: cp.ClusterHandle, namespace: str
+) -> None:
+    core = client.CoreV1Api(api)
+    first, second = cluster.node_names[:2]
+    core.patch_node(first, {"spec": {"unschedulable": True}})  # kubectl cordon
+    try:
+        chosen = plan.make(api, plan.Request("data", namespace, "1Gi", static=True))
+    finally:
+        core.patch_node(first, {"spec": {"unschedulable": None}})
+    assert chosen.volume is not None and chosen.volume.node == second

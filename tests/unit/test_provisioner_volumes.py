@@ -84,6 +84,15 @@ def test_immediate_uses_the_class_node_or_the_first_ready_node() -> None:
     assert features.node_for(_claim(), plain, [_node("b"), _node("a", ready=False), _node("c")]) == "b"
 
 
+def test_immediate_puts_a_volume_on_a_node_open_to_pods_before_a_cordoned_or_tainted_one() -> None:
+    plain = features.class_config(_sc("Immediate"), PROVISIONER)
+    cordoned, tainted, open_ = _node("a"), _node("b"), _node("c")
+    cordoned.spec = k.V1NodeSpec(unschedulable=True)
+    tainted.spec = k.V1NodeSpec(taints=[k.V1Taint(key="dedicated", value="gpu", effect="NoSchedule")])
+    assert features.node_for(_claim(), plain, [cordoned, tainted, open_]) == "c"
+    assert features.node_for(_claim(), plain, [cordoned, tainted]) == "a"  # none open: still a Ready node
+
+
 def test_a_selected_node_that_does_not_exist_is_refused_naming_the_annotation() -> None:
     claim = _claim({"volume.kubernetes.io/selected-node": "ghost"})
     with pytest.raises(
