@@ -35,6 +35,8 @@ SUBDOMAIN = NameRule(
     "use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit (at most 253)",
 )
 LABEL = NameRule(DNS1123_LABEL, 63, "use lowercase letters, digits and '-', at most 63 characters")
+PLAIN_PATH = re.compile(r"\A[\x21-\x7e]+\Z")  # printable ASCII without spaces: no NUL, control or odd characters
+LONGEST_PATH = 512  # characters: room for a volume's directory name (at most 157) under PATH_MAX
 MIN_SIZE_BYTES = 2**20  # 1Mi
 MIN_SIZE = "1Mi"
 MAX_SIZE_BYTES = 2**63 - 1  # the largest quantity Kubernetes holds as an integer (8Ei)
@@ -77,6 +79,8 @@ def quantity_bytes(size: str, *, what: str = "size") -> int:
     from kubernetes.utils import quantity
 
     try:
+        if not size.isascii():  # Decimal reads other scripts' digits ("１Gi"); the API server does not
+            raise ValueError(size)
         value = quantity.parse_quantity(size.strip())
     except (ValueError, ArithmeticError) as e:
         raise errors.InvalidRequestError(
@@ -145,6 +149,12 @@ def host_path(value: str) -> str:
     Raises:
         InvalidRequestError: relative, the root, escaping with ``..``, or a system directory (``/etc``...).
     """
+    if not PLAIN_PATH.match(value) or len(value) > LONGEST_PATH:
+        raise errors.InvalidRequestError(
+            f"host path {value[:80]!r} is not a plain path (printable ASCII, no spaces, at most {LONGEST_PATH} "
+            "characters)",
+            hint="give an absolute directory on the node, e.g. /var/lib/sharedvol",
+        )
     if not value.startswith("/"):
         raise errors.InvalidRequestError(
             f"host path {value!r} is relative", hint="give an absolute directory on the node, e.g. /var/lib/sharedvol"

@@ -19,7 +19,6 @@ Class:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from kubernetes.client import V1Node, V1PersistentVolumeClaim, V1StorageClass
@@ -30,8 +29,8 @@ from storage.provisioner import settings as settings_mod
 PARAMETERS = ("basePath", "onDelete", "node")
 ACCESS_MODES = ("ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany")
 SELECTED_NODE = "volume.kubernetes.io/selected-node"
-LONGEST_BASE_PATH = 512  # characters: room for the volume's directory name (at most 157) under PATH_MAX
-_PRINTABLE = re.compile(r"\A[\x21-\x7e]+\Z")  # printable ASCII without spaces: no NUL, control or odd characters
+LONGEST_BASE_PATH = validate.LONGEST_PATH
+_PRINTABLE = validate.PLAIN_PATH
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from storage import errors, validate
@@ -13,6 +14,11 @@ DEFAULT_BASE = "/var/lib/sharedvol"
 ON_DELETE = ("delete", "archive", "retain")
 MIN_RECHECK_S, MAX_RECHECK_S = 0.1, 3600  # a re-check at most 10 times a second, at least once an hour
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+# a StorageClass's provisioner field: a DNS subdomain, then optionally /NAME (what StorageClasses may name)
+_PROVISIONER_NAME = re.compile(
+    r"\A(?=.{1,253}\Z)[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?\Z"
+)
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,12 @@ class Settings:
             raise errors.InvalidRequestError(
                 f"node name {settings.node_name[:80]!r} (SHAREDVOL_NODE_NAME or --node-name) is not a node name",
                 hint="pass the pod's spec.nodeName (the downward API), or leave it unset to serve every node",
+            )
+        if not _PROVISIONER_NAME.match(settings.provisioner):
+            raise errors.InvalidRequestError(
+                f"provisioner {settings.provisioner[:80]!r} (SHAREDVOL_PROVISIONER or --provisioner) is not a "
+                "provisioner name",
+                hint=f"a domain-prefixed name of at most 253 characters, like {PROVISIONER}",
             )
         if not MIN_RECHECK_S <= settings.recheck_s <= MAX_RECHECK_S:  # inf and nan too
             raise errors.InvalidRequestError(

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from kubernetes.client import V1PersistentVolumeClaim
 
 from storage import classes, doctor, errors, kube, plan, provisioners, specs, validate
+from storage.provisioner import settings
 from tests import objects
 
 
@@ -110,6 +111,15 @@ def test_quantities_are_read_by_the_kubernetes_parser(size: str, expected: int) 
         (lambda: validate.host_path("/var/../etc"), "contains '.' or '..'"),
         (lambda: validate.nfs_export("10.0.0.5"), "NFS export '10.0.0.5' is not SERVER:/PATH"),
         (lambda: validate.nfs_export("10.0.0.5:exports"), "is not SERVER:/PATH"),
+        (lambda: validate.host_path("/data/a\nb"), "host path '/data/a\\nb' is not a plain path (printable ASCII"),
+        (lambda: validate.host_path("/data/a b"), "host path '/data/a b' is not a plain path"),
+        (lambda: validate.host_path("/data/é"), "host path '/data/é' is not a plain path"),
+        (lambda: validate.quantity_bytes("１Gi"), "size '１Gi' is not a Kubernetes quantity"),
+        (
+            lambda: settings.Settings.from_env(provisioner=""),
+            "provisioner '' (SHAREDVOL_PROVISIONER or --provisioner) is not a provisioner name",
+        ),
+        (lambda: settings.Settings.from_env(provisioner="a\nb"), "provisioner 'a\\nb' (SHAREDVOL_PROVISIONER"),
     ],
 )
 def test_bad_input_is_refused_with_one_line_saying_how_to_fix_it(call: object, message: str) -> None:
