@@ -151,9 +151,21 @@ def refuse_file_on_the_way(url: str) -> None:
 
 
 def exists(url: str) -> bool:
-    """Whether something is at ``url`` (locally: a dangling symbolic link counts; a reader will say what it is)."""
+    """Whether something is at ``url`` (locally: a dangling symbolic link counts; a reader will say what it is).
+
+    Raises:
+        RunDirError: it cannot be told (a directory on the way that this user may not search).
+    """
     if is_local(url):
-        return os.path.lexists(local_path(url))
+        try:
+            os.lstat(local_path(url))
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as e:
+            raise errors.RunDirError(
+                f"cannot tell whether {url} exists: {e.strerror}", hint="check the run directory"
+            ) from e
+        return True
     fs, path = filesystem(url)
     return bool(fs.exists(path))
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -15,8 +17,10 @@ from typing import IO
 import blake3
 import pytest
 
+from rig.paths import REPO
 from steps import data, dataplane, errors, localpublish, train_resnet
 from tests.unit.test_steps_cli import run
+from tests.unit.test_steps_hostile_volume import write_eval
 
 
 @pytest.fixture(scope="module")
@@ -194,3 +198,24 @@ def test_a_log_handler_that_cannot_write_prints_no_traceback(
     finally:
         root.removeHandler(handler)
     assert code == 0 and not any("Logging error" in line for line in lines)
+
+
+def test_a_training_folder_this_user_may_not_search_is_one_line_not_a_report_without_curves(
+    tmp_path: Path,
+) -> None:
+    run_dir = tmp_path / "run"
+    write_eval(run_dir)
+    (run_dir / "train").mkdir()
+    (run_dir / "train").chmod(0)
+    drop = "-dac_override,-dac_read_search,-fowner"  # root without them: modes apply, as for any other user
+    out = subprocess.run(
+        ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", sys.executable, "-m", "pipelines", "metrics",
+         "--run-dir", str(run_dir)],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    (run_dir / "train").chmod(0o755)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"sharedvol metrics: error: cannot tell whether {run_dir}/train/summary.json exists: Permission denied: "
+        "check the run directory"
+    )
