@@ -16,6 +16,7 @@ alone publishes and writes the summary, and every rank resumes from the same pub
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -85,6 +86,18 @@ def _train(cfg: config.TrainConfig, device: str) -> schemas.TrainSummary:
     work_dir = dataplane.local_path(layout.train_dir) if dataplane.is_local(cfg.run_dir) else _scratch()
     _check_writable(work_dir)
     workdir.check_tree(work_dir)
+    with workdir.exclusive(work_dir) if distributed.is_publisher() else contextlib.nullcontext():
+        return _train_alone(cfg, device, dataset, layout, work_dir)
+
+
+def _train_alone(
+    cfg: config.TrainConfig,
+    device: str,
+    dataset: schemas.DatasetManifest,
+    layout: dataplane.RunLayout,
+    work_dir: str,
+) -> schemas.TrainSummary:
+    """:func:`_train` while no other training writes the run directory."""
     c = config.build_config(cfg, device=device, work_dir=work_dir, dataset=dataset)
     distributed.configure(c)
     defaults = config.device_defaults(cfg, device)

@@ -7,11 +7,18 @@ outside, planted there would have it overwrite any file the step can write. shar
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import logging
 import os
 import stat
+from collections.abc import Iterator
 
 from steps import errors
 
+log = logging.getLogger(__name__)
+LOCK = ".sharedvol-train.lock"
 MAX_ENTRIES = 10_000  # a run adds a handful per training (config, a timestamped log folder)
 MAX_DEPTH = 4  # train/<timestamp>/vis_data/<file>
 
@@ -55,3 +62,37 @@ def _refused(path: str, what: str) -> errors.RunDirError:
         f"{path} is {what}; refused: training writes there, and would write wherever it leads",
         hint="remove it (a run's training folder is made by sharedvol), or use a new --run-dir",
     )
+
+
+@contextlib.contextmanager
+def exclusive(work_dir: str) -> Iterator[None]:
+    """Hold ``work_dir``'s lock for the block: one training per run directory at a time.
+
+    Two trainings of one run would prune each other's files half-written. The lock is ``flock(2)`` on
+    :data:`LOCK` (over NFS the kernel maps it to an NFS lock); the kernel drops it when the process ends, however
+    it ends. A filesystem without locks is trained on without one, with a warning.
+
+    Raises:
+        RunDirError: another process holds it.
+    """
+    path = os.path.join(work_dir, LOCK)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise errors.RunDirError(f"cannot open {path}: {e.strerror}", hint="check the run directory") from e
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _refused(path, "not a regular file")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                log.warning("%s: no lock on this filesystem (%s); training without one", path, e.strerror)
+            else:
+                raise errors.RunDirError(
+                    f"another train-resnet is training in {os.path.dirname(work_dir)} (it holds {path})",
+                    hint="wait until it ends, or use another --run-dir",
+                ) from e
+        yield
+    finally:
+        os.close(fd)

@@ -5,6 +5,7 @@ nothing outside the run directory is touched, nothing is published that was not 
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import subprocess
@@ -18,7 +19,7 @@ import blake3
 import pytest
 
 from rig.paths import REPO
-from steps import data, dataplane, errors, localpublish, train_resnet
+from steps import data, dataplane, errors, localpublish, train_resnet, workdir
 from tests.unit.test_steps_cli import run
 from tests.unit.test_steps_hostile_volume import write_eval
 
@@ -219,3 +220,18 @@ def test_a_training_folder_this_user_may_not_search_is_one_line_not_a_report_wit
         f"sharedvol metrics: error: cannot tell whether {run_dir}/train/summary.json exists: Permission denied: "
         "check the run directory"
     )
+
+
+def test_a_second_training_of_a_run_directory_being_trained_is_one_line_and_changes_nothing(
+    capsys: pytest.CaptureFixture[str], dataset: Path, tmp_path: Path
+) -> None:
+    train = tmp_path / "train"
+    train.mkdir()
+    with open(train / workdir.LOCK, "w") as held:  # the first training, still running
+        fcntl.flock(held, fcntl.LOCK_EX)
+        code, lines = run(capsys, "train", "--run-dir", str(tmp_path), "--data-root", str(dataset), "--device", "cpu")
+    assert code == 2 and lines[-1] == (
+        f"sharedvol train: error: another train-resnet is training in {tmp_path} (it holds {train / workdir.LOCK}): "
+        "wait until it ends, or use another --run-dir"
+    )
+    assert not (tmp_path / "checkpoints").exists()
