@@ -40,15 +40,22 @@ def test_a_command_against_an_api_server_that_does_not_answer_says_so_in_one_lin
     silent_kubeconfig: Path, tmp_path: Path, argv: tuple[str, ...]
 ) -> None:
     args = [a.replace("{tmp}", str(tmp_path)) for a in argv]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "KUBECONFIG": str(silent_kubeconfig)}
-    env.pop("KF_PIPELINES_ENDPOINT", None)
+    error = _one_error_line(args, silent_kubeconfig)
+    assert "no answer from https://127.0.0.1:" in error
+
+
+def _one_error_line(argv: list[str] | tuple[str, ...], kubeconfig: Path, **env: str) -> str:
+    """The one line ``sharedvol ARGV`` prints on stderr against ``kubeconfig``'s server; it must fail, tracebackless."""
+    environ = {**os.environ, "PYTHONPATH": str(REPO), "KUBECONFIG": str(kubeconfig), **env}
+    environ.pop("KF_PIPELINES_ENDPOINT", None)
     out = subprocess.run(
-        [sys.executable, "-m", "pipelines", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "pipelines", *argv], cwd=REPO, env=environ, capture_output=True, text=True, timeout=120
     )
     assert out.returncode != 0
     assert "Traceback" not in out.stderr + out.stdout
     errors = [line for line in out.stderr.splitlines() if line.strip()]
-    assert len(errors) == 1 and "no answer from https://127.0.0.1:" in errors[0], out.stderr
+    assert len(errors) == 1, out.stderr
+    return errors[0]
 
 
 @pytest.fixture
@@ -69,21 +76,11 @@ def mute_kubeconfig(tmp_path: Path) -> Iterator[Path]:
 def test_a_command_against_an_api_server_that_takes_the_connection_and_never_answers_gives_up_in_one_line(
     mute_kubeconfig: Path, argv: tuple[str, ...]
 ) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "KUBECONFIG": str(mute_kubeconfig), "SHAREDVOL_KUBE_TIMEOUT": "1"}
-    out = subprocess.run(
-        [sys.executable, "-m", "pipelines", *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
-    )
-    assert out.returncode != 0
-    assert "Traceback" not in out.stderr + out.stdout
-    errors = [line for line in out.stderr.splitlines() if line.strip()]
-    assert len(errors) == 1 and "no answer from https://127.0.0.1:" in errors[0], out.stderr
+    error = _one_error_line(argv, mute_kubeconfig, SHAREDVOL_KUBE_TIMEOUT="1")
+    assert "no answer from https://127.0.0.1:" in error
 
 
 def test_a_kube_timeout_that_is_not_a_number_of_seconds_is_refused_in_one_line(silent_kubeconfig: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "KUBECONFIG": str(silent_kubeconfig), "SHAREDVOL_KUBE_TIMEOUT": "nan"}
-    out = subprocess.run(
-        [sys.executable, "-m", "pipelines", "doctor"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    assert "SHAREDVOL_KUBE_TIMEOUT='nan'" in _one_error_line(
+        ["doctor"], silent_kubeconfig, SHAREDVOL_KUBE_TIMEOUT="nan"
     )
-    assert out.returncode != 0
-    errors = [line for line in out.stderr.splitlines() if line.strip()]
-    assert len(errors) == 1 and "SHAREDVOL_KUBE_TIMEOUT='nan'" in errors[0], out.stderr
