@@ -25,7 +25,7 @@ from mmengine.optim.scheduler import MultiStepParamScheduler
 from mmengine.registry import HOOKS
 from mmengine.runner import CheckpointLoader
 
-from steps import background, checkpoint, dataplane, distributed, errors, resumecheck, safeload, schemas
+from steps import background, checkpoint, dataplane, distributed, errors, modelcheck, resumecheck, safeload, schemas
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,15 @@ class SharedvolTrainHook(Hook):
         runner.save_checkpoint("sharedvol-capture", key, backend_args={"backend": "sharedvol_capture"})
         CaptureBackend.captured.pop(f"sharedvol-capture/{key}")  # an empty dict: the state is in self._state
         model = runner.model.module if hasattr(runner.model, "module") else runner.model
-        weights = safeload.weights_writer(model.state_dict(), {**self.metadata, "epoch": str(epoch)})
+        state = model.state_dict()
+        diverged = modelcheck.first_non_finite(state)  # a finite loss does not make finite weights (fp16 overflow)
+        if diverged is not None:
+            raise errors.IntegrityError(
+                f"training diverged: {diverged!r} holds NaN or an infinity after epoch {epoch}; "
+                f"epoch {epoch} was not published",
+                hint="lower --lr (e.g. 0.05) and train again on a new run directory",
+            )
+        weights = safeload.weights_writer(state, {**self.metadata, "epoch": str(epoch)})
         self.published = checkpoint.publish(
             self.layout.checkpoint_dir,
             epoch=epoch,

@@ -40,10 +40,15 @@ def check_weights(model: Any, state_dict: dict[str, Any], source: str) -> None:
             f"{len(extra)} unexpected, {len(wrong)} of another shape or type ({first})",
             hint=NOTHING_LOADED,
         )
-    for name, tensor in state_dict.items():
-        if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
-            raise errors.IntegrityError(
-                f"{source} holds a tensor that is not finite ({name!r} has NaN or an infinity)",
-                hint="a diverged training's weights: rerun train-resnet on a new run directory, e.g. with a lower "
-                "--lr (nothing was loaded)",
-            )
+    name = first_non_finite(state_dict)
+    if name is not None:
+        raise errors.IntegrityError(
+            f"{source} holds a tensor that is not finite ({name!r} has NaN or an infinity)",
+            hint="a diverged training's weights: rerun train-resnet on a new run directory, e.g. with a lower "
+            "--lr (nothing was loaded)",
+        )
+
+
+def first_non_finite(state_dict: dict[str, Any]) -> str | None:
+    """The name of the first floating-point tensor of ``state_dict`` holding NaN or an infinity, or None."""
+    return next((k for k, t in state_dict.items() if t.is_floating_point() and not bool(t.isfinite().all())), None)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 
 from pipelines import cli
-from steps import checkpoint, config, dataplane, documents, errors, safeload, schemas, train_resnet
+from steps import checkpoint, config, dataplane, documents, errors, hooks, safeload, schemas, train_resnet
 from tests.ml.training import BATCH, LR, evaluate
 
 
@@ -29,6 +31,26 @@ def test_a_diverged_training_stops_with_one_line_and_publishes_nothing(
     assert lines[-1].startswith("sharedvol train: error: training diverged: the loss is nan at iteration")
     assert not (tmp_path / "run" / "checkpoints" / "latest.json").exists()
     assert not (tmp_path / "run" / "train" / "summary.json").exists()
+
+
+def test_weights_that_turned_non_finite_under_a_finite_loss_are_not_published(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish = hooks.SharedvolTrainHook.after_train_epoch
+
+    def overflowed(self: hooks.SharedvolTrainHook, runner: Any) -> None:  # as fp16 overflow can leave them
+        with torch.no_grad():
+            next(iter(runner.model.parameters())).view(-1)[0] = float("inf")
+        publish(self, runner)
+
+    monkeypatch.setattr(hooks.SharedvolTrainHook, "after_train_epoch", overflowed)
+    argv = ["train", "--run-dir", str(tmp_path / "run"), "--data-root", str(dataset), "--device", "cpu"]
+    code = cli.main([*argv, "--epochs", "1", "--batch-size", str(BATCH)])
+
+    lines = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert code == 2
+    assert lines[-1].startswith("sharedvol train: error: training diverged: 'backbone.conv1.weight' holds NaN or an")
+    assert not (tmp_path / "run" / "checkpoints" / "latest.json").exists()
 
 
 def test_a_resume_with_other_settings_is_refused_naming_each_difference(
