@@ -173,5 +173,9 @@ def _markdown(ev: schemas.EvalResult, summary: schemas.TrainSummary | None) -> s
 
 
 def _cell(text: str) -> str:
-    """``text`` safe inside a Markdown table cell or code span: no pipes, backticks or line breaks."""
+    """``text`` safe inside a Markdown table cell or code span: no pipes, backticks, line breaks or HTML.
+
+    The KFP UI's Markdown viewer renders HTML written in Markdown: a class name is text, never a tag there.
+    """
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return text.replace("|", "/").replace("`", "'").replace("\n", " ").replace("\r", " ")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from steps import documents, report, schemas
+from steps import documents, produce_metrics, report, schemas
 from tests.evaluated_run import write_run
 from tests.unit.test_steps_hostile_volume import run
 
@@ -198,3 +198,16 @@ def test_a_class_name_with_dollar_signs_is_drawn_as_written(
     ax = report.matrix_figure(names, [[1, 0, 0], [0, 1, 0], [0, 0, 1]]).axes[0]
     labels = ax.get_xticklabels() + ax.get_yticklabels()
     assert [t.get_text() for t in labels] == names * 2 and not any(t.get_parse_math() for t in labels)
+
+
+def test_a_class_name_that_is_html_is_text_in_the_markdown_summary_the_kfp_ui_renders(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    names = ["<img src=x onerror=alert(1)>", "b|c", "d"]
+    write_run(tmp_path)
+    reseal(eval_url(tmp_path), with_classes(names))
+
+    bundle = produce_metrics.produce(str(tmp_path))
+
+    assert "<img" not in bundle.markdown
+    assert "| &lt;img src=x onerror=alert(1)&gt; |" in bundle.markdown and "| b/c |" in bundle.markdown
