@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import asdict
@@ -83,11 +84,22 @@ def _train(cfg: config.TrainConfig, device: str) -> schemas.TrainSummary:
     layout = dataplane.RunLayout(cfg.run_dir)
     layout.check_own()
     dataplane.remove_temporaries(layout.train_dir)  # a killed training's summary
-    work_dir = dataplane.local_path(layout.train_dir) if dataplane.is_local(cfg.run_dir) else _scratch()
-    _check_writable(work_dir)
-    workdir.check_tree(work_dir)
-    with workdir.exclusive(work_dir) if distributed.is_publisher() else contextlib.nullcontext():
-        return _train_alone(cfg, device, dataset, layout, work_dir)
+    local = dataplane.is_local(cfg.run_dir)
+    train_dir = dataplane.local_path(layout.train_dir)
+    if local:
+        _check_writable(train_dir)
+        workdir.check_tree(train_dir)
+    alone = workdir.exclusive(train_dir) if local and distributed.is_publisher() else contextlib.nullcontext()
+    # mmengine writes its config and its logs by name, following whatever is there: in a private directory, never
+    # on the volume, where a link or a FIFO planted at a name it writes would be followed (docs/threat-model.md)
+    work_dir = _scratch()
+    try:
+        with alone:
+            return _train_alone(cfg, device, dataset, layout, work_dir)
+    finally:
+        if distributed.is_publisher():
+            workdir.keep_logs(work_dir, layout.train_dir)
+        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def _train_alone(

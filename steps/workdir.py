@@ -1,8 +1,9 @@
-"""mmengine's work directory on the shared volume (``<run>/train``): nothing in it may lead elsewhere.
+"""The run's training folder on the shared volume (``<run>/train``) and mmengine's private work directory.
 
-mmengine writes there by name, following links: the config it dumps (``train/<config>.py``, opened for writing
-over whatever is there) and each run's ``<timestamp>/`` logs. A symbolic link, or a hard link to a file
-outside, planted there would have it overwrite any file the step can write. sharedvol checks the tree first.
+mmengine writes by name, following whatever is there: the config it dumps (opened for writing over what is there)
+and each run's ``<timestamp>/`` logs. So it works in a private directory of this machine, never on the volume,
+and :func:`keep_logs` publishes its config and log into ``train/`` at the end. ``train/`` itself is checked
+first (:func:`check_tree`): a link, a FIFO or a device planted there is refused by name.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import logging
 import os
 import stat
 from collections.abc import Iterator
+from pathlib import Path
 
-from steps import errors
+from steps import dataplane, errors
 
 log = logging.getLogger(__name__)
 LOCK = ".sharedvol-train.lock"
+MAX_LOG_BYTES = 64 * 2**20  # a log kept on the volume: its last 64 MiB
 MAX_ENTRIES = 10_000  # a run adds a handful per training (config, a timestamped log folder)
 MAX_DEPTH = 4  # train/<timestamp>/vis_data/<file>
 
@@ -51,6 +54,8 @@ def check_tree(root: str) -> None:
             st = entry.stat(follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode):
                 raise _refused(entry.path, "a symbolic link")
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                raise _refused(entry.path, "not a regular file or a directory (a FIFO, a socket or a device)")
             if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
                 raise _refused(entry.path, f"a file with {st.st_nlink - 1} other hard link(s)")
             if stat.S_ISDIR(st.st_mode) and depth + 1 < MAX_DEPTH:
@@ -96,3 +101,18 @@ def exclusive(work_dir: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def keep_logs(work_dir: str, train_url: str) -> None:
+    """Publish mmengine's config (``<name>.py``) and log (``<timestamp>.log``) from ``work_dir`` into ``train_url``.
+
+    Each is published like every file sharedvol writes (a fresh temporary name, then a rename), never written
+    through a name found there. A failure is logged, not raised: the training's own outcome stands.
+    """
+    found = sorted(Path(work_dir).glob("*.py")) + sorted(Path(work_dir).glob("*/*.log"))
+    for path in found:
+        try:
+            data = path.read_bytes()[-MAX_LOG_BYTES:]
+            dataplane.publish_bytes(f"{train_url.rstrip('/')}/{path.name}", data)
+        except (OSError, errors.StepError) as e:
+            log.warning("%s was not kept in %s: %s", path.name, train_url, e)

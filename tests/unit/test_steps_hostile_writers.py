@@ -141,6 +141,40 @@ def test_a_killed_evaluations_temporary_file_is_removed_at_the_next_start(
     assert not left.exists()
 
 
+@pytest.mark.timeout(120)
+def test_a_fifo_inside_the_training_folder_is_refused_without_blocking(
+    capsys: pytest.CaptureFixture[str], dataset: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "train").mkdir()
+    os.mkfifo(tmp_path / "train" / "resnet18_8xb16_cifar10.py")  # mmengine's open(..., "w") of it waited for ever
+
+    code, lines = run(capsys, "train", "--run-dir", str(tmp_path), "--data-root", str(dataset), "--device", "cpu")
+
+    assert code == 2 and "is not a regular file or a directory (a FIFO, a socket or a device)" in lines[-1]
+
+
+def test_a_link_planted_in_the_training_folder_after_its_check_is_replaced_never_written_through(
+    capsys: pytest.CaptureFixture[str], dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    checked = workdir.check_tree
+
+    def check_then_plant(root: str) -> None:  # the race: the link comes once the check has passed
+        checked(root)
+        (Path(root) / "resnet18_8xb16_cifar10.py").symlink_to(victim)
+
+    monkeypatch.setattr(workdir, "check_tree", check_then_plant)
+    run_dir = tmp_path / "run"
+    code, _ = run(capsys, "train", "--run-dir", str(run_dir), "--data-root", str(dataset), "--device", "cpu",
+                  "--epochs", "1", "--batch-size", "8")  # fmt: skip
+
+    assert code == 0 and victim.read_text() == "precious"
+    kept = run_dir / "train" / "resnet18_8xb16_cifar10.py"
+    assert not kept.is_symlink() and "model" in kept.read_text()  # mmengine's config, published in the link's place
+    assert list((run_dir / "train").glob("*.log"))  # and its log
+
+
 @pytest.mark.parametrize("kind", ["symbolic", "hard"])
 def test_a_link_inside_the_training_folder_is_refused_and_the_file_it_leads_to_is_untouched(
     capsys: pytest.CaptureFixture[str], dataset: Path, tmp_path: Path, kind: str
