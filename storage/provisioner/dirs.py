@@ -100,7 +100,16 @@ class Base:
             os.rename(name, target, src_dir_fd=self.fd, dst_dir_fd=self.fd)  # renames a link, never its target
             return f"archived {where} as {self.node_path}/{target}"
         if is_dir:
-            remove_tree(self.fd, name)
+            try:
+                remove_tree(self.fd, name)
+            except PermissionError as e:
+                path = f"{self.node_path}/{e.filename}"
+                raise errors.ForbiddenError(
+                    f"cannot delete {path}: {e.strerror} (made by another user than the service's, and {where} is "
+                    "partly deleted)",
+                    hint=f"remove it on the node (sudo rm -rf {self.node_path}/{name}), or archive instead (onDelete: "
+                    "archive); the service then finishes the reclaim",
+                ) from e
             return f"deleted {where}"
         os.unlink(name, dir_fd=self.fd)
         return f"{where} was not a directory (a symlink or a file): removed it, not what it points to"
@@ -237,7 +246,11 @@ def remove_tree(top: int, name: str) -> None:
     below: list[tuple[str, tuple[int, int]]] = []  # the names walked down, each with its parent's (device, inode)
     try:
         while True:
-            child = _clear_files(fd)
+            try:
+                child = _clear_files(fd)
+            except OSError as e:  # named by its path below ``name``, for the one line the service reports
+                where = "/".join([name, *(b[0] for b in below), str(e.filename or "")]).rstrip("/")
+                raise OSError(e.errno, e.strerror, where) from e
             if child is not None:
                 here = os.fstat(fd)
                 down = os.open(child, _DIRECTORY, dir_fd=fd)

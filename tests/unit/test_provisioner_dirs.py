@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from rig.paths import REPO
 from storage import errors
 from storage.provisioner import dirs, settings
 
@@ -93,3 +96,28 @@ def test_a_fifo_or_a_huge_file_among_the_records_is_skipped_without_blocking(tmp
 def test_an_unmounted_base_path_opens_as_none(tmp_path: Path) -> None:
     with dirs.opened(settings.Settings(base_path_root=str(tmp_path)), "/nowhere") as base:
         assert base is None
+
+
+def test_a_volume_holding_a_folder_of_another_user_is_one_line_naming_the_file_and_the_fix(tmp_path: Path) -> None:
+    root = tmp_path / "var" / "lib" / "sharedvol"
+    (root / "vol" / "runs").mkdir(parents=True)
+    (root / "vol" / "runs" / "result").write_bytes(b"data")
+    os.chown(root / "vol" / "runs", 2000, 2000)  # made by a pod of another uid, mode 0755
+    # the service as the DaemonSet runs it: without the capabilities that let root ignore file modes
+    drop = "-dac_override,-dac_read_search,-fowner"
+    code = (
+        "import os, sys\nfrom storage import errors\nfrom storage.provisioner import dirs\n"
+        f"fd = os.open({str(root)!r}, os.O_RDONLY | os.O_DIRECTORY)\n"
+        "try:\n    dirs.Base(fd, '/var/lib/sharedvol').reclaim('vol', 'delete')\n"
+        "except errors.StorageError as e:\n    print(e)\n    sys.exit(2)\n"
+    )
+    out = subprocess.run(
+        ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", sys.executable, "-c", code],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert out.stdout.strip() == (
+        "cannot delete /var/lib/sharedvol/vol/runs/result: Permission denied (made by another user than the "
+        "service's, and /var/lib/sharedvol/vol is partly deleted): remove it on the node (sudo rm -rf "
+        "/var/lib/sharedvol/vol), or archive instead (onDelete: archive); the service then finishes the reclaim"
+    )
