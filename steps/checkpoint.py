@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from steps import background, dataplane, documents, errors, localpublish, schemas, volread
+from steps import background, dataplane, documents, errors, localpublish, pins, schemas, volread
 
 MANIFEST_NAME = "latest.json"
 WEIGHTS_FORMAT = "sharedvol.weights"
@@ -314,6 +314,8 @@ def prune(dir_url: str, *, keep: int) -> list[str]:
         return removed
     except OSError as e:  # unreadable, or a loop of links
         raise dataplane.write_error(dir_url, e) from e
+    if dataplane.is_local(dir_url):
+        pins.check(path)  # a directory swapped in since the step began: nothing of it is deleted
     for name in names:
         if _FOREIGN_TMP.match(name):
             dataplane.discard(fs, f"{path}/{name}")

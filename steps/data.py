@@ -21,7 +21,7 @@ import blake3
 import numpy as np
 import pydantic
 
-from steps import cifar_format, dataplane, documents, errors, py2pickle, schemas
+from steps import cifar_format, dataplane, documents, errors, pins, py2pickle, schemas
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +112,12 @@ _PALETTE = ((200, 60, 60), (60, 200, 60), (60, 60, 200), (200, 200, 60), (200, 6
 def make_dir(path: Path) -> None:
     """Create ``path`` and its parents, or raise RunDirError naming it.
 
-    ``path`` itself may not be a symbolic link: the dataset's files would be written wherever it points.
+    ``path`` itself may not be a symbolic link: the dataset's files would be written wherever it points. It is
+    pinned (:mod:`steps.pins`): swapped for a link or another folder later, the next write there is refused.
     """
     refuse_link(path)
     ensure_dir(path)
+    pins.pin(str(path))
 
 
 def ensure_dir(path: Path) -> None:

@@ -22,7 +22,7 @@ from typing import IO, Any
 import blake3
 import fsspec
 
-from steps import errors
+from steps import errors, pins
 
 CHUNK = 8 << 20
 TMP_MARK = ".tmp-"
@@ -71,6 +71,14 @@ class RunLayout:
                     f"{where} is a symbolic link (to {os.readlink(where)[:200]}); refused: a run's parts are its own",
                     hint="remove the link (a run directory is made by sharedvol), or use a new --run-dir",
                 )
+        root = local_path(self.root)
+        pins.reset(root)  # pinned as they are now: swapped later, the next write there is refused
+        if os.path.isdir(root):
+            pins.pin(root, follow=True)
+        elif not os.path.lexists(root):
+            pins.expect(root)
+        for part in self.PARTS:
+            pins.expect(local_path(self.path(part)))
 
     @property
     def train_dir(self) -> str:
@@ -229,6 +237,9 @@ def publish(
     try:
         if parent:
             fs.makedirs(parent, exist_ok=True)
+        local = is_local(url)
+        if local:
+            pins.check(parent or ".")
         with fs.open(tmp, "wb") as raw:
             hashing.target = raw
             buffered = io.BufferedWriter(hashing, buffer_size=CHUNK)
@@ -243,7 +254,8 @@ def publish(
             final = content_name(hashing.hasher.hexdigest())
             path = f"{parent}/{final}" if parent else final
             url = f"{url.rsplit('/', 1)[0]}/{final}" if "/" in url else final
-        if is_local(url):
+        if local:
+            pins.check(parent or ".")  # again: writing took a while
             os.replace(tmp, path)  # rename(2): a directory planted at the final name is an error, never entered
         else:
             fs.mv(tmp, path)
@@ -339,6 +351,8 @@ def remove_temporaries(dir_url: str) -> list[str]:
     except OSError as e:  # unreadable, or a loop of links
         raise write_error(dir_url, e) from e
     left = sorted(n for n in names if n.startswith(".") and TMP_MARK in n)
+    if left and is_local(dir_url):
+        pins.check(path)
     for name in left:
         discard(fs, f"{path}/{name}")
     return left

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
+from steps import errors, pins
 from steps.dataplane import (
     TMP_MARK,
     Published,
@@ -56,6 +57,7 @@ def stage(url: str) -> Staged:
     tmp = os.path.join(parent, f".{name}{TMP_MARK}{uuid.uuid4().hex[:8]}")
     try:
         os.makedirs(parent or ".", exist_ok=True)
+        pins.check(parent or ".")
         # created by this call alone (a FIFO or a link planted at the name is never opened), kept open until filled
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
         return Staged(url, tmp, os.fdopen(fd, "w+b"))  # closed by fill
@@ -127,11 +129,15 @@ def commit(staged: Staged, content_name: Callable[[str], str] | None = None) -> 
     if content_name is not None:
         path = os.path.join(os.path.dirname(path), content_name(staged.blake3))
     try:
+        pins.check(os.path.dirname(path) or ".")
         os.replace(staged.tmp, path)
         fsync_dir(path)
     except OSError as e:
         discard_local(staged.tmp)
         raise write_error(staged.url, e) from e
+    except errors.StepError:
+        discard_local(staged.tmp)
+        raise
     return Published(path, staged.blake3, staged.size)
 
 
@@ -188,6 +194,7 @@ def publish_dir(dir_url: str, files: dict[str, bytes]) -> None:
                 f.flush()
                 os.fsync(f.fileno())
         fsync_dir(os.path.join(staging, "."))
+        pins.check(parent)
         if os.path.isdir(target) and not os.path.islink(target):
             if not _exchange(staging, target):
                 aside = os.path.join(parent, f".{base}{DIR_TMP}old-{uuid.uuid4().hex[:8]}")

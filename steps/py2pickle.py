@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from steps import dataplane
+from steps import dataplane, pins
 
 _PurePythonPickler: Any = pickle._Pickler  # the C pickler cannot be taught new opcodes
 
@@ -47,12 +47,14 @@ def dump(path: Path, obj: dict[bytes, Any]) -> None:
     """
     tmp = path.with_name(f".{path.name}{dataplane.TMP_MARK}{uuid.uuid4().hex[:8]}")
     try:
+        pins.check(str(path.parent))
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
         try:
             with os.fdopen(fd, "wb") as f:
                 _Python2Pickler(f, protocol=2).dump(obj)
                 f.flush()
                 os.fsync(f.fileno())
+            pins.check(str(path.parent))
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):

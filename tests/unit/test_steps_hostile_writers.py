@@ -269,3 +269,35 @@ def test_a_second_training_of_a_run_directory_being_trained_is_one_line_and_chan
         "wait until it ends, or use another --run-dir"
     )
     assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("existed", [False, True], ids=["made-later", "there-at-the-check"])
+def test_checkpoints_swapped_for_a_link_after_the_check_are_refused_and_the_target_is_untouched(
+    capsys: pytest.CaptureFixture[str],
+    dataset: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    existed: bool,
+) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "epoch-0007-0123456789abcdef.safetensors").write_bytes(b"not the run's")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    if existed:
+        (run_dir / "checkpoints").mkdir()
+    checked = dataplane.RunLayout.check_own
+
+    def check_then_swap(self: dataplane.RunLayout) -> None:  # the race: the swap comes once the check has passed
+        checked(self)
+        if existed:
+            (run_dir / "checkpoints").rename(tmp_path / "moved-away")
+        (run_dir / "checkpoints").symlink_to(victim)
+
+    monkeypatch.setattr(dataplane.RunLayout, "check_own", check_then_swap)
+    code, lines = run(capsys, "train", "--run-dir", str(run_dir), "--data-root", str(dataset), "--device", "cpu",
+                      "--epochs", "1", "--batch-size", "8")  # fmt: skip
+
+    refused = "was replaced while the step ran" if existed else "is a symbolic link; refused"
+    assert code == 2 and f"{run_dir / 'checkpoints'} {refused}" in lines[-1]
+    assert sorted(p.name for p in victim.iterdir()) == ["epoch-0007-0123456789abcdef.safetensors"]
