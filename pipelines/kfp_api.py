@@ -31,7 +31,8 @@ import requests
 import urllib3
 from kubernetes import client as kube_client
 
-from pipelines import answers, errors
+from pipelines import errors
+from sharedvol import answers
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ PORT_FORWARD_HINT = (
     "and --host http://localhost:8080"
 )
 T = TypeVar("T")
+
+ANSWER_DEADLINE_S = 120.0  # one answer of the KFP API, from its first byte to its last
 
 
 @dataclass(frozen=True)
@@ -175,7 +178,7 @@ class KfpApi:
                 if r.status_code != 200:
                     log.debug("pod log of %s not available: HTTP %s", pod_name, r.status_code)
                     return None
-                text = answers.read(r.iter_content(answers.CHUNK), f"the log of {pod_name}")
+                text = answers.read(answers.arriving(r.raw), f"the log of {pod_name}", deadline_s=ANSWER_DEADLINE_S)
         except (requests.RequestException, answers.TooLarge) as e:
             log.debug("pod log of %s not available: %s", pod_name, e)
             return None
@@ -281,13 +284,16 @@ def _tune(rest: kfp_server_api.rest.RESTClientObject, timeout: tuple[float, floa
 
 
 def _cap(pool: urllib3.PoolManager) -> None:
-    """Read every answer of ``pool`` with :data:`pipelines.answers.CAP` (kfp_server_api reads answers whole)."""
+    """Read every answer of ``pool`` with :data:`sharedvol.answers.CAP` and :data:`ANSWER_DEADLINE_S`.
+
+    kfp_server_api reads answers whole, and waits its read timeout for each part of one, however many there are.
+    """
     send = pool.request
 
     def request(method: str, url: str, *args: Any, preload_content: bool = True, **kw: Any) -> Any:
         r = send(method, url, *args, preload_content=False, **kw)
         try:
-            body = answers.read(r.stream(answers.CHUNK), f"{method} {url.split('?')[0]}")
+            body = answers.read(answers.arriving(r), f"{method} {url.split('?')[0]}", deadline_s=ANSWER_DEADLINE_S)
         except answers.TooLarge as e:
             raise kfp_server_api.ApiValueError(str(e)) from e
         finally:

@@ -20,7 +20,7 @@ import requests
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, struct_pb2
 from google.protobuf.message import DecodeError, Message
 
-from pipelines import answers
+from sharedvol import answers
 
 SERVICE = "ml_metadata.MetadataStoreService"
 RUN_CONTEXT_TYPE = "system.PipelineRun"
@@ -174,7 +174,7 @@ def _call(
         with requests.post(url, data=frame, headers=headers, timeout=timeout_s, verify=verify, stream=True) as r:
             if r.status_code != 200:
                 raise MlmdUnavailable(f"ML Metadata is not served at {url} (HTTP {r.status_code})")
-            body = answers.read(r.iter_content(answers.CHUNK), f"ML Metadata's {method}")
+            body = answers.read(answers.arriving(r.raw), f"ML Metadata's {method}", deadline_s=4 * timeout_s)
     except requests.RequestException as e:
         raise MlmdUnavailable(f"ML Metadata at {url} could not be reached ({type(e).__name__})") from e
     except answers.TooLarge as e:

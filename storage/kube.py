@@ -13,6 +13,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+import urllib3
+
+from sharedvol import answers
 from storage import errors
 
 if TYPE_CHECKING:  # kubernetes is imported lazily: `sharedvol --help` stays fast
@@ -106,7 +109,31 @@ def bounded(api: Any) -> Any:
         return send(method, url, query_params, headers, post_params, body, _preload_content, _request_timeout)
 
     api.request = request
+    _capped(api.rest_client.pool_manager)
     return api
+
+
+class AnswerRefused(urllib3.exceptions.HTTPError):
+    """An answer of the API server larger than :data:`sharedvol.answers.KUBE_CAP`, or slower than its deadline."""
+
+
+def _capped(pool: Any) -> None:
+    """Read every answer of ``pool`` but a watch's with the size and time caps of :mod:`sharedvol.answers`."""
+    send = pool.request
+
+    def request(method: str, url: str, *args: Any, preload_content: bool = True, **kw: Any) -> Any:
+        if not preload_content:  # a watch: read as a stream of events by its caller
+            return send(method, url, *args, preload_content=False, **kw)
+        r = send(method, url, *args, preload_content=False, **kw)
+        try:
+            body = answers.read(answers.arriving(r), f"{method} {url.split('?')[0]}", cap=answers.KUBE_CAP)
+        except answers.TooLarge as e:
+            raise AnswerRefused(str(e)) from e
+        finally:
+            r.release_conn()
+        return urllib3.HTTPResponse(body=body, headers=r.headers, status=r.status, reason=r.reason)
+
+    pool.request = request
 
 
 def _quiet_urllib3(record: logging.LogRecord) -> bool:
@@ -132,10 +159,14 @@ def server(api: ApiClient | object) -> str:
 @contextlib.contextmanager
 def reachable(action: str, api: Any = None) -> Iterator[None]:
     """Turn transport failures (refused, reset, TLS, timeout) inside the block into one :class:`ApiError` line."""
-    import urllib3
-
     try:
         yield
+    except AnswerRefused as e:
+        raise errors.ApiError(
+            f"cannot {action}: {server(api) if api is not None else 'the API server'} answered too much or too "
+            f"slowly ({e})",
+            hint="check that --kubeconfig / --context name a Kubernetes API server (kubectl cluster-info)",
+        ) from e
     except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as e:
         where = server(api) if api is not None else "the API server"
         detail = str(getattr(e, "reason", None) or e).splitlines()[0][:200]

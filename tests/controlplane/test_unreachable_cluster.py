@@ -13,6 +13,7 @@ import pytest
 
 from rig import cluster as cp
 from rig.paths import REPO
+from tests import httpfakes
 
 
 @pytest.fixture
@@ -84,3 +85,10 @@ def test_a_kube_timeout_that_is_not_a_number_of_seconds_is_refused_in_one_line(s
     assert "SHAREDVOL_KUBE_TIMEOUT='nan'" in _one_error_line(
         ["doctor"], silent_kubeconfig, SHAREDVOL_KUBE_TIMEOUT="nan"
     )
+
+
+def test_a_command_against_an_api_server_whose_answer_never_ends_refuses_it_in_one_line(tmp_path: Path) -> None:
+    with httpfakes.serving(httpfakes.Endless) as endless:
+        kubeconfig = cp.write_kubeconfig(tmp_path / "endless.kubeconfig", endless, "token", None, "u")
+        error = _one_error_line(["doctor"], kubeconfig)
+    assert "answered too much or too slowly (the answer to GET" in error and "is larger than 256 MiB" in error

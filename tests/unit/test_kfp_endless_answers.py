@@ -1,47 +1,22 @@
-"""A KFP server that answers without end: every reader stops at its cap, in one line, with its memory bounded."""
+"""Servers that answer without end, or a byte now and then: every reader stops at its cap, in one line."""
 
 from __future__ import annotations
 
 import resource
-import threading
+import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pipelines import answers, cli, kfp_api, mlmd
-
-CHUNK = b"{" * 2**20
-
-
-class _Endless(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def _answer(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        try:
-            for _ in range(4 * answers.CAP // len(CHUNK)):  # four times the cap, then stop (the test must end)
-                self.wfile.write(CHUNK)
-        except OSError:
-            pass  # the reader hung up at its cap
-
-    do_GET = _answer
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self._answer()
+from pipelines import cli, kfp_api, mlmd
+from sharedvol import answers
+from tests import httpfakes
 
 
 @pytest.fixture
 def endless() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Endless)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with httpfakes.serving(httpfakes.Endless) as url:
+        yield url
 
 
 def grown_mib(before_kib: int) -> float:
@@ -56,7 +31,7 @@ def test_submit_against_a_server_whose_answer_never_ends_is_one_line_and_reads_a
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
     assert "is larger than 64 MiB" in err and "not a KFP answer" in err
-    assert grown_mib(before) < 3 * answers.CAP / 2**20  # the whole 256 MiB was never held
+    assert grown_mib(before) < 3 * answers.CAP / 2**20  # the whole 512 MiB was never held
 
 
 def test_a_task_log_that_never_ends_is_not_offered(endless: str) -> None:
@@ -67,3 +42,15 @@ def test_a_task_log_that_never_ends_is_not_offered(endless: str) -> None:
 def test_an_ml_metadata_answer_that_never_ends_is_unavailable_naming_the_cap(endless: str) -> None:
     with pytest.raises(mlmd.MlmdUnavailable, match="larger than 64 MiB"):
         mlmd.run_metrics(endless, "run-1", token="t", timeout_s=30, verify=False)
+
+
+def test_submit_against_a_server_that_sends_a_byte_now_and_then_gives_up_at_its_deadline_in_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kfp_api, "ANSWER_DEADLINE_S", 2.0)
+    started = time.monotonic()
+    with httpfakes.serving(httpfakes.Drip) as url:
+        code = cli.main(["submit", "--host", url, "--token", "t"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "was still coming after 2 s" in err, err
+    assert time.monotonic() - started < 30
