@@ -134,8 +134,10 @@ def format_metrics(metrics: dict[str, float]) -> str:
     for name, value in metrics.items():
         if name.startswith("accuracy"):
             text = f"{100 * value:10.2f} %"
-        elif float(value).is_integer():
+        elif float(value).is_integer() and abs(value) < 1e15:
             text = f"{int(value):10d}"
+        elif not 1e-4 <= abs(value) < 1e15:
+            text = f"{value:10.4g}"
         else:
             text = f"{value:10.4f}"
         lines.append(f"  {name:<{width}}  {text}")

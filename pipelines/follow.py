@@ -7,8 +7,9 @@ along the one backoff of :mod:`pipelines.kfp_api`.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -144,7 +145,7 @@ def follow(
     seen: dict[str, str] = {}
     while True:
         try:
-            run = api.read(f"GET /runs/{status.run_id}", lambda c: c.get_run(status.run_id)).to_dict()
+            run = run_answer(api.read(f"GET /runs/{status.run_id}", lambda c: c.get_run(status.run_id)), status)
         except errors.KfpApiError as e:
             e.hint = f"{e.hint}; run {status.run_id} goes on: {status.run_url}"
             raise
@@ -196,6 +197,21 @@ def tasks_of(run: dict[str, Any], tasks: Mapping[str, str]) -> list[TaskState]:
 ERROR_CAP = 500  # characters of a task's or run's error that are repeated
 
 
+def run_answer(answer: Any, status: RunStatus) -> dict[str, Any]:
+    """KFP's answer to GET /runs/ID as a dict, when it is the run asked for.
+
+    Raises:
+        KfpApiError: it is not a run (null, text, a list...) or it names another run.
+    """
+    run = answer.to_dict() if hasattr(answer, "to_dict") else None
+    if not isinstance(run, dict) or run.get("run_id") != status.run_id:
+        raise errors.KfpApiError(
+            f"the KFP API answered GET /runs/{field_text(status.run_id, 80)} with something that is not that run",
+            hint="check that --host names a KFP API server (2.x) and not another service",
+        )
+    return run
+
+
 def field_text(value: Any, cap: int) -> str:
     """A string field of KFP's answer on one line, at most ``cap`` characters; "" when it is not a string."""
     return one_line(value[:cap]) if isinstance(value, str) else ""
@@ -218,8 +234,10 @@ def read_metrics(api: kfp_api.KfpApi, ui_url: str, status: RunStatus, progress: 
     """produce-metrics' Metrics artifact from ML Metadata; where that is not offered, the line its log printed."""
     a = api.settings
     try:
-        status.metrics = mlmd.run_metrics(
-            ui_url or a.host, status.run_id, token=a.token, timeout_s=a.request_timeout_s, verify=a.verify_tls
+        status.metrics = metric_values(
+            mlmd.run_metrics(
+                ui_url or a.host, status.run_id, token=a.token, timeout_s=a.request_timeout_s, verify=a.verify_tls
+            ).items()
         )
         status.metrics_source = "ML Metadata"
         progress(f"metrics read from ML Metadata (the {METRICS_TASK} task's Metrics artifact)")
@@ -229,14 +247,14 @@ def read_metrics(api: kfp_api.KfpApi, ui_url: str, status: RunStatus, progress: 
     task = next((t for t in status.tasks if t.name == METRICS_TASK), None)
     note = f"open {status.run_url} (Visualizations) or compare runs in the KFP UI"
     if task is None:
-        status.metrics_note = f"{why}, and the KFP API names no {METRICS_TASK} task; {note}"
+        status.metrics_note = f"{field_text(why, 300)}, and the KFP API names no {METRICS_TASK} task; {note}"
         return
     status.metrics = parse_metrics_line(task_log(api, status, task) or "")
     if status.metrics:
         status.metrics_source = "pod log"
         progress(f"metrics read from the {METRICS_TASK} pod's log ({why})")
     else:
-        status.metrics_note = f"{why}, and the {METRICS_TASK} pod's log was not available; {note}"
+        status.metrics_note = f"{field_text(why, 300)}, and the {METRICS_TASK} pod's log was not available; {note}"
 
 
 def task_log(api: kfp_api.KfpApi, status: RunStatus, task: TaskState) -> str | None:
@@ -262,9 +280,17 @@ def parse_metrics_line(log_text: str) -> dict[str, float]:
         except ValueError:
             continue
         if isinstance(doc, dict):
-            found = {str(k)[:64]: _number(v) for k, v in list(doc.items())[:50]}
-            return {k: v for k, v in found.items() if v is not None}
+            return metric_values(doc.items())
     return {}
+
+
+def metric_values(items: Iterable[tuple[Any, Any]]) -> dict[str, float]:
+    """Metrics from a server (ML Metadata, a pod's log): the first 50, finite numbers only.
+
+    Names are escaped (one line, no terminal control) and cut to 64 characters.
+    """
+    found = {field_text(str(k), 64): _number(v) for k, v in itertools.islice(items, 50)}
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def _number(value: Any) -> float | None:

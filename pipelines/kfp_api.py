@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -33,6 +34,8 @@ from kubernetes import client as kube_client
 
 from pipelines import errors
 from sharedvol import answers
+from steps import errors as steps_errors
+from steps import volread
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,9 @@ PORT_FORWARD_HINT = (
 )
 T = TypeVar("T")
 
+TOKEN_CAP = 64 * 2**10
+_TOKEN = re.compile(r"\A[\x21-\x7e]{1,65536}\Z")
+_CLIENT_LOOKUPS = ("No experiment", "Multiple experiments")  # kfp.Client.get_experiment's ValueErrors
 ANSWER_DEADLINE_S = 120.0  # one answer of the KFP API, from its first byte to its last
 
 
@@ -72,7 +78,9 @@ class ApiSettings:
     verify_tls: bool | str = True
 
     def validate(self) -> ApiSettings:
-        """Refuse a host that is not an http(s) URL; return self."""
+        """Refuse a host that is not an http(s) URL, or a token that cannot be one; return self."""
+        if self.token is not None:
+            check_token(self.token)
         if not self.host.startswith(("http://", "https://")) or len(self.host.split("://", 1)[1].strip("/")) == 0:
             raise errors.BadParameterError(
                 f"--host {self.host!r} is not an http(s) URL", hint="e.g. --host http://localhost:8080"
@@ -90,14 +98,33 @@ def read_token_file(paths: tuple[str, ...] = IN_CLUSTER_TOKEN_PATHS, env: dict[s
     env = dict(os.environ) if env is None else env
     candidates = ((env[TOKEN_PATH_ENV],) if env.get(TOKEN_PATH_ENV) else ()) + paths
     for path in candidates:
-        try:
-            with open(path, encoding="utf-8") as f:
-                token = f.read().strip()
-        except OSError:
+        if not os.path.lexists(path):
             continue
+        try:  # a regular file of at most 64 KiB, read without waiting (a FIFO there is refused, not waited on)
+            token = volread.read(path, cap=TOKEN_CAP, hint="mount the service-account token there").decode().strip()
+        except steps_errors.StepError as e:
+            raise errors.BadParameterError(f"token file {path}: {e.message}", hint=e.hint) from e
+        except UnicodeDecodeError as e:
+            raise errors.BadParameterError(
+                f"token file {path} is not text", hint="mount the service-account token there"
+            ) from e
         if token:
-            return token
+            return check_token(token, f"token file {path}")
     return None
+
+
+def check_token(token: str, what: str = "--token") -> str:
+    """``token`` when it can be a bearer token: printable ASCII without spaces.
+
+    Raises:
+        BadParameterError: it holds anything else (a newline, a space, non-ASCII).
+    """
+    if not _TOKEN.match(token):
+        raise errors.BadParameterError(
+            f"{what} is not a bearer token (printable ASCII without spaces, at most {TOKEN_CAP} characters)",
+            hint='pass the token itself, e.g. --token "$(kubectl create token default -n kubeflow)"',
+        )
+    return token
 
 
 class KfpApi:
@@ -205,8 +232,10 @@ class KfpApi:
                     hint=PORT_FORWARD_HINT,
                 ) from e
             raise self._unreachable(type(e).__name__) from e
-        # the client's models refused the answer (not ValueError itself: kfp.Client raises it for "no experiment")
-        except (kfp_server_api.ApiValueError, TypeError, AttributeError, KeyError, RecursionError) as e:
+        # the client's models refused the answer (a field of the wrong type, text that is not UTF-8, ...)
+        except (TypeError, AttributeError, KeyError, RecursionError, ValueError) as e:
+            if type(e) is ValueError and str(e).startswith(_CLIENT_LOOKUPS):
+                raise  # kfp.Client's own word for an experiment it did not find: the caller's to read
             raise self._not_kfp(what, type(e).__name__, str(e)) from e
         finally:
             for line in printed.getvalue().splitlines():

@@ -20,8 +20,11 @@ built from that table), and each component task gets the ones among its inputs b
 ``from __future__ import annotations``: KFP reads the pipeline function's annotations as objects.
 """
 
+import contextlib
 import dataclasses
 import hashlib
+import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,7 @@ from kfp import compiler, dsl, kubernetes
 from kfp.dsl.graph_component import GraphComponent
 from kfp.dsl.pipeline_channel import PipelineChannel
 
-from pipelines import components, options, params, trainjob_component
+from pipelines import components, errors, options, params, trainjob_component
 
 PIPELINE_NAME = "resnet18-cifar10"
 DESCRIPTION = (
@@ -209,10 +212,34 @@ class CompileResult:
 
 
 def compile_to(opts: options.CompileOptions, path: Path) -> CompileResult:
-    """Compile the cluster pipeline for ``opts`` into ``path`` (YAML: pipeline spec + Kubernetes platform spec)."""
+    """Compile the cluster pipeline for ``opts`` into ``path`` (YAML: pipeline spec + Kubernetes platform spec).
+
+    The YAML is written beside ``path`` under a fresh name, then renamed over it: a full disk or a kill leaves the
+    previous file whole, and a FIFO or a link at ``path`` is replaced, never written through.
+
+    Raises:
+        BadParameterError: ``path`` is not a .yaml file's name, or something other than a file is there.
+        OSError: the file cannot be written (the command line reports it in one line).
+    """
+    if path.suffix not in (".yaml", ".yml"):
+        raise errors.BadParameterError(
+            f"-o {str(path)[:200]!r} does not name a .yaml file", hint="e.g. -o pipeline.yaml"
+        )
+    if os.path.lexists(path) and not (path.is_file() and not path.is_symlink()):
+        raise errors.BadParameterError(
+            f"-o {str(path)[:200]!r} exists and is not a regular file", hint="name a new file, or a file to replace"
+        )
     pipeline = build(opts)
     path.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(pipeline, str(path))
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}{path.suffix}")
+    try:
+        compiler.Compiler().compile(pipeline, str(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
     return CompileResult(
         path=path,
         sha256=hashlib.sha256(path.read_bytes()).hexdigest(),

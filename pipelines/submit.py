@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from pipelines import errors, follow, kfp_api, options, params, pipeline
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+_RUN_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")  # KFP run ids are UUIDs
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,11 @@ def submit(
             service_account=settings.service_account or None,
         ),
     )
+    if not isinstance(getattr(run, "run_id", None), str) or not _RUN_ID.match(run.run_id):
+        raise errors.KfpApiError(
+            f"the KFP API answered POST /runs without a run id ({repr(getattr(run, 'run_id', None))[:80]})",
+            hint="check that --host names a KFP API server (2.x) and not another service",
+        )
     log.debug("run %s created in namespace %s", run.run_id, ns)
     result = SubmitResult(
         pipeline_id=pipeline_id,

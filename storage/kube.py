@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # kubernetes is imported lazily: `sharedvol --help` stays fas
 log = logging.getLogger(__name__)
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
+KUBECONFIG_CAP = 16 * 2**20
 TIMEOUT_ENV = "SHAREDVOL_KUBE_TIMEOUT"  # seconds to wait for one answer of the API server
 DEFAULT_TIMEOUT_S = 30.0
 WATCH_SLACK_S = 30.0  # a watch's read deadline: its own timeoutSeconds plus this
@@ -50,6 +51,12 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
         cfg = client.Configuration()
         config.load_incluster_config(client_configuration=cfg)
         return bounded(client.ApiClient(cfg))
+    path = os.path.expanduser(explicit or "~/.kube/config")
+    if os.path.exists(path) and (not os.path.isfile(path) or os.path.getsize(path) > KUBECONFIG_CAP):
+        raise errors.StorageError(  # a FIFO would be waited on, a huge file read whole
+            f"kubeconfig {path[:200]!r} is not a regular file of at most {KUBECONFIG_CAP // 2**20} MiB",
+            hint="pass --kubeconfig FILE (and --context NAME), set KUBECONFIG, or run inside the cluster",
+        )
     try:
         api = config.new_client_from_config(config_file=explicit, context=context)
     except Exception as e:

@@ -131,6 +131,7 @@ class RunStep:
     errors: dict[str, str] = field(default_factory=dict)
     run_error: str = ""
     created_at: str = ""  # sent as the run's created_at when set (KFP sends an RFC 3339 time)
+    body: Any = None  # sent instead of the run when set: an answer that is not one
 
 
 SUCCESS_SCRIPT = [
@@ -191,6 +192,7 @@ class FakeKfp:
         self.mlmd: dict[str, list[tuple[int, str, str, dict[str, Any]]]] = {}  # run id: (id, name, type, props)
         self.get_run_failures = 0  # answer this many GET /runs/{id} with 503 first
         self.create_run_failures = 0  # answer this many POST /runs with 503 first
+        self.create_run_answer: Any = None  # answer POST /runs with this instead of the run made
         self.requests: list[Recorded] = []
         # called with each request (method, path, query, headers, body) before it is answered
         self.before: Callable[[str, str, dict[str, list[str]], Any, Any], None] | None = None
@@ -404,6 +406,8 @@ class FakeKfp:
                 return _error(400, 3, f"parameter {key}: {value!r} is not {declared[key]['parameterType']}")
         rid = self._id("run")
         run = dict(body, run_id=rid, state="PENDING", created_at=datetime.datetime.now(datetime.UTC).isoformat())
+        if self.create_run_answer is not None:
+            return 200, self.create_run_answer, "application/json"
         self.runs[rid] = run
         self._polls[rid] = 0
         self.mlmd[rid] = [(100 + i, name, kind, props) for i, (name, kind, props) in enumerate(self.run_artifacts)]
@@ -464,6 +468,8 @@ class FakeKfp:
             error=kfp_server_api.GoogleRpcStatus(code=2, message=step.run_error) if step.run_error else None,
             run_details=kfp_server_api.V2beta1RunDetails(task_details=tasks),
         )
+        if step.body is not None:
+            return 200, step.body, "application/json"
         answer = serialize(run)
         if step.created_at:
             answer["created_at"] = step.created_at

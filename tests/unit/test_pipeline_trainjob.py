@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +156,36 @@ def test_with_an_existing_claim_the_trainjob_step_gets_the_claims_name(tmp_path:
     assert spec["root"]["dag"]["tasks"]["train-resnet"]["inputs"]["parameters"]["claim"] == {
         "runtimeValue": {"constant": "team-data"}
     }
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("target", ["p.json", "", "a-directory.yaml", "a-fifo.yaml"])
+def test_compile_to_something_that_is_not_a_yaml_file_is_one_line_and_waits_for_nothing(
+    target: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a-directory.yaml").mkdir()
+    os.mkfifo(tmp_path / "a-fifo.yaml")
+
+    status = cli.main(["compile", "-o", str(tmp_path / target) if target else ""])
+
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1, err
+    assert "does not name a .yaml file" in err or "exists and is not a regular file" in err
+
+
+def test_a_compile_that_fails_half_way_leaves_the_previous_file_whole_and_no_temporary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "p.yaml"
+    assert cli.main(["compile", "-o", str(out)]) == 0
+    before = out.read_bytes()
+
+    def full_disk(self: object, pipeline_func: object, package_path: str, **_: object) -> None:
+        Path(package_path).write_bytes(before[: len(before) // 2])  # half written, then the disk was full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pipeline.compiler.Compiler, "compile", full_disk)
+    status = cli.main(["compile", "--workers", "4", "-o", str(out)])
+
+    assert status == 2 and "No space left on device" in capsys.readouterr().err
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["p.yaml"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from types import SimpleNamespace as NS
 
 import pytest
@@ -9,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kubernetes.client import V1PersistentVolumeClaim
 
+from pipelines import cli
 from storage import classes, doctor, errors, kube, plan, provisioners, specs, validate
 from storage.provisioner import settings
 from tests import objects
@@ -318,3 +321,13 @@ def test_doctor_says_which_sharedvol_class_is_missing_or_not_running() -> None:
 )
 def test_an_object_without_a_readable_resource_version_has_an_empty_one(obj: object) -> None:
     assert kube.resource_version(obj) == ""
+
+
+@pytest.mark.timeout(60)
+def test_a_kubeconfig_that_is_a_fifo_is_one_line_without_waiting(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    os.mkfifo(tmp_path / "kubeconfig")  # read as a kubeconfig, it would wait for a writer for ever
+    code = cli.main(["doctor", "--kubeconfig", str(tmp_path / "kubeconfig")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "is not a regular file of at most 16 MiB" in err

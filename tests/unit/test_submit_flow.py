@@ -3,6 +3,7 @@ metrics, failures."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pipelines import cli, errors, follow, kfp_api, options, params, submit
+from pipelines import cli, commands, errors, follow, kfp_api, options, params, submit
 from tests.kfp_fake import FORBIDDEN_TOKEN, GOOD_TOKEN, METRICS, FakeKfp, RunStep, running
 
 NO_WAIT = submit.PollSettings(initial_s=0.0, max_s=0.0, timeout_s=60.0)
@@ -534,3 +535,80 @@ def test_a_run_answer_whose_time_is_not_a_time_is_called_not_a_kfp_answer_and_no
     assert code == 2 and err.count("\n") == 1
     assert "with something that is not a KFP answer" in err and "yesterday-ish" in err
     assert "cannot reach" not in err
+
+
+@pytest.mark.parametrize("body", ["hello", [1, 2], 123, {"state": 7}, {"run_id": "another", "state": "RUNNING"}])
+def test_a_run_answer_that_is_not_the_run_is_one_line_not_a_run_still_pending(
+    kfp_server: FakeKfp, fast_polls: None, capsys: pytest.CaptureFixture[str], body: object
+) -> None:
+    kfp_server.script = [RunStep("RUNNING", body=body)]
+
+    code = cli.main(["submit", "--host", kfp_server.url, "--token", GOOD_TOKEN, "--wait", "--timeout", "60"])
+
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "with something that is not that run" in err
+
+
+def test_a_run_answer_of_json_null_is_not_a_run() -> None:
+    status = follow.RunStatus(run_id="r1", run_url="u")
+    with pytest.raises(errors.KfpApiError, match="with something that is not that run"):
+        follow.run_answer(None, status)  # what kfp_server_api makes of a body of null: .to_dict() was a traceback
+
+
+def test_a_created_run_without_a_run_id_is_one_line_not_a_url_ending_in_none(
+    kfp_server: FakeKfp, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kfp_server.create_run_answer = {"display_name": "x", "state": "PENDING"}
+
+    code = cli.main(["submit", "--host", kfp_server.url, "--token", GOOD_TOKEN])
+
+    captured = capsys.readouterr()
+    assert code == 2 and "the KFP API answered POST /runs without a run id (None)" in captured.err
+    assert "None" not in captured.out
+
+
+@pytest.mark.parametrize("token", ["abc\ndef", "tökén", "a b"])
+def test_a_token_that_cannot_be_a_bearer_token_is_one_line_before_anything_is_sent(
+    kfp_server: FakeKfp, capsys: pytest.CaptureFixture[str], token: str
+) -> None:
+    code = cli.main(["submit", "--host", kfp_server.url, "--token", token])
+
+    assert code == 2 and "--token is not a bearer token" in capsys.readouterr().err
+    assert kfp_server.requests == []
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["fifo", "binary", "directory"])
+def test_a_token_file_that_is_not_a_token_is_one_line_without_waiting(
+    kfp_server: FakeKfp, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    path = tmp_path / "token"
+    if kind == "fifo":
+        os.mkfifo(path)  # opened to be read, it would wait for a writer for ever
+    elif kind == "binary":
+        path.write_bytes(b"\xff\xfe")
+    else:
+        path.mkdir()
+    monkeypatch.setenv(kfp_api.TOKEN_PATH_ENV, str(path))
+
+    code = cli.main(["submit", "--host", kfp_server.url])
+
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and f"token file {path}" in err, err
+
+
+def test_metrics_from_a_server_are_finite_few_and_printable() -> None:
+    hostile = {"accuracy-top1": 0.9, "nan": float("nan"), "inf": float("inf"), "\x1b[2Jevil\nline": 1.0}
+    hostile |= {f"k{i}": float(i) for i in range(100)} | {"x" * 10**6: 2.0}
+
+    values = follow.metric_values(hostile.items())
+
+    assert len(values) == 48 and "nan" not in values and "inf" not in values  # of the first 50, the finite ones
+    assert "\\x1b[2Jevil\\nline" in values and all(len(k) <= 64 for k in values)
+    assert "\x1b" not in commands.format_metrics(values)
+
+
+def test_huge_and_tiny_metrics_print_in_ten_columns() -> None:
+    table = commands.format_metrics({"test-loss": 1e308, "test-samples": 10000.0, "eps": 1e-9})
+    assert all(len(line) < 40 for line in table.splitlines()), table
