@@ -31,6 +31,19 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+VICTIM_FILE = "epoch-0001-0123456789abcdef.safetensors"
+
+
+def victim_and_run(tmp_path: Path) -> tuple[Path, Path]:
+    """A directory elsewhere holding a file named like a checkpoint (what a link would lead to), and a run directory."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / VICTIM_FILE).write_bytes(b"not the run's")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    return victim, run_dir
+
+
 @pytest.mark.parametrize(("step", "part"), [("train", "checkpoints"), ("test", "checkpoints"), ("metrics", "eval")])
 def test_a_part_of_the_run_directory_that_is_a_link_elsewhere_is_refused_and_its_target_untouched(
     capsys: pytest.CaptureFixture[str],
@@ -39,11 +52,7 @@ def test_a_part_of_the_run_directory_that_is_a_link_elsewhere_is_refused_and_its
     step: str,
     part: str,
 ) -> None:
-    victim = tmp_path / "victim"
-    victim.mkdir()
-    (victim / "epoch-0001-0123456789abcdef.safetensors").write_bytes(b"not the run's")
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
+    victim, run_dir = victim_and_run(tmp_path)
     (run_dir / part).symlink_to(victim)  # before this fix, train pruned the target's files and published there
     args = {"train": ["--data-root", str(dataset), "--device", "cpu"], "test": ["--data-root", str(dataset)]}
 
@@ -51,7 +60,7 @@ def test_a_part_of_the_run_directory_that_is_a_link_elsewhere_is_refused_and_its
 
     assert code == 2 and len(lines) == 1
     assert f"{run_dir / part} is a symbolic link (to {victim}); refused" in lines[0], lines[0]
-    assert sorted(p.name for p in victim.iterdir()) == ["epoch-0001-0123456789abcdef.safetensors"]
+    assert sorted(p.name for p in victim.iterdir()) == [VICTIM_FILE]
 
 
 def test_a_directory_where_a_document_goes_fails_the_publish_and_nothing_goes_into_it(tmp_path: Path) -> None:
@@ -279,11 +288,7 @@ def test_checkpoints_swapped_for_a_link_after_the_check_are_refused_and_the_targ
     monkeypatch: pytest.MonkeyPatch,
     existed: bool,
 ) -> None:
-    victim = tmp_path / "victim"
-    victim.mkdir()
-    (victim / "epoch-0007-0123456789abcdef.safetensors").write_bytes(b"not the run's")
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
+    victim, run_dir = victim_and_run(tmp_path)
     if existed:
         (run_dir / "checkpoints").mkdir()
     checked = dataplane.RunLayout.check_own
@@ -300,4 +305,4 @@ def test_checkpoints_swapped_for_a_link_after_the_check_are_refused_and_the_targ
 
     refused = "was replaced while the step ran" if existed else "is a symbolic link; refused"
     assert code == 2 and f"{run_dir / 'checkpoints'} {refused}" in lines[-1]
-    assert sorted(p.name for p in victim.iterdir()) == ["epoch-0007-0123456789abcdef.safetensors"]
+    assert sorted(p.name for p in victim.iterdir()) == [VICTIM_FILE]
