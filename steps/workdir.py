@@ -39,27 +39,28 @@ def check_tree(root: str) -> None:
     while pending:
         folder, depth = pending.pop()
         try:
-            entries = list(os.scandir(folder))
+            entries = os.scandir(folder)  # read as it goes: a million entries are never held at once
         except FileNotFoundError:
             continue
         except OSError as e:
             raise errors.RunDirError(f"cannot list {folder}: {e.strerror}", hint="check the run directory") from e
-        for entry in entries:
-            seen += 1
-            if seen > MAX_ENTRIES:
-                raise errors.RunDirError(
-                    f"{root} holds more than {MAX_ENTRIES} entries: not a run's training folder",
-                    hint="clean it up, or use a new --run-dir",
-                )
-            st = entry.stat(follow_symlinks=False)
-            if stat.S_ISLNK(st.st_mode):
-                raise _refused(entry.path, "a symbolic link")
-            if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
-                raise _refused(entry.path, "not a regular file or a directory (a FIFO, a socket or a device)")
-            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
-                raise _refused(entry.path, f"a file with {st.st_nlink - 1} other hard link(s)")
-            if stat.S_ISDIR(st.st_mode) and depth + 1 < MAX_DEPTH:
-                pending.append((entry.path, depth + 1))
+        with entries:
+            for entry in entries:
+                seen += 1
+                if seen > MAX_ENTRIES:
+                    raise errors.RunDirError(
+                        f"{root} holds more than {MAX_ENTRIES} entries: not a run's training folder",
+                        hint="clean it up, or use a new --run-dir",
+                    )
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    raise _refused(entry.path, "a symbolic link")
+                if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                    raise _refused(entry.path, "not a regular file or a directory (a FIFO, a socket or a device)")
+                if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                    raise _refused(entry.path, f"a file with {st.st_nlink - 1} other hard link(s)")
+                if stat.S_ISDIR(st.st_mode) and depth + 1 < MAX_DEPTH:
+                    pending.append((entry.path, depth + 1))
 
 
 def _refused(path: str, what: str) -> errors.RunDirError:
