@@ -149,9 +149,15 @@ def free_kept(core: client.CoreV1Api, p: plan.Plan) -> list[str]:
     Returns the names of the PVs reserved for the name (freed or already free).
     """
     r = p.request
-    listing = kube.call(
-        core.list_persistent_volume, "list PersistentVolumes", label_selector=f"{specs.MANAGED_BY}={specs.MANAGER}"
-    )
+    try:
+        listing = kube.call(
+            core.list_persistent_volume, "list PersistentVolumes", label_selector=f"{specs.MANAGED_BY}={specs.MANAGER}"
+        )
+    except errors.ForbiddenError:  # a claim-only user provisions from a class: nothing kept can be seen, or freed
+        log.info(
+            "not allowed to list PersistentVolumes: a volume kept for %s/%s is not looked for", r.namespace, r.name
+        )
+        return []
     kept = []
     for pv in listing.items:
         ref = pv.spec.claim_ref if pv.spec else None

@@ -183,6 +183,27 @@ def test_a_claim_that_exists_with_other_access_modes_is_a_conflict(
         apply.apply(api, plan.make(api, plan.Request("data", namespace, "1Gi", storage_class=nfs)), wait=False)
 
 
+def test_a_user_who_may_only_make_claims_gets_the_claim_of_a_class_made(
+    api: Any, cluster: cp.ClusterHandle, namespace: str, cluster_objects: ClusterObjects
+) -> None:
+    nfs = cluster_objects.storage_class(objects.nfs_class(objects.unique("nfs"))).metadata.name
+    name = f"claims-from-a-class-{namespace}"
+    rules = [
+        {"apiGroups": [""], "resources": ["persistentvolumeclaims", "events"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["create"]},
+        {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": ["get", "list"]},
+    ]
+    with rbac.acting_as(cluster, api, namespace, name, rules) as kubeconfig:
+        out = _sharedvol(
+            cluster, "provision", "shared", "-n", namespace, "--class", nfs, "--timeout", "2", kubeconfig=kubeconfig
+        )
+    # no NFS driver runs here: the claim is made and stays Pending (before, listing PVs was refused first)
+    assert out.stderr.strip().splitlines()[-1].startswith("sharedvol provision: error: claim "), out.stderr
+    assert "was not Bound after 2 s" in out.stderr
+    claim = client.CoreV1Api(api).read_namespaced_persistent_volume_claim("shared", namespace)
+    assert claim.spec.storage_class_name == nfs
+
+
 def test_without_permission_to_create_pvs_provision_fails_clearly_and_leaves_nothing(
     api: Any, cluster: cp.ClusterHandle, namespace: str, local_path_class: str
 ) -> None:
