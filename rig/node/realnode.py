@@ -132,7 +132,7 @@ class RealNode(cp.ControlPlane):
         config = self.workdir / "Corefile"
         config.write_text(nc.corefile(self.address, ready_port, kubeconfig))
         self._spawn("coredns", ["-conf", str(config)], exe=str(Path(built.stdout.split()[-1]) / "coredns"))
-        self._wait_for(lambda: cp.answers(f"http://127.0.0.1:{ready_port}/ready"), "CoreDNS's /ready", 60)
+        self._wait_for(lambda: cp.answers(f"http://127.0.0.1:{ready_port}/ready"), "CoreDNS's /ready", 180)
 
     def _start_containerd(self) -> None:
         subprocess.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], check=False)
