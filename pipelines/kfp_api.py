@@ -322,12 +322,9 @@ def _cap(pool: urllib3.PoolManager) -> None:
     def request(method: str, url: str, *args: Any, preload_content: bool = True, **kw: Any) -> Any:
         r = send(method, url, *args, preload_content=False, **kw)
         try:
-            body = answers.read(answers.arriving(r), f"{method} {url.split('?')[0]}", deadline_s=ANSWER_DEADLINE_S)
+            return answers.whole(r, f"{method} {url.split('?')[0]}", deadline_s=ANSWER_DEADLINE_S)
         except answers.TooLarge as e:
             raise kfp_server_api.ApiValueError(str(e)) from e
-        finally:
-            r.release_conn()
-        return urllib3.HTTPResponse(body=body, headers=r.headers, status=r.status, reason=r.reason)
 
     pool.request = request  # type: ignore[method-assign]
 

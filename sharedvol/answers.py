@@ -11,6 +11,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import urllib3
+
 CAP = 64 * 2**20
 KUBE_CAP = 256 * 2**20  # a list of a namespace's Events can be large
 CHUNK = 2**16
@@ -48,3 +50,18 @@ def arriving(response: Any) -> Iterator[bytes]:
     """
     while chunk := response.read1(CHUNK, decode_content=True):
         yield chunk
+
+
+def whole(response: Any, what: str, *, cap: int = CAP, deadline_s: float = DEADLINE_S) -> urllib3.HTTPResponse:
+    """A urllib3 ``response`` (opened with ``preload_content=False``) read whole within ``cap`` and ``deadline_s``.
+
+    Returns a response holding the body, as a client that reads answers whole expects; the connection is released.
+
+    Raises:
+        TooLarge: as :func:`read`.
+    """
+    try:
+        body = read(arriving(response), what, cap, deadline_s)
+    finally:
+        response.release_conn()
+    return urllib3.HTTPResponse(body=body, headers=response.headers, status=response.status, reason=response.reason)

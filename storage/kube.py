@@ -133,12 +133,9 @@ def _capped(pool: Any) -> None:
             return send(method, url, *args, preload_content=False, **kw)
         r = send(method, url, *args, preload_content=False, **kw)
         try:
-            body = answers.read(answers.arriving(r), f"{method} {url.split('?')[0]}", cap=answers.KUBE_CAP)
+            return answers.whole(r, f"{method} {url.split('?')[0]}", cap=answers.KUBE_CAP)
         except answers.TooLarge as e:
             raise AnswerRefused(str(e)) from e
-        finally:
-            r.release_conn()
-        return urllib3.HTTPResponse(body=body, headers=r.headers, status=r.status, reason=r.reason)
 
     pool.request = request
 
